@@ -1,0 +1,123 @@
+//! The command line as typed: clap definitions only. Validation and the building of real
+//! objects happen in each command's module.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (bad records may have been skipped: they are reported on stderr)
+  1  a check failed (cartscope check)
+  2  an error: bad arguments, an unreadable or unrecognised input, a bad record under --strict,
+     an SQL error";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cartscope",
+    version,
+    about = "Why are carts abandoned? Replays every cart's life from OpenTelemetry exports.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// Worker threads for reading and queries [default: the number of cores].
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Never draw a progress bar (it is drawn only on a terminal anyway).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert exports into a Parquet dataset (a folder per table, partitioned by day).
+    Ingest(IngestArgs),
+    /// List the tables with their row counts and time ranges.
+    Tables(TablesArgs),
+    /// Print the canonical table schemas.
+    Schema(SchemaArgs),
+    /// Run SQL over the tables.
+    Query(QueryArgs),
+}
+
+/// Where the data comes from; the same for every command that reads data.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Exports to read: files (OTLP/JSON, OTLP protobuf, gzip/zstd, Parquet), directories
+    /// (read recursively), globs, or datasets written by `cartscope ingest`.
+    #[arg(long = "data", short = 'd', value_name = "INPUT", required = true, num_args = 1..)]
+    pub data: Vec<String>,
+
+    /// Stop at the first bad record (exit code 2) instead of skipping and reporting it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Exports to convert: files, directories or globs.
+    #[arg(value_name = "INPUT", required = true)]
+    pub inputs: Vec<String>,
+
+    /// The dataset folder; created if needed, appended to if it exists.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Stop at the first bad record (exit code 2) instead of skipping and reporting it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TablesArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Only this table.
+    #[arg(value_name = "TABLE")]
+    pub table: Option<String>,
+
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// A file of SQL to run.
+    #[arg(
+        value_name = "FILE.sql",
+        conflicts_with = "execute",
+        required_unless_present = "execute"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// SQL to run, given on the command line.
+    #[arg(long = "execute", short = 'e', value_name = "SQL")]
+    pub execute: Option<String>,
+
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Write the result to this file (atomically) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Show at most this many rows.
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<usize>,
+}

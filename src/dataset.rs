@@ -1,0 +1,285 @@
+//! The Parquet dataset `cartscope ingest` writes and every command can read in place:
+//! a folder per table, partitioned by day (`traces/dt=2026-11-21/part-....parquet`), zstd,
+//! rows sorted by time within each file so Parquet statistics prune, microsecond UTC
+//! timestamps and no unsigned integers so DuckDB, Spark and Trino read it as it is.
+//!
+//! `_cartscope.json` (the manifest) lists every ingested input by content hash and the part
+//! files it produced. It is the commit point: parts are renamed into place first and the
+//! manifest is replaced atomically last, so a crash leaves at worst unlisted parts, which
+//! readers ignore and the next ingest deletes.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::array::{Array, TimestampMicrosecondArray};
+use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch, SortOptions};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::input::MANIFEST;
+use crate::schema::Table;
+
+pub const FORMAT: &str = "cartscope-dataset";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub inputs: Vec<IngestedInput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IngestedInput {
+    /// The path as it was given.
+    pub source: String,
+    /// xxh3-128 of the file's bytes: the same file under another name is not ingested twice.
+    pub hash: String,
+    pub bytes: u64,
+    pub rows: BTreeMap<String, u64>,
+    pub bad_records: u64,
+    /// Part files, relative to the dataset folder.
+    pub parts: Vec<String>,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            inputs: Vec::new(),
+        }
+    }
+}
+
+impl Manifest {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(MANIFEST)
+    }
+
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = Self::path(dir);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the dataset manifest '{}'", path.display()))?;
+        let m: Manifest = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "'{}' is not a cartscope dataset manifest; was it edited by hand?",
+                path.display()
+            )
+        })?;
+        if m.format != FORMAT || m.version > VERSION {
+            bail!(
+                "'{}' is a dataset of format {} version {}; this cartscope reads {FORMAT} up to version {VERSION}: upgrade cartscope",
+                path.display(),
+                m.format,
+                m.version
+            );
+        }
+        Ok(m)
+    }
+
+    /// The manifest of `dir`, or a new one when `dir` is not a dataset yet. A non-empty
+    /// folder that is not a dataset is refused, so ingest never writes into unrelated files.
+    pub fn load_or_new(dir: &Path) -> Result<Manifest> {
+        if Self::path(dir).exists() {
+            return Self::load(dir);
+        }
+        if dir.exists() {
+            let mut entries = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read '{}'", dir.display()))?;
+            if entries.next().is_some() {
+                bail!(
+                    "--out '{}' is a folder that is not a cartscope dataset (no {MANIFEST}): give an empty or new folder",
+                    dir.display()
+                );
+            }
+        }
+        Ok(Manifest::default())
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        crate::output::write_atomically(&Self::path(dir), |w| {
+            w.write_all(text.as_bytes())?;
+            w.write_all(b"\n")?;
+            Ok(())
+        })
+    }
+
+    pub fn contains(&self, hash: &str) -> Option<&IngestedInput> {
+        self.inputs.iter().find(|i| i.hash == hash)
+    }
+
+    /// The part files of `table`, as full paths.
+    pub fn parts(&self, dir: &Path, table: Table) -> Vec<PathBuf> {
+        let prefix = format!("{}/", table.name());
+        self.inputs
+            .iter()
+            .flat_map(|i| i.parts.iter())
+            .filter(|p| p.starts_with(&prefix))
+            .map(|p| dir.join(p))
+            .collect()
+    }
+
+    /// Deletes part files no input lists (left by an ingest that was interrupted).
+    pub fn remove_orphans(&self, dir: &Path) -> Result<usize> {
+        let listed: std::collections::HashSet<PathBuf> = self
+            .inputs
+            .iter()
+            .flat_map(|i| i.parts.iter().map(|p| dir.join(p)))
+            .collect();
+        let mut removed = 0;
+        for t in Table::ALL {
+            let tdir = dir.join(t.name());
+            if !tdir.is_dir() {
+                continue;
+            }
+            for e in walkdir::WalkDir::new(&tdir) {
+                let e = e?;
+                let p = e.path();
+                let is_part = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("part-") || n.starts_with(".part-"));
+                if e.file_type().is_file() && is_part && !listed.contains(p) {
+                    std::fs::remove_file(p).with_context(|| {
+                        format!("cannot remove the unfinished file '{}'", p.display())
+                    })?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// xxh3-128 of a file's bytes, as hex.
+pub fn file_hash(path: &Path) -> Result<String> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read '{}'", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:032x}", h.digest128()))
+}
+
+/// The `dt=` partition of each row: the UTC day of the table's time column.
+fn day_of(micros: Option<i64>) -> Option<i64> {
+    micros.map(|m| m.div_euclid(86_400_000_000))
+}
+
+pub fn day_label(day: Option<i64>) -> String {
+    match day.and_then(|d| chrono::DateTime::from_timestamp(d * 86_400, 0)) {
+        Some(t) => t.format("%Y-%m-%d").to_string(),
+        None => "unknown".into(),
+    }
+}
+
+fn time_array(table: Table, b: &RecordBatch) -> Result<TimestampMicrosecondArray> {
+    let col = b
+        .column_by_name(table.time_column())
+        .with_context(|| format!("{} has no {}", table.name(), table.time_column()))?;
+    match col.data_type() {
+        DataType::Timestamp(_, _) => Ok(col
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .context("time column is not microseconds")?
+            .clone()),
+        other => bail!("time column of {} is {other}", table.name()),
+    }
+}
+
+/// Splits a batch by day.
+pub fn split_by_day(table: Table, b: &RecordBatch) -> Result<Vec<(Option<i64>, RecordBatch)>> {
+    let t = time_array(table, b)?;
+    let day = |i: usize| day_of(t.is_valid(i).then(|| t.value(i)));
+    if b.num_rows() == 0 {
+        return Ok(vec![]);
+    }
+    let first = day(0);
+    if (1..b.num_rows()).all(|i| day(i) == first) {
+        return Ok(vec![(first, b.clone())]);
+    }
+    let mut groups: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
+    for i in 0..b.num_rows() {
+        groups.entry(day(i)).or_default().push(i as u32);
+    }
+    groups
+        .into_iter()
+        .map(|(d, idx)| Ok((d, take_record_batch(b, &UInt32Array::from(idx))?)))
+        .collect()
+}
+
+/// Sorts rows by the table's time column (nulls last).
+pub fn sort_by_time(table: Table, b: &RecordBatch) -> Result<RecordBatch> {
+    let t = time_array(table, b)?;
+    let idx = sort_to_indices(
+        &t,
+        Some(SortOptions {
+            descending: false,
+            nulls_first: false,
+        }),
+        None,
+    )?;
+    Ok(take_record_batch(b, &idx)?)
+}
+
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
+}
+
+/// Writes `batches` (one table, one day) sorted by time as one part file; returns its path
+/// relative to `dir`. The file appears under its final name only once complete.
+pub fn write_part(
+    dir: &Path,
+    table: Table,
+    day: Option<i64>,
+    name: &str,
+    batches: &[RecordBatch],
+) -> Result<String> {
+    let rel = format!("{}/dt={}/{name}", table.name(), day_label(day));
+    let path = dir.join(&rel);
+    let schema = table.schema();
+    let all = concat_batches(&schema, batches)?;
+    let sorted = sort_by_time(table, &all)?;
+    crate::output::write_atomically(&path, |w| {
+        let mut writer = ArrowWriter::try_new(w, Arc::clone(&schema), Some(writer_properties()))?;
+        writer.write(&sorted)?;
+        writer.close()?;
+        Ok(())
+    })
+    .with_context(|| format!("cannot write '{}'", path.display()))?;
+    Ok(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_labels() {
+        assert_eq!(day_label(day_of(Some(0))), "1970-01-01");
+        assert_eq!(day_label(day_of(Some(1_763_769_600_000_000))), "2025-11-22");
+        assert_eq!(day_label(day_of(Some(-1))), "1969-12-31");
+        assert_eq!(day_label(None), "unknown");
+    }
+}

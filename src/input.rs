@@ -1,0 +1,439 @@
+//! What the user named with `--data` or `INPUT...`: files, directories (read recursively),
+//! globs, and ingested datasets; and what each file holds, decided from its first bytes,
+//! never its name.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// The manifest that marks a directory as a dataset written by `cartscope ingest`.
+pub const MANIFEST: &str = "_cartscope.json";
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inputs {
+    /// Raw export files, in a stable order: as named, directories sorted by path.
+    pub files: Vec<InputFile>,
+    /// Directories written by `cartscope ingest`.
+    pub datasets: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: PathBuf,
+    /// Found by walking a directory or expanding a glob, rather than named: a file that
+    /// holds no telemetry is then noted and passed over instead of being an error.
+    pub discovered: bool,
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn hidden(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+}
+
+/// Resolves the inputs. A path that does not exist, or a glob that matches nothing, is an
+/// error that names it.
+pub fn resolve(inputs: &[impl AsRef<str>]) -> Result<Inputs> {
+    let mut out = Inputs::default();
+    for input in inputs {
+        let input = input.as_ref();
+        let path = Path::new(input);
+        if path.exists() {
+            add_path(&mut out, path, false)?;
+        } else if is_glob(input) {
+            let mut matched = false;
+            let paths = glob::glob(input).with_context(|| format!("invalid glob '{input}'"))?;
+            for entry in paths {
+                let p =
+                    entry.with_context(|| format!("cannot read a path matched by '{input}'"))?;
+                matched = true;
+                add_path(&mut out, &p, true)?;
+            }
+            if !matched {
+                bail!("no file matches '{input}'");
+            }
+        } else {
+            bail!("'{input}' does not exist: give an export file, a directory, a glob or a dataset written by `cartscope ingest`");
+        }
+    }
+    Ok(out)
+}
+
+fn add_path(out: &mut Inputs, path: &Path, discovered: bool) -> Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    if meta.is_dir() {
+        if path.join(MANIFEST).is_file() {
+            out.datasets.push(path.to_path_buf());
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        let walker = walkdir::WalkDir::new(path)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !hidden(e.path()));
+        for entry in walker {
+            let entry = entry.with_context(|| format!("cannot walk '{}'", path.display()))?;
+            if entry.file_type().is_dir()
+                && entry.depth() > 0
+                && entry.path().join(MANIFEST).is_file()
+            {
+                out.datasets.push(entry.path().to_path_buf());
+                continue;
+            }
+            // Documentation beside the data (a README) is not telemetry and not worth a note.
+            let is_doc = entry.path().extension().is_some_and(|e| e == "md");
+            if entry.file_type().is_file()
+                && !is_doc
+                && !inside_dataset(entry.path(), &out.datasets)
+            {
+                found.push(entry.into_path());
+            }
+        }
+        out.files.extend(found.into_iter().map(|path| InputFile {
+            path,
+            discovered: true,
+        }));
+    } else {
+        out.files.push(InputFile {
+            path: path.to_path_buf(),
+            discovered,
+        });
+    }
+    Ok(())
+}
+
+fn inside_dataset(p: &Path, datasets: &[PathBuf]) -> bool {
+    datasets.iter().any(|d| p.starts_with(d))
+}
+
+/// The outer layer of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// What a (decompressed) stream holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// OTLP/JSON: one document per line, or pretty-printed documents one after another.
+    Json,
+    /// The file exporter's framing: each message preceded by a 4-byte big-endian length.
+    Framed,
+    /// One bare protobuf message (an OTLP/HTTP request body).
+    Protobuf,
+    Parquet,
+    Empty,
+    Unknown,
+}
+
+impl fmt::Display for Content {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Content::Json => "OTLP/JSON",
+            Content::Framed => "framed OTLP (protobuf or JSON)",
+            Content::Protobuf => "OTLP protobuf",
+            Content::Parquet => "Parquet",
+            Content::Empty => "empty",
+            Content::Unknown => "unknown",
+        })
+    }
+}
+
+pub fn sniff_compression(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+pub fn sniff_content(head: &[u8]) -> Content {
+    if head.starts_with(b"PAR1") {
+        return Content::Parquet;
+    }
+    let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    match text.iter().find(|b| !b.is_ascii_whitespace()) {
+        None if head.is_empty() => return Content::Empty,
+        Some(b'{' | b'[') => return Content::Json,
+        _ => {}
+    }
+    match head[0] {
+        // A length prefix under 16 MiB starts with a zero byte.
+        0x00 if head.len() >= 5 => Content::Framed,
+        // A bare TracesData/MetricsData starts with field 1, wire type 2.
+        0x0a => Content::Protobuf,
+        _ if text.iter().all(|b| b.is_ascii_whitespace()) => Content::Empty,
+        _ => Content::Unknown,
+    }
+}
+
+/// Counts the compressed bytes read, for the progress bar.
+pub struct CountingReader<R> {
+    pub inner: R,
+    pub counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Opens a file, undoes its compression, and tells what the stream holds. The returned
+/// reader yields the whole decompressed stream, including the bytes looked at.
+pub fn open(
+    path: &Path,
+    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(Compression, Content, Box<dyn Read + Send>)> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    let raw = io::BufReader::with_capacity(
+        1 << 20,
+        CountingReader {
+            inner: file,
+            counter,
+        },
+    );
+    let (head, raw) =
+        peek(Box::new(raw), 8).with_context(|| format!("cannot read '{}'", path.display()))?;
+    let compression = sniff_compression(&head);
+    let stream: Box<dyn Read + Send> = match compression {
+        Compression::None => raw,
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(raw))),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(raw)
+                .with_context(|| format!("cannot start zstd decoding of '{}'", path.display()))?,
+        ),
+    };
+    let (head, stream) = peek(stream, 4096)
+        .with_context(|| format!("cannot decompress '{}' ({compression:?})", path.display()))?;
+    Ok((compression, sniff_content(&head), stream))
+}
+
+/// Reads up to `n` bytes and gives them back together with a reader that replays them.
+fn peek(mut r: Box<dyn Read + Send>, n: usize) -> io::Result<(Vec<u8>, Box<dyn Read + Send>)> {
+    let mut head = Vec::with_capacity(n);
+    (&mut r).take(n as u64).read_to_end(&mut head)?;
+    let replay = io::Cursor::new(head.clone()).chain(r);
+    Ok((head, Box::new(replay)))
+}
+
+/// Fills `buf` from `r` until it holds `want` more bytes or the stream ends; returns how many
+/// bytes were added.
+pub fn read_more(r: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    let start = buf.len();
+    buf.reserve(want);
+    let mut limited = r.take(want as u64);
+    limited.read_to_end(buf)?;
+    Ok(buf.len() - start)
+}
+
+/// Tracks where top-level JSON values end in a byte stream, across reads. Used for
+/// pretty-printed and concatenated documents, where lines are no boundary.
+#[derive(Debug, Default, Clone)]
+pub struct DocScanner {
+    depth: u32,
+    in_str: bool,
+    escape: bool,
+    /// Outside any value, a stray non-JSON byte: the garbage runs to the end of the line.
+    garbage: bool,
+    pos: usize,
+}
+
+impl DocScanner {
+    /// Scans `buf` from where the last call stopped; returns the end of the last complete
+    /// top-level value (or garbage line) in `buf`, if any.
+    pub fn scan(&mut self, buf: &[u8]) -> Option<usize> {
+        let mut last = None;
+        self.scan_with(buf, |e| last = Some(e));
+        last
+    }
+
+    /// Like `scan`, calling `on_end` with the end of every value completed in `buf`.
+    pub fn scan_with(&mut self, buf: &[u8], mut on_end: impl FnMut(usize)) {
+        let mut i = self.pos;
+        while i < buf.len() {
+            let c = buf[i];
+            if self.garbage {
+                if c == b'\n' {
+                    self.garbage = false;
+                    on_end(i + 1);
+                }
+            } else if self.in_str {
+                if self.escape {
+                    self.escape = false;
+                } else if c == b'\\' {
+                    self.escape = true;
+                } else if c == b'"' {
+                    self.in_str = false;
+                }
+            } else {
+                match c {
+                    b'"' => self.in_str = true,
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => {
+                        if self.depth == 0 {
+                            self.garbage = true;
+                        } else {
+                            self.depth -= 1;
+                            if self.depth == 0 {
+                                on_end(i + 1);
+                            }
+                        }
+                    }
+                    c if self.depth == 0 && !c.is_ascii_whitespace() => self.garbage = true,
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        self.pos = i;
+    }
+
+    /// The buffer lost its first `n` bytes (they were handed on).
+    pub fn consumed(&mut self, n: usize) {
+        self.pos -= n;
+    }
+
+    /// Whether the scanner is between values.
+    pub fn at_rest(&self) -> bool {
+        self.depth == 0 && !self.in_str && !self.garbage
+    }
+}
+
+/// Splits a chunk of complete documents into (start, end) byte ranges; a trailing
+/// unfinished document is the last range.
+pub fn split_documents(chunk: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    DocScanner::default().scan_with(chunk, |end| {
+        out.push((start, end));
+        start = end;
+    });
+    if chunk[start..].iter().any(|b| !b.is_ascii_whitespace()) {
+        out.push((start, chunk.len()));
+    }
+    out
+}
+
+/// Whether a JSON stream is one document per line. Pretty-printed documents have a first
+/// line that does not close and an indented (or closing) second line.
+pub fn looks_like_json_lines(head: &[u8]) -> bool {
+    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let start = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    let head = &head[start..];
+    let Some(nl) = memchr::memchr(b'\n', head) else {
+        return true;
+    };
+    let mut sc = DocScanner::default();
+    if sc.scan(&head[..nl]).is_some() && sc.at_rest() {
+        return true;
+    }
+    let second = &head[nl + 1..];
+    !matches!(
+        second.first(),
+        Some(b' ' | b'\t' | b'}' | b']' | b'"' | b'\r' | b'\n')
+    )
+}
+
+/// A line or frame inside a file, or the file as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Location {
+    Line(u64),
+    Frame(u64),
+    Row(u64),
+    File,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, "line {n}"),
+            Location::Frame(n) => write!(f, "frame {n}"),
+            Location::Row(n) => write!(f, "row {n}"),
+            Location::File => f.write_str("file"),
+        }
+    }
+}
+
+/// A record that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    pub file: PathBuf,
+    pub at: Location,
+    pub reason: String,
+}
+
+impl fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.at {
+            Location::Line(n) => write!(f, "{}:{n}: {}", self.file.display(), self.reason),
+            Location::File => write!(f, "{}: {}", self.file.display(), self.reason),
+            at => write!(f, "{}: {at}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanner_finds_concatenated_pretty_documents() {
+        let text = b"{\n  \"a\": \"}\"\n}\n{\n \"b\": [1, {\"c\": 2}]\n}\n";
+        let docs = split_documents(text);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(&text[docs[0].0..docs[0].1], b"{\n  \"a\": \"}\"\n}");
+        assert!(std::str::from_utf8(&text[docs[1].0..docs[1].1])
+            .unwrap()
+            .trim()
+            .starts_with("{\n \"b\""));
+    }
+
+    #[test]
+    fn scanner_resumes_across_reads() {
+        let mut sc = DocScanner::default();
+        let mut buf = b"{\"a\": \"x\\\"".to_vec();
+        assert_eq!(sc.scan(&buf), None);
+        buf.extend_from_slice(b"y\"}  {\"b\"");
+        let end = sc.scan(&buf).unwrap();
+        assert_eq!(&buf[..end], b"{\"a\": \"x\\\"y\"}");
+    }
+
+    #[test]
+    fn json_lines_or_pretty() {
+        assert!(looks_like_json_lines(b"{\"a\":1}\n{\"a\":2}\n"));
+        assert!(!looks_like_json_lines(b"{\n  \"a\": 1\n}\n"));
+        // A malformed first line of a JSON lines file is still JSON lines.
+        assert!(looks_like_json_lines(b"{\"a\":\n{\"a\":2}\n"));
+    }
+
+    #[test]
+    fn sniffs_content() {
+        assert_eq!(sniff_content(b"  {\"resourceSpans\""), Content::Json);
+        assert_eq!(sniff_content(b"PAR1...."), Content::Parquet);
+        assert_eq!(sniff_content(b"\x00\x00\x01\x00\x0a"), Content::Framed);
+        assert_eq!(sniff_content(b"\x0a\x10"), Content::Protobuf);
+        assert_eq!(sniff_content(b""), Content::Empty);
+        assert_eq!(sniff_content(b"hello"), Content::Unknown);
+        assert_eq!(sniff_compression(&[0x1f, 0x8b, 8]), Compression::Gzip);
+    }
+}

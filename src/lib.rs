@@ -1,0 +1,17 @@
+//! cartscope: reads the OpenTelemetry traces and metrics a shop exports, replays every cart's
+//! life from them and explains why carts were abandoned.
+//!
+//! Data flows one way: `input` (files, formats, compression) and `otlp`/`parquet_in` (decoding)
+//! -> `load` (parallel, streaming) -> canonical tables (`schema`) -> `session` (DataFusion)
+//! -> commands.
+
+pub mod cli;
+pub mod commands;
+pub mod dataset;
+pub mod input;
+pub mod load;
+pub mod otlp;
+pub mod output;
+pub mod parquet_in;
+pub mod schema;
+pub mod session;

@@ -1,0 +1,679 @@
+//! Streams raw export files into canonical batches, on every core.
+//!
+//! One reader thread opens each file in turn, undoes its compression and cuts it into chunks of
+//! whole documents (lines, pretty-printed documents, or protobuf frames) of a few MiB; worker
+//! threads parse chunks straight into Arrow builders; the calling thread receives the batches
+//! in input order (so results are deterministic) and hands them to a sink. Every queue is
+//! bounded, so memory depends on the chunk size and thread count, never on the input's size.
+//!
+//! Bad records never stop the run (unless `strict`) and are never dropped in silence: each is
+//! counted and described with its file and line or frame.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::input::{self, BadRecord, Compression, Content, InputFile, Location};
+use crate::otlp::builders::TableBuilders;
+use crate::otlp::json::{self, DocCounts, Scratch};
+use crate::otlp::proto;
+use crate::parquet_in;
+use crate::schema::Table;
+
+/// Bytes of input per chunk handed to a worker.
+const CHUNK: usize = 4 << 20;
+/// A frame longer than this is taken for a corrupt length prefix, not a message.
+const MAX_FRAME: usize = 1 << 30;
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Stop at the first bad record.
+    pub strict: bool,
+    pub progress: bool,
+    pub threads: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            strict: false,
+            progress: false,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// What a load read, per file and in total.
+#[derive(Debug, Default, Clone)]
+pub struct LoadStats {
+    pub files: usize,
+    pub bytes: u64,
+    pub documents: u64,
+    pub log_documents: u64,
+    /// JSON documents that held no spans, metrics or logs.
+    pub empty_documents: u64,
+    pub rows: [u64; 5],
+    /// The first bad records in full.
+    pub bad: Vec<BadRecord>,
+    pub bad_total: u64,
+    /// Files found in a directory or glob that hold no telemetry, with what they hold.
+    pub skipped_files: Vec<(PathBuf, String)>,
+}
+
+/// How many bad records are kept in full; the rest are only counted.
+pub const BAD_SHOWN: usize = 10;
+
+impl LoadStats {
+    fn add_bad(&mut self, b: BadRecord) {
+        self.bad_total += 1;
+        if self.bad.len() < BAD_SHOWN {
+            self.bad.push(b);
+        }
+    }
+}
+
+/// The error of a `--strict` run that met a bad record.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (stopped by --strict; without it the record is skipped and reported)")]
+pub struct StrictError(pub BadRecord);
+
+enum Work {
+    Json {
+        text: Vec<u8>,
+        first_line: u64,
+        lines: bool,
+    },
+    Frames {
+        frames: Vec<(u64, Vec<u8>)>,
+    },
+    Ready([Vec<RecordBatch>; 5]),
+    Bad(BadRecord),
+    Skipped(String),
+    FileDone,
+}
+
+struct Item {
+    seq: u64,
+    file: usize,
+    work: Work,
+}
+
+struct Output {
+    seq: u64,
+    file: usize,
+    tables: [Vec<RecordBatch>; 5],
+    counts: DocCounts,
+    documents: u64,
+    empty: u64,
+    bad: Vec<BadRecord>,
+    skipped: Option<String>,
+    file_done: bool,
+}
+
+/// Loads `files`, calling `sink(file_index, table, batch)` with every batch, in input order.
+/// `on_file_done(file_index)` is called once all of a file's batches have been passed on.
+pub fn load(
+    files: &[InputFile],
+    opts: &LoadOptions,
+    sink: &mut dyn FnMut(usize, Table, RecordBatch) -> Result<()>,
+    on_file_done: &mut dyn FnMut(usize, &LoadStats) -> Result<()>,
+) -> Result<LoadStats> {
+    let mut stats = LoadStats {
+        files: files.len(),
+        ..LoadStats::default()
+    };
+    if files.is_empty() {
+        return Ok(stats);
+    }
+    let total_bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    stats.bytes = total_bytes;
+    let progress = crate::output::progress_bar(opts.progress, total_bytes, "reading");
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let threads = opts.threads.max(1);
+
+    std::thread::scope(|scope| -> Result<()> {
+        let (work_tx, work_rx) = bounded::<Item>(threads * 2);
+        let (out_tx, out_rx) = bounded::<Result<Output>>(threads * 2);
+        {
+            let read_bytes = read_bytes.clone();
+            let cancel = cancel.clone();
+            let out_tx = out_tx.clone();
+            scope.spawn(move || {
+                if let Err(e) = read_all(files, &work_tx, &read_bytes, &cancel) {
+                    let _ = out_tx.send(Err(e));
+                }
+            });
+        }
+        for _ in 0..threads {
+            let work_rx: Receiver<Item> = work_rx.clone();
+            let out_tx: Sender<Result<Output>> = out_tx.clone();
+            let cancel = cancel.clone();
+            scope.spawn(move || worker(files, work_rx, out_tx, &cancel));
+        }
+        drop(work_rx);
+        drop(out_tx);
+
+        let result = (|| -> Result<()> {
+            let mut next = 0u64;
+            let mut pending: BTreeMap<u64, Output> = BTreeMap::new();
+            for out in out_rx.iter() {
+                let out = out?;
+                pending.insert(out.seq, out);
+                while let Some(out) = pending.remove(&next) {
+                    next += 1;
+                    progress.set_position(read_bytes.load(Ordering::Relaxed));
+                    stats.documents += out.documents;
+                    stats.empty_documents += out.empty;
+                    stats.log_documents += out.counts.log_documents as u64;
+                    for b in out.bad {
+                        if opts.strict {
+                            return Err(StrictError(b).into());
+                        }
+                        stats.add_bad(b);
+                    }
+                    if let Some(what) = out.skipped {
+                        stats
+                            .skipped_files
+                            .push((files[out.file].path.clone(), what));
+                    }
+                    for (t, batches) in Table::ALL.into_iter().zip(out.tables) {
+                        for b in batches {
+                            stats.rows[t.index()] += b.num_rows() as u64;
+                            sink(out.file, t, b)?;
+                        }
+                    }
+                    if out.file_done {
+                        on_file_done(out.file, &stats)?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        drop(out_rx);
+        result
+    })?;
+    progress.finish_and_clear();
+    Ok(stats)
+}
+
+fn worker(
+    files: &[InputFile],
+    rx: Receiver<Item>,
+    tx: Sender<Result<Output>>,
+    cancel: &AtomicBool,
+) {
+    let mut scratch = Scratch::default();
+    for item in rx.iter() {
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        let path = &files[item.file].path;
+        let mut out = Output {
+            seq: item.seq,
+            file: item.file,
+            tables: Default::default(),
+            counts: DocCounts::default(),
+            documents: 0,
+            empty: 0,
+            bad: Vec::new(),
+            skipped: None,
+            file_done: false,
+        };
+        let mut b = TableBuilders::default();
+        match item.work {
+            Work::Json {
+                text,
+                first_line,
+                lines,
+            } => parse_json_chunk(
+                path,
+                &text,
+                first_line,
+                lines,
+                &mut b,
+                &mut scratch,
+                &mut out,
+            ),
+            Work::Frames { frames } => {
+                for (n, frame) in frames {
+                    parse_frame(path, n, &frame, &mut b, &mut scratch, &mut out);
+                }
+            }
+            Work::Ready(tables) => out.tables = tables,
+            Work::Bad(bad) => out.bad.push(bad),
+            Work::Skipped(what) => out.skipped = Some(what),
+            Work::FileDone => out.file_done = true,
+        }
+        if b.rows() > 0 {
+            // Includes batches cut by a rollback; `take` drops empty ones.
+            out.tables = b.take();
+        }
+        if tx.send(Ok(out)).is_err() {
+            return;
+        }
+    }
+}
+
+fn add_counts(out: &mut Output, c: DocCounts) {
+    out.documents += 1;
+    out.counts.spans += c.spans;
+    out.counts.points += c.points;
+    out.counts.log_documents += c.log_documents;
+    if c == DocCounts::default() {
+        out.empty += 1;
+    }
+}
+
+fn parse_json_chunk(
+    path: &Path,
+    bytes: &[u8],
+    first_line: u64,
+    lines: bool,
+    b: &mut TableBuilders,
+    scratch: &mut Scratch,
+    out: &mut Output,
+) {
+    // Documents as (start, end, line of start).
+    let mut docs = Vec::new();
+    if lines {
+        let mut start = 0;
+        let mut line = first_line;
+        for nl in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
+            if start > bytes.len() {
+                break;
+            }
+            let end = nl.min(bytes.len());
+            if bytes[start..end].iter().any(|c| !c.is_ascii_whitespace()) {
+                docs.push((start, end, line));
+            }
+            start = nl + 1;
+            line += 1;
+        }
+    } else {
+        let mut line = first_line;
+        let mut pos = 0;
+        for (s, e) in input::split_documents(bytes) {
+            line += memchr::memchr_iter(b'\n', &bytes[pos..s]).count() as u64;
+            pos = s;
+            // The document starts at its first non-blank byte.
+            let lead = bytes[s..e]
+                .iter()
+                .take_while(|c| c.is_ascii_whitespace())
+                .collect::<Vec<_>>();
+            let lead_lines = lead.iter().filter(|c| ***c == b'\n').count() as u64;
+            docs.push((s + lead.len(), e, line + lead_lines));
+        }
+    }
+    // UTF-8 is checked once for the whole chunk; only on failure document by document.
+    let whole = std::str::from_utf8(bytes).ok();
+    for (s, e, line) in docs {
+        let text = match whole {
+            Some(t) => &t[s..e],
+            None => match std::str::from_utf8(&bytes[s..e]) {
+                Ok(t) => t,
+                Err(err) => {
+                    out.bad.push(BadRecord {
+                        file: path.to_path_buf(),
+                        at: Location::Line(line),
+                        reason: format!("not valid UTF-8 ({err}); document skipped"),
+                    });
+                    continue;
+                }
+            },
+        };
+        parse_one_json(path, text, Location::Line(line), b, scratch, out);
+    }
+}
+
+fn parse_one_json(
+    path: &Path,
+    text: &str,
+    at: Location,
+    b: &mut TableBuilders,
+    scratch: &mut Scratch,
+    out: &mut Output,
+) {
+    match json::parse_document(text, b, scratch) {
+        Ok(c) => add_counts(out, c),
+        Err(e) => {
+            let (at, col) = match at {
+                Location::Line(l) => (
+                    Location::Line(l + e.line.saturating_sub(1) as u64),
+                    e.column,
+                ),
+                other => (other, e.column),
+            };
+            let trimmed = text.trim_end();
+            let truncated = e.message.contains("EOF");
+            out.bad.push(BadRecord {
+                file: path.to_path_buf(),
+                at,
+                reason: if truncated && !trimmed.ends_with('}') {
+                    format!(
+                        "document is truncated (it ends before it closes, column {col}); skipped"
+                    )
+                } else {
+                    format!(
+                        "invalid JSON at column {col}: {}; document skipped",
+                        e.message
+                    )
+                },
+            });
+        }
+    }
+    for reason in scratch.bad.drain(..) {
+        out.bad.push(BadRecord {
+            file: path.to_path_buf(),
+            at,
+            reason,
+        });
+    }
+}
+
+fn parse_frame(
+    path: &Path,
+    n: u64,
+    frame: &[u8],
+    b: &mut TableBuilders,
+    scratch: &mut Scratch,
+    out: &mut Output,
+) {
+    let at = Location::Frame(n);
+    let bad = |reason: String| BadRecord {
+        file: path.to_path_buf(),
+        at,
+        reason,
+    };
+    let decompressed;
+    let payload = if input::sniff_compression(frame) == Compression::Zstd {
+        match zstd::decode_all(frame) {
+            Ok(d) => {
+                decompressed = d;
+                &decompressed[..]
+            }
+            Err(e) => {
+                out.bad
+                    .push(bad(format!("zstd frame does not decompress: {e}; skipped")));
+                return;
+            }
+        }
+    } else {
+        frame
+    };
+    if input::sniff_content(payload) == Content::Json {
+        match std::str::from_utf8(payload) {
+            Ok(text) => parse_one_json(path, text, at, b, scratch, out),
+            Err(e) => out
+                .bad
+                .push(bad(format!("JSON frame is not valid UTF-8 ({e}); skipped"))),
+        }
+        return;
+    }
+    let mut reasons = Vec::new();
+    match proto::decode_message(payload, b, &mut reasons) {
+        Ok(c) => add_counts(out, c),
+        Err(e) => out.bad.push(bad(format!(
+            "protobuf message does not decode: {e}; skipped"
+        ))),
+    }
+    out.bad.extend(reasons.into_iter().map(bad));
+}
+
+/// The reader thread: every file in order, cut into work items.
+fn read_all(
+    files: &[InputFile],
+    tx: &Sender<Item>,
+    read_bytes: &Arc<AtomicU64>,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let mut seq = 0u64;
+    let mut send = |file: usize, work: Work| -> Result<()> {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(anyhow!("cancelled"));
+        }
+        tx.send(Item { seq, file, work })
+            .map_err(|_| anyhow!("the loader stopped"))?;
+        seq += 1;
+        Ok(())
+    };
+    for (i, f) in files.iter().enumerate() {
+        let result = read_file(i, f, &mut send, read_bytes);
+        match result {
+            Ok(()) => {}
+            // A file that breaks off mid-stream (a truncated gzip, an I/O error) is a bad
+            // record of that file; the files after it still load.
+            Err(e) if !cancel.load(Ordering::Relaxed) => {
+                send(
+                    i,
+                    Work::Bad(BadRecord {
+                        file: f.path.clone(),
+                        at: Location::File,
+                        reason: format!("{e:#}; the rest of this file is skipped"),
+                    }),
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
+        send(i, Work::FileDone)?;
+    }
+    Ok(())
+}
+
+fn read_file(
+    idx: usize,
+    f: &InputFile,
+    send: &mut dyn FnMut(usize, Work) -> Result<()>,
+    read_bytes: &Arc<AtomicU64>,
+) -> Result<()> {
+    let path = &f.path;
+    let (compression, content, mut stream) = input::open(path, read_bytes.clone())?;
+    match content {
+        Content::Json => read_json(idx, &mut *stream, send).with_context(|| read_err(path, compression)),
+        Content::Framed => read_frames(idx, path, &mut *stream, send).with_context(|| read_err(path, compression)),
+        Content::Protobuf => {
+            let mut all = Vec::new();
+            stream
+                .read_to_end(&mut all)
+                .with_context(|| read_err(path, compression))?;
+            send(idx, Work::Frames { frames: vec![(1, all)] })
+        }
+        Content::Parquet if compression == Compression::None => {
+            let kind = parquet_in::read_parquet(path, &mut |t, batch| {
+                let mut tables: [Vec<RecordBatch>; 5] = Default::default();
+                tables[t.index()].push(batch);
+                send(idx, Work::Ready(tables))
+            })?;
+            if let parquet_in::ParquetKind::Unknown(what) = kind {
+                not_telemetry(idx, f, &format!("Parquet with columns {what}"), send)?;
+            }
+            Ok(())
+        }
+        Content::Parquet => Err(anyhow!(
+            "'{}' is a compressed Parquet file: decompress it first (Parquet compresses its own pages)",
+            path.display()
+        )),
+        Content::Empty => Ok(()),
+        Content::Unknown => not_telemetry(idx, f, "not OTLP/JSON, OTLP protobuf or Parquet", send),
+    }
+}
+
+fn read_err(path: &Path, c: Compression) -> String {
+    match c {
+        Compression::None => format!("reading '{}' failed", path.display()),
+        c => format!("reading '{}' ({c:?}-compressed) failed", path.display()),
+    }
+}
+
+fn not_telemetry(
+    idx: usize,
+    f: &InputFile,
+    what: &str,
+    send: &mut dyn FnMut(usize, Work) -> Result<()>,
+) -> Result<()> {
+    if f.discovered {
+        send(idx, Work::Skipped(what.to_string()))
+    } else {
+        Err(anyhow!(
+            "'{}' is {what}: give an OTLP export (JSON, protobuf, gzip or zstd) or Parquet",
+            f.path.display()
+        ))
+    }
+}
+
+fn read_json(
+    idx: usize,
+    r: &mut dyn Read,
+    send: &mut dyn FnMut(usize, Work) -> Result<()>,
+) -> Result<()> {
+    let mut buf = Vec::with_capacity(2 * CHUNK);
+    let mut eof = input::read_more(r, &mut buf, CHUNK)? < CHUNK;
+    if buf.starts_with(b"\xef\xbb\xbf") {
+        // A byte-order mark is not JSON; editors on Windows write one.
+        buf.drain(..3);
+    }
+    let lines = input::looks_like_json_lines(&buf);
+    let mut line = 1u64;
+    let mut scanner = input::DocScanner::default();
+    loop {
+        let cut = if eof {
+            Some(buf.len())
+        } else if lines {
+            memchr::memrchr(b'\n', &buf).map(|p| p + 1)
+        } else {
+            scanner.scan(&buf)
+        };
+        if let Some(cut) = cut.filter(|c| *c > 0) {
+            let rest = buf.split_off(cut);
+            let text = std::mem::replace(&mut buf, rest);
+            if !lines && !eof {
+                scanner.consumed(cut);
+            }
+            let newlines = memchr::memchr_iter(b'\n', &text).count() as u64;
+            send(
+                idx,
+                Work::Json {
+                    text,
+                    first_line: line,
+                    lines,
+                },
+            )?;
+            line += newlines;
+        }
+        if eof {
+            return Ok(());
+        }
+        // Without a cut the buffer holds part of one long document: it grows (there is no
+        // line-length limit).
+        eof = input::read_more(r, &mut buf, CHUNK)? < CHUNK;
+    }
+}
+
+fn read_frames(
+    idx: usize,
+    path: &Path,
+    r: &mut dyn Read,
+    send: &mut dyn FnMut(usize, Work) -> Result<()>,
+) -> Result<()> {
+    let mut frames = Vec::new();
+    let mut size = 0usize;
+    let mut n = 0u64;
+    loop {
+        let mut len = [0u8; 4];
+        let got = read_exact_or_eof(r, &mut len)?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        let bad = |reason: String| {
+            Work::Bad(BadRecord {
+                file: path.to_path_buf(),
+                at: Location::Frame(n),
+                reason,
+            })
+        };
+        if got < 4 {
+            send(
+                idx,
+                bad(format!(
+                    "file ends inside the length prefix of frame {n}; skipped"
+                )),
+            )?;
+            break;
+        }
+        let want = u32::from_be_bytes(len) as usize;
+        if want > MAX_FRAME {
+            send(idx, bad(format!("length prefix {want} is not plausible: the framing is corrupt; the rest of the file is skipped")))?;
+            break;
+        }
+        let mut frame = vec![0u8; want];
+        let got = read_exact_or_eof(r, &mut frame)?;
+        if got < want {
+            send(
+                idx,
+                bad(format!(
+                    "frame is truncated: {got} of {want} bytes; skipped"
+                )),
+            )?;
+            break;
+        }
+        size += want;
+        frames.push((n, frame));
+        if size >= CHUNK {
+            send(
+                idx,
+                Work::Frames {
+                    frames: std::mem::take(&mut frames),
+                },
+            )?;
+            size = 0;
+        }
+    }
+    if !frames.is_empty() {
+        send(idx, Work::Frames { frames })?;
+    }
+    Ok(())
+}
+
+fn read_exact_or_eof(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Loads everything into memory: one list of batches per table.
+pub fn load_into_memory(
+    files: &[InputFile],
+    opts: &LoadOptions,
+) -> Result<([Vec<RecordBatch>; 5], LoadStats)> {
+    let mut tables: [Vec<RecordBatch>; 5] = Default::default();
+    let stats = load(
+        files,
+        opts,
+        &mut |_, t, b| {
+            tables[t.index()].push(b);
+            Ok(())
+        },
+        &mut |_, _| Ok(()),
+    )?;
+    Ok((tables, stats))
+}

@@ -1,0 +1,1037 @@
+//! Arrow builders for the canonical tables, shared by every reader (JSON, protobuf) and by the
+//! replay when it writes derived rows.
+//!
+//! Readers fill small reusable records (`SpanRec`, `PointRec`, ...) and append them here, so
+//! the column order of `schema.rs` is known in exactly one place outside it. Resource and
+//! scope columns are *deferred*: OTLP may name a span's resource after its spans, so the
+//! per-span columns are appended as each span ends and the resource/scope columns are filled
+//! `n` times when their object ends. Between two top-level documents every column has the same
+//! length, which is what `mark`/`rollback_to` rely on to drop a malformed document whole.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ListBuilder, MapBuilder, MapFieldNames, StringBuilder, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::Field;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::schema::Table;
+
+/// A 16-byte trace id or 8-byte span id, `None` when empty or all zero.
+pub type TraceId = Option<[u8; 16]>;
+pub type SpanId = Option<[u8; 8]>;
+
+/// Attributes of one span, event, point or resource, kept in one reusable buffer so that
+/// parsing allocates nothing per attribute and a bad record leaves no trace in the builders.
+#[derive(Default, Debug, Clone)]
+pub struct Attrs {
+    pub buf: String,
+    entries: Vec<AttrEntry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AttrEntry {
+    key: (u32, u32),
+    value: Option<(u32, u32)>,
+}
+
+impl Attrs {
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.entries.clear();
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    /// Records an entry whose key and value were already written into `buf` (JSON may
+    /// give an attribute's value before its key). `value == None` is a null value.
+    pub fn push_ranges(&mut self, key: (usize, usize), value: Option<(usize, usize)>) {
+        self.entries.push(AttrEntry {
+            key: (key.0 as u32, key.1 as u32),
+            value: value.map(|(a, b)| (a as u32, b as u32)),
+        });
+    }
+    pub fn push(&mut self, key: &str, value: Option<&str>) {
+        let k0 = self.buf.len();
+        self.buf.push_str(key);
+        let k1 = self.buf.len();
+        let value = value.map(|v| {
+            self.buf.push_str(v);
+            (k1, self.buf.len())
+        });
+        self.push_ranges((k0, k1), value);
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.entries.iter().map(move |e| {
+            (
+                &self.buf[e.key.0 as usize..e.key.1 as usize],
+                e.value.map(|(s, t)| &self.buf[s as usize..t as usize]),
+            )
+        })
+    }
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v)
+    }
+}
+
+type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
+
+fn new_map() -> AttrMapBuilder {
+    MapBuilder::new(
+        Some(MapFieldNames {
+            entry: "entries".into(),
+            key: "keys".into(),
+            value: "values".into(),
+        }),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    )
+}
+
+fn append_map(b: &mut AttrMapBuilder, attrs: &Attrs) {
+    for (k, v) in attrs.iter() {
+        b.keys().append_value(k);
+        b.values().append_option(v);
+    }
+    b.append(true)
+        .expect("map keys and values are appended in pairs");
+}
+
+fn new_ts() -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::new().with_timezone("UTC")
+}
+
+fn new_list_i64() -> ListBuilder<Int64Builder> {
+    ListBuilder::new(Int64Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        datafusion::arrow::datatypes::DataType::Int64,
+        true,
+    )))
+}
+fn new_list_f64() -> ListBuilder<Float64Builder> {
+    ListBuilder::new(Float64Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        datafusion::arrow::datatypes::DataType::Float64,
+        true,
+    )))
+}
+
+/// Nanoseconds since the epoch to microseconds; 0 (unset in OTLP) is null.
+pub fn nanos_to_micros(ns: Option<u64>) -> Option<i64> {
+    match ns {
+        None | Some(0) => None,
+        Some(n) => Some((n / 1000) as i64),
+    }
+}
+
+pub fn hex_id<const N: usize>(id: &Option<[u8; N]>, out: &mut [u8; 32]) -> Option<usize> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = id.as_ref()?;
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    Some(2 * N)
+}
+
+fn append_id<const N: usize>(b: &mut StringBuilder, id: &Option<[u8; N]>) {
+    let mut buf = [0u8; 32];
+    match hex_id(id, &mut buf) {
+        // Hex digits are ASCII, so this is valid UTF-8.
+        Some(n) => b.append_value(std::str::from_utf8(&buf[..n]).unwrap_or_default()),
+        None => b.append_null(),
+    }
+}
+
+/// Span kind as stored: lowercase words, never the enum names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SpanKind {
+    #[default]
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    pub fn from_i64(v: i64) -> Option<SpanKind> {
+        Some(match v {
+            0 => SpanKind::Unspecified,
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => return None,
+        })
+    }
+    /// Accepts `SPAN_KIND_SERVER`, `SERVER`, `Server`, `server`.
+    pub fn from_name(s: &str) -> Option<SpanKind> {
+        let s = s.strip_prefix("SPAN_KIND_").unwrap_or(s);
+        Some(match s.to_ascii_lowercase().as_str() {
+            "unspecified" | "" => SpanKind::Unspecified,
+            "internal" => SpanKind::Internal,
+            "server" => SpanKind::Server,
+            "client" => SpanKind::Client,
+            "producer" => SpanKind::Producer,
+            "consumer" => SpanKind::Consumer,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "unspecified",
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StatusCode {
+    #[default]
+    Unset,
+    Ok,
+    Error,
+}
+
+impl StatusCode {
+    pub fn from_i64(v: i64) -> Option<StatusCode> {
+        Some(match v {
+            0 => StatusCode::Unset,
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => return None,
+        })
+    }
+    /// Accepts `STATUS_CODE_ERROR`, `ERROR`, `Error`, `error` (ClickHouse writes `Error`).
+    pub fn from_name(s: &str) -> Option<StatusCode> {
+        let s = s.strip_prefix("STATUS_CODE_").unwrap_or(s);
+        Some(match s.to_ascii_lowercase().as_str() {
+            "unset" | "" => StatusCode::Unset,
+            "ok" => StatusCode::Ok,
+            "error" => StatusCode::Error,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusCode::Unset => "unset",
+            StatusCode::Ok => "ok",
+            StatusCode::Error => "error",
+        }
+    }
+}
+
+/// One span's own fields; attributes live in a separate `Attrs`.
+#[derive(Debug, Default, Clone)]
+pub struct SpanRec {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: SpanId,
+    pub trace_state: Option<String>,
+    pub name: Option<String>,
+    pub kind: SpanKind,
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    pub status_code: StatusCode,
+    pub status_message: Option<String>,
+    pub flags: Option<i64>,
+    pub dropped_attributes_count: Option<i64>,
+    pub dropped_events_count: Option<i64>,
+    pub dropped_links_count: Option<i64>,
+    pub derived: bool,
+}
+
+impl SpanRec {
+    pub fn duration_ms(&self) -> Option<f64> {
+        match (self.start_ns, self.end_ns) {
+            (Some(s), Some(e)) if s != 0 && e != 0 => Some((e as i128 - s as i128) as f64 / 1e6),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct EventRec {
+    pub time_ns: Option<u64>,
+    pub name: Option<String>,
+    pub attrs: Attrs,
+    pub dropped_attributes_count: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct LinkRec {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub trace_state: Option<String>,
+    pub attrs: Attrs,
+    pub flags: Option<i64>,
+    pub dropped_attributes_count: Option<i64>,
+}
+
+pub struct TracesBuilder {
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    parent_span_id: StringBuilder,
+    trace_state: StringBuilder,
+    operation_name: StringBuilder,
+    service_name: StringBuilder,
+    span_kind: StringBuilder,
+    start_time: TimestampMicrosecondBuilder,
+    end_time: TimestampMicrosecondBuilder,
+    duration_ms: Float64Builder,
+    status_code: StringBuilder,
+    status_message: StringBuilder,
+    attributes: AttrMapBuilder,
+    resource_attributes: AttrMapBuilder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    scope_attributes: AttrMapBuilder,
+    flags: Int64Builder,
+    dropped_attributes_count: Int64Builder,
+    dropped_events_count: Int64Builder,
+    dropped_links_count: Int64Builder,
+    derived: BooleanBuilder,
+    // Links and events need their span's ids and start time, known when the span ends.
+    events: SpanEventsBuilder,
+    links: SpanLinksBuilder,
+}
+
+impl Default for TracesBuilder {
+    fn default() -> Self {
+        TracesBuilder {
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            parent_span_id: StringBuilder::new(),
+            trace_state: StringBuilder::new(),
+            operation_name: StringBuilder::new(),
+            service_name: StringBuilder::new(),
+            span_kind: StringBuilder::new(),
+            start_time: new_ts(),
+            end_time: new_ts(),
+            duration_ms: Float64Builder::new(),
+            status_code: StringBuilder::new(),
+            status_message: StringBuilder::new(),
+            attributes: new_map(),
+            resource_attributes: new_map(),
+            scope_name: StringBuilder::new(),
+            scope_version: StringBuilder::new(),
+            scope_attributes: new_map(),
+            flags: Int64Builder::new(),
+            dropped_attributes_count: Int64Builder::new(),
+            dropped_events_count: Int64Builder::new(),
+            dropped_links_count: Int64Builder::new(),
+            derived: BooleanBuilder::new(),
+            events: SpanEventsBuilder::default(),
+            links: SpanLinksBuilder::default(),
+        }
+    }
+}
+
+fn opt_str(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+impl TracesBuilder {
+    pub fn len(&self) -> usize {
+        self.trace_id.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends one span with its events and links. Resource and scope columns follow via
+    /// `end_scope` and `end_resource`.
+    pub fn append_span(
+        &mut self,
+        s: &SpanRec,
+        attrs: &Attrs,
+        events: &[EventRec],
+        links: &[LinkRec],
+    ) {
+        append_id(&mut self.trace_id, &s.trace_id);
+        append_id(&mut self.span_id, &s.span_id);
+        append_id(&mut self.parent_span_id, &s.parent_span_id);
+        self.trace_state.append_option(opt_str(&s.trace_state));
+        self.operation_name.append_option(s.name.as_deref());
+        self.span_kind.append_value(s.kind.as_str());
+        let start = nanos_to_micros(s.start_ns);
+        self.start_time.append_option(start);
+        self.end_time.append_option(nanos_to_micros(s.end_ns));
+        self.duration_ms.append_option(s.duration_ms());
+        self.status_code.append_value(s.status_code.as_str());
+        self.status_message
+            .append_option(opt_str(&s.status_message));
+        append_map(&mut self.attributes, attrs);
+        self.flags.append_option(s.flags);
+        self.dropped_attributes_count
+            .append_option(s.dropped_attributes_count);
+        self.dropped_events_count
+            .append_option(s.dropped_events_count);
+        self.dropped_links_count
+            .append_option(s.dropped_links_count);
+        self.derived.append_value(s.derived);
+        for e in events {
+            self.events.append(s, e);
+        }
+        for l in links {
+            self.links.append(s, start, l);
+        }
+    }
+
+    /// Fills the scope columns of the last `n` spans.
+    pub fn end_scope(
+        &mut self,
+        n: usize,
+        name: Option<&str>,
+        version: Option<&str>,
+        attrs: &Attrs,
+    ) {
+        let name = name.filter(|s| !s.is_empty());
+        let version = version.filter(|s| !s.is_empty());
+        for _ in 0..n {
+            self.scope_name.append_option(name);
+            self.scope_version.append_option(version);
+            append_map(&mut self.scope_attributes, attrs);
+        }
+    }
+
+    /// Fills the resource columns of the last `n` spans and `n_events` events.
+    pub fn end_resource(&mut self, n: usize, n_events: usize, attrs: &Attrs) {
+        let service = attrs.get("service.name");
+        for _ in 0..n {
+            self.service_name.append_option(service);
+            append_map(&mut self.resource_attributes, attrs);
+        }
+        for _ in 0..n_events {
+            self.events.service_name.append_option(service);
+        }
+    }
+
+    pub fn events_len(&self) -> usize {
+        self.events.trace_id.len()
+    }
+
+    /// Finishes the three span tables: traces, span_events, span_links.
+    pub fn finish(&mut self) -> [RecordBatch; 3] {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent_span_id.finish()),
+            Arc::new(self.trace_state.finish()),
+            Arc::new(self.operation_name.finish()),
+            Arc::new(self.service_name.finish()),
+            Arc::new(self.span_kind.finish()),
+            Arc::new(self.start_time.finish()),
+            Arc::new(self.end_time.finish()),
+            Arc::new(self.duration_ms.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.status_message.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.resource_attributes.finish()),
+            Arc::new(self.scope_name.finish()),
+            Arc::new(self.scope_version.finish()),
+            Arc::new(self.scope_attributes.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.dropped_attributes_count.finish()),
+            Arc::new(self.dropped_events_count.finish()),
+            Arc::new(self.dropped_links_count.finish()),
+            Arc::new(self.derived.finish()),
+        ];
+        [
+            batch(Table::Traces, cols),
+            self.events.finish(),
+            self.links.finish(),
+        ]
+    }
+}
+
+fn batch(table: Table, cols: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(table.schema(), cols).unwrap_or_else(|e| {
+        // Builders and schema are defined side by side; a mismatch is a programming error
+        // that every test would hit at once.
+        panic!(
+            "builder for {} does not match its schema: {e}",
+            table.name()
+        )
+    })
+}
+
+struct SpanEventsBuilder {
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    timestamp: TimestampMicrosecondBuilder,
+    name: StringBuilder,
+    attributes: AttrMapBuilder,
+    dropped_attributes_count: Int64Builder,
+    service_name: StringBuilder,
+}
+
+impl Default for SpanEventsBuilder {
+    fn default() -> Self {
+        SpanEventsBuilder {
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            timestamp: new_ts(),
+            name: StringBuilder::new(),
+            attributes: new_map(),
+            dropped_attributes_count: Int64Builder::new(),
+            service_name: StringBuilder::new(),
+        }
+    }
+}
+
+impl SpanEventsBuilder {
+    fn append(&mut self, s: &SpanRec, e: &EventRec) {
+        append_id(&mut self.trace_id, &s.trace_id);
+        append_id(&mut self.span_id, &s.span_id);
+        self.timestamp.append_option(nanos_to_micros(e.time_ns));
+        self.name.append_option(e.name.as_deref());
+        append_map(&mut self.attributes, &e.attrs);
+        self.dropped_attributes_count
+            .append_option(e.dropped_attributes_count);
+    }
+    fn finish(&mut self) -> RecordBatch {
+        batch(
+            Table::SpanEvents,
+            vec![
+                Arc::new(self.trace_id.finish()),
+                Arc::new(self.span_id.finish()),
+                Arc::new(self.timestamp.finish()),
+                Arc::new(self.name.finish()),
+                Arc::new(self.attributes.finish()),
+                Arc::new(self.dropped_attributes_count.finish()),
+                Arc::new(self.service_name.finish()),
+            ],
+        )
+    }
+}
+
+struct SpanLinksBuilder {
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    span_start_time: TimestampMicrosecondBuilder,
+    linked_trace_id: StringBuilder,
+    linked_span_id: StringBuilder,
+    trace_state: StringBuilder,
+    attributes: AttrMapBuilder,
+    flags: Int64Builder,
+    dropped_attributes_count: Int64Builder,
+}
+
+impl Default for SpanLinksBuilder {
+    fn default() -> Self {
+        SpanLinksBuilder {
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            span_start_time: new_ts(),
+            linked_trace_id: StringBuilder::new(),
+            linked_span_id: StringBuilder::new(),
+            trace_state: StringBuilder::new(),
+            attributes: new_map(),
+            flags: Int64Builder::new(),
+            dropped_attributes_count: Int64Builder::new(),
+        }
+    }
+}
+
+impl SpanLinksBuilder {
+    fn append(&mut self, s: &SpanRec, start: Option<i64>, l: &LinkRec) {
+        append_id(&mut self.trace_id, &s.trace_id);
+        append_id(&mut self.span_id, &s.span_id);
+        self.span_start_time.append_option(start);
+        append_id(&mut self.linked_trace_id, &l.trace_id);
+        append_id(&mut self.linked_span_id, &l.span_id);
+        self.trace_state.append_option(opt_str(&l.trace_state));
+        append_map(&mut self.attributes, &l.attrs);
+        self.flags.append_option(l.flags);
+        self.dropped_attributes_count
+            .append_option(l.dropped_attributes_count);
+    }
+    fn finish(&mut self) -> RecordBatch {
+        batch(
+            Table::SpanLinks,
+            vec![
+                Arc::new(self.trace_id.finish()),
+                Arc::new(self.span_id.finish()),
+                Arc::new(self.span_start_time.finish()),
+                Arc::new(self.linked_trace_id.finish()),
+                Arc::new(self.linked_span_id.finish()),
+                Arc::new(self.trace_state.finish()),
+                Arc::new(self.attributes.finish()),
+                Arc::new(self.flags.finish()),
+                Arc::new(self.dropped_attributes_count.finish()),
+            ],
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricType {
+    #[default]
+    Gauge,
+    Sum,
+    Histogram,
+    ExponentialHistogram,
+    Summary,
+}
+
+impl MetricType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Gauge => "gauge",
+            MetricType::Sum => "sum",
+            MetricType::Histogram => "histogram",
+            MetricType::ExponentialHistogram => "exponential_histogram",
+            MetricType::Summary => "summary",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporality {
+    Unspecified,
+    Delta,
+    Cumulative,
+}
+
+impl Temporality {
+    pub fn from_i64(v: i64) -> Option<Temporality> {
+        Some(match v {
+            0 => Temporality::Unspecified,
+            1 => Temporality::Delta,
+            2 => Temporality::Cumulative,
+            _ => return None,
+        })
+    }
+    pub fn from_name(s: &str) -> Option<Temporality> {
+        let s = s.strip_prefix("AGGREGATION_TEMPORALITY_").unwrap_or(s);
+        Some(match s.to_ascii_lowercase().as_str() {
+            "unspecified" | "" => Temporality::Unspecified,
+            "delta" => Temporality::Delta,
+            "cumulative" => Temporality::Cumulative,
+            _ => return None,
+        })
+    }
+    /// Unspecified is stored as null: the schema's values are 'delta' and 'cumulative'.
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            Temporality::Unspecified => None,
+            Temporality::Delta => Some("delta"),
+            Temporality::Cumulative => Some("cumulative"),
+        }
+    }
+}
+
+/// The metric a data point belongs to.
+#[derive(Debug, Default, Clone)]
+pub struct MetricHead {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub unit: Option<String>,
+    pub metric_type: MetricType,
+    pub is_monotonic: Option<bool>,
+    pub temporality: Option<Temporality>,
+    pub derived: bool,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ExemplarRec {
+    pub time_ns: Option<u64>,
+    pub value: Option<f64>,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub filtered_attrs: Attrs,
+}
+
+/// One data point of any metric type; fields a type does not have stay `None`.
+#[derive(Debug, Default, Clone)]
+pub struct PointRec {
+    pub attrs: Attrs,
+    pub start_ns: Option<u64>,
+    pub time_ns: Option<u64>,
+    pub value: Option<f64>,
+    pub int_value: Option<i64>,
+    pub count: Option<i64>,
+    pub sum: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub bucket_counts: Option<Vec<i64>>,
+    pub explicit_bounds: Option<Vec<f64>>,
+    pub scale: Option<i32>,
+    pub zero_count: Option<i64>,
+    pub zero_threshold: Option<f64>,
+    pub positive: Option<(i32, Vec<i64>)>,
+    pub negative: Option<(i32, Vec<i64>)>,
+    pub quantiles: Option<Vec<(f64, f64)>>,
+    pub flags: Option<i64>,
+    pub exemplars: Vec<ExemplarRec>,
+}
+
+pub struct MetricsBuilder {
+    name: StringBuilder,
+    description: StringBuilder,
+    unit: StringBuilder,
+    metric_type: StringBuilder,
+    timestamp: TimestampMicrosecondBuilder,
+    start_timestamp: TimestampMicrosecondBuilder,
+    value: Float64Builder,
+    int_value: Int64Builder,
+    count: Int64Builder,
+    sum: Float64Builder,
+    min: Float64Builder,
+    max: Float64Builder,
+    bucket_counts: ListBuilder<Int64Builder>,
+    explicit_bounds: ListBuilder<Float64Builder>,
+    scale: Int32Builder,
+    zero_count: Int64Builder,
+    zero_threshold: Float64Builder,
+    positive_offset: Int32Builder,
+    positive_bucket_counts: ListBuilder<Int64Builder>,
+    negative_offset: Int32Builder,
+    negative_bucket_counts: ListBuilder<Int64Builder>,
+    quantiles: ListBuilder<Float64Builder>,
+    quantile_values: ListBuilder<Float64Builder>,
+    is_monotonic: BooleanBuilder,
+    aggregation_temporality: StringBuilder,
+    flags: Int64Builder,
+    attributes: AttrMapBuilder,
+    resource_attributes: AttrMapBuilder,
+    service_name: StringBuilder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    derived: BooleanBuilder,
+    exemplars: ExemplarsBuilder,
+}
+
+impl Default for MetricsBuilder {
+    fn default() -> Self {
+        MetricsBuilder {
+            name: StringBuilder::new(),
+            description: StringBuilder::new(),
+            unit: StringBuilder::new(),
+            metric_type: StringBuilder::new(),
+            timestamp: new_ts(),
+            start_timestamp: new_ts(),
+            value: Float64Builder::new(),
+            int_value: Int64Builder::new(),
+            count: Int64Builder::new(),
+            sum: Float64Builder::new(),
+            min: Float64Builder::new(),
+            max: Float64Builder::new(),
+            bucket_counts: new_list_i64(),
+            explicit_bounds: new_list_f64(),
+            scale: Int32Builder::new(),
+            zero_count: Int64Builder::new(),
+            zero_threshold: Float64Builder::new(),
+            positive_offset: Int32Builder::new(),
+            positive_bucket_counts: new_list_i64(),
+            negative_offset: Int32Builder::new(),
+            negative_bucket_counts: new_list_i64(),
+            quantiles: new_list_f64(),
+            quantile_values: new_list_f64(),
+            is_monotonic: BooleanBuilder::new(),
+            aggregation_temporality: StringBuilder::new(),
+            flags: Int64Builder::new(),
+            attributes: new_map(),
+            resource_attributes: new_map(),
+            service_name: StringBuilder::new(),
+            scope_name: StringBuilder::new(),
+            scope_version: StringBuilder::new(),
+            derived: BooleanBuilder::new(),
+            exemplars: ExemplarsBuilder::default(),
+        }
+    }
+}
+
+fn append_list_i64(b: &mut ListBuilder<Int64Builder>, v: Option<&[i64]>) {
+    match v {
+        Some(v) => {
+            b.values().append_slice(v);
+            b.append(true);
+        }
+        None => b.append(false),
+    }
+}
+fn append_list_f64<I: IntoIterator<Item = f64>>(b: &mut ListBuilder<Float64Builder>, v: Option<I>) {
+    match v {
+        Some(v) => {
+            for x in v {
+                b.values().append_value(x);
+            }
+            b.append(true);
+        }
+        None => b.append(false),
+    }
+}
+
+impl MetricsBuilder {
+    pub fn len(&self) -> usize {
+        self.name.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn exemplars_len(&self) -> usize {
+        self.exemplars.metric_name.len()
+    }
+
+    /// Appends one data point and its exemplars; resource and scope columns follow.
+    pub fn append_point(&mut self, m: &MetricHead, p: &PointRec) {
+        self.name.append_option(m.name.as_deref());
+        self.description.append_option(opt_str(&m.description));
+        self.unit.append_option(opt_str(&m.unit));
+        self.metric_type.append_value(m.metric_type.as_str());
+        let ts = nanos_to_micros(p.time_ns);
+        self.timestamp.append_option(ts);
+        self.start_timestamp
+            .append_option(nanos_to_micros(p.start_ns));
+        self.value.append_option(p.value);
+        self.int_value.append_option(p.int_value);
+        self.count.append_option(p.count);
+        self.sum.append_option(p.sum);
+        self.min.append_option(p.min);
+        self.max.append_option(p.max);
+        append_list_i64(&mut self.bucket_counts, p.bucket_counts.as_deref());
+        append_list_f64(&mut self.explicit_bounds, p.explicit_bounds.clone());
+        self.scale.append_option(p.scale);
+        self.zero_count.append_option(p.zero_count);
+        self.zero_threshold.append_option(p.zero_threshold);
+        self.positive_offset
+            .append_option(p.positive.as_ref().map(|b| b.0));
+        append_list_i64(
+            &mut self.positive_bucket_counts,
+            p.positive.as_ref().map(|b| b.1.as_slice()),
+        );
+        self.negative_offset
+            .append_option(p.negative.as_ref().map(|b| b.0));
+        append_list_i64(
+            &mut self.negative_bucket_counts,
+            p.negative.as_ref().map(|b| b.1.as_slice()),
+        );
+        append_list_f64(
+            &mut self.quantiles,
+            p.quantiles.as_ref().map(|q| q.iter().map(|x| x.0)),
+        );
+        append_list_f64(
+            &mut self.quantile_values,
+            p.quantiles.as_ref().map(|q| q.iter().map(|x| x.1)),
+        );
+        self.is_monotonic.append_option(m.is_monotonic);
+        self.aggregation_temporality
+            .append_option(m.temporality.and_then(|t| t.as_str()));
+        self.flags.append_option(p.flags);
+        append_map(&mut self.attributes, &p.attrs);
+        self.derived.append_value(m.derived);
+        for e in &p.exemplars {
+            self.exemplars.append(m, ts, &p.attrs, e);
+        }
+    }
+
+    pub fn end_scope(&mut self, n: usize, name: Option<&str>, version: Option<&str>) {
+        let name = name.filter(|s| !s.is_empty());
+        let version = version.filter(|s| !s.is_empty());
+        for _ in 0..n {
+            self.scope_name.append_option(name);
+            self.scope_version.append_option(version);
+        }
+    }
+
+    pub fn end_resource(&mut self, n: usize, n_exemplars: usize, attrs: &Attrs) {
+        let service = attrs.get("service.name");
+        for _ in 0..n {
+            self.service_name.append_option(service);
+            append_map(&mut self.resource_attributes, attrs);
+        }
+        for _ in 0..n_exemplars {
+            self.exemplars.service_name.append_option(service);
+        }
+    }
+
+    /// Finishes metrics and exemplars.
+    pub fn finish(&mut self) -> [RecordBatch; 2] {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.name.finish()),
+            Arc::new(self.description.finish()),
+            Arc::new(self.unit.finish()),
+            Arc::new(self.metric_type.finish()),
+            Arc::new(self.timestamp.finish()),
+            Arc::new(self.start_timestamp.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.int_value.finish()),
+            Arc::new(self.count.finish()),
+            Arc::new(self.sum.finish()),
+            Arc::new(self.min.finish()),
+            Arc::new(self.max.finish()),
+            Arc::new(self.bucket_counts.finish()),
+            Arc::new(self.explicit_bounds.finish()),
+            Arc::new(self.scale.finish()),
+            Arc::new(self.zero_count.finish()),
+            Arc::new(self.zero_threshold.finish()),
+            Arc::new(self.positive_offset.finish()),
+            Arc::new(self.positive_bucket_counts.finish()),
+            Arc::new(self.negative_offset.finish()),
+            Arc::new(self.negative_bucket_counts.finish()),
+            Arc::new(self.quantiles.finish()),
+            Arc::new(self.quantile_values.finish()),
+            Arc::new(self.is_monotonic.finish()),
+            Arc::new(self.aggregation_temporality.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.resource_attributes.finish()),
+            Arc::new(self.service_name.finish()),
+            Arc::new(self.scope_name.finish()),
+            Arc::new(self.scope_version.finish()),
+            Arc::new(self.derived.finish()),
+        ];
+        [batch(Table::Metrics, cols), self.exemplars.finish()]
+    }
+}
+
+struct ExemplarsBuilder {
+    metric_name: StringBuilder,
+    point_timestamp: TimestampMicrosecondBuilder,
+    point_attributes: AttrMapBuilder,
+    timestamp: TimestampMicrosecondBuilder,
+    value: Float64Builder,
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    filtered_attributes: AttrMapBuilder,
+    service_name: StringBuilder,
+}
+
+impl Default for ExemplarsBuilder {
+    fn default() -> Self {
+        ExemplarsBuilder {
+            metric_name: StringBuilder::new(),
+            point_timestamp: new_ts(),
+            point_attributes: new_map(),
+            timestamp: new_ts(),
+            value: Float64Builder::new(),
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            filtered_attributes: new_map(),
+            service_name: StringBuilder::new(),
+        }
+    }
+}
+
+impl ExemplarsBuilder {
+    fn append(
+        &mut self,
+        m: &MetricHead,
+        point_ts: Option<i64>,
+        point_attrs: &Attrs,
+        e: &ExemplarRec,
+    ) {
+        self.metric_name.append_option(m.name.as_deref());
+        self.point_timestamp.append_option(point_ts);
+        append_map(&mut self.point_attributes, point_attrs);
+        self.timestamp.append_option(nanos_to_micros(e.time_ns));
+        self.value.append_option(e.value);
+        append_id(&mut self.trace_id, &e.trace_id);
+        append_id(&mut self.span_id, &e.span_id);
+        append_map(&mut self.filtered_attributes, &e.filtered_attrs);
+    }
+    fn finish(&mut self) -> RecordBatch {
+        batch(
+            Table::Exemplars,
+            vec![
+                Arc::new(self.metric_name.finish()),
+                Arc::new(self.point_timestamp.finish()),
+                Arc::new(self.point_attributes.finish()),
+                Arc::new(self.timestamp.finish()),
+                Arc::new(self.value.finish()),
+                Arc::new(self.trace_id.finish()),
+                Arc::new(self.span_id.finish()),
+                Arc::new(self.filtered_attributes.finish()),
+                Arc::new(self.service_name.finish()),
+            ],
+        )
+    }
+}
+
+/// Row counts of every table at a document boundary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mark([usize; 5]);
+
+/// The builders of all five tables, filled by one worker.
+#[derive(Default)]
+pub struct TableBuilders {
+    pub traces: TracesBuilder,
+    pub metrics: MetricsBuilder,
+    /// Batches already cut (by `rollback_to` or `flush_if_full`).
+    done: Vec<[RecordBatch; 5]>,
+}
+
+/// Rows per batch before a worker hands its builders over.
+pub const BATCH_ROWS: usize = 64 * 1024;
+
+impl TableBuilders {
+    pub fn mark(&self) -> Mark {
+        Mark([
+            self.traces.len(),
+            self.traces.events_len(),
+            self.traces.links.trace_id.len(),
+            self.metrics.len(),
+            self.metrics.exemplars_len(),
+        ])
+    }
+
+    /// Rows held, including those already cut into batches.
+    pub fn rows(&self) -> usize {
+        let m = self.mark().0;
+        let done: usize = self
+            .done
+            .iter()
+            .flat_map(|arr| arr.iter().map(|b| b.num_rows()))
+            .sum();
+        m.iter().sum::<usize>() + done
+    }
+
+    /// Drops every row appended since `mark` (a document that turned out malformed).
+    pub fn rollback_to(&mut self, mark: Mark) {
+        let batches = self.finish_all();
+        let sliced: Vec<RecordBatch> = batches
+            .iter()
+            .zip(mark.0)
+            .map(|(b, n)| b.slice(0, n.min(b.num_rows())))
+            .collect();
+        if let Ok(arr) = <[RecordBatch; 5]>::try_from(sliced) {
+            if arr.iter().any(|b| b.num_rows() > 0) {
+                self.done.push(arr);
+            }
+        }
+    }
+
+    fn finish_all(&mut self) -> [RecordBatch; 5] {
+        let [t, e, l] = self.traces.finish();
+        let [m, x] = self.metrics.finish();
+        [t, e, l, m, x]
+    }
+
+    /// Takes everything built so far as one batch list per table (empty batches dropped).
+    pub fn take(&mut self) -> [Vec<RecordBatch>; 5] {
+        let last = self.finish_all();
+        let mut out: [Vec<RecordBatch>; 5] = Default::default();
+        for arr in self.done.drain(..).chain(std::iter::once(last)) {
+            for (i, b) in arr.into_iter().enumerate() {
+                if b.num_rows() > 0 {
+                    out[i].push(b);
+                }
+            }
+        }
+        out
+    }
+}

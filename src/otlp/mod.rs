@@ -1,0 +1,7 @@
+//! OpenTelemetry's wire formats: OTLP/JSON (`json`) and OTLP protobuf (`proto`), both read
+//! into the canonical tables' Arrow builders (`builders`).
+
+pub mod builders;
+pub mod json;
+pub mod proto;
+pub mod values;

@@ -1,0 +1,288 @@
+//! The canonical tables: their names, columns and types, defined here once.
+//!
+//! Every reader (OTLP/JSON, OTLP protobuf, Parquet) produces batches in exactly these schemas,
+//! the Parquet dataset stores them, and SQL sees them. Names are snake_case so analysts never
+//! have to quote them. Timestamps are microsecond UTC (what Spark, Trino and DuckDB all read);
+//! there are no unsigned integers. Attribute maps are `Map<Utf8, Utf8>` so that
+//! `attributes['cart.id']` works as written.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+/// The canonical tables, in the order `cartscope schema` and `cartscope tables` list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Traces,
+    SpanEvents,
+    SpanLinks,
+    Metrics,
+    Exemplars,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [
+        Table::Traces,
+        Table::SpanEvents,
+        Table::SpanLinks,
+        Table::Metrics,
+        Table::Exemplars,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Traces => "traces",
+            Table::SpanEvents => "span_events",
+            Table::SpanLinks => "span_links",
+            Table::Metrics => "metrics",
+            Table::Exemplars => "exemplars",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The column that places a row in time: it orders rows within a Parquet file and picks
+    /// the `dt=` partition.
+    pub fn time_column(self) -> &'static str {
+        match self {
+            Table::Traces => "start_time",
+            Table::SpanEvents => "timestamp",
+            Table::SpanLinks => "span_start_time",
+            Table::Metrics => "timestamp",
+            Table::Exemplars => "timestamp",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Table::Traces => "one row per span (also visible as the view `spans`)",
+            Table::SpanEvents => "one row per span event (exceptions, annotations)",
+            Table::SpanLinks => "one row per span link",
+            Table::Metrics => "one row per metric data point, every metric type",
+            Table::Exemplars => {
+                "one row per exemplar: links a metric point to the span that produced it"
+            }
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        static SCHEMAS: OnceLock<[SchemaRef; 5]> = OnceLock::new();
+        SCHEMAS.get_or_init(|| {
+            [
+                Arc::new(traces_schema()),
+                Arc::new(span_events_schema()),
+                Arc::new(span_links_schema()),
+                Arc::new(metrics_schema()),
+                Arc::new(exemplars_schema()),
+            ]
+        })[self.index()]
+        .clone()
+    }
+}
+
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// `Map<Utf8, Utf8>` with arrow-rs's default field names (`entries`, `keys`, `values`). Files
+/// cartscope writes read back with these names; other writers' maps (`key_value`, `key`,
+/// `value`) are rebuilt to this type by `parquet_in::conform`.
+pub fn attributes_type() -> DataType {
+    DataType::Map(
+        Arc::new(Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("keys", DataType::Utf8, false),
+                Field::new("values", DataType::Utf8, true),
+            ])),
+            false,
+        )),
+        false,
+    )
+}
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, true)))
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+}
+fn ts(name: &str) -> Field {
+    Field::new(name, timestamp_type(), true)
+}
+fn f64_(name: &str) -> Field {
+    Field::new(name, DataType::Float64, true)
+}
+fn i64_(name: &str) -> Field {
+    Field::new(name, DataType::Int64, true)
+}
+fn i32_(name: &str) -> Field {
+    Field::new(name, DataType::Int32, true)
+}
+fn map(name: &str) -> Field {
+    Field::new(name, attributes_type(), true)
+}
+fn derived() -> Field {
+    // Rows the replay writes (issue 4) rather than rows read from the input.
+    Field::new("derived", DataType::Boolean, false)
+}
+
+fn traces_schema() -> Schema {
+    Schema::new(vec![
+        utf8("trace_id"),
+        utf8("span_id"),
+        utf8("parent_span_id"),
+        utf8("trace_state"),
+        utf8("operation_name"),
+        utf8("service_name"),
+        utf8("span_kind"),
+        ts("start_time"),
+        ts("end_time"),
+        f64_("duration_ms"),
+        utf8("status_code"),
+        utf8("status_message"),
+        map("attributes"),
+        map("resource_attributes"),
+        utf8("scope_name"),
+        utf8("scope_version"),
+        map("scope_attributes"),
+        i64_("flags"),
+        i64_("dropped_attributes_count"),
+        i64_("dropped_events_count"),
+        i64_("dropped_links_count"),
+        derived(),
+    ])
+}
+
+fn span_events_schema() -> Schema {
+    Schema::new(vec![
+        utf8("trace_id"),
+        utf8("span_id"),
+        ts("timestamp"),
+        utf8("name"),
+        map("attributes"),
+        i64_("dropped_attributes_count"),
+        utf8("service_name"),
+    ])
+}
+
+fn span_links_schema() -> Schema {
+    Schema::new(vec![
+        utf8("trace_id"),
+        utf8("span_id"),
+        ts("span_start_time"),
+        utf8("linked_trace_id"),
+        utf8("linked_span_id"),
+        utf8("trace_state"),
+        map("attributes"),
+        i64_("flags"),
+        i64_("dropped_attributes_count"),
+    ])
+}
+
+fn metrics_schema() -> Schema {
+    Schema::new(vec![
+        utf8("name"),
+        utf8("description"),
+        utf8("unit"),
+        utf8("metric_type"),
+        ts("timestamp"),
+        ts("start_timestamp"),
+        f64_("value"),
+        i64_("int_value"),
+        i64_("count"),
+        f64_("sum"),
+        f64_("min"),
+        f64_("max"),
+        Field::new("bucket_counts", list_of(DataType::Int64), true),
+        Field::new("explicit_bounds", list_of(DataType::Float64), true),
+        i32_("scale"),
+        i64_("zero_count"),
+        f64_("zero_threshold"),
+        i32_("positive_offset"),
+        Field::new("positive_bucket_counts", list_of(DataType::Int64), true),
+        i32_("negative_offset"),
+        Field::new("negative_bucket_counts", list_of(DataType::Int64), true),
+        Field::new("quantiles", list_of(DataType::Float64), true),
+        Field::new("quantile_values", list_of(DataType::Float64), true),
+        Field::new("is_monotonic", DataType::Boolean, true),
+        utf8("aggregation_temporality"),
+        i64_("flags"),
+        map("attributes"),
+        map("resource_attributes"),
+        utf8("service_name"),
+        utf8("scope_name"),
+        utf8("scope_version"),
+        derived(),
+    ])
+}
+
+fn exemplars_schema() -> Schema {
+    Schema::new(vec![
+        utf8("metric_name"),
+        ts("point_timestamp"),
+        map("point_attributes"),
+        ts("timestamp"),
+        f64_("value"),
+        utf8("trace_id"),
+        utf8("span_id"),
+        map("filtered_attributes"),
+        utf8("service_name"),
+    ])
+}
+
+/// One line per column, for `cartscope schema`.
+pub fn type_name(dt: &DataType) -> String {
+    match dt {
+        DataType::Utf8 => "Utf8".into(),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => format!("Timestamp(us, {tz})"),
+        DataType::Map(_, _) => "Map<Utf8, Utf8>".into(),
+        DataType::List(f) => format!("List<{}>", type_name(f.data_type())),
+        other => format!("{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_is_snake_case_and_unique() {
+        for t in Table::ALL {
+            let schema = t.schema();
+            let mut seen = std::collections::HashSet::new();
+            for f in schema.fields() {
+                let n = f.name();
+                assert!(
+                    n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    "{}.{n} is not snake_case",
+                    t.name()
+                );
+                assert!(seen.insert(n.clone()), "{}.{n} twice", t.name());
+            }
+            assert!(schema.field_with_name(t.time_column()).is_ok());
+        }
+    }
+
+    #[test]
+    fn no_unsigned_or_nanosecond_columns() {
+        for t in Table::ALL {
+            for f in t.schema().fields() {
+                let dt = f.data_type();
+                assert!(!dt.is_unsigned_integer(), "{}", f.name());
+                if let DataType::Timestamp(unit, tz) = dt {
+                    assert_eq!(*unit, TimeUnit::Microsecond);
+                    assert_eq!(tz.as_deref(), Some("UTC"));
+                }
+            }
+        }
+    }
+}

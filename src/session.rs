@@ -1,0 +1,120 @@
+//! The one place a DataFusion `SessionContext` is built: configuration, the canonical tables
+//! (from raw exports loaded into memory and from ingested Parquet datasets), and the views.
+//! Everything else receives a context and never builds its own.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::dataset::Manifest;
+use crate::input::Inputs;
+use crate::load::{self, LoadOptions, LoadStats};
+use crate::schema::Table;
+
+/// The data behind the canonical tables.
+#[derive(Default)]
+pub struct Data {
+    /// Raw exports, loaded into memory.
+    pub mem: [Vec<RecordBatch>; 5],
+    /// Datasets written by `cartscope ingest`, read in place.
+    pub datasets: Vec<PathBuf>,
+}
+
+impl Data {
+    /// Loads the raw files of `inputs` (reporting bad records on stderr) and keeps its
+    /// datasets to be read in place.
+    pub fn load(inputs: &Inputs, opts: &LoadOptions) -> Result<(Data, LoadStats)> {
+        let (mem, stats) = load::load_into_memory(&inputs.files, opts)?;
+        crate::output::report_bad_records(&stats.bad, stats.bad_total);
+        for (path, what) in &stats.skipped_files {
+            eprintln!("cartscope: passed over '{}': {what}", path.display());
+        }
+        Ok((
+            Data {
+                mem,
+                datasets: inputs.datasets.clone(),
+            },
+            stats,
+        ))
+    }
+}
+
+pub fn config(threads: usize) -> SessionConfig {
+    let mut c = SessionConfig::new()
+        .with_target_partitions(threads.max(1))
+        .with_information_schema(true);
+    c.options_mut().execution.time_zone = Some("UTC".into());
+    c
+}
+
+/// Builds the session with every canonical table and the `spans` view registered.
+pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config(config(threads));
+    let manifests = data
+        .datasets
+        .iter()
+        .map(|d| Manifest::load(d).map(|m| (d.clone(), m)))
+        .collect::<Result<Vec<_>>>()?;
+    for (table, batches) in Table::ALL.into_iter().zip(data.mem) {
+        let mut providers: Vec<Arc<dyn TableProvider>> = Vec::new();
+        if !batches.is_empty() || manifests.is_empty() {
+            providers.push(Arc::new(MemTable::try_new(table.schema(), vec![batches])?));
+        }
+        for (dir, manifest) in &manifests {
+            let parts = manifest.parts(dir, table);
+            if !parts.is_empty() {
+                providers.push(listing_table(table, &parts)?);
+            }
+        }
+        if providers.is_empty() {
+            providers.push(Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?));
+        }
+        if providers.len() == 1 {
+            ctx.register_table(table.name(), providers.remove(0))?;
+        } else {
+            let mut df = ctx.read_table(providers.remove(0))?;
+            for p in providers {
+                df = df.union(ctx.read_table(p)?)?;
+            }
+            ctx.register_table(table.name(), df.into_view())?;
+        }
+    }
+    ctx.sql("CREATE VIEW spans AS SELECT * FROM traces").await?;
+    Ok(ctx)
+}
+
+fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {
+    let urls = parts
+        .iter()
+        .map(|p| {
+            ListingTableUrl::parse(p.to_string_lossy())
+                .with_context(|| format!("bad dataset file path '{}'", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(table.schema());
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Runs one SQL statement and collects its result.
+pub async fn run_sql(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let df = ctx.sql(sql).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok((schema, batches))
+}

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests: load files through cartscope's own loader, run
+//! SQL, and read results back as strings.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use cartscope::load::{LoadOptions, LoadStats};
+use cartscope::session::{self, Data};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+pub fn root(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Loads the given paths (files, folders, globs or datasets) with default options.
+pub async fn load(paths: &[PathBuf]) -> (SessionContext, LoadStats) {
+    load_with(
+        paths,
+        LoadOptions {
+            threads: 2,
+            ..LoadOptions::default()
+        },
+    )
+    .await
+}
+
+pub async fn load_with(paths: &[PathBuf], opts: LoadOptions) -> (SessionContext, LoadStats) {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let inputs = cartscope::input::resolve(&names).expect("inputs resolve");
+    let (mem, stats) = cartscope::load::load_into_memory(&inputs.files, &opts).expect("load");
+    let data = Data {
+        mem,
+        datasets: inputs.datasets.clone(),
+    };
+    let ctx = session::context(data, 2).await.expect("session");
+    (ctx, stats)
+}
+
+pub async fn batches(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Every row of the result, each cell as text (null as "NULL").
+pub async fn rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for b in batches(ctx, sql).await {
+        for r in 0..b.num_rows() {
+            out.push(
+                b.columns()
+                    .iter()
+                    .map(|c| {
+                        if c.is_null(r) {
+                            "NULL".to_string()
+                        } else {
+                            cartscope::output::value_string(c.as_ref(), r).unwrap()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// The single value of a one-row, one-column query.
+pub async fn one(ctx: &SessionContext, sql: &str) -> String {
+    let r = rows(ctx, sql).await;
+    assert_eq!(r.len(), 1, "{sql} returned {} rows", r.len());
+    assert_eq!(r[0].len(), 1, "{sql} returned {} columns", r[0].len());
+    r[0][0].clone()
+}
+
+/// Row counts of all five tables: [traces, span_events, span_links, metrics, exemplars].
+pub fn counts(stats: &LoadStats) -> [u64; 5] {
+    stats.rows
+}

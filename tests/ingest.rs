@@ -1,0 +1,204 @@
+//! `cartscope ingest`: the Parquet dataset's layout, appending, de-duplication, crash
+//! recovery, and that reading the dataset gives the same tables as reading the raw files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use datafusion::parquet::basic::{LogicalType, TimeUnit};
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+fn cartscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cartscope"))
+}
+
+fn ingest(out: &Path, inputs: &[PathBuf]) -> std::process::Output {
+    let o = cartscope()
+        .arg("ingest")
+        .args(inputs)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ingest failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn parts(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .map(|e| e.into_path())
+        .collect();
+    v.sort();
+    v
+}
+
+const COUNT_ALL: &str = "SELECT (SELECT count(*) FROM traces) || '/' || (SELECT count(*) FROM span_events) || '/' || (SELECT count(*) FROM span_links) || '/' || (SELECT count(*) FROM metrics) || '/' || (SELECT count(*) FROM exemplars)";
+
+#[tokio::test]
+async fn dataset_reads_back_the_same_tables_as_the_raw_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    let src = fixture("otlp-examples");
+    let o = ingest(&out, &[src.clone()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("traces"), "{text}");
+
+    let (raw, _) = load(&[src]).await;
+    let (ds, stats) = load(&[out.clone()]).await;
+    assert_eq!(stats.files, 0, "a dataset is read in place, not loaded");
+    assert_eq!(one(&raw, COUNT_ALL).await, one(&ds, COUNT_ALL).await);
+
+    // The same rows, value for value (compared as sorted lists: ties have no order).
+    let sorted = |mut v: Vec<Vec<String>>| {
+        v.sort();
+        v
+    };
+    let q = "SELECT trace_id, span_id, operation_name, start_time, duration_ms, status_code, attributes FROM traces ORDER BY trace_id, span_id, start_time, operation_name";
+    assert_eq!(sorted(rows(&raw, q).await), sorted(rows(&ds, q).await));
+    let q = "SELECT name, timestamp, value, bucket_counts, quantiles FROM metrics";
+    assert_eq!(sorted(rows(&raw, q).await), sorted(rows(&ds, q).await));
+}
+
+#[test]
+fn layout_is_a_folder_per_table_partitioned_by_day_with_portable_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    ingest(&out, &[fixture("otlp-examples/proto-examples-trace.json")]);
+    assert!(out.join("_cartscope.json").is_file());
+    let files = parts(&out);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let rel = files[0]
+        .strip_prefix(&out)
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert!(rel.starts_with("traces/dt=2018-12-13/part-"), "{rel}");
+
+    let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr();
+    for col in schema.columns() {
+        if let Some(LogicalType::Timestamp(t)) = col.logical_type_ref() {
+            assert!(t.is_adjusted_to_u_t_c, "{} is not UTC", col.path());
+            assert!(
+                matches!(t.unit, TimeUnit::MICROS),
+                "{} is not microseconds",
+                col.path()
+            );
+        }
+        if let Some(LogicalType::Integer(i)) = col.logical_type_ref() {
+            assert!(i.is_signed, "{} is unsigned", col.path());
+        }
+    }
+    let rg = reader.metadata().row_group(0);
+    assert!(rg.columns().iter().all(|c| matches!(
+        c.compression(),
+        datafusion::parquet::basic::Compression::ZSTD(_)
+    )));
+}
+
+#[tokio::test]
+async fn rows_are_sorted_by_time_within_each_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    ingest(
+        &out,
+        &[fixture("otlp-examples/gcp-traces-concatenated.json")],
+    );
+    for p in parts(&out) {
+        if !p.to_string_lossy().contains("/traces/") {
+            continue;
+        }
+        let (ctx, _) = load(&[p.clone()]).await;
+        let times = rows(&ctx, "SELECT start_time FROM traces").await;
+        let mut sorted = times.clone();
+        sorted.sort();
+        assert_eq!(times, sorted, "{} is not sorted by start_time", p.display());
+    }
+}
+
+#[test]
+fn re_running_appends_new_files_and_never_ingests_a_file_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    let a = fixture("otlp-examples/proto-examples-trace.json");
+    let b = fixture("otlp-examples/goauto-nethttp-fileexporter.jsonl");
+    ingest(&out, &[a.clone()]);
+    let before = parts(&out);
+
+    // The same file again, and under another name: passed over.
+    let copy = tmp.path().join("renamed.json");
+    std::fs::copy(&a, &copy).unwrap();
+    let o = ingest(&out, &[a.clone(), copy]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("already ingested"));
+    assert_eq!(parts(&out), before);
+
+    // A new file is appended.
+    ingest(&out, &[b]);
+    assert_eq!(parts(&out).len(), before.len() + 1);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("_cartscope.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["inputs"].as_array().unwrap().len(), 2);
+    assert_eq!(manifest["inputs"][1]["rows"]["traces"], 2);
+}
+
+#[tokio::test]
+async fn parts_left_by_an_interrupted_ingest_are_ignored_and_then_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    ingest(&out, &[fixture("otlp-examples/proto-examples-trace.json")]);
+    // What a crash between writing a part and committing the manifest leaves behind.
+    let orphan = out.join("traces/dt=2018-12-13/part-deadbeefdeadbeef-0000.parquet");
+    std::fs::copy(&parts(&out)[0], &orphan).unwrap();
+    let (ctx, _) = load(&[out.clone()]).await;
+    assert_eq!(one(&ctx, "SELECT count(*) FROM traces").await, "1");
+
+    let o = cartscope()
+        .args(["ingest", "--out"])
+        .arg(&out)
+        .arg(fixture("otlp-examples/goauto-nethttp-fileexporter.jsonl"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("removed 1 unfinished part"));
+    assert!(!orphan.exists());
+}
+
+#[test]
+fn refuses_to_write_into_a_folder_that_is_not_a_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
+    let o = cartscope()
+        .args(["ingest", "--out"])
+        .arg(tmp.path())
+        .arg(fixture("otlp-examples/proto-examples-trace.json"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not a cartscope dataset"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn raw_files_and_datasets_combine_in_one_data_argument() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    ingest(&out, &[fixture("otlp-examples/proto-examples-trace.json")]);
+    let (ctx, _) = load(&[
+        out,
+        fixture("otlp-examples/goauto-nethttp-fileexporter.jsonl"),
+    ])
+    .await;
+    assert_eq!(one(&ctx, "SELECT count(*) FROM traces").await, "3");
+    assert_eq!(one(&ctx, "SELECT count(*) FROM spans").await, "3");
+}
