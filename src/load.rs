@@ -539,7 +539,7 @@ fn read_json(
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
 ) -> Result<()> {
     let mut buf = Vec::with_capacity(2 * CHUNK);
-    let mut eof = input::read_more(r, &mut buf, CHUNK)? < CHUNK;
+    let first = input::read_more(r, &mut buf, CHUNK);
     if buf.starts_with(b"\xef\xbb\xbf") {
         // A byte-order mark is not JSON; editors on Windows write one.
         buf.drain(..3);
@@ -547,7 +547,14 @@ fn read_json(
     let lines = input::looks_like_json_lines(&buf);
     let mut line = 1u64;
     let mut scanner = input::DocScanner::default();
+    let mut read = first.map(|n| n < CHUNK);
     loop {
+        // A stream that breaks off (a truncated gzip) still hands on every whole document
+        // read before the break; the break itself is the caller's to report.
+        let (eof, broken) = match read {
+            Ok(eof) => (eof, None),
+            Err(e) => (false, Some(e)),
+        };
         let cut = if eof {
             Some(buf.len())
         } else if lines {
@@ -572,12 +579,17 @@ fn read_json(
             )?;
             line += newlines;
         }
+        if let Some(e) = broken {
+            return Err(
+                anyhow::Error::new(e).context(format!("the stream breaks off after line {line}"))
+            );
+        }
         if eof {
             return Ok(());
         }
         // Without a cut the buffer holds part of one long document: it grows (there is no
         // line-length limit).
-        eof = input::read_more(r, &mut buf, CHUNK)? < CHUNK;
+        read = input::read_more(r, &mut buf, CHUNK).map(|n| n < CHUNK);
     }
 }
 
@@ -590,44 +602,32 @@ fn read_frames(
     let mut frames = Vec::new();
     let mut size = 0usize;
     let mut n = 0u64;
-    loop {
+    // The frames read so far are handed on before the problem that ends the file, so bad
+    // records come in file order and --strict names the first.
+    let ending: Result<Option<String>> = (|| loop {
         let mut len = [0u8; 4];
         let got = read_exact_or_eof(r, &mut len)?;
         if got == 0 {
-            break;
+            return Ok(None);
         }
         n += 1;
-        let bad = |reason: String| {
-            Work::Bad(BadRecord {
-                file: path.to_path_buf(),
-                at: Location::Frame(n),
-                reason,
-            })
-        };
         if got < 4 {
-            send(
-                idx,
-                bad(format!(
-                    "file ends inside the length prefix of frame {n}; skipped"
-                )),
-            )?;
-            break;
+            return Ok(Some(format!(
+                "file ends inside the length prefix of frame {n}; skipped"
+            )));
         }
         let want = u32::from_be_bytes(len) as usize;
         if want > MAX_FRAME {
-            send(idx, bad(format!("length prefix {want} is not plausible: the framing is corrupt; the rest of the file is skipped")))?;
-            break;
+            return Ok(Some(format!(
+                    "length prefix {want} is not plausible: the framing is corrupt; the rest of the file is skipped"
+                )));
         }
         let mut frame = vec![0u8; want];
         let got = read_exact_or_eof(r, &mut frame)?;
         if got < want {
-            send(
-                idx,
-                bad(format!(
-                    "frame is truncated: {got} of {want} bytes; skipped"
-                )),
-            )?;
-            break;
+            return Ok(Some(format!(
+                "frame is truncated: {got} of {want} bytes; skipped"
+            )));
         }
         size += want;
         frames.push((n, frame));
@@ -640,9 +640,19 @@ fn read_frames(
             )?;
             size = 0;
         }
-    }
+    })();
     if !frames.is_empty() {
         send(idx, Work::Frames { frames })?;
+    }
+    if let Some(reason) = ending? {
+        send(
+            idx,
+            Work::Bad(BadRecord {
+                file: path.to_path_buf(),
+                at: Location::Frame(n),
+                reason,
+            }),
+        )?;
     }
     Ok(())
 }

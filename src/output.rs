@@ -253,12 +253,23 @@ pub fn write_atomically(
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("cannot write '{}'", path.display()))?;
-    tmp.persist(path).with_context(|| {
+    let file = tmp.persist(path).with_context(|| {
         format!(
             "cannot move the finished file into place at '{}'",
             path.display()
         )
     })?;
+    readable_by_all(&file)
+}
+
+/// Temporary files are created private (0600); a finished output file is an ordinary one.
+pub fn readable_by_all(file: &std::fs::File) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    let _ = file;
     Ok(())
 }
 

@@ -38,6 +38,13 @@ impl Data {
         for (path, what) in &stats.skipped_files {
             eprintln!("cartscope: passed over '{}': {what}", path.display());
         }
+        if stats.log_documents > 0 {
+            eprintln!(
+                "cartscope: {} log document{} skipped (cartscope reads traces and metrics)",
+                stats.log_documents,
+                if stats.log_documents == 1 { "" } else { "s" }
+            );
+        }
         Ok((
             Data {
                 mem,

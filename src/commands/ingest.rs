@@ -39,14 +39,38 @@ struct State {
 
 pub fn run(a: &IngestArgs, g: &Globals) -> Result<()> {
     let started = Instant::now();
-    let inputs = input::resolve(&a.inputs)?;
+    let report = ingest(&a.inputs, &a.out, &g.load_options(a.strict))?;
+    crate::output::report_bad_records(&report.stats.bad, report.stats.bad_total);
+    for (path, what) in &report.stats.skipped_files {
+        eprintln!("cartscope: passed over '{}': {what}", path.display());
+    }
+    print_summary(&a.out, &report, started.elapsed().as_secs_f64())
+}
+
+/// What an ingest wrote.
+pub struct IngestReport {
+    pub stats: load::LoadStats,
+    /// Per input written: its path and rows per table.
+    pub written: Vec<(String, [u64; 5])>,
+    /// Inputs passed over because their content was ingested before.
+    pub already: Vec<String>,
+    /// Time range per table of what was written (microseconds).
+    pub range: [Option<(i64, i64)>; 5],
+}
+
+/// Ingests `inputs` into the dataset at `out` (created or appended to).
+pub fn ingest(
+    inputs: &[String],
+    out: &std::path::Path,
+    opts: &load::LoadOptions,
+) -> Result<IngestReport> {
+    let inputs = input::resolve(inputs)?;
     if let Some(d) = inputs.datasets.first() {
         bail!(
             "'{}' is already a cartscope dataset: ingest takes raw exports; read a dataset with --data",
             d.display()
         );
     }
-    let out = &a.out;
     let manifest = Manifest::load_or_new(out)?;
     std::fs::create_dir_all(out)?;
     let orphans = manifest.remove_orphans(out)?;
@@ -97,10 +121,9 @@ pub fn run(a: &IngestArgs, g: &Globals) -> Result<()> {
         Ok(())
     };
 
-    let opts = g.load_options(a.strict);
     let stats = load::load(
         &files,
-        &opts,
+        opts,
         &mut |file, table, batch| {
             let mut st = state.borrow_mut();
             st.file_rows[table.index()] += batch.num_rows() as u64;
@@ -143,11 +166,12 @@ pub fn run(a: &IngestArgs, g: &Globals) -> Result<()> {
         },
     )?;
     let st = state.into_inner();
-    crate::output::report_bad_records(&stats.bad, stats.bad_total);
-    for (path, what) in &stats.skipped_files {
-        eprintln!("cartscope: passed over '{}': {what}", path.display());
-    }
-    print_summary(out, &st, &stats, &already, started.elapsed().as_secs_f64())
+    Ok(IngestReport {
+        stats,
+        written: st.written,
+        already,
+        range: st.range,
+    })
 }
 
 fn widen_range(range: &mut Option<(i64, i64)>, table: Table, batch: &RecordBatch) {
@@ -175,21 +199,16 @@ fn fmt_time(us: i64) -> String {
         .unwrap_or_default()
 }
 
-fn print_summary(
-    out: &std::path::Path,
-    st: &State,
-    stats: &load::LoadStats,
-    already: &[String],
-    secs: f64,
-) -> Result<()> {
+fn print_summary(out: &std::path::Path, r: &IngestReport, secs: f64) -> Result<()> {
+    let (stats, already) = (&r.stats, &r.already);
     use std::io::Write;
     let mut w = std::io::stdout().lock();
     let mb = stats.bytes as f64 / 1e6;
     writeln!(
         w,
         "ingested {} file{} ({mb:.1} MB) into {} in {secs:.2} s ({:.0} MB/s)",
-        st.written.len(),
-        if st.written.len() == 1 { "" } else { "s" },
+        r.written.len(),
+        if r.written.len() == 1 { "" } else { "s" },
         out.display(),
         if secs > 0.0 { mb / secs } else { 0.0 }
     )?;
@@ -197,7 +216,7 @@ fn print_summary(
     grid.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
         .set_header(["table", "rows", "first", "last"]);
     for t in Table::ALL {
-        let (first, last) = st.range[t.index()]
+        let (first, last) = r.range[t.index()]
             .map(|(a, b)| (fmt_time(a), fmt_time(b)))
             .unwrap_or_default();
         grid.add_row([

@@ -724,6 +724,21 @@ impl<'de> Visitor<'de> for AnyValueSeed<'_> {
         let mut seen = false;
         while let Some(k) = map.next_key::<Key>()? {
             let key = k.camel();
+            let kind = matches!(
+                &*key,
+                "stringValue"
+                    | "boolValue"
+                    | "intValue"
+                    | "doubleValue"
+                    | "bytesValue"
+                    | "arrayValue"
+                    | "kvlistValue"
+            );
+            if !kind || seen {
+                // Not a value kind, or a second kind in one AnyValue: the first one stands.
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
             let r = match &*key {
                 "stringValue" => match scalar(&mut map)? {
                     Scalar::Str(s) => {
@@ -782,10 +797,6 @@ impl<'de> Visitor<'de> for AnyValueSeed<'_> {
                     continue;
                 }
             };
-            if seen {
-                // Two value kinds in one AnyValue: keep the first.
-                continue;
-            }
             seen = true;
             result = r;
         }
