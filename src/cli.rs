@@ -44,6 +44,8 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Run SQL over the tables.
     Query(QueryArgs),
+    /// Write a synthetic shop export whose right answers are known (truth.json).
+    Generate(GenerateArgs),
 }
 
 /// Where the data comes from; the same for every command that reads data.
@@ -120,4 +122,52 @@ pub struct QueryArgs {
     /// Show at most this many rows.
     #[arg(long, value_name = "N")]
     pub max_rows: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// How many carts (10 to 10,000,000).
+    #[arg(long, value_name = "N")]
+    pub carts: u64,
+
+    /// The folder to write into: otlp/traces.jsonl, otlp/metrics.jsonl, truth.json.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// The random seed: one seed, one output, byte for byte.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// When the export ends (RFC 3339). Fixed by default so runs are reproducible.
+    #[arg(long, value_name = "TIME", default_value = "2026-11-20T12:00:00Z")]
+    pub end: String,
+
+    /// How long before --end the carts start.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub window: String,
+
+    /// Idle time after which a cart counts as abandoned, for the truth file.
+    #[arg(long, value_name = "DURATION", default_value = "30m")]
+    pub threshold: String,
+
+    /// How spans and attributes are named.
+    #[arg(long, value_enum, default_value_t = crate::generate::naming::NamingPreset::Reference)]
+    pub naming: crate::generate::naming::NamingPreset,
+
+    /// Inject an incident: KIND:FROM-TO, KIND one of shipping-slow, payment-errors, bad-deploy;
+    /// FROM and TO as RFC 3339 or HH:MM on the day --end falls in. Repeatable.
+    #[arg(long, value_name = "KIND:FROM-TO")]
+    pub incident: Vec<String>,
+
+    /// Compress the JSON files.
+    #[arg(long, value_enum, default_value_t = crate::generate::Compress::None)]
+    pub compress: crate::generate::Compress,
+
+    /// Also write the export as a Parquet dataset in DIR/parquet.
+    #[arg(long)]
+    pub parquet: bool,
+
+    /// How to write the truth: truth.json, or truth.ndjson (one cart per line, totals last).
+    #[arg(long, value_enum, default_value_t = crate::generate::TruthFormat::Auto)]
+    pub truth: crate::generate::TruthFormat,
 }

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod commands;
 pub mod dataset;
+pub mod generate;
 pub mod input;
 pub mod load;
 pub mod otlp;
@@ -15,3 +16,4 @@ pub mod output;
 pub mod parquet_in;
 pub mod schema;
 pub mod session;
+pub mod timefmt;

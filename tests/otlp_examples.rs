@@ -1429,7 +1429,11 @@ async fn gcp_exponential_histogram() {
     // The sum exactly: the f64 nearest 1984636.3282113941 (what `str::parse` gives), not
     // one ULP off.
     let expected_sum: f64 = "1984636.3282113941".parse().unwrap();
-    assert_eq!(expected_sum, point["sum"].as_f64().unwrap());
+    assert_eq!(
+        point["sum"].as_f64().unwrap(),
+        expected_sum,
+        "serde_json reads doubles exactly only with its `float_roundtrip` feature"
+    );
     assert_eq!(
         one(
             &ctx,

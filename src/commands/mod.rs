@@ -8,6 +8,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use crate::load::LoadOptions;
 
+pub mod generate;
 pub mod ingest;
 pub mod query;
 pub mod schema;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tables(a) => rt.block_on(tables::run(&a, &g)),
         Command::Schema(a) => schema::run(&a),
         Command::Query(a) => rt.block_on(query::run(&a, &g)),
+        Command::Generate(a) => generate::run(&a, &g),
     }?;
     Ok(ExitCode::SUCCESS)
 }
