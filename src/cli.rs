@@ -46,6 +46,58 @@ pub enum Command {
     Query(QueryArgs),
     /// Write a synthetic shop export whose right answers are known (truth.json).
     Generate(GenerateArgs),
+    /// Replay every cart's life and decide which were abandoned, and why.
+    Detect(DetectArgs),
+    /// Show a built-in lifecycle model as a starting file.
+    Model(ModelArgs),
+}
+
+/// How the replay judges; the same for every command that replays.
+#[derive(Debug, Args, Clone)]
+pub struct ReplayArgs {
+    /// The lifecycle model: a preset (reference, otel-demo) or a TOML file.
+    #[arg(long, value_name = "PRESET|FILE", default_value = "reference")]
+    pub model: String,
+
+    /// Judge as of this time: RFC 3339, or relative to the latest timestamp in the data
+    /// (-2h). Default: the latest timestamp in the data, so results do not depend on today.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub as_of: Option<String>,
+
+    /// Idle time after which a cart is abandoned [default: the model's, 30m].
+    #[arg(long, value_name = "DURATION")]
+    pub threshold: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Show at most this many carts in the table and markdown formats.
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub max_rows: usize,
+
+    /// Also write the replay tables (carts, cart_events, abandonments) as Parquet into DIR.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Print the replay's SQL for this model instead of running it.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Print the preset (reference or otel-demo) as TOML.
+    #[arg(long, value_name = "PRESET")]
+    pub print: String,
 }
 
 /// Where the data comes from; the same for every command that reads data.

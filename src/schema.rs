@@ -238,6 +238,34 @@ fn exemplars_schema() -> Schema {
     ])
 }
 
+/// The replay's `carts` table: one row per cart (see `replay.rs`). The first columns are the
+/// ones every later command relies on, in this order.
+pub fn carts_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                utf8("cart_id"),
+                utf8("user_id"),
+                ts("first_seen"),
+                ts("last_activity"),
+                utf8("last_stage"),
+                i64_("item_count"),
+                f64_("total_value"),
+                utf8("outcome"),
+                ts("abandoned_at"),
+                utf8("last_operation"),
+                f64_("last_op_duration_ms"),
+                utf8("last_op_status"),
+                utf8("last_trace_id"),
+                utf8("suspected_cause"),
+                i64_("span_count"),
+                Field::new("signals", list_of(DataType::Utf8), true),
+            ]))
+        })
+        .clone()
+}
+
 /// One line per column, for `cartscope schema`.
 pub fn type_name(dt: &DataType) -> String {
     match dt {

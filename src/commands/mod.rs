@@ -8,6 +8,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use crate::load::LoadOptions;
 
+pub mod detect;
 pub mod generate;
 pub mod ingest;
 pub mod query;
@@ -51,6 +52,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Schema(a) => schema::run(&a),
         Command::Query(a) => rt.block_on(query::run(&a, &g)),
         Command::Generate(a) => generate::run(&a, &g),
+        Command::Detect(a) => rt.block_on(detect::run(&a, &g)),
+        Command::Model(a) => {
+            print!("{}", crate::model::preset_text(&a.print)?);
+            Ok(())
+        }
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -63,4 +69,49 @@ pub async fn open_data(
     let inputs = crate::input::resolve(&data.data)?;
     let (data, _stats) = crate::session::Data::load(&inputs, &g.load_options(data.strict))?;
     crate::session::context(data, g.threads).await
+}
+
+/// The as-of time the replay args ask for, given the data's latest timestamp.
+pub fn as_of_ns(r: &crate::cli::ReplayArgs, latest_ns: Option<i64>) -> Result<i64> {
+    match &r.as_of {
+        Some(t) => {
+            crate::timefmt::parse_time(t, latest_ns).map_err(|e| anyhow::anyhow!("--as-of: {e}"))
+        }
+        None => latest_ns.ok_or_else(|| {
+            anyhow::anyhow!("the data has no timestamps to judge from: give --as-of")
+        }),
+    }
+}
+
+/// Opens the data and replays it: the session then has carts, cart_events, abandonments and
+/// the derived rows.
+pub async fn open_replayed(
+    data: &crate::cli::DataArgs,
+    r: &crate::cli::ReplayArgs,
+    g: &Globals,
+) -> Result<(
+    datafusion::prelude::SessionContext,
+    crate::replay::Summary,
+    crate::model::Model,
+)> {
+    let model = crate::model::Model::load(&r.model)?;
+    let threshold_ns = r
+        .threshold
+        .as_deref()
+        .map(crate::timefmt::parse_duration)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
+    let ctx = open_data(data, g).await?;
+    let latest = crate::replay::latest_timestamp_ns(&ctx).await?;
+    let as_of = as_of_ns(r, latest)?;
+    let summary = crate::replay::run(
+        &ctx,
+        &model,
+        &crate::replay::ReplayOptions {
+            as_of_ns: as_of,
+            threshold_ns,
+        },
+    )
+    .await?;
+    Ok((ctx, summary, model))
 }

@@ -1,0 +1,86 @@
+//! `cartscope detect`: the replay's summary and its carts, in the chosen format.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+use crate::cli::DetectArgs;
+use crate::commands::{open_replayed, Globals};
+use crate::output::Format;
+use crate::session::run_sql;
+
+pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
+    if a.explain {
+        let model = crate::model::Model::load(&a.replay.model)?;
+        let thr = (model.threshold_ns() / 1000) as i64;
+        println!(
+            "-- cart_events (as of <AS_OF_US>)\n{}\n",
+            crate::replay::cart_events_sql(&model, 0)
+        );
+        println!("-- carts\n{}", crate::replay::carts_sql(&model, 0, thr)?);
+        return Ok(());
+    }
+    let (ctx, s, _) = open_replayed(&a.data, &a.replay, g).await?;
+    let (schema, batches) = run_sql(&ctx, "SELECT * FROM carts ORDER BY cart_id").await?;
+
+    // Terminal formats get the summary first; machine formats keep stdout to the rows and
+    // put the summary on stderr.
+    let human = matches!(a.format, Format::Table | Format::Markdown);
+    let summary = format!(
+        "as of {} (threshold {}): {} carts, {} converted, {} abandoned, {} active, {} recovered; \
+         abandonment rate {:.1}% (abandoned / (abandoned + converted)); abandoned value {:.2}",
+        s.as_of,
+        s.threshold,
+        s.carts,
+        s.converted,
+        s.abandoned,
+        s.active,
+        s.recovered,
+        100.0 * s.abandonment_rate,
+        s.abandoned_value
+    );
+    {
+        let mut out = std::io::stdout().lock();
+        if human {
+            writeln!(out, "{summary}")?;
+            if s.derived_spans + s.derived_points > 0 || s.recorded_abandonments > 0 {
+                writeln!(
+                    out,
+                    "derived rows added: {} {} spans, {} metric points ({} abandonments were already recorded)",
+                    s.derived_spans, "cart.abandonment.detected", s.derived_points, s.recorded_abandonments
+                )?;
+            }
+            writeln!(out)?;
+        } else {
+            eprintln!("cartscope: {summary}");
+        }
+        let max = human.then_some(a.max_rows);
+        crate::output::write_batches(&mut out, a.format, &schema, &batches, max)?;
+    }
+
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create '{}'", dir.display()))?;
+        for table in ["carts", "cart_events", "abandonments"] {
+            let (schema, batches) = run_sql(&ctx, &format!("SELECT * FROM {table}")).await?;
+            let path = dir.join(format!("{table}.parquet"));
+            crate::output::write_atomically(&path, |w| {
+                let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
+                    w,
+                    schema.clone(),
+                    Some(crate::dataset::writer_properties()),
+                )?;
+                for b in &batches {
+                    writer.write(b)?;
+                }
+                writer.close()?;
+                Ok(())
+            })?;
+        }
+        eprintln!(
+            "cartscope: wrote carts, cart_events and abandonments to {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
