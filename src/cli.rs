@@ -42,8 +42,10 @@ pub enum Command {
     Tables(TablesArgs),
     /// Print the canonical table schemas.
     Schema(SchemaArgs),
-    /// Run SQL over the tables.
+    /// Run SQL over the tables: a library query by name, a FILE.sql, or -e 'SQL'.
     Query(QueryArgs),
+    /// List the SQL library: names, descriptions and parameters.
+    Queries(QueriesArgs),
     /// Write a synthetic shop export whose right answers are known (truth.json).
     Generate(GenerateArgs),
     /// Replay every cart's life and decide which were abandoned, and why.
@@ -149,13 +151,13 @@ pub struct SchemaArgs {
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// A file of SQL to run.
+    /// A library query's name (see `cartscope queries`) or a FILE.sql.
     #[arg(
-        value_name = "FILE.sql",
+        value_name = "NAME|FILE.sql",
         conflicts_with = "execute",
         required_unless_present = "execute"
     )]
-    pub file: Option<PathBuf>,
+    pub query: Option<String>,
 
     /// SQL to run, given on the command line.
     #[arg(long = "execute", short = 'e', value_name = "SQL")]
@@ -164,6 +166,17 @@ pub struct QueryArgs {
     #[command(flatten)]
     pub data: DataArgs,
 
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+
+    /// A query parameter (repeatable): --param threshold_ms=3000.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub params: Vec<(String, String)>,
+
+    /// Another folder of .sql files for the library.
+    #[arg(long = "queries", value_name = "DIR")]
+    pub queries: Vec<PathBuf>,
+
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -171,9 +184,30 @@ pub struct QueryArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Show at most this many rows.
+    /// Return at most this many rows.
     #[arg(long, value_name = "N")]
     pub max_rows: Option<usize>,
+
+    /// Query the loaded tables only, without replaying carts (faster on big exports; the
+    /// carts tables and derived rows are then missing).
+    #[arg(long)]
+    pub no_replay: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueriesArgs {
+    /// Another folder of .sql files for the library.
+    #[arg(long = "queries", value_name = "DIR")]
+    pub queries: Vec<PathBuf>,
+
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
 #[derive(Debug, Args)]

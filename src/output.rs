@@ -27,6 +27,8 @@ pub enum Format {
     /// One JSON object per line.
     Ndjson,
     Markdown,
+    /// Apache Parquet (binary: give --output, or pipe it).
+    Parquet,
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal (cron, CI, pipes).
@@ -91,6 +93,20 @@ pub fn write_batches(
     max_rows: Option<usize>,
 ) -> Result<()> {
     match format {
+        Format::Parquet => {
+            // ArrowWriter needs a Send writer; the result is buffered, then written out.
+            let mut buf = Vec::new();
+            let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
+                &mut buf,
+                schema.clone(),
+                Some(crate::dataset::writer_properties()),
+            )?;
+            for b in limit(batches, max_rows) {
+                writer.write(&b)?;
+            }
+            writer.close()?;
+            w.write_all(&buf)?;
+        }
         Format::Table => {
             let total: usize = batches.iter().map(|b| b.num_rows()).sum();
             let rows = cells(batches, max_rows)?;

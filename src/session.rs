@@ -66,6 +66,8 @@ pub fn config(threads: usize) -> SessionConfig {
 /// Builds the session with every canonical table and the `spans` view registered.
 pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
     let ctx = SessionContext::new_with_config(config(threads));
+    ctx.register_udf(crate::udf::AttrNumber::double());
+    ctx.register_udf(crate::udf::AttrNumber::int());
     let manifests = data
         .datasets
         .iter()
@@ -113,6 +115,11 @@ fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvide
         .with_listing_options(options)
         .with_schema(table.schema());
     Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Pins `now()` and `CURRENT_TIMESTAMP` to `ns` (the as-of time).
+pub fn pin_now(ctx: &SessionContext, ns: i64) {
+    ctx.register_udf(crate::udf::FixedNow::udf(ns));
 }
 
 /// Runs one SQL statement and collects its result.

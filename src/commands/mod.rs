@@ -51,6 +51,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tables(a) => rt.block_on(tables::run(&a, &g)),
         Command::Schema(a) => schema::run(&a),
         Command::Query(a) => rt.block_on(query::run(&a, &g)),
+        Command::Queries(a) => query::list(&a),
         Command::Generate(a) => generate::run(&a, &g),
         Command::Detect(a) => rt.block_on(detect::run(&a, &g)),
         Command::Model(a) => {
@@ -104,6 +105,7 @@ pub async fn open_replayed(
     let ctx = open_data(data, g).await?;
     let latest = crate::replay::latest_timestamp_ns(&ctx).await?;
     let as_of = as_of_ns(r, latest)?;
+    crate::session::pin_now(&ctx, as_of);
     let summary = crate::replay::run(
         &ctx,
         &model,

@@ -1,33 +1,122 @@
-//! `cartscope query`: SQL over the canonical tables.
+//! `cartscope query` and `cartscope queries`: SQL over the tables, from the library, a file or
+//! the command line, reproducible on an old export (`NOW()` is the as-of time).
 
-use anyhow::{Context, Result};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 
-use crate::cli::QueryArgs;
-use crate::commands::{open_data, Globals};
-use crate::session::run_sql;
+use anyhow::{anyhow, bail, Context, Result};
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+use crate::cli::{QueriesArgs, QueryArgs};
+use crate::commands::{open_data, open_replayed, Globals};
+use crate::output::Format;
+use crate::queries::{self, Query};
+
+/// Which query, with its SQL rendered.
+fn resolve(a: &QueryArgs) -> Result<(Query, String)> {
+    let q = match (&a.execute, &a.query) {
+        (Some(sql), _) => Query::parse(sql, "-e", "-e")?,
+        (None, Some(name)) if name.ends_with(".sql") || std::path::Path::new(name).is_file() => {
+            queries::from_file(std::path::Path::new(name))?
+        }
+        (None, Some(name)) => queries::find(&queries::library(&a.queries)?, name)?,
+        (None, None) => bail!("give a query: a library NAME, a FILE.sql or -e 'SQL'"),
+    };
+    let sql = q.render(&a.params)?;
+    Ok((q, sql))
+}
 
 pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
-    let (name, sql) = match (&a.execute, &a.file) {
-        (Some(sql), _) => ("-e".to_string(), sql.clone()),
-        (None, Some(path)) => (
-            path.display().to_string(),
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the query file '{}'", path.display()))?,
-        ),
-        (None, None) => anyhow::bail!("give a query: FILE.sql or -e 'SQL'"),
+    let (q, sql) = resolve(a)?;
+    if a.format == Format::Parquet && a.output.is_none() && std::io::stdout().is_terminal() {
+        bail!("--format parquet is binary: give --output FILE or pipe it");
+    }
+    let ctx = if a.no_replay {
+        let ctx = open_data(&a.data, g).await?;
+        let latest = crate::replay::latest_timestamp_ns(&ctx).await?;
+        if let Some(ns) = crate::commands::as_of_ns(&a.replay, latest).ok() {
+            crate::session::pin_now(&ctx, ns);
+        }
+        ctx
+    } else {
+        open_replayed(&a.data, &a.replay, g).await?.0
     };
-    let ctx = open_data(&a.data, g).await?;
-    let (schema, batches) = run_sql(&ctx, &sql)
-        .await
-        .with_context(|| format!("query {name} failed"))?;
+    let name = match q.origin.as_str() {
+        "builtin" => format!("'{}'", q.name),
+        "-e" => "-e".to_string(),
+        origin => format!("'{}' ({origin})", q.name),
+    };
+    let df = ctx.sql(&sql).await.map_err(|e| sql_error(&name, &sql, e))?;
+    let df = match a.max_rows {
+        Some(n) => df.limit(0, Some(n))?,
+        None => df,
+    };
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(|e| sql_error(&name, &sql, e))?;
     match &a.output {
         Some(path) => crate::output::write_atomically(path, |w| {
-            crate::output::write_batches(w, a.format, &schema, &batches, a.max_rows)
+            crate::output::write_batches(w, a.format, &schema, &batches, None)
         })
         .with_context(|| format!("cannot write '{}'", path.display())),
         None => {
             let mut out = std::io::stdout().lock();
-            crate::output::write_batches(&mut out, a.format, &schema, &batches, a.max_rows)
+            crate::output::write_batches(&mut out, a.format, &schema, &batches, None)
         }
     }
+}
+
+fn sql_error(name: &str, sql: &str, e: datafusion::error::DataFusionError) -> anyhow::Error {
+    let msg = e.to_string();
+    match queries::locate(sql, &msg) {
+        Some(at) => anyhow!("query {name} failed: {msg}\n{at}"),
+        None => anyhow!("query {name} failed: {msg}"),
+    }
+}
+
+pub fn list(a: &QueriesArgs) -> Result<()> {
+    let lib = queries::library(&a.queries)?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, false),
+        Field::new("parameters", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+    ]));
+    let params = |q: &Query| {
+        q.params
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}={}{}",
+                    p.name,
+                    p.default,
+                    if p.doc.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", p.doc)
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                lib.iter().map(|q| q.name.clone()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                lib.iter().map(|q| q.description.clone()),
+            )),
+            Arc::new(StringArray::from_iter_values(lib.iter().map(params))),
+            Arc::new(StringArray::from_iter_values(
+                lib.iter().map(|q| q.origin.clone()),
+            )),
+        ],
+    )?;
+    let mut out = std::io::stdout().lock();
+    crate::output::write_batches(&mut out, a.format, &schema, &[batch], None)?;
+    out.flush()?;
+    Ok(())
 }

@@ -548,6 +548,12 @@ fn checkout(c: &mut Cart, t: u64, t0: u64) {
     );
     let with_cart = c.rng.chance(0.5);
     c.cart_attrs(ship, with_cart);
+    if with_cart {
+        // The reference instrumentation puts the cart's value beside its id on the quote.
+        c.spans[ship]
+            .attrs
+            .push((n.attr_total_value, Val::Double(value)));
+    }
     let carrier = ["dhl", "ups", "postnl"][c.rng.below(3) as usize];
     c.spans[ship]
         .attrs

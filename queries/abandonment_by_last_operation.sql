@@ -1,0 +1,3 @@
+-- name: abandonment_by_last_operation
+-- description: (being written)
+SELECT 1 AS placeholder

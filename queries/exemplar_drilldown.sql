@@ -1,0 +1,3 @@
+-- name: exemplar_drilldown
+-- description: (being written)
+SELECT 1 AS placeholder

@@ -1,0 +1,3 @@
+-- name: funnel
+-- description: (being written)
+SELECT 1 AS placeholder

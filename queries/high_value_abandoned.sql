@@ -1,0 +1,3 @@
+-- name: high_value_abandoned
+-- description: (being written)
+SELECT 1 AS placeholder

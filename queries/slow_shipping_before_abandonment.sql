@@ -1,0 +1,3 @@
+-- name: slow_shipping_before_abandonment
+-- description: (being written)
+SELECT 1 AS placeholder
