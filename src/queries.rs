@@ -133,17 +133,29 @@ impl Query {
                 bail!("query '{}' has no parameter '{k}': {valid}", self.name);
             }
         }
-        let mut sql = self.sql.clone();
-        for p in &self.params {
+        // One pass over the text, so a value that itself contains `${..}` is never expanded.
+        let mut sql = String::with_capacity(self.sql.len());
+        let mut rest = self.sql.as_str();
+        while let Some(i) = rest.find("${") {
+            sql.push_str(&rest[..i]);
+            let end = rest[i..].find('}').map_or(rest.len(), |e| i + e + 1);
+            let name = &rest[i + 2..end.saturating_sub(1).max(i + 2)];
+            let Some(p) = self.params.iter().find(|p| p.name == name) else {
+                bail!(
+                    "query '{}' uses {} but its header declares no such parameter (add `-- param: NAME = default`)",
+                    self.name,
+                    &rest[i..end]
+                );
+            };
             let value = given
                 .iter()
                 .rev()
                 .find(|(k, _)| k == &p.name)
                 .map(|(_, v)| v.as_str())
                 .unwrap_or(&p.default);
-            let numeric_default = p.default.parse::<f64>().is_ok();
-            let text = if numeric_default {
-                if value.trim().parse::<f64>().is_err() {
+            let is_number = |v: &str| v.trim().parse::<f64>().is_ok_and(|f| f.is_finite());
+            if is_number(&p.default) {
+                if !is_number(value) {
                     bail!(
                         "--param {}={value}: query '{}' expects a number (default {})",
                         p.name,
@@ -151,20 +163,13 @@ impl Query {
                         p.default
                     );
                 }
-                value.trim().to_string()
+                sql.push_str(value.trim());
             } else {
-                value.replace('\'', "''")
-            };
-            sql = sql.replace(&format!("${{{}}}", p.name), &text);
+                sql.push_str(&value.replace('\'', "''"));
+            }
+            rest = &rest[end..];
         }
-        if let Some(i) = sql.find("${") {
-            let end = sql[i..].find('}').map_or(sql.len(), |e| i + e + 1);
-            bail!(
-                "query '{}' uses {} but its header declares no such parameter (add `-- param: NAME = default`)",
-                self.name,
-                &sql[i..end]
-            );
-        }
+        sql.push_str(rest);
         Ok(sql)
     }
 }

@@ -335,6 +335,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         "carts",
         Arc::new(MemTable::try_new(schema::carts_schema(), vec![carts])?),
     )?;
+    register_stages(ctx, m)?;
     ctx.sql("CREATE VIEW abandonments AS SELECT *, outcome = 'recovered' AS recovered FROM carts WHERE outcome IN ('abandoned', 'recovered')")
         .await?;
     ctx.sql("CREATE VIEW cart_exemplars AS SELECT e.*, c.cart_id FROM exemplars e JOIN (SELECT DISTINCT trace_id, cart_id FROM cart_events) c ON e.trace_id = c.trace_id")
@@ -345,6 +346,34 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     ctx.deregister_table("spans")?;
     ctx.sql("CREATE VIEW spans AS SELECT * FROM traces").await?;
     Ok(summary)
+}
+
+/// The model's stages as a table, so queries see every stage, even one no span reached.
+fn register_stages(ctx: &SessionContext, m: &Model) -> Result<()> {
+    use datafusion::arrow::array::{BooleanArray, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("stage", DataType::Utf8, false),
+        Field::new("stage_order", DataType::Int64, false),
+        Field::new("success", DataType::Boolean, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                m.stages.iter().map(|s| s.name.clone()),
+            )),
+            Arc::new(Int64Array::from_iter_values(1..=m.stages.len() as i64)),
+            Arc::new(BooleanArray::from(
+                m.stages.iter().map(|s| s.success).collect::<Vec<_>>(),
+            )),
+        ],
+    )?;
+    ctx.register_table(
+        "stages",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    Ok(())
 }
 
 async fn add_rows(ctx: &SessionContext, table: Table, batches: Vec<RecordBatch>) -> Result<()> {
