@@ -46,6 +46,8 @@ pub enum Command {
     Query(QueryArgs),
     /// List the SQL library: names, descriptions and parameters.
     Queries(QueriesArgs),
+    /// Interactive SQL over the tables: history, tab completion, \d, \format.
+    Shell(crate::commands::shell::ShellArgs),
     /// Write a synthetic shop export whose right answers are known (truth.json).
     Generate(GenerateArgs),
     /// Replay every cart's life and decide which were abandoned, and why.

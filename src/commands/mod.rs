@@ -13,6 +13,7 @@ pub mod generate;
 pub mod ingest;
 pub mod query;
 pub mod schema;
+pub mod shell;
 pub mod tables;
 
 /// Settings every command shares.
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Schema(a) => schema::run(&a),
         Command::Query(a) => rt.block_on(query::run(&a, &g)),
         Command::Queries(a) => query::list(&a),
+        Command::Shell(a) => rt.block_on(shell::run(&a, &g)),
         Command::Generate(a) => generate::run(&a, &g),
         Command::Detect(a) => rt.block_on(detect::run(&a, &g)),
         Command::Model(a) => {
