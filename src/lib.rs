@@ -19,5 +19,6 @@ pub mod queries;
 pub mod replay;
 pub mod schema;
 pub mod session;
+pub mod stats;
 pub mod timefmt;
 pub mod udf;
