@@ -290,8 +290,8 @@ fn parse_json_chunk(
     let mut docs = Vec::new();
     if lines {
         let mut start = 0;
-        let mut line = first_line;
-        for nl in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
+        let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+        for (line, nl) in (first_line..).zip(ends) {
             if start > bytes.len() {
                 break;
             }
@@ -300,7 +300,6 @@ fn parse_json_chunk(
                 docs.push((start, end, line));
             }
             start = nl + 1;
-            line += 1;
         }
     } else {
         let mut line = first_line;

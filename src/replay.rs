@@ -303,7 +303,7 @@ pub async fn latest_timestamp_ns(ctx: &SessionContext) -> Result<Option<i64>> {
     Ok(batches
         .first()
         .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>().cloned())
-        .and_then(|a| (a.len() > 0 && a.is_valid(0)).then(|| a.value(0) * 1000)))
+        .and_then(|a| (!a.is_empty() && a.is_valid(0)).then(|| a.value(0) * 1000)))
 }
 
 /// Runs the replay and registers `carts`, `cart_events`, `abandonments` and `cart_exemplars`,

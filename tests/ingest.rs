@@ -48,12 +48,12 @@ async fn dataset_reads_back_the_same_tables_as_the_raw_files() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("ds");
     let src = fixture("otlp-examples");
-    let o = ingest(&out, &[src.clone()]);
+    let o = ingest(&out, std::slice::from_ref(&src));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("traces"), "{text}");
 
     let (raw, _) = load(&[src]).await;
-    let (ds, stats) = load(&[out.clone()]).await;
+    let (ds, stats) = load(std::slice::from_ref(&out)).await;
     assert_eq!(stats.files, 0, "a dataset is read in place, not loaded");
     assert_eq!(one(&raw, COUNT_ALL).await, one(&ds, COUNT_ALL).await);
 
@@ -117,7 +117,7 @@ async fn rows_are_sorted_by_time_within_each_file() {
         if !p.to_string_lossy().contains("/traces/") {
             continue;
         }
-        let (ctx, _) = load(&[p.clone()]).await;
+        let (ctx, _) = load(std::slice::from_ref(&p)).await;
         let times = rows(&ctx, "SELECT start_time FROM traces").await;
         let mut sorted = times.clone();
         sorted.sort();
@@ -131,7 +131,7 @@ fn re_running_appends_new_files_and_never_ingests_a_file_twice() {
     let out = tmp.path().join("ds");
     let a = fixture("otlp-examples/proto-examples-trace.json");
     let b = fixture("otlp-examples/goauto-nethttp-fileexporter.jsonl");
-    ingest(&out, &[a.clone()]);
+    ingest(&out, std::slice::from_ref(&a));
     let before = parts(&out);
 
     // The same file again, and under another name: passed over.
@@ -159,7 +159,7 @@ async fn parts_left_by_an_interrupted_ingest_are_ignored_and_then_removed() {
     // What a crash between writing a part and committing the manifest leaves behind.
     let orphan = out.join("traces/dt=2018-12-13/part-deadbeefdeadbeef-0000.parquet");
     std::fs::copy(&parts(&out)[0], &orphan).unwrap();
-    let (ctx, _) = load(&[out.clone()]).await;
+    let (ctx, _) = load(std::slice::from_ref(&out)).await;
     assert_eq!(one(&ctx, "SELECT count(*) FROM traces").await, "1");
 
     let o = cartscope()

@@ -659,7 +659,7 @@ async fn a_json_line_over_ten_megabytes_loads_whole() {
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(size > 20_000_000, "{size}");
 
-    let (ctx, stats) = load(&[path.clone()]).await;
+    let (ctx, stats) = load(std::slice::from_ref(&path)).await;
     assert_eq!(counts(&stats), [40_001, 0, 0, 0, 0]);
     assert_eq!(
         rows(
@@ -693,7 +693,7 @@ async fn a_json_line_over_ten_megabytes_loads_whole() {
 #[tokio::test]
 async fn bad_records_are_skipped_counted_and_located() {
     let path = dev("bad-records.jsonl");
-    let (ctx, stats) = load(&[path.clone()]).await;
+    let (ctx, stats) = load(std::slice::from_ref(&path)).await;
     // Line 1: 2 good spans; line 2: 1; line 3 malformed (its complete first span must not
     // stay); line 4: one span with "startTimeUnixNano": true and one good span; line 5 is
     // truncated.
@@ -744,7 +744,7 @@ async fn bad_records_are_skipped_counted_and_located() {
     );
 
     // strict: the first bad record stops the load and is named.
-    let err = try_load(&[path.clone()], true).expect_err("strict load must fail");
+    let err = try_load(std::slice::from_ref(&path), true).expect_err("strict load must fail");
     let strict = err
         .downcast_ref::<StrictError>()
         .unwrap_or_else(|| panic!("not a StrictError: {err:#}"));
@@ -825,7 +825,7 @@ fn missing_path_and_empty_glob_are_errors_naming_them() {
     // The library says the same.
     let err = cartscope::input::resolve(&[missing.display().to_string()]).unwrap_err();
     assert!(err.to_string().contains(&missing.display().to_string()));
-    let err = cartscope::input::resolve(&[glob.clone()]).unwrap_err();
+    let err = cartscope::input::resolve(std::slice::from_ref(&glob)).unwrap_err();
     assert!(err.to_string().contains(&glob));
 }
 
@@ -834,7 +834,7 @@ fn missing_path_and_empty_glob_are_errors_naming_them() {
 #[tokio::test]
 async fn directories_are_read_recursively_and_globs_expand() {
     let tree = dev("tree");
-    let (ctx, stats) = load(&[tree.clone()]).await;
+    let (ctx, stats) = load(std::slice::from_ref(&tree)).await;
     no_bad(&stats);
     // traces.jsonl, traces.json, metrics.jsonl and notes.txt; not the hidden .staging folder.
     assert_eq!(stats.files, 4);
@@ -1033,7 +1033,7 @@ async fn utf8_bom_and_crlf() {
 #[tokio::test]
 async fn framed_json_bad_frames_are_skipped() {
     let path = dev("framed-json-bad-frames.binpb");
-    let (ctx, stats) = load(&[path.clone()]).await;
+    let (ctx, stats) = load(std::slice::from_ref(&path)).await;
     // Frame 1 good; frame 2 malformed JSON (its complete first span must not stay); frame 3
     // good and zstd-compressed; the file ends inside frame 4.
     assert_eq!(
@@ -1057,7 +1057,7 @@ async fn framed_json_bad_frames_are_skipped() {
 #[tokio::test]
 async fn framed_bad_records_are_in_file_order_and_strict_names_the_first() {
     let path = dev("framed-json-bad-frames.binpb");
-    let (_, stats) = load(&[path.clone()]).await;
+    let (_, stats) = load(std::slice::from_ref(&path)).await;
     let at: Vec<Location> = stats.bad.iter().map(|b| b.at).collect();
     assert_eq!(
         at,
@@ -1066,7 +1066,7 @@ async fn framed_bad_records_are_in_file_order_and_strict_names_the_first() {
         stats.bad
     );
 
-    let err = try_load(&[path.clone()], true).expect_err("strict load must fail");
+    let err = try_load(std::slice::from_ref(&path), true).expect_err("strict load must fail");
     let strict = err
         .downcast_ref::<StrictError>()
         .unwrap_or_else(|| panic!("not a StrictError: {err:#}"));
@@ -1078,7 +1078,7 @@ async fn truncated_gzip_keeps_the_lines_before_the_break() {
     // The gzip of 12 one-span lines, cut after byte 1061 of 1510: the first 7 lines (5194 of
     // 7950 bytes) decompress completely, the 8th breaks off.
     let path = dev("truncated.jsonl.gz");
-    let (ctx, stats) = load(&[path.clone()]).await;
+    let (ctx, stats) = load(std::slice::from_ref(&path)).await;
     let want: Vec<Vec<String>> = (0..7)
         .map(|i| vec![format!("8527a891e22413{:02x}", 0x10 + i)])
         .collect();

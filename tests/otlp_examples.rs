@@ -1688,7 +1688,7 @@ async fn contrib_testbed_k8s_metrics_legacy() {
 #[tokio::test]
 async fn whole_folder_at_once() {
     let dir = fixture(DIR);
-    let (ctx, stats) = load(&[dir.clone()]).await;
+    let (ctx, stats) = load(std::slice::from_ref(&dir)).await;
     assert_eq!(stats.bad_total, 0, "{:?}", stats.bad);
     assert_eq!(
         stats.files, 20,

@@ -46,8 +46,8 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
             if s.derived_spans + s.derived_points > 0 || s.recorded_abandonments > 0 {
                 writeln!(
                     out,
-                    "derived rows added: {} {} spans, {} metric points ({} abandonments were already recorded)",
-                    s.derived_spans, "cart.abandonment.detected", s.derived_points, s.recorded_abandonments
+                    "derived rows added: {} cart.abandonment.detected spans, {} metric points ({} abandonments were already recorded)",
+                    s.derived_spans, s.derived_points, s.recorded_abandonments
                 )?;
             }
             writeln!(out)?;

@@ -35,7 +35,7 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
     let ctx = if a.no_replay {
         let ctx = open_data(&a.data, g).await?;
         let latest = crate::replay::latest_timestamp_ns(&ctx).await?;
-        if let Some(ns) = crate::commands::as_of_ns(&a.replay, latest).ok() {
+        if let Ok(ns) = crate::commands::as_of_ns(&a.replay, latest) {
             crate::session::pin_now(&ctx, ns);
         }
         ctx

@@ -495,6 +495,9 @@ fn write_traces_line(out: &mut String, sims: &[CartSim], p: &Params) {
     out.push_str("]}\n");
 }
 
+/// (time, value, trace id, span id) of one exemplar.
+type Exemplar = (u64, f64, [u8; 16], [u8; 8]);
+
 #[derive(Default)]
 struct HistAgg {
     count: u64,
@@ -503,7 +506,7 @@ struct HistAgg {
     max: f64,
     buckets: [u64; STAGE_DURATION_BOUNDS.len() + 1],
     /// The last exemplar per bucket, as an aligned-bucket reservoir keeps it.
-    exemplars: [Option<(u64, f64, [u8; 16], [u8; 8])>; STAGE_DURATION_BOUNDS.len() + 1],
+    exemplars: [Option<Exemplar>; STAGE_DURATION_BOUNDS.len() + 1],
 }
 
 /// The instrumentation's metrics, aggregated per export interval. Its size depends on the

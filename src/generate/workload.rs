@@ -280,6 +280,7 @@ struct Cart<'p> {
 }
 
 impl Cart<'_> {
+    #[allow(clippy::too_many_arguments)] // each argument is a different span field
     fn span(
         &mut self,
         service: Service,
