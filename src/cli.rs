@@ -54,6 +54,50 @@ pub enum Command {
     Detect(DetectArgs),
     /// Show a built-in lifecycle model as a starting file.
     Model(ModelArgs),
+    /// The abandonment report: figures, changes against the previous period, and why.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+
+    /// Report on this UTC day (carts first seen that day); judged as of its end unless --as-of.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["since", "until"])]
+    pub day: Option<String>,
+
+    /// Start of the period (RFC 3339 or relative to the as-of time, like -24h) [default: 24h
+    /// before --until].
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
+
+    /// End of the period [default: the as-of time].
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub until: Option<String>,
+
+    #[arg(long, short = 'f', value_enum, default_value_t = crate::report::render::ReportFormat::Text)]
+    pub format: crate::report::render::ReportFormat,
+
+    /// Write the report to this file (atomically) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// How many abandoned carts to list by value.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// Drivers need at least this many carts.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub min_support: u64,
+
+    /// Attributes whose values are candidate drivers (repeatable) [default: service.version,
+    /// user.segment, cloud.region, payment.method, shipping.carrier, deployment.environment.name].
+    #[arg(long = "attribute", value_name = "KEY")]
+    pub attributes: Vec<String>,
 }
 
 /// How the replay judges; the same for every command that replays.

@@ -17,6 +17,7 @@ pub mod output;
 pub mod parquet_in;
 pub mod queries;
 pub mod replay;
+pub mod report;
 pub mod schema;
 pub mod session;
 pub mod stats;

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod generate;
 pub mod ingest;
 pub mod query;
+pub mod report;
 pub mod schema;
 pub mod shell;
 pub mod tables;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Shell(a) => rt.block_on(shell::run(&a, &g)),
         Command::Generate(a) => generate::run(&a, &g),
         Command::Detect(a) => rt.block_on(detect::run(&a, &g)),
+        Command::Report(a) => rt.block_on(report::run(&a, &g)),
         Command::Model(a) => {
             print!("{}", crate::model::preset_text(&a.print)?);
             Ok(())

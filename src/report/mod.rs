@@ -1,0 +1,830 @@
+//! `cartscope report`: the day's answer for a cron job or an analyst: how many carts were
+//! abandoned, what it cost, and what most likely drove it.
+//!
+//! `Report` is the one data model; every format renders it (`render.rs`), and its JSON form
+//! is a documented, stable schema with a `version` (the input of `cartscope check --baseline`).
+//! Figures come from the replay's tables in SQL; the statistics from `stats.rs`.
+//!
+//! The drivers ("why"): the population is the carts of the period that reached the checkout
+//! (the model's second stage) and were decided, abandoned or converted, so a driver is
+//! compared among carts that got as far; carts are counted, not spans. Each candidate is a
+//! yes/no property of a cart: an operation slower than the model's slow threshold or than
+//! its own p95, an operation that failed, a value of one of the report's attributes (span or
+//! resource, e.g. `service.version` of the payment service), and numeric covariates split at
+//! their median (cart value, item count, each checkout operation's latency). For each: the
+//! relative risk of abandonment with a 95% interval, Fisher's exact test or the G-test
+//! (`stats::association_p_value`), Benjamini-Hochberg across all candidates, a minimum
+//! support, and the excess abandoned carts and value it explains; ranked by that value.
+
+pub mod render;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use anyhow::Result;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Model;
+use crate::stats::{self, TwoByTwo};
+use crate::timefmt::format_ns;
+
+pub const REPORT_VERSION: u32 = 1;
+
+/// Attributes whose values are candidate drivers, unless the caller names others.
+pub const DEFAULT_ATTRIBUTES: [&str; 6] = [
+    "service.version",
+    "user.segment",
+    "cloud.region",
+    "payment.method",
+    "shipping.carrier",
+    "deployment.environment.name",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// The schema's version: fields are only ever added within a version.
+    pub version: u32,
+    pub generator: String,
+    pub model: String,
+    pub as_of: String,
+    pub threshold: String,
+    pub period: Period,
+    pub summary: Summary,
+    pub previous: Summary,
+    /// Each summary figure against the previous period of the same length.
+    pub changes: Vec<Change>,
+    pub funnel: Vec<FunnelStage>,
+    pub by_last_stage: Vec<Count>,
+    pub by_last_operation: Vec<OperationRow>,
+    pub causes: Vec<Count>,
+    pub top_abandoned: Vec<TopCart>,
+    pub drivers: Vec<Driver>,
+    pub latency_curves: Vec<LatencyCurve>,
+    /// Abandonments per hour of the period, by suspected cause.
+    pub by_hour: Vec<HourRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Period {
+    pub since: String,
+    pub until: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub carts: u64,
+    pub converted: u64,
+    pub abandoned: u64,
+    pub active: u64,
+    pub recovered: u64,
+    /// abandoned / (abandoned + converted); active carts are censored.
+    pub abandonment_rate: f64,
+    pub abandonment_rate_ci95: [f64; 2],
+    /// The value of abandoned carts: revenue at risk.
+    pub abandoned_value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Change {
+    pub figure: String,
+    pub current: f64,
+    pub previous: f64,
+    pub change: f64,
+    /// Two-sided p-value of the change (rates: two-proportion test; counts: Poisson
+    /// approximation); null when there is nothing to compare.
+    pub p_value: Option<f64>,
+    /// Larger than chance at the 5% level.
+    pub significant: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunnelStage {
+    pub stage: String,
+    pub carts: u64,
+    pub dropped: u64,
+    pub drop_rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Count {
+    pub name: String,
+    pub carts: u64,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OperationRow {
+    pub operation: String,
+    /// Abandonments right after this operation.
+    pub abandoned: u64,
+    pub share: f64,
+    /// Over all its spans in the period.
+    pub spans: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub error_rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopCart {
+    pub cart_id: String,
+    pub value: f64,
+    pub last_operation: String,
+    pub last_op_duration_ms: f64,
+    pub last_op_status: String,
+    pub suspected_cause: Option<String>,
+    pub trace_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Driver {
+    pub driver: String,
+    /// slow_operation, failed_operation, attribute or numeric.
+    pub kind: String,
+    /// Carts with the property (of the population).
+    pub support: u64,
+    pub abandoned: u64,
+    pub abandonment_rate: f64,
+    pub baseline_rate: f64,
+    pub relative_risk: Option<f64>,
+    pub relative_risk_ci95: Option<[f64; 2]>,
+    pub test: String,
+    pub p_value: f64,
+    /// Benjamini-Hochberg across all candidates.
+    pub q_value: f64,
+    /// Abandonments beyond what the baseline rate predicts.
+    pub excess_abandoned: f64,
+    pub excess_value: f64,
+    pub significant: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LatencyCurve {
+    pub operation: String,
+    pub carts: u64,
+    /// Points of conversion (percentage points) per extra second, at the median latency.
+    pub points_per_second: Option<f64>,
+    pub slope: Option<f64>,
+    pub slope_ci95: Option<[f64; 2]>,
+    /// Conversion by latency bucket, for the chart.
+    pub buckets: Vec<LatencyBucket>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LatencyBucket {
+    pub from_ms: f64,
+    pub to_ms: Option<f64>,
+    pub carts: u64,
+    pub conversion: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HourRow {
+    pub hour: String,
+    pub causes: BTreeMap<String, u64>,
+}
+
+/// What to report on.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub since_ns: i64,
+    pub until_ns: i64,
+    pub as_of_ns: i64,
+    pub threshold: String,
+    pub top: usize,
+    pub min_support: u64,
+    pub attributes: Vec<String>,
+}
+
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+async fn batches(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    Ok(ctx.sql(sql).await?.collect().await?)
+}
+
+/// Column `i` of every row as text / number / count.
+fn strings(bs: &[RecordBatch], i: usize) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for b in bs {
+        let c = datafusion::arrow::compute::cast(
+            b.column(i),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )
+        .expect("cast to text");
+        let a = c.as_string::<i32>();
+        out.extend((0..a.len()).map(|r| a.is_valid(r).then(|| a.value(r).to_string())));
+    }
+    out
+}
+
+fn floats(bs: &[RecordBatch], i: usize) -> Vec<Option<f64>> {
+    let mut out = Vec::new();
+    for b in bs {
+        let c = datafusion::arrow::compute::cast(
+            b.column(i),
+            &datafusion::arrow::datatypes::DataType::Float64,
+        )
+        .expect("cast to double");
+        let a = c.as_primitive::<Float64Type>();
+        out.extend((0..a.len()).map(|r| a.is_valid(r).then(|| a.value(r))));
+    }
+    out
+}
+
+fn counts(bs: &[RecordBatch], i: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    for b in bs {
+        let c = datafusion::arrow::compute::cast(
+            b.column(i),
+            &datafusion::arrow::datatypes::DataType::Int64,
+        )
+        .expect("cast to bigint");
+        let a = c.as_primitive::<Int64Type>();
+        out.extend((0..a.len()).map(|r| {
+            if a.is_valid(r) {
+                a.value(r).max(0) as u64
+            } else {
+                0
+            }
+        }));
+    }
+    out
+}
+
+/// The carts of a period: those first seen in [since, until).
+fn period_filter(since_ns: i64, until_ns: i64) -> String {
+    format!(
+        "CAST(first_seen AS BIGINT) >= {} AND CAST(first_seen AS BIGINT) < {}",
+        since_ns.div_euclid(1000),
+        until_ns.div_euclid(1000)
+    )
+}
+
+async fn summary(ctx: &SessionContext, filter: &str) -> Result<Summary> {
+    let b = batches(
+        ctx,
+        &format!(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE outcome = 'converted'),
+                    count(*) FILTER (WHERE outcome = 'abandoned'),
+                    count(*) FILTER (WHERE outcome = 'active'),
+                    count(*) FILTER (WHERE outcome = 'recovered'),
+                    coalesce(sum(total_value) FILTER (WHERE outcome = 'abandoned'), 0)
+             FROM carts WHERE {filter}"
+        ),
+    )
+    .await?;
+    let c: Vec<u64> = (0..5).map(|i| counts(&b, i)[0]).collect();
+    let value = floats(&b, 5)[0].unwrap_or(0.0);
+    let decided = c[1] + c[2];
+    let (lo, hi) = stats::wilson_interval(c[2], decided, stats::Z_95);
+    Ok(Summary {
+        carts: c[0],
+        converted: c[1],
+        abandoned: c[2],
+        active: c[3],
+        recovered: c[4],
+        abandonment_rate: if decided > 0 {
+            round(c[2] as f64 / decided as f64, 6)
+        } else {
+            0.0
+        },
+        abandonment_rate_ci95: [round(lo, 6), round(hi, 6)],
+        abandoned_value: round(value, 2),
+    })
+}
+
+fn changes(cur: &Summary, prev: &Summary) -> Vec<Change> {
+    let mut out = Vec::new();
+    let rate = |s: &Summary| (s.abandoned, s.abandoned + s.converted);
+    let (x1, n1) = rate(cur);
+    let (x2, n2) = rate(prev);
+    let p = (n1 > 0 && n2 > 0).then(|| stats::two_proportion_z_test(x1, n1, x2, n2));
+    out.push(Change {
+        figure: "abandonment_rate".into(),
+        current: cur.abandonment_rate,
+        previous: prev.abandonment_rate,
+        change: round(cur.abandonment_rate - prev.abandonment_rate, 6),
+        p_value: p.map(|p| round(p, 6)),
+        significant: p.is_some_and(|p| p < 0.05),
+    });
+    // Counts: under "no change" the two periods' counts split as a fair coin would, so the
+    // exact binomial test of the split is the test (Poisson counts conditioned on their sum).
+    for (name, a, b) in [
+        ("carts", cur.carts, prev.carts),
+        ("abandoned", cur.abandoned, prev.abandoned),
+        ("converted", cur.converted, prev.converted),
+    ] {
+        let p = (a + b > 0).then(|| {
+            let t = TwoByTwo {
+                exposed_bad: a,
+                exposed_good: b,
+                unexposed_bad: (a + b) / 2,
+                unexposed_good: (a + b) - (a + b) / 2,
+            };
+            stats::association_p_value(&t).1
+        });
+        out.push(Change {
+            figure: name.into(),
+            current: a as f64,
+            previous: b as f64,
+            change: a as f64 - b as f64,
+            p_value: p.map(|p| round(p, 6)),
+            significant: p.is_some_and(|p| p < 0.05),
+        });
+    }
+    out.push(Change {
+        figure: "abandoned_value".into(),
+        current: cur.abandoned_value,
+        previous: prev.abandoned_value,
+        change: round(cur.abandoned_value - prev.abandoned_value, 2),
+        p_value: None,
+        significant: false,
+    });
+    out
+}
+
+/// Builds the report from a replayed session.
+pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Report> {
+    let cur = period_filter(o.since_ns, o.until_ns);
+    let len = o.until_ns - o.since_ns;
+    let prev = period_filter(o.since_ns - len, o.since_ns);
+    let summary = summary(ctx, &cur).await?;
+    let previous = summary_or_empty(ctx, &prev).await?;
+    let period_carts = format!("SELECT cart_id FROM carts WHERE {cur}");
+
+    // Funnel: carts whose furthest stage is at least each stage.
+    let b = batches(
+        ctx,
+        &format!(
+            "WITH f AS (SELECT cart_id, max(stage_order) AS s FROM cart_events
+                        WHERE cart_id IN ({period_carts}) GROUP BY cart_id)
+             SELECT st.stage, count(f.cart_id) FROM stages st LEFT JOIN f ON f.s >= st.stage_order
+             GROUP BY st.stage, st.stage_order ORDER BY st.stage_order"
+        ),
+    )
+    .await?;
+    let names = strings(&b, 0);
+    let reached = counts(&b, 1);
+    let mut funnel = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let prev_c = if i == 0 { reached[0] } else { reached[i - 1] };
+        let dropped = prev_c.saturating_sub(reached[i]);
+        funnel.push(FunnelStage {
+            stage: n.clone().unwrap_or_default(),
+            carts: reached[i],
+            dropped,
+            drop_rate: if prev_c > 0 {
+                round(dropped as f64 / prev_c as f64, 4)
+            } else {
+                0.0
+            },
+        });
+    }
+
+    let grouped = |col: &str| {
+        format!(
+            "SELECT coalesce({col}, 'none'), count(*), round(coalesce(sum(total_value), 0), 2) FROM carts
+             WHERE {cur} AND outcome = 'abandoned' GROUP BY 1 ORDER BY 2 DESC, 1"
+        )
+    };
+    let to_counts = |b: &[RecordBatch]| -> Vec<Count> {
+        let (n, c, v) = (strings(b, 0), counts(b, 1), floats(b, 2));
+        n.into_iter()
+            .zip(c)
+            .zip(v)
+            .map(|((n, c), v)| Count {
+                name: n.unwrap_or_default(),
+                carts: c,
+                value: v.unwrap_or(0.0),
+            })
+            .collect()
+    };
+    let by_last_stage = to_counts(&batches(ctx, &grouped("last_stage")).await?);
+    let causes = to_counts(&batches(ctx, &grouped("suspected_cause")).await?);
+
+    // By last operation, with that operation's latency and errors over the period's spans.
+    let span_period = format!(
+        "NOT derived AND CAST(start_time AS BIGINT) >= {} AND CAST(start_time AS BIGINT) < {}",
+        o.since_ns.div_euclid(1000),
+        o.until_ns.div_euclid(1000)
+    );
+    let b = batches(
+        ctx,
+        &format!(
+            "WITH ab AS (SELECT last_operation AS op, count(*) AS n FROM carts
+                         WHERE {cur} AND outcome = 'abandoned' GROUP BY 1),
+                  total AS (SELECT sum(n) AS t FROM ab),
+                  ranked AS (SELECT operation_name AS op, duration_ms, status_code,
+                                    row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
+                                    count(*) OVER (PARTITION BY operation_name) AS cnt
+                             FROM traces WHERE {span_period} AND duration_ms IS NOT NULL
+                               AND operation_name IN (SELECT op FROM ab)),
+                  lat AS (SELECT op, max(cnt) AS spans,
+                                 max(CASE WHEN rn = greatest(CAST(ceil(0.5 * cnt) AS BIGINT), 1) THEN duration_ms END) AS p50,
+                                 max(CASE WHEN rn = greatest(CAST(ceil(0.95 * cnt) AS BIGINT), 1) THEN duration_ms END) AS p95,
+                                 max(CASE WHEN rn = greatest(CAST(ceil(0.99 * cnt) AS BIGINT), 1) THEN duration_ms END) AS p99,
+                                 avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END) AS err
+                          FROM ranked GROUP BY op)
+             SELECT ab.op, ab.n, ab.n * 1.0 / total.t, coalesce(lat.spans, 0), lat.p50, lat.p95, lat.p99, lat.err
+             FROM ab CROSS JOIN total LEFT JOIN lat ON ab.op = lat.op
+             ORDER BY ab.n DESC, ab.op"
+        ),
+    )
+    .await?;
+    let ops = strings(&b, 0);
+    let (n, share, spans) = (counts(&b, 1), floats(&b, 2), counts(&b, 3));
+    let (p50, p95, p99, err) = (floats(&b, 4), floats(&b, 5), floats(&b, 6), floats(&b, 7));
+    let by_last_operation = (0..ops.len())
+        .map(|i| OperationRow {
+            operation: ops[i].clone().unwrap_or_default(),
+            abandoned: n[i],
+            share: round(share[i].unwrap_or(0.0), 4),
+            spans: spans[i],
+            p50_ms: round(p50[i].unwrap_or(0.0), 3),
+            p95_ms: round(p95[i].unwrap_or(0.0), 3),
+            p99_ms: round(p99[i].unwrap_or(0.0), 3),
+            error_rate: round(err[i].unwrap_or(0.0), 4),
+        })
+        .collect();
+
+    let b = batches(
+        ctx,
+        &format!(
+            "SELECT cart_id, coalesce(total_value, 0), last_operation, last_op_duration_ms, last_op_status,
+                    suspected_cause, last_trace_id
+             FROM carts WHERE {cur} AND outcome = 'abandoned'
+             ORDER BY total_value DESC NULLS LAST, cart_id LIMIT {}",
+            o.top
+        ),
+    )
+    .await?;
+    let (ids, vals, lops, ldur, lst, lca, ltr) = (
+        strings(&b, 0),
+        floats(&b, 1),
+        strings(&b, 2),
+        floats(&b, 3),
+        strings(&b, 4),
+        strings(&b, 5),
+        strings(&b, 6),
+    );
+    let top_abandoned = (0..ids.len())
+        .map(|i| TopCart {
+            cart_id: ids[i].clone().unwrap_or_default(),
+            value: vals[i].unwrap_or(0.0),
+            last_operation: lops[i].clone().unwrap_or_default(),
+            last_op_duration_ms: round(ldur[i].unwrap_or(0.0), 3),
+            last_op_status: lst[i].clone().unwrap_or_default(),
+            suspected_cause: lca[i].clone(),
+            trace_id: ltr[i].clone().unwrap_or_default(),
+        })
+        .collect();
+
+    let b = batches(
+        ctx,
+        &format!(
+            "SELECT date_trunc('hour', abandoned_at) AS h, coalesce(suspected_cause, 'none'), count(*)
+             FROM carts WHERE {cur} AND outcome = 'abandoned' GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+    )
+    .await?;
+    let (hours, hc, hn) = (strings(&b, 0), strings(&b, 1), counts(&b, 2));
+    let mut by_hour: Vec<HourRow> = Vec::new();
+    for i in 0..hours.len() {
+        let h = hours[i].clone().unwrap_or_default();
+        if by_hour.last().is_none_or(|r| r.hour != h) {
+            by_hour.push(HourRow {
+                hour: h,
+                causes: BTreeMap::new(),
+            });
+        }
+        if let Some(r) = by_hour.last_mut() {
+            r.causes.insert(hc[i].clone().unwrap_or_default(), hn[i]);
+        }
+    }
+
+    let (drivers, latency_curves) = drivers(ctx, m, o, &cur).await?;
+    Ok(Report {
+        version: REPORT_VERSION,
+        generator: format!("cartscope {}", env!("CARGO_PKG_VERSION")),
+        model: m.name.clone(),
+        as_of: format_ns(o.as_of_ns),
+        threshold: o.threshold.clone(),
+        period: Period {
+            since: format_ns(o.since_ns),
+            until: format_ns(o.until_ns),
+        },
+        changes: changes(&summary, &previous),
+        summary,
+        previous,
+        funnel,
+        by_last_stage,
+        by_last_operation,
+        causes,
+        top_abandoned,
+        drivers,
+        latency_curves,
+        by_hour,
+    })
+}
+
+async fn summary_or_empty(ctx: &SessionContext, filter: &str) -> Result<Summary> {
+    summary(ctx, filter).await
+}
+
+/// The population of the driver analysis and each cart's candidate properties.
+async fn drivers(
+    ctx: &SessionContext,
+    m: &Model,
+    o: &Options,
+    cur: &str,
+) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
+    let checkout_order: i64 = if m.stages.len() > 1 { 2 } else { 1 };
+    let slow = m.causes.slow_ms;
+    // Every decided cart of the period with the furthest stage it reached; each driver is then
+    // judged among the carts that reached the stage where it shows (its own stage).
+    let pop_sql = format!(
+        "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
+                coalesce(c.item_count, 0) AS n, f.s AS furthest
+         FROM carts c JOIN (SELECT cart_id, max(stage_order) AS s FROM cart_events GROUP BY cart_id) f
+           ON c.cart_id = f.cart_id
+         WHERE {cur} AND c.outcome IN ('abandoned', 'converted')
+         ORDER BY c.cart_id"
+    );
+    let b = batches(ctx, &pop_sql).await?;
+    let ids: Vec<String> = strings(&b, 0)
+        .into_iter()
+        .map(|s| s.unwrap_or_default())
+        .collect();
+    let bad: Vec<bool> = strings(&b, 1)
+        .into_iter()
+        .map(|s| s.as_deref() == Some("true"))
+        .collect();
+    let value = floats(&b, 2);
+    let items = floats(&b, 3);
+    let furthest: Vec<i64> = counts(&b, 4).into_iter().map(|x| x as i64).collect();
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let n = ids.len();
+    // (kind, label) -> (the stage it shows at, the carts that have it)
+    let mut features: BTreeMap<(String, String), (i64, HashSet<usize>)> = BTreeMap::new();
+    let mut add = |kind: &str, label: String, stage: i64, i: usize| {
+        let e = features
+            .entry((kind.to_string(), label))
+            .or_insert((stage, HashSet::new()));
+        e.0 = e.0.min(stage);
+        e.1.insert(i);
+    };
+
+    // Operations of the checkout stages: slow, slower than their own p95, failed.
+    let attrs_case = o
+        .attributes
+        .iter()
+        .map(|k| {
+            format!(
+                "coalesce(t.attributes[{k}], t.resource_attributes[{k}])",
+                k = lit(k)
+            )
+        })
+        .collect::<Vec<_>>();
+    let b = batches(
+        ctx,
+        &format!(
+            "WITH pop AS ({pop_sql}),
+                  ranked AS (SELECT operation_name, duration_ms,
+                                    row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
+                                    count(*) OVER (PARTITION BY operation_name) AS cnt
+                             FROM traces WHERE NOT derived AND duration_ms IS NOT NULL),
+                  p95 AS (SELECT operation_name, duration_ms AS p95 FROM ranked
+                          WHERE rn = greatest(CAST(ceil(0.95 * cnt) AS BIGINT), 1))
+             SELECT e.cart_id, e.operation, max(e.duration_ms), bool_or(e.status_code = 'error'),
+                    bool_or(e.duration_ms > p95.p95), coalesce(min(e.stage_order), {checkout_order})
+             FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
+             LEFT JOIN p95 ON e.operation = p95.operation_name
+             WHERE e.stage_order >= {checkout_order}
+             GROUP BY e.cart_id, e.operation ORDER BY 1, 2"
+        ),
+    )
+    .await?;
+    let (cid, opcol, dur, failed, over) = (
+        strings(&b, 0),
+        strings(&b, 1),
+        floats(&b, 2),
+        strings(&b, 3),
+        strings(&b, 4),
+    );
+    let stage_col: Vec<i64> = counts(&b, 5).into_iter().map(|x| x as i64).collect();
+    let mut latency: BTreeMap<String, Vec<(f64, bool)>> = BTreeMap::new();
+    let mut op_stage: BTreeMap<String, i64> = BTreeMap::new();
+    for r in 0..cid.len() {
+        let (Some(c), Some(op)) = (&cid[r], &opcol[r]) else {
+            continue;
+        };
+        let Some(&i) = index.get(c.as_str()) else {
+            continue;
+        };
+        let d = dur[r].unwrap_or(0.0);
+        let st = stage_col[r];
+        op_stage.insert(op.clone(), st);
+        if d > slow {
+            add(
+                "slow_operation",
+                format!("{op} slower than {slow} ms"),
+                st,
+                i,
+            );
+        }
+        if over[r].as_deref() == Some("true") {
+            add("slow_operation", format!("{op} slower than its p95"), st, i);
+        }
+        if failed[r].as_deref() == Some("true") {
+            add("failed_operation", format!("{op} failed"), st, i);
+        }
+        latency.entry(op.clone()).or_default().push((d, !bad[i]));
+    }
+
+    // Attribute values of the cart's spans and their resources.
+    for (k, expr) in o.attributes.iter().zip(&attrs_case) {
+        let b = batches(
+            ctx,
+            &format!(
+                "WITH pop AS ({pop_sql})
+                 SELECT e.cart_id, t.service_name, {expr} AS v, coalesce(min(e.stage_order), 1)
+                 FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
+                 JOIN traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id
+                 WHERE {expr} IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            ),
+        )
+        .await?;
+        let (cid, svc, v) = (strings(&b, 0), strings(&b, 1), strings(&b, 2));
+        let st: Vec<i64> = counts(&b, 3).into_iter().map(|x| x as i64).collect();
+        // Resource attributes that vary by service (a version) are named with their service.
+        let per_service = k.starts_with("service.");
+        for r in 0..cid.len() {
+            let (Some(c), Some(v)) = (&cid[r], &v[r]) else {
+                continue;
+            };
+            let Some(&i) = index.get(c.as_str()) else {
+                continue;
+            };
+            let label = match (&svc[r], per_service) {
+                (Some(s), true) => format!("{k} = {v} ({s})"),
+                _ => format!("{k} = {v}"),
+            };
+            add("attribute", label, st[r], i);
+        }
+    }
+
+    // Numeric covariates, split at the median of the carts that reached their stage.
+    let mut numeric = |name: &str, stage: i64, xs: Vec<Option<f64>>| {
+        let mut known: Vec<f64> = (0..n)
+            .filter(|&i| furthest[i] >= stage)
+            .filter_map(|i| xs[i])
+            .collect();
+        known.sort_by(|a, b| a.total_cmp(b));
+        if let Some(med) = stats::nearest_rank(&known, 0.5) {
+            let label = format!("{name} above its median ({})", round(med, 2));
+            for (i, x) in xs.iter().enumerate() {
+                if x.is_some_and(|x| x > med) {
+                    add("numeric", label.clone(), stage, i);
+                }
+            }
+        }
+    };
+    numeric("cart value", checkout_order, value.clone());
+    numeric("item count", checkout_order, items);
+    for (op, st) in &op_stage {
+        let mut per_cart = vec![None; n];
+        // The cart's slowest span of the operation.
+        for r in 0..cid.len() {
+            if opcol[r].as_deref() == Some(op.as_str()) {
+                if let Some(&i) = cid[r].as_deref().and_then(|c| index.get(c)) {
+                    per_cart[i] = dur[r];
+                }
+            }
+        }
+        numeric(&format!("{op} latency"), *st, per_cart);
+    }
+
+    // Score every candidate among the carts that reached its stage.
+    let mut out = Vec::new();
+    let mut ps = Vec::new();
+    for ((kind, label), (stage, set)) in &features {
+        let members: Vec<usize> = (0..n).filter(|&i| furthest[i] >= *stage).collect();
+        let support = set.iter().filter(|&&i| furthest[i] >= *stage).count() as u64;
+        if support < o.min_support || support as usize == members.len() {
+            continue;
+        }
+        let total_bad = members.iter().filter(|&&i| bad[i]).count() as u64;
+        let exposed_bad = set
+            .iter()
+            .filter(|&&i| furthest[i] >= *stage && bad[i])
+            .count() as u64;
+        let t = TwoByTwo {
+            exposed_bad,
+            exposed_good: support - exposed_bad,
+            unexposed_bad: total_bad - exposed_bad,
+            unexposed_good: (members.len() as u64 - support) - (total_bad - exposed_bad),
+        };
+        let (test, p) = stats::association_p_value(&t);
+        let excess = t.excess_bad().unwrap_or(0.0);
+        let exposed_bad_value: f64 = set
+            .iter()
+            .filter(|&&i| bad[i])
+            .map(|&i| value[i].unwrap_or(0.0))
+            .sum();
+        let per_bad = if exposed_bad > 0 {
+            exposed_bad_value / exposed_bad as f64
+        } else {
+            0.0
+        };
+        ps.push(p);
+        out.push(Driver {
+            driver: label.clone(),
+            kind: kind.clone(),
+            support,
+            abandoned: exposed_bad,
+            abandonment_rate: round(t.exposed_risk().unwrap_or(0.0), 4),
+            baseline_rate: round(t.unexposed_risk().unwrap_or(0.0), 4),
+            relative_risk: t.relative_risk().map(|r| round(r, 4)),
+            relative_risk_ci95: t
+                .rr_confidence_interval(stats::Z_95)
+                .map(|(a, b)| [round(a, 4), round(b, 4)]),
+            test: test.name().to_string(),
+            p_value: p,
+            q_value: 1.0,
+            excess_abandoned: round(excess, 2),
+            excess_value: round(excess.max(0.0) * per_bad, 2),
+            significant: false,
+        });
+    }
+    let q = stats::benjamini_hochberg(&ps);
+    for (d, q) in out.iter_mut().zip(q) {
+        d.q_value = q;
+        d.significant = q < 0.05 && d.relative_risk.is_some_and(|r| r > 1.0);
+    }
+    out.sort_by(|a, b| {
+        b.significant
+            .cmp(&a.significant)
+            .then(b.excess_value.total_cmp(&a.excess_value))
+            .then(a.driver.cmp(&b.driver))
+    });
+
+    // Latency to conversion: logistic regression of converted on seconds, per operation.
+    let mut curves = Vec::new();
+    for (op, obs) in latency {
+        let x: Vec<f64> = obs.iter().map(|o| o.0 / 1000.0).collect();
+        let y: Vec<bool> = obs.iter().map(|o| o.1).collect();
+        let fit = stats::logistic_fit(&x, &y);
+        let mut sorted = x.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let med = stats::nearest_rank(&sorted, 0.5).unwrap_or(0.0);
+        let edges = [0.0, 500.0, 1000.0, 2000.0, 4000.0];
+        let buckets = edges
+            .iter()
+            .enumerate()
+            .map(|(k, lo)| {
+                let hi = edges.get(k + 1).copied();
+                let inside: Vec<&(f64, bool)> = obs
+                    .iter()
+                    .filter(|o| o.0 >= *lo && hi.is_none_or(|h| o.0 < h))
+                    .collect();
+                let conv = inside.iter().filter(|o| o.1).count();
+                LatencyBucket {
+                    from_ms: *lo,
+                    to_ms: hi,
+                    carts: inside.len() as u64,
+                    conversion: (!inside.is_empty())
+                        .then(|| round(conv as f64 / inside.len() as f64, 4)),
+                }
+            })
+            .collect();
+        curves.push(LatencyCurve {
+            operation: op,
+            carts: obs.len() as u64,
+            points_per_second: fit
+                .as_ref()
+                .map(|f| round(100.0 * stats::marginal_effect_per_unit(f, med), 3)),
+            slope: fit.as_ref().map(|f| round(f.slope, 6)),
+            slope_ci95: fit.as_ref().map(|f| {
+                let (a, b) = f.slope_confidence_interval(stats::Z_95);
+                [round(a, 6), round(b, 6)]
+            }),
+            buckets,
+        });
+    }
+    Ok((out, curves))
+}

@@ -1,0 +1,259 @@
+//! The report's formats. Each renders the same `Report`; JSON is the stable machine form.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use comfy_table::{presets, Table as Grid};
+
+use super::Report;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ReportFormat {
+    /// Tables for the terminal.
+    #[default]
+    Text,
+    Markdown,
+    /// The documented, stable schema (with a version field), for machines and baselines.
+    Json,
+}
+
+pub fn render(r: &Report, f: ReportFormat) -> Result<String> {
+    Ok(match f {
+        ReportFormat::Json => serde_json::to_string_pretty(r)? + "\n",
+        ReportFormat::Text => text(r, false),
+        ReportFormat::Markdown => text(r, true),
+    })
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn table(md: bool, header: &[&str], rows: Vec<Vec<String>>) -> String {
+    if md {
+        let mut s = format!(
+            "| {} |\n|{}|\n",
+            header.join(" | "),
+            header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+        );
+        for r in rows {
+            let cells: Vec<String> = r
+                .iter()
+                .map(|c| c.replace('|', "\\|").replace('\n', " "))
+                .collect();
+            let _ = writeln!(s, "| {} |", cells.join(" | "));
+        }
+        s
+    } else {
+        let mut g = Grid::new();
+        g.load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_header(header.to_vec());
+        for r in rows {
+            g.add_row(r);
+        }
+        format!("{g}\n")
+    }
+}
+
+fn text(r: &Report, md: bool) -> String {
+    let h = |s: &str| {
+        if md {
+            format!("\n## {s}\n\n")
+        } else {
+            format!("\n{s}\n")
+        }
+    };
+    let s = &r.summary;
+    let mut out = String::new();
+    if md {
+        let _ = writeln!(out, "# Cart abandonment report");
+    } else {
+        let _ = writeln!(out, "Cart abandonment report");
+    }
+    let _ = writeln!(
+        out,
+        "{}Period {} to {}, as of {} (threshold {}, model {}).",
+        if md { "\n" } else { "" },
+        r.period.since,
+        r.period.until,
+        r.as_of,
+        r.threshold,
+        r.model
+    );
+    out.push_str(&h("Summary"));
+    let _ = writeln!(
+        out,
+        "{} carts: {} converted, {} abandoned, {} active, {} recovered.\nAbandonment rate {} (95% CI {} to {}); abandoned value (revenue at risk) {:.2}.",
+        s.carts, s.converted, s.abandoned, s.active, s.recovered,
+        pct(s.abandonment_rate), pct(s.abandonment_rate_ci95[0]), pct(s.abandonment_rate_ci95[1]), s.abandoned_value
+    );
+    out.push_str(&h("Against the previous period"));
+    out.push_str(&table(
+        md,
+        &["figure", "now", "before", "change", "p", "beyond chance"],
+        r.changes
+            .iter()
+            .map(|c| {
+                vec![
+                    c.figure.clone(),
+                    format!("{}", c.current),
+                    format!("{}", c.previous),
+                    format!("{:+}", c.change),
+                    c.p_value.map_or("-".into(), |p| format!("{p:.4}")),
+                    if c.significant {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    },
+                ]
+            })
+            .collect(),
+    ));
+    out.push_str(&h(
+        "Why: drivers of abandonment, by the abandoned value they explain",
+    ));
+    out.push_str(&table(
+        md,
+        &[
+            "driver",
+            "carts",
+            "abandoned",
+            "rate vs baseline",
+            "relative risk (95% CI)",
+            "q",
+            "excess abandoned",
+            "excess value",
+        ],
+        r.drivers
+            .iter()
+            .filter(|d| d.significant)
+            .take(15)
+            .map(|d| {
+                vec![
+                    d.driver.clone(),
+                    d.support.to_string(),
+                    d.abandoned.to_string(),
+                    format!("{} vs {}", pct(d.abandonment_rate), pct(d.baseline_rate)),
+                    match (d.relative_risk, d.relative_risk_ci95) {
+                        (Some(rr), Some([a, b])) => format!("{rr:.2} ({a:.2}-{b:.2})"),
+                        _ => "-".into(),
+                    },
+                    format!("{:.2e}", d.q_value),
+                    format!("{:.1}", d.excess_abandoned),
+                    format!("{:.2}", d.excess_value),
+                ]
+            })
+            .collect(),
+    ));
+    out.push_str(&h("Latency to conversion"));
+    for c in &r.latency_curves {
+        if let Some(p) = c.points_per_second {
+            let _ = writeln!(
+                out,
+                "each extra second of {} changes conversion by {:+.2} points ({} carts)",
+                c.operation, p, c.carts
+            );
+        }
+    }
+    out.push_str(&h("Funnel"));
+    out.push_str(&table(
+        md,
+        &["stage", "carts", "dropped", "drop rate"],
+        r.funnel
+            .iter()
+            .map(|f| {
+                vec![
+                    f.stage.clone(),
+                    f.carts.to_string(),
+                    f.dropped.to_string(),
+                    pct(f.drop_rate),
+                ]
+            })
+            .collect(),
+    ));
+    out.push_str(&h("Abandonment by last operation"));
+    out.push_str(&table(
+        md,
+        &[
+            "operation",
+            "abandoned",
+            "share",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "error rate",
+        ],
+        r.by_last_operation
+            .iter()
+            .map(|o| {
+                vec![
+                    o.operation.clone(),
+                    o.abandoned.to_string(),
+                    pct(o.share),
+                    format!("{:.1}", o.p50_ms),
+                    format!("{:.1}", o.p95_ms),
+                    format!("{:.1}", o.p99_ms),
+                    pct(o.error_rate),
+                ]
+            })
+            .collect(),
+    ));
+    out.push_str(&h("Abandonment by last stage"));
+    out.push_str(&table(
+        md,
+        &["stage", "carts", "value"],
+        r.by_last_stage
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.carts.to_string(),
+                    format!("{:.2}", c.value),
+                ]
+            })
+            .collect(),
+    ));
+    out.push_str(&h("Suspected causes"));
+    out.push_str(&table(
+        md,
+        &["cause", "carts", "value"],
+        r.causes
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.carts.to_string(),
+                    format!("{:.2}", c.value),
+                ]
+            })
+            .collect(),
+    ));
+    out.push_str(&h("Top abandoned carts by value"));
+    out.push_str(&table(
+        md,
+        &[
+            "cart",
+            "value",
+            "last operation",
+            "ms",
+            "status",
+            "cause",
+            "trace id",
+        ],
+        r.top_abandoned
+            .iter()
+            .map(|c| {
+                vec![
+                    c.cart_id.clone(),
+                    format!("{:.2}", c.value),
+                    c.last_operation.clone(),
+                    format!("{:.1}", c.last_op_duration_ms),
+                    c.last_op_status.clone(),
+                    c.suspected_cause.clone().unwrap_or_else(|| "none".into()),
+                    c.trace_id.clone(),
+                ]
+            })
+            .collect(),
+    ));
+    out
+}
