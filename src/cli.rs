@@ -30,6 +30,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_progress: bool,
 
+    /// Cap the memory queries and the replay use (like 4GB or 512MB): sorts, aggregations
+    /// and windows then spill to temporary files [default: no cap].
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -63,9 +63,25 @@ pub fn config(threads: usize) -> SessionConfig {
     c
 }
 
+static MEMORY_LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Caps the memory of query execution (set once at start-up from --memory-limit): sorts,
+/// aggregations and windows spill to temporary files instead of growing past it.
+pub fn set_memory_limit(bytes: usize) {
+    let _ = MEMORY_LIMIT.set(bytes);
+}
+
 /// Builds the session with every canonical table and the `spans` view registered.
 pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
-    let ctx = SessionContext::new_with_config(config(threads));
+    let ctx = match MEMORY_LIMIT.get() {
+        Some(&bytes) => {
+            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+                .with_memory_limit(bytes, 1.0)
+                .build_arc()?;
+            SessionContext::new_with_config_rt(config(threads), runtime)
+        }
+        None => SessionContext::new_with_config(config(threads)),
+    };
     ctx.register_udf(crate::udf::AttrNumber::double());
     ctx.register_udf(crate::udf::AttrNumber::int());
     let manifests = data

@@ -40,6 +40,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
+    if let Some(m) = &cli.memory_limit {
+        crate::session::set_memory_limit(parse_size(m)?);
+    }
     let g = Globals {
         threads,
         progress: !cli.no_progress,
@@ -120,4 +123,38 @@ pub async fn open_replayed(
     )
     .await?;
     Ok((ctx, summary, model))
+}
+
+/// `4GB`, `512MB`, `1.5GiB`, `2000000` (bytes).
+pub fn parse_size(s: &str) -> Result<usize> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--memory-limit '{s}': write a size like 4GB or 512MB"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => anyhow::bail!(
+            "--memory-limit '{s}': unknown unit '{other}' (B, KB, MB, GB, KiB, MiB, GiB)"
+        ),
+    };
+    Ok((n * scale) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("4GB").unwrap(), 4_000_000_000);
+        assert_eq!(super::parse_size("512 MiB").unwrap(), 512 * 1024 * 1024);
+        assert!(super::parse_size("lots").is_err());
+    }
 }
