@@ -788,6 +788,10 @@ async fn drivers(
     for (op, obs) in latency {
         let x: Vec<f64> = obs.iter().map(|o| o.0 / 1000.0).collect();
         let y: Vec<bool> = obs.iter().map(|o| o.1).collect();
+        if y.iter().all(|v| *v == y[0]) {
+            // Every cart past it converted (a success step) or none did: no curve to draw.
+            continue;
+        }
         let fit = stats::logistic_fit(&x, &y);
         let mut sorted = x.clone();
         sorted.sort_by(|a, b| a.total_cmp(b));

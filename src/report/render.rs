@@ -147,12 +147,23 @@ fn text(r: &Report, md: bool) -> String {
     ));
     out.push_str(&h("Latency to conversion"));
     for c in &r.latency_curves {
-        if let Some(p) = c.points_per_second {
-            let _ = writeln!(
-                out,
-                "each extra second of {} changes conversion by {:+.2} points ({} carts)",
-                c.operation, p, c.carts
-            );
+        // Only an effect whose 95% interval excludes zero is stated; a short operation's
+        // noise would otherwise read as a large per-second effect.
+        match (c.points_per_second, c.slope_ci95) {
+            (Some(p), Some([lo, hi])) if lo > 0.0 || hi < 0.0 => {
+                let _ = writeln!(
+                    out,
+                    "each extra second of {} changes conversion by {:+.2} points ({} carts)",
+                    c.operation, p, c.carts
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "{}: no clear effect of latency on conversion ({} carts)",
+                    c.operation, c.carts
+                );
+            }
         }
     }
     out.push_str(&h("Funnel"));
