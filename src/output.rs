@@ -222,6 +222,14 @@ fn write_delimited(w: &mut dyn Write, row: &[String], sep: char) -> Result<()> {
     Ok(())
 }
 
+/// Reports on stderr what a load passed over: bad records, files that hold no telemetry.
+pub fn report_skipped(stats: &crate::load::LoadStats) {
+    report_bad_records(&stats.bad, stats.bad_total);
+    for (path, what) in &stats.skipped_files {
+        eprintln!("cartscope: passed over '{}': {what}", path.display());
+    }
+}
+
 /// Reports skipped records on stderr: the first ones in full, then the total.
 pub fn report_bad_records(bad: &[BadRecord], total: u64) {
     if total == 0 {

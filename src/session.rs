@@ -34,10 +34,7 @@ impl Data {
     /// datasets to be read in place.
     pub fn load(inputs: &Inputs, opts: &LoadOptions) -> Result<(Data, LoadStats)> {
         let (mem, stats) = load::load_into_memory(&inputs.files, opts)?;
-        crate::output::report_bad_records(&stats.bad, stats.bad_total);
-        for (path, what) in &stats.skipped_files {
-            eprintln!("cartscope: passed over '{}': {what}", path.display());
-        }
+        crate::output::report_skipped(&stats);
         if stats.log_documents > 0 {
             eprintln!(
                 "cartscope: {} log document{} skipped (cartscope reads traces and metrics)",

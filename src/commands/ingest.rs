@@ -40,10 +40,7 @@ struct State {
 pub fn run(a: &IngestArgs, g: &Globals) -> Result<()> {
     let started = Instant::now();
     let report = ingest(&a.inputs, &a.out, &g.load_options(a.strict))?;
-    crate::output::report_bad_records(&report.stats.bad, report.stats.bad_total);
-    for (path, what) in &report.stats.skipped_files {
-        eprintln!("cartscope: passed over '{}': {what}", path.display());
-    }
+    crate::output::report_skipped(&report.stats);
     print_summary(&a.out, &report, started.elapsed().as_secs_f64())
 }
 

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use crate::cli::ReportArgs;
 use crate::commands::{open_replayed, Globals};
 use crate::report::{self, render};
-use crate::timefmt::{format_duration, parse_time};
+use crate::timefmt::parse_time;
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
@@ -59,7 +59,6 @@ pub async fn run(a: &ReportArgs, g: &Globals) -> Result<()> {
     };
     let r = report::build(&ctx, &model, &opts).await?;
     let text = render::render(&r, a.format)?;
-    let _ = format_duration;
     match &a.output {
         Some(path) => crate::output::write_atomically(path, |w| {
             w.write_all(text.as_bytes())?;

@@ -270,7 +270,7 @@ fn period_filter(since_ns: i64, until_ns: i64) -> String {
     )
 }
 
-async fn summary(ctx: &SessionContext, filter: &str) -> Result<Summary> {
+async fn summary_of(ctx: &SessionContext, filter: &str) -> Result<Summary> {
     let b = batches(
         ctx,
         &format!(
@@ -359,8 +359,8 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     let cur = period_filter(o.since_ns, o.until_ns);
     let len = o.until_ns - o.since_ns;
     let prev = period_filter(o.since_ns - len, o.since_ns);
-    let summary = summary(ctx, &cur).await?;
-    let previous = summary_or_empty(ctx, &prev).await?;
+    let summary = summary_of(ctx, &cur).await?;
+    let previous = summary_of(ctx, &prev).await?;
     let period_carts = format!("SELECT cart_id FROM carts WHERE {cur}");
 
     // Funnel: carts whose furthest stage is at least each stage.
@@ -536,10 +536,6 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         latency_curves,
         by_hour,
     })
-}
-
-async fn summary_or_empty(ctx: &SessionContext, filter: &str) -> Result<Summary> {
-    summary(ctx, filter).await
 }
 
 /// The population of the driver analysis and each cart's candidate properties.

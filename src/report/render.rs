@@ -55,6 +55,23 @@ fn table(md: bool, header: &[&str], rows: Vec<Vec<String>>) -> String {
     }
 }
 
+/// A name, carts, value table (by last stage, by cause).
+fn counts_table(md: bool, what: &str, rows: &[super::Count]) -> String {
+    table(
+        md,
+        &[what, "carts", "value"],
+        rows.iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.carts.to_string(),
+                    format!("{:.2}", c.value),
+                ]
+            })
+            .collect(),
+    )
+}
+
 fn text(r: &Report, md: bool) -> String {
     let h = |s: &str| {
         if md {
@@ -210,35 +227,9 @@ fn text(r: &Report, md: bool) -> String {
             .collect(),
     ));
     out.push_str(&h("Abandonment by last stage"));
-    out.push_str(&table(
-        md,
-        &["stage", "carts", "value"],
-        r.by_last_stage
-            .iter()
-            .map(|c| {
-                vec![
-                    c.name.clone(),
-                    c.carts.to_string(),
-                    format!("{:.2}", c.value),
-                ]
-            })
-            .collect(),
-    ));
+    out.push_str(&counts_table(md, "stage", &r.by_last_stage));
     out.push_str(&h("Suspected causes"));
-    out.push_str(&table(
-        md,
-        &["cause", "carts", "value"],
-        r.causes
-            .iter()
-            .map(|c| {
-                vec![
-                    c.name.clone(),
-                    c.carts.to_string(),
-                    format!("{:.2}", c.value),
-                ]
-            })
-            .collect(),
-    ));
+    out.push_str(&counts_table(md, "cause", &r.causes));
     out.push_str(&h("Top abandoned carts by value"));
     out.push_str(&table(
         md,
