@@ -12,7 +12,7 @@ Exit codes:
   0  success (bad records may have been skipped: they are reported on stderr)
   1  a check failed (cartscope check)
   2  an error: bad arguments, an unreadable or unrecognised input, a bad record under --strict,
-     an SQL error";
+     an SQL error, a bad rules file or baseline (cartscope check)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +61,9 @@ pub enum Command {
     Model(ModelArgs),
     /// The abandonment report: figures, changes against the previous period, and why.
     Report(ReportArgs),
+    /// Regression checks for CI: rules on the report's measures or on SQL, with limits or
+    /// tolerances against a baseline report; exit code 1 when a rule fails.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -71,7 +74,34 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub replay: ReplayArgs,
 
-    /// Report on this UTC day (carts first seen that day); judged as of its end unless --as-of.
+    #[command(flatten)]
+    pub period: PeriodArgs,
+
+    #[arg(long, short = 'f', value_enum, default_value_t = crate::report::render::ReportFormat::Text)]
+    pub format: crate::report::render::ReportFormat,
+
+    /// Write the report to this file (atomically) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// How many abandoned carts to list by value.
+    #[arg(long, value_name = "N", default_value_t = crate::report::DEFAULT_TOP)]
+    pub top: usize,
+
+    /// Drivers need at least this many carts.
+    #[arg(long, value_name = "N", default_value_t = crate::report::DEFAULT_MIN_SUPPORT)]
+    pub min_support: u64,
+
+    /// Attributes whose values are candidate drivers (repeatable) [default: service.version,
+    /// user.segment, cloud.region, payment.method, shipping.carrier, deployment.environment.name].
+    #[arg(long = "attribute", value_name = "KEY")]
+    pub attributes: Vec<String>,
+}
+
+/// The period a report or a check is about: the carts first seen in it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PeriodArgs {
+    /// This UTC day (carts first seen that day); judged as of its end unless --as-of.
     #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["since", "until"])]
     pub day: Option<String>,
 
@@ -83,26 +113,38 @@ pub struct ReportArgs {
     /// End of the period [default: the as-of time].
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
+}
 
-    #[arg(long, short = 'f', value_enum, default_value_t = crate::report::render::ReportFormat::Text)]
-    pub format: crate::report::render::ReportFormat,
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
 
-    /// Write the report to this file (atomically) instead of stdout.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub replay: ReplayArgs,
 
-    /// How many abandoned carts to list by value.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub top: usize,
+    #[command(flatten)]
+    pub period: PeriodArgs,
 
-    /// Drivers need at least this many carts.
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub min_support: u64,
+    /// The rules: a TOML file of [[rule]] tables (see checks.example.toml).
+    #[arg(long, value_name = "FILE", required_unless_present = "write_baseline")]
+    pub rules: Option<PathBuf>,
 
-    /// Attributes whose values are candidate drivers (repeatable) [default: service.version,
-    /// user.segment, cloud.region, payment.method, shipping.carrier, deployment.environment.name].
-    #[arg(long = "attribute", value_name = "KEY")]
-    pub attributes: Vec<String>,
+    /// A report in JSON (`cartscope report --format json`, or --write-baseline) that rules
+    /// with max_increase / max_decrease tolerances compare against.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Also write this run's report in JSON to FILE (atomically), as the next baseline.
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// Also write the verdicts as JUnit XML to FILE (atomically), for CI systems to display.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    #[arg(long, short = 'f', value_enum, default_value_t = crate::check::CheckFormat::Text)]
+    pub format: crate::check::CheckFormat,
 }
 
 /// How the replay judges; the same for every command that replays.

@@ -5,6 +5,7 @@
 //! -> `load` (parallel, streaming) -> canonical tables (`schema`) -> `session` (DataFusion)
 //! -> commands.
 
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod dataset;

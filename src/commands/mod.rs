@@ -8,6 +8,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use crate::load::LoadOptions;
 
+pub mod check;
 pub mod detect;
 pub mod generate;
 pub mod ingest;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Generate(a) => generate::run(&a, &g),
         Command::Detect(a) => rt.block_on(detect::run(&a, &g)),
         Command::Report(a) => rt.block_on(report::run(&a, &g)),
+        Command::Check(a) => return rt.block_on(check::run(&a, &g)),
         Command::Model(a) => {
             print!("{}", crate::model::preset_text(&a.print)?);
             Ok(())

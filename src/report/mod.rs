@@ -32,6 +32,11 @@ use crate::timefmt::format_ns;
 
 pub const REPORT_VERSION: u32 = 1;
 
+/// How many abandoned carts the report lists by value, unless told.
+pub const DEFAULT_TOP: usize = 10;
+/// The fewest carts a driver needs, unless told.
+pub const DEFAULT_MIN_SUPPORT: u64 = 20;
+
 /// Attributes whose values are candidate drivers, unless the caller names others.
 pub const DEFAULT_ATTRIBUTES: [&str; 6] = [
     "service.version",
@@ -58,6 +63,10 @@ pub struct Report {
     pub funnel: Vec<FunnelStage>,
     pub by_last_stage: Vec<Count>,
     pub by_last_operation: Vec<OperationRow>,
+    /// Every operation with spans in the period, by name: the measures `cartscope check`
+    /// reads for an operation (added within version 1; absent in older reports).
+    #[serde(default)]
+    pub operations: Vec<OperationStats>,
     pub causes: Vec<Count>,
     pub top_abandoned: Vec<TopCart>,
     pub drivers: Vec<Driver>,
@@ -121,6 +130,18 @@ pub struct OperationRow {
     pub abandoned: u64,
     pub share: f64,
     /// Over all its spans in the period.
+    pub spans: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub error_rate: f64,
+}
+
+/// An operation's latency percentiles (nearest rank) and error rate over its spans in the
+/// period.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OperationStats {
+    pub operation: String,
     pub spans: u64,
     pub p50_ms: f64,
     pub p95_ms: f64,
@@ -354,6 +375,41 @@ fn changes(cur: &Summary, prev: &Summary) -> Vec<Change> {
     out
 }
 
+/// Latency percentiles (nearest rank) and error rate of every operation among the spans the
+/// filter keeps, by name.
+async fn operation_stats(ctx: &SessionContext, span_filter: &str) -> Result<Vec<OperationStats>> {
+    let b = batches(
+        ctx,
+        &format!(
+            "WITH ranked AS (SELECT operation_name AS op, duration_ms, status_code,
+                                    row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
+                                    count(*) OVER (PARTITION BY operation_name) AS cnt
+                             FROM traces WHERE {span_filter} AND duration_ms IS NOT NULL
+                               AND operation_name IS NOT NULL)
+             SELECT op, max(cnt),
+                    max(CASE WHEN rn = greatest(CAST(ceil(0.5 * cnt) AS BIGINT), 1) THEN duration_ms END),
+                    max(CASE WHEN rn = greatest(CAST(ceil(0.95 * cnt) AS BIGINT), 1) THEN duration_ms END),
+                    max(CASE WHEN rn = greatest(CAST(ceil(0.99 * cnt) AS BIGINT), 1) THEN duration_ms END),
+                    avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END)
+             FROM ranked GROUP BY op ORDER BY op"
+        ),
+    )
+    .await?;
+    let ops = strings(&b, 0);
+    let spans = counts(&b, 1);
+    let (p50, p95, p99, err) = (floats(&b, 2), floats(&b, 3), floats(&b, 4), floats(&b, 5));
+    Ok((0..ops.len())
+        .map(|i| OperationStats {
+            operation: ops[i].clone().unwrap_or_default(),
+            spans: spans[i],
+            p50_ms: round(p50[i].unwrap_or(0.0), 3),
+            p95_ms: round(p95[i].unwrap_or(0.0), 3),
+            p99_ms: round(p99[i].unwrap_or(0.0), 3),
+            error_rate: round(err[i].unwrap_or(0.0), 4),
+        })
+        .collect())
+}
+
 /// Builds the report from a replayed session.
 pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Report> {
     let cur = period_filter(o.since_ns, o.until_ns);
@@ -419,42 +475,33 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         o.since_ns.div_euclid(1000),
         o.until_ns.div_euclid(1000)
     );
+    let operations = operation_stats(ctx, &span_period).await?;
     let b = batches(
         ctx,
         &format!(
-            "WITH ab AS (SELECT last_operation AS op, count(*) AS n FROM carts
-                         WHERE {cur} AND outcome = 'abandoned' GROUP BY 1),
-                  total AS (SELECT sum(n) AS t FROM ab),
-                  ranked AS (SELECT operation_name AS op, duration_ms, status_code,
-                                    row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
-                                    count(*) OVER (PARTITION BY operation_name) AS cnt
-                             FROM traces WHERE {span_period} AND duration_ms IS NOT NULL
-                               AND operation_name IN (SELECT op FROM ab)),
-                  lat AS (SELECT op, max(cnt) AS spans,
-                                 max(CASE WHEN rn = greatest(CAST(ceil(0.5 * cnt) AS BIGINT), 1) THEN duration_ms END) AS p50,
-                                 max(CASE WHEN rn = greatest(CAST(ceil(0.95 * cnt) AS BIGINT), 1) THEN duration_ms END) AS p95,
-                                 max(CASE WHEN rn = greatest(CAST(ceil(0.99 * cnt) AS BIGINT), 1) THEN duration_ms END) AS p99,
-                                 avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END) AS err
-                          FROM ranked GROUP BY op)
-             SELECT ab.op, ab.n, ab.n * 1.0 / total.t, coalesce(lat.spans, 0), lat.p50, lat.p95, lat.p99, lat.err
-             FROM ab CROSS JOIN total LEFT JOIN lat ON ab.op = lat.op
-             ORDER BY ab.n DESC, ab.op"
+            "SELECT last_operation, count(*) FROM carts
+             WHERE {cur} AND outcome = 'abandoned' GROUP BY 1 ORDER BY 2 DESC, 1"
         ),
     )
     .await?;
-    let ops = strings(&b, 0);
-    let (n, share, spans) = (counts(&b, 1), floats(&b, 2), counts(&b, 3));
-    let (p50, p95, p99, err) = (floats(&b, 4), floats(&b, 5), floats(&b, 6), floats(&b, 7));
-    let by_last_operation = (0..ops.len())
-        .map(|i| OperationRow {
-            operation: ops[i].clone().unwrap_or_default(),
-            abandoned: n[i],
-            share: round(share[i].unwrap_or(0.0), 4),
-            spans: spans[i],
-            p50_ms: round(p50[i].unwrap_or(0.0), 3),
-            p95_ms: round(p95[i].unwrap_or(0.0), 3),
-            p99_ms: round(p99[i].unwrap_or(0.0), 3),
-            error_rate: round(err[i].unwrap_or(0.0), 4),
+    let (ops, n) = (strings(&b, 0), counts(&b, 1));
+    let total: u64 = n.iter().sum();
+    let by_last_operation = ops
+        .into_iter()
+        .zip(n)
+        .map(|(op, n)| {
+            let op = op.unwrap_or_default();
+            let st = operations.iter().find(|s| s.operation == op);
+            OperationRow {
+                abandoned: n,
+                share: round(n as f64 / total.max(1) as f64, 4),
+                spans: st.map_or(0, |s| s.spans),
+                p50_ms: st.map_or(0.0, |s| s.p50_ms),
+                p95_ms: st.map_or(0.0, |s| s.p95_ms),
+                p99_ms: st.map_or(0.0, |s| s.p99_ms),
+                error_rate: st.map_or(0.0, |s| s.error_rate),
+                operation: op,
+            }
         })
         .collect();
 
@@ -530,6 +577,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         funnel,
         by_last_stage,
         by_last_operation,
+        operations,
         causes,
         top_abandoned,
         drivers,

@@ -1,0 +1,890 @@
+//! `cartscope check`: regression checks for CI.
+//!
+//! A rules file holds `[[rule]]` tables. Each rule reads one number, either a named measure
+//! of the report (`measure = "abandonment_rate"`, `measure = "p95_ms"` with an `operation`,
+//! ...) or the single value of an SQL query (`sql = "..."`), and bounds it: `min`/`max`
+//! limits, and tolerances against a baseline report (`max_increase`, `max_decrease` in the
+//! measure's units; `max_increase_pct`, `max_decrease_pct` in percent of the baseline's
+//! value). Named measures are read from the `Report` model, so the same function reads the
+//! current run and a baseline written by `cartscope report --format json`.
+//!
+//! Rules are checked whole before any data is read: an unknown measure, a missing
+//! `operation`, a rate limit above 1 or a rule with no limit is an error that names the
+//! file, the line and the key (exit code 2), never a rule that silently passes.
+
+pub mod render;
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::report::Report;
+
+/// The version of the JSON form of a check's result.
+pub const CHECK_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum CheckFormat {
+    /// A table of rules, values, limits and verdicts.
+    #[default]
+    Text,
+    /// A stable schema with a version field.
+    Json,
+}
+
+/// What a measure is qualified by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    Nothing,
+    /// `operation = "..."`, required.
+    Operation,
+    /// `stage = "..."`, required.
+    Stage,
+    /// `cause = "..."`, optional: the abandonments with that suspected cause.
+    OptionalCause,
+}
+
+struct MeasureDef {
+    name: &'static str,
+    needs: Needs,
+    /// A fraction between 0 and 1.
+    rate: bool,
+}
+
+/// The named measures, as rules files spell them.
+const MEASURES: &[MeasureDef] = &[
+    MeasureDef {
+        name: "carts",
+        needs: Needs::Nothing,
+        rate: false,
+    },
+    MeasureDef {
+        name: "converted_carts",
+        needs: Needs::Nothing,
+        rate: false,
+    },
+    MeasureDef {
+        name: "abandoned_carts",
+        needs: Needs::OptionalCause,
+        rate: false,
+    },
+    MeasureDef {
+        name: "active_carts",
+        needs: Needs::Nothing,
+        rate: false,
+    },
+    MeasureDef {
+        name: "recovered_carts",
+        needs: Needs::Nothing,
+        rate: false,
+    },
+    MeasureDef {
+        name: "abandonment_rate",
+        needs: Needs::Nothing,
+        rate: true,
+    },
+    MeasureDef {
+        name: "conversion_rate",
+        needs: Needs::Nothing,
+        rate: true,
+    },
+    MeasureDef {
+        name: "abandoned_value",
+        needs: Needs::OptionalCause,
+        rate: false,
+    },
+    MeasureDef {
+        name: "stage_carts",
+        needs: Needs::Stage,
+        rate: false,
+    },
+    MeasureDef {
+        name: "drop_rate",
+        needs: Needs::Stage,
+        rate: true,
+    },
+    MeasureDef {
+        name: "spans",
+        needs: Needs::Operation,
+        rate: false,
+    },
+    MeasureDef {
+        name: "p50_ms",
+        needs: Needs::Operation,
+        rate: false,
+    },
+    MeasureDef {
+        name: "p95_ms",
+        needs: Needs::Operation,
+        rate: false,
+    },
+    MeasureDef {
+        name: "p99_ms",
+        needs: Needs::Operation,
+        rate: false,
+    },
+    MeasureDef {
+        name: "error_rate",
+        needs: Needs::Operation,
+        rate: true,
+    },
+];
+
+fn measure_names() -> String {
+    MEASURES
+        .iter()
+        .map(|m| m.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A rule as written: every key keeps its place in the file, so errors can name its line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<Spanned<String>>,
+    measure: Option<Spanned<String>>,
+    sql: Option<Spanned<String>>,
+    operation: Option<Spanned<String>>,
+    cause: Option<Spanned<String>>,
+    stage: Option<Spanned<String>>,
+    min: Option<Spanned<f64>>,
+    max: Option<Spanned<f64>>,
+    max_increase: Option<Spanned<f64>>,
+    max_decrease: Option<Spanned<f64>>,
+    max_increase_pct: Option<Spanned<f64>>,
+    max_decrease_pct: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+/// What a rule reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Measure {
+        name: String,
+        operation: Option<String>,
+        cause: Option<String>,
+        stage: Option<String>,
+    },
+    Sql(String),
+}
+
+/// One bound on a rule's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    Min,
+    Max,
+    MaxIncrease,
+    MaxDecrease,
+    MaxIncreasePct,
+    MaxDecreasePct,
+}
+
+impl LimitKind {
+    fn key(self) -> &'static str {
+        match self {
+            LimitKind::Min => "min",
+            LimitKind::Max => "max",
+            LimitKind::MaxIncrease => "max_increase",
+            LimitKind::MaxDecrease => "max_decrease",
+            LimitKind::MaxIncreasePct => "max_increase_pct",
+            LimitKind::MaxDecreasePct => "max_decrease_pct",
+        }
+    }
+
+    fn against_baseline(self) -> bool {
+        !matches!(self, LimitKind::Min | LimitKind::Max)
+    }
+
+    /// An upper bound (the value must not exceed it).
+    fn upper(self) -> bool {
+        matches!(
+            self,
+            LimitKind::Max | LimitKind::MaxIncrease | LimitKind::MaxIncreasePct
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    /// The line of the `[[rule]]` header.
+    pub line: usize,
+    pub source: Source,
+    pub limits: Vec<(LimitKind, f64)>,
+}
+
+impl Rule {
+    pub fn needs_baseline(&self) -> bool {
+        self.limits.iter().any(|(k, _)| k.against_baseline())
+    }
+
+    /// What the rule reads, as the output shows it.
+    pub fn what(&self) -> String {
+        describe(&self.source)
+    }
+}
+
+/// What a source reads: `abandonment_rate`, `p95_ms(shipping.calculate_rates)`, `sql`.
+fn describe(source: &Source) -> String {
+    match source {
+        Source::Sql(_) => "sql".into(),
+        Source::Measure {
+            name,
+            operation,
+            cause,
+            stage,
+        } => match operation.as_ref().or(cause.as_ref()).or(stage.as_ref()) {
+            Some(q) => format!("{name}({q})"),
+            None => name.clone(),
+        },
+    }
+}
+
+/// A rules file, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub origin: String,
+    pub rules: Vec<Rule>,
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl Rules {
+    pub fn load(path: &Path) -> Result<Rules> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the rules file '{}'", path.display()))?;
+        Rules::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses a rules file; every error names the file, the line and the key.
+    pub fn parse(text: &str, origin: &str) -> Result<Rules> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| match e.span() {
+            Some(s) => anyhow!(
+                "rules '{origin}', line {}: {}",
+                line_at(text, s.start),
+                e.message().trim_end()
+            ),
+            None => anyhow!("rules '{origin}': {}", e.message().trim_end()),
+        })?;
+        if raw.rule.is_empty() {
+            bail!("rules '{origin}': there is no [[rule]] in it, so nothing would be checked");
+        }
+        let mut rules: Vec<Rule> = Vec::new();
+        for r in raw.rule {
+            let line = line_at(text, r.span().start);
+            let named = r.get_ref().name.is_some();
+            let mut rule = check_rule(r.into_inner(), line, text).map_err(|(l, key, msg)| {
+                anyhow!("rules '{origin}', line {l}, key '{key}': {msg}")
+            })?;
+            if !named && rules.iter().any(|p| p.name == rule.name) {
+                // Two unnamed rules on one measure: told apart by their lines.
+                rule.name = format!("{} (line {line})", rule.name);
+            }
+            if let Some(prev) = rules.iter().find(|p| p.name == rule.name) {
+                bail!(
+                    "rules '{origin}', line {line}, key 'name': the rule name '{}' is already used at line {}; give each rule its own name",
+                    rule.name,
+                    prev.line
+                );
+            }
+            rules.push(rule);
+        }
+        Ok(Rules {
+            origin: origin.to_string(),
+            rules,
+        })
+    }
+}
+
+type RuleError = (usize, &'static str, String);
+
+/// Checks one rule; an error is its line, its key and what to do.
+fn check_rule(r: RawRule, line: usize, text: &str) -> Result<Rule, RuleError> {
+    let at = |s: &std::ops::Range<usize>| line_at(text, s.start);
+    let source = match (&r.measure, &r.sql) {
+        (Some(_), Some(s)) => {
+            return Err((
+                at(&s.span()),
+                "sql",
+                "a rule reads either a measure or an sql query, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err((
+                line,
+                "measure",
+                format!(
+                    "the rule reads nothing: give measure = \"...\" (one of {}) or sql = \"...\"",
+                    measure_names()
+                ),
+            ))
+        }
+        (None, Some(sql)) => {
+            for (key, v) in [
+                ("operation", &r.operation),
+                ("cause", &r.cause),
+                ("stage", &r.stage),
+            ] {
+                if let Some(v) = v {
+                    return Err((
+                        at(&v.span()),
+                        key,
+                        format!("an sql rule takes no {key}: put it in the query"),
+                    ));
+                }
+            }
+            if sql.get_ref().trim().is_empty() {
+                return Err((at(&sql.span()), "sql", "the query is empty".into()));
+            }
+            Source::Sql(sql.get_ref().clone())
+        }
+        (Some(m), None) => {
+            let name = m.get_ref().as_str();
+            let Some(def) = MEASURES.iter().find(|d| d.name == name) else {
+                return Err((
+                    at(&m.span()),
+                    "measure",
+                    format!(
+                        "unknown measure '{name}': the measures are {}",
+                        measure_names()
+                    ),
+                ));
+            };
+            let mut wanted = [
+                ("operation", &r.operation, def.needs == Needs::Operation),
+                ("cause", &r.cause, def.needs == Needs::OptionalCause),
+                ("stage", &r.stage, def.needs == Needs::Stage),
+            ];
+            for (key, v, allowed) in &mut wanted {
+                if let (Some(v), false) = (v, *allowed) {
+                    return Err((
+                        at(&v.span()),
+                        key,
+                        format!("measure '{name}' takes no {key}"),
+                    ));
+                }
+            }
+            let required = match def.needs {
+                Needs::Operation => Some((
+                    "operation",
+                    &r.operation,
+                    "the span name, like \"shipping.calculate_rates\"",
+                )),
+                Needs::Stage => Some((
+                    "stage",
+                    &r.stage,
+                    "a stage of the lifecycle model, like \"payment\"",
+                )),
+                _ => None,
+            };
+            if let Some((key, None, example)) = required {
+                return Err((
+                    at(&m.span()),
+                    key,
+                    format!("measure '{name}' needs {key} = {example}"),
+                ));
+            }
+            let get = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+            Source::Measure {
+                name: name.to_string(),
+                operation: get(&r.operation),
+                cause: get(&r.cause),
+                stage: get(&r.stage),
+            }
+        }
+    };
+    let rate = matches!(&source, Source::Measure { name, .. }
+        if MEASURES.iter().any(|d| d.name == name && d.rate));
+
+    let mut limits = Vec::new();
+    for (kind, v) in [
+        (LimitKind::Min, &r.min),
+        (LimitKind::Max, &r.max),
+        (LimitKind::MaxIncrease, &r.max_increase),
+        (LimitKind::MaxDecrease, &r.max_decrease),
+        (LimitKind::MaxIncreasePct, &r.max_increase_pct),
+        (LimitKind::MaxDecreasePct, &r.max_decrease_pct),
+    ] {
+        let Some(v) = v else { continue };
+        let (l, x) = (at(&v.span()), *v.get_ref());
+        if !x.is_finite() {
+            return Err((l, kind.key(), "the limit must be a finite number".into()));
+        }
+        if kind.against_baseline() && x < 0.0 {
+            return Err((
+                l,
+                kind.key(),
+                format!("a tolerance is a size and cannot be negative (got {x})"),
+            ));
+        }
+        if rate
+            && matches!(
+                kind,
+                LimitKind::Min | LimitKind::Max | LimitKind::MaxIncrease | LimitKind::MaxDecrease
+            )
+            && !(0.0..=1.0).contains(&x)
+        {
+            return Err((
+                l,
+                kind.key(),
+                format!("rates are fractions between 0 and 1 (0.75 means 75%), got {x}"),
+            ));
+        }
+        if kind.against_baseline() {
+            if let Source::Sql(_) = source {
+                return Err((
+                    l,
+                    kind.key(),
+                    "a baseline report holds measures, not SQL results: compare an sql rule with min/max, or use a named measure".into(),
+                ));
+            }
+        }
+        limits.push((kind, x));
+    }
+    if limits.is_empty() {
+        return Err((
+            line,
+            "max",
+            "the rule has no limit: give min, max, max_increase, max_decrease, max_increase_pct or max_decrease_pct".into(),
+        ));
+    }
+    if let (Some(lo), Some(hi)) = (&r.min, &r.max) {
+        if lo.get_ref() > hi.get_ref() {
+            return Err((
+                at(&lo.span()),
+                "min",
+                format!(
+                    "min {} is above max {}: no value could pass",
+                    lo.get_ref(),
+                    hi.get_ref()
+                ),
+            ));
+        }
+    }
+    let name = match &r.name {
+        Some(n) if n.get_ref().trim().is_empty() => {
+            return Err((at(&n.span()), "name", "the name is empty".into()))
+        }
+        Some(n) => n.get_ref().clone(),
+        None => match &source {
+            Source::Sql(_) => format!("sql at line {line}"),
+            _ => describe(&source),
+        },
+    };
+    Ok(Rule {
+        name,
+        line,
+        source,
+        limits,
+    })
+}
+
+/// A number as the output shows it: integers without decimals, others to six places at most.
+pub fn num(x: f64) -> String {
+    if x == x.trunc() && x.abs() < 1e15 {
+        return format!("{x:.0}");
+    }
+    let s = format!("{x:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Reads a named measure off a report; an error says why it cannot be read.
+pub fn measure(r: &Report, source: &Source) -> Result<f64, String> {
+    let Source::Measure {
+        name,
+        operation,
+        cause,
+        stage,
+    } = source
+    else {
+        return Err("an sql rule is not a measure of the report".into());
+    };
+    let s = &r.summary;
+    let cause_row = |c: &str| r.causes.iter().find(|x| x.name == c);
+    let op = || {
+        let o = operation.as_deref().unwrap_or_default();
+        r.operations
+            .iter()
+            .find(|x| x.operation == o)
+            .ok_or_else(|| {
+                let seen: Vec<&str> = r.operations.iter().map(|x| x.operation.as_str()).collect();
+                format!(
+                    "no spans named '{o}' in the period{}",
+                    if seen.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; the operations are {}", seen.join(", "))
+                    }
+                )
+            })
+    };
+    let stage_row = || {
+        let st = stage.as_deref().unwrap_or_default();
+        r.funnel.iter().find(|x| x.stage == st).ok_or_else(|| {
+            let names: Vec<&str> = r.funnel.iter().map(|x| x.stage.as_str()).collect();
+            format!(
+                "the model has no stage '{st}'; its stages are {}",
+                names.join(", ")
+            )
+        })
+    };
+    Ok(match name.as_str() {
+        "carts" => s.carts as f64,
+        "converted_carts" => s.converted as f64,
+        "active_carts" => s.active as f64,
+        "recovered_carts" => s.recovered as f64,
+        "abandoned_carts" => match cause {
+            None => s.abandoned as f64,
+            Some(c) => cause_row(c).map_or(0.0, |x| x.carts as f64),
+        },
+        "abandoned_value" => match cause {
+            None => s.abandoned_value,
+            Some(c) => cause_row(c).map_or(0.0, |x| x.value),
+        },
+        "abandonment_rate" => s.abandonment_rate,
+        "conversion_rate" => {
+            let decided = s.converted + s.abandoned;
+            if decided == 0 {
+                0.0
+            } else {
+                (s.converted as f64 / decided as f64 * 1e6).round() / 1e6
+            }
+        }
+        "stage_carts" => stage_row()?.carts as f64,
+        "drop_rate" => stage_row()?.drop_rate,
+        "spans" => op().map_or(0.0, |x| x.spans as f64),
+        "p50_ms" => op()?.p50_ms,
+        "p95_ms" => op()?.p95_ms,
+        "p99_ms" => op()?.p99_ms,
+        "error_rate" => op()?.error_rate,
+        other => return Err(format!("unknown measure '{other}'")),
+    })
+}
+
+/// One bound as checked: what the value had to stay within, and whether it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitCheck {
+    pub kind: LimitKind,
+    /// The number written in the rules file.
+    pub limit: f64,
+    /// The bound on the value: the limit itself, or the baseline moved by the tolerance.
+    pub bound: Option<f64>,
+    pub passed: bool,
+}
+
+/// A rule's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub name: String,
+    pub line: usize,
+    /// The measure read (`p95_ms(shipping.calculate_rates)`), or `sql`.
+    pub measure: String,
+    pub value: Option<f64>,
+    pub baseline: Option<f64>,
+    pub limits: Vec<LimitCheck>,
+    pub passed: bool,
+    /// Why it failed, or why it could not be measured; empty when it passed.
+    pub message: String,
+}
+
+impl Verdict {
+    /// The limits as one line: `<= 0.75`, `<= 0.714 (baseline 0.694 + 0.02)`.
+    pub fn limit_text(&self) -> String {
+        self.limits
+            .iter()
+            .map(|l| {
+                let op = if l.kind.upper() { "<=" } else { ">=" };
+                let bound = l.bound.map_or("?".to_string(), num);
+                match (l.kind, self.baseline) {
+                    (LimitKind::Min | LimitKind::Max, _) => format!("{op} {bound}"),
+                    (k, Some(b)) => {
+                        let sign = if k.upper() { "+" } else { "-" };
+                        let tol = match k {
+                            LimitKind::MaxIncreasePct | LimitKind::MaxDecreasePct => {
+                                format!("{}%", num(l.limit))
+                            }
+                            _ => num(l.limit),
+                        };
+                        format!("{op} {bound} (baseline {} {sign} {tol})", num(b))
+                    }
+                    (k, None) => format!("{op} baseline ({})", k.key()),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The outcome of a check run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub version: u32,
+    pub rules_file: String,
+    pub baseline_file: Option<String>,
+    pub as_of: String,
+    pub period: crate::report::Period,
+    pub passed: bool,
+    pub rules: usize,
+    pub failed: usize,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Small differences of floating-point arithmetic are not regressions.
+fn within(value: f64, bound: f64, upper: bool) -> bool {
+    let slack = 1e-9 * bound.abs().max(1.0);
+    if upper {
+        value <= bound + slack
+    } else {
+        value >= bound - slack
+    }
+}
+
+/// Judges one rule given its value (or why there is none) and the baseline's.
+fn judge(
+    rule: &Rule,
+    value: Result<f64, String>,
+    baseline: Option<Result<f64, String>>,
+) -> Verdict {
+    let mut v = Verdict {
+        name: rule.name.clone(),
+        line: rule.line,
+        measure: rule.what(),
+        value: value.as_ref().ok().copied(),
+        baseline: baseline.as_ref().and_then(|b| b.as_ref().ok().copied()),
+        limits: Vec::new(),
+        passed: true,
+        message: String::new(),
+    };
+    let mut why = Vec::new();
+    if let Err(e) = &value {
+        why.push(format!("not measured: {e}"));
+    }
+    if let Some(Err(e)) = &baseline {
+        why.push(format!("not in the baseline: {e}"));
+    }
+    for &(kind, limit) in &rule.limits {
+        let bound = match kind {
+            LimitKind::Min | LimitKind::Max => Some(limit),
+            LimitKind::MaxIncrease => v.baseline.map(|b| b + limit),
+            LimitKind::MaxDecrease => v.baseline.map(|b| b - limit),
+            LimitKind::MaxIncreasePct => v.baseline.map(|b| b + b.abs() * limit / 100.0),
+            LimitKind::MaxDecreasePct => v.baseline.map(|b| b - b.abs() * limit / 100.0),
+        };
+        let passed = match (v.value, bound) {
+            (Some(x), Some(b)) => within(x, b, kind.upper()),
+            _ => false,
+        };
+        if let (false, Some(x), Some(b)) = (passed, v.value, bound) {
+            let op = if kind.upper() { ">" } else { "<" };
+            why.push(format!("{} {op} {} ({})", num(x), num(b), kind.key()));
+        }
+        v.limits.push(LimitCheck {
+            kind,
+            limit,
+            bound,
+            passed,
+        });
+    }
+    v.passed = v.limits.iter().all(|l| l.passed);
+    if !v.passed {
+        v.message = why.join("; ");
+    }
+    v
+}
+
+/// The single value an sql rule's query returns: one row, one column, a number.
+async fn sql_value(ctx: &SessionContext, sql: &str) -> Result<Result<f64, String>> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let cols = batches.first().map_or(0, |b| b.num_columns());
+    if rows != 1 || cols != 1 {
+        bail!(
+            "the query must return a single value (one row, one column); it returned {rows} row(s) of {cols} column(s)"
+        );
+    }
+    let b = batches.iter().find(|b| b.num_rows() == 1).expect("one row");
+    let opts = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let c = cast_with_options(b.column(0), &DataType::Float64, &opts).map_err(|_| {
+        anyhow!(
+            "the query's value is of type {} and not a number",
+            b.column(0).data_type()
+        )
+    })?;
+    let a = c.as_primitive::<Float64Type>();
+    Ok(if a.is_null(0) {
+        Err("the query returned NULL".into())
+    } else {
+        Ok(a.value(0))
+    })
+}
+
+/// Runs every rule: named measures off the report, sql rules in the session. `Err` only for
+/// what makes the rules or the data wrong (an SQL error, a query with no single value).
+pub async fn run(
+    rules: &Rules,
+    report: &Report,
+    baseline: Option<&Report>,
+    ctx: &SessionContext,
+) -> Result<Vec<Verdict>> {
+    let mut out = Vec::new();
+    for rule in &rules.rules {
+        let value = match &rule.source {
+            Source::Sql(sql) => {
+                let q = crate::queries::Query {
+                    name: rule.name.clone(),
+                    description: String::new(),
+                    params: ["since", "until", "as_of"]
+                        .iter()
+                        .zip([&report.period.since, &report.period.until, &report.as_of])
+                        .map(|(n, v)| crate::queries::Param {
+                            name: n.to_string(),
+                            default: v.clone(),
+                            doc: String::new(),
+                        })
+                        .collect(),
+                    sql: sql.clone(),
+                    origin: rules.origin.clone(),
+                };
+                let ctx_err = || {
+                    format!(
+                        "rules '{}', line {}, rule '{}'",
+                        rules.origin, rule.line, rule.name
+                    )
+                };
+                let text = q.render(&[]).with_context(ctx_err)?;
+                sql_value(ctx, &text).await.with_context(ctx_err)?
+            }
+            source => measure(report, source),
+        };
+        let base = (rule.needs_baseline())
+            .then(|| baseline.map(|b| measure(b, &rule.source)))
+            .flatten();
+        out.push(judge(rule, value, base));
+    }
+    Ok(out)
+}
+
+/// Reads a baseline: a report in JSON of this schema's version.
+pub fn load_baseline(path: &Path) -> Result<Report> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the baseline '{}'", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "the baseline '{}' is not JSON: write one with `cartscope report --format json` or `cartscope check --write-baseline`",
+            path.display()
+        )
+    })?;
+    match v.get("version").and_then(|v| v.as_u64()) {
+        Some(n) if n == crate::report::REPORT_VERSION as u64 => {}
+        Some(n) => bail!(
+            "the baseline '{}' is a version {n} report; this cartscope reads version {}: write it again with this version",
+            path.display(),
+            crate::report::REPORT_VERSION
+        ),
+        None => bail!(
+            "the baseline '{}' has no version field: it is not a report from `cartscope report --format json`",
+            path.display()
+        ),
+    }
+    serde_json::from_value(v).with_context(|| {
+        format!(
+            "the baseline '{}' is not a complete report: write it with `cartscope report --format json`",
+            path.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Rules::parse(text, "r.toml").unwrap_err())
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_key() {
+        let e = err("[[rule]]\nmeasure = \"abandonment_rate\"\nmax = 0.8\n\n[[rule]]\nmeasure = \"abandon_rate\"\nmax = 1\n");
+        assert!(e.contains("line 6, key 'measure'"), "{e}");
+        assert!(e.contains("unknown measure 'abandon_rate'"), "{e}");
+        let e = err("[[rule]]\nmeasure = \"p95_ms\"\nmax = 2000\n");
+        assert!(e.contains("line 2, key 'operation'"), "{e}");
+        let e = err("[[rule]]\nmeasure = \"abandonment_rate\"\nmax = 75\n");
+        assert!(
+            e.contains("line 3, key 'max'") && e.contains("fractions"),
+            "{e}"
+        );
+        let e = err("[[rule]]\nmeasure = \"carts\"\nmaxx = 75\n");
+        assert!(e.contains("line 3") && e.contains("maxx"), "{e}");
+        let e = err("[[rule]]\nmeasure = \"carts\"\n");
+        assert!(
+            e.contains("line 1, key 'max'") && e.contains("no limit"),
+            "{e}"
+        );
+        let e = err("[[rule]]\nsql = \"SELECT 1\"\nmax_increase = 1\n");
+        assert!(e.contains("line 3, key 'max_increase'"), "{e}");
+        let e = err("[[rule]]\nmeasure = \"carts\"\nmin = 5\nmax = 1\n");
+        assert!(e.contains("line 3, key 'min'"), "{e}");
+        let e = err("[[rule]]\nmeasure = \"carts\"\nmax = \"lots\"\n");
+        assert!(e.contains("line 3"), "{e}");
+        let e = err("# nothing\n");
+        assert!(e.contains("no [[rule]]"), "{e}");
+    }
+
+    #[test]
+    fn rules_parse_with_names_and_limits() {
+        let r = Rules::parse(
+            "[[rule]]\nmeasure = \"p95_ms\"\noperation = \"shipping.calculate_rates\"\nmax = 2000\nmax_increase_pct = 10\n\n[[rule]]\nname = \"few payment errors\"\nsql = \"SELECT 1\"\nmax = 3\n",
+            "r.toml",
+        )
+        .unwrap();
+        assert_eq!(r.rules[0].name, "p95_ms(shipping.calculate_rates)");
+        assert_eq!(r.rules[0].line, 1);
+        assert!(r.rules[0].needs_baseline());
+        assert_eq!(r.rules[1].name, "few payment errors");
+        assert_eq!(r.rules[1].line, 7);
+        assert!(!r.rules[1].needs_baseline());
+    }
+
+    #[test]
+    fn tolerances_move_the_baseline() {
+        let rule = Rule {
+            name: "r".into(),
+            line: 1,
+            source: Source::Sql(String::new()),
+            limits: vec![
+                (LimitKind::MaxIncreasePct, 10.0),
+                (LimitKind::MaxDecrease, 5.0),
+            ],
+        };
+        let v = judge(&rule, Ok(109.0), Some(Ok(100.0)));
+        assert!(v.passed, "{v:?}");
+        assert_eq!(v.limits[0].bound, Some(110.0));
+        let v = judge(&rule, Ok(111.0), Some(Ok(100.0)));
+        assert!(!v.passed);
+        assert!(v.message.contains("111 > 110"), "{}", v.message);
+        let v = judge(&rule, Ok(94.0), Some(Ok(100.0)));
+        assert!(!v.passed && v.message.contains("94 < 95"), "{}", v.message);
+        let v = judge(&rule, Err("gone".into()), Some(Ok(100.0)));
+        assert!(!v.passed && v.message.contains("not measured: gone"));
+    }
+}

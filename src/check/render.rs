@@ -1,0 +1,127 @@
+//! A check's outcome as text, JSON and JUnit XML.
+
+use std::fmt::Write as _;
+
+use comfy_table::{presets, Table as Grid};
+
+use super::{num, Outcome};
+
+pub fn text(o: &Outcome) -> String {
+    let mut g = Grid::new();
+    g.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_header(vec!["rule", "measure", "value", "limit", "verdict"]);
+    for v in &o.verdicts {
+        g.add_row(vec![
+            v.name.clone(),
+            v.measure.clone(),
+            v.value.map_or("-".into(), num),
+            v.limit_text(),
+            if v.passed {
+                "pass".into()
+            } else {
+                "FAIL".into()
+            },
+        ]);
+    }
+    let mut s = format!(
+        "cartscope check: rules {}{}, carts first seen {} to {}, as of {}\n{g}\n",
+        o.rules_file,
+        o.baseline_file
+            .as_ref()
+            .map_or(String::new(), |b| format!(" against baseline {b}")),
+        o.period.since,
+        o.period.until,
+        o.as_of
+    );
+    for v in o.verdicts.iter().filter(|v| !v.passed) {
+        let _ = writeln!(s, "FAIL {} (line {}): {}", v.name, v.line, v.message);
+    }
+    let _ = writeln!(
+        s,
+        "{} rules: {} passed, {} failed",
+        o.rules,
+        o.rules - o.failed,
+        o.failed
+    );
+    s
+}
+
+pub fn json(o: &Outcome) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(o)? + "\n")
+}
+
+/// Escapes text for XML content and attribute values.
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Control characters are not allowed in XML 1.0.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JUnit XML: one test case per rule, failures with the value and the limit. No timestamps,
+/// so the same input gives the same file.
+pub fn junit(o: &Outcome) -> String {
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        s,
+        "<testsuites name=\"cartscope check\" tests=\"{}\" failures=\"{}\" errors=\"0\">",
+        o.rules, o.failed
+    );
+    let _ = writeln!(
+        s,
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\">",
+        xml(&o.rules_file),
+        o.rules,
+        o.failed
+    );
+    let _ = writeln!(s, "    <properties>");
+    for (k, v) in [
+        ("as_of", o.as_of.as_str()),
+        ("since", o.period.since.as_str()),
+        ("until", o.period.until.as_str()),
+        ("baseline", o.baseline_file.as_deref().unwrap_or("")),
+    ] {
+        let _ = writeln!(s, "      <property name=\"{k}\" value=\"{}\"/>", xml(v));
+    }
+    let _ = writeln!(s, "    </properties>");
+    for v in &o.verdicts {
+        let _ = write!(
+            s,
+            "    <testcase classname=\"cartscope.check\" name=\"{}\"",
+            xml(&v.name)
+        );
+        let summary = format!(
+            "{} = {}, limit {}",
+            v.measure,
+            v.value.map_or("-".into(), num),
+            v.limit_text()
+        );
+        if v.passed {
+            let _ = writeln!(
+                s,
+                ">\n      <system-out>{}</system-out>\n    </testcase>",
+                xml(&summary)
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                ">\n      <failure message=\"{}\" type=\"regression\">{} (rules line {})</failure>\n    </testcase>",
+                xml(&v.message),
+                xml(&summary),
+                v.line
+            );
+        }
+    }
+    s.push_str("  </testsuite>\n</testsuites>\n");
+    s
+}
