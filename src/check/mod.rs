@@ -557,17 +557,30 @@ pub fn measure(r: &Report, source: &Source) -> Result<f64, String> {
             None => s.abandoned_value,
             Some(c) => cause_row(c).map_or(0.0, |x| x.value),
         },
+        // A rate of nothing is not 0: an empty or misjudged export must not pass a check.
+        "abandonment_rate" | "conversion_rate" if s.converted + s.abandoned == 0 => {
+            return Err(format!(
+                "no cart of the period was decided (converted or abandoned) among its {} carts",
+                s.carts
+            ))
+        }
         "abandonment_rate" => s.abandonment_rate,
         "conversion_rate" => {
-            let decided = s.converted + s.abandoned;
-            if decided == 0 {
-                0.0
-            } else {
-                (s.converted as f64 / decided as f64 * 1e6).round() / 1e6
-            }
+            let decided = (s.converted + s.abandoned) as f64;
+            (s.converted as f64 / decided * 1e6).round() / 1e6
         }
         "stage_carts" => stage_row()?.carts as f64,
-        "drop_rate" => stage_row()?.drop_rate,
+        "drop_rate" => {
+            let i = r
+                .funnel
+                .iter()
+                .position(|x| Some(x.stage.as_str()) == stage.as_deref());
+            let before = i.map(|i| r.funnel[i.saturating_sub(1)].carts);
+            if before == Some(0) {
+                return Err("no cart reached the stage before it".into());
+            }
+            stage_row()?.drop_rate
+        }
         "spans" => op().map_or(0.0, |x| x.spans as f64),
         "p50_ms" => op()?.p50_ms,
         "p95_ms" => op()?.p95_ms,
@@ -886,5 +899,32 @@ mod tests {
         assert!(!v.passed && v.message.contains("94 < 95"), "{}", v.message);
         let v = judge(&rule, Err("gone".into()), Some(Ok(100.0)));
         assert!(!v.passed && v.message.contains("not measured: gone"));
+    }
+
+    #[test]
+    fn a_rate_of_no_carts_is_not_measured() {
+        let r: Report = serde_json::from_value(serde_json::json!({
+            "version": 1, "generator": "t", "model": "m", "as_of": "x", "threshold": "30m",
+            "period": {"since": "a", "until": "b"},
+            "summary": {"carts": 3, "converted": 0, "abandoned": 0, "active": 3, "recovered": 0,
+                        "abandonment_rate": 0.0, "abandonment_rate_ci95": [0.0, 0.0],
+                        "abandoned_value": 0.0},
+            "previous": {"carts": 0, "converted": 0, "abandoned": 0, "active": 0, "recovered": 0,
+                        "abandonment_rate": 0.0, "abandonment_rate_ci95": [0.0, 0.0],
+                        "abandoned_value": 0.0},
+            "changes": [], "funnel": [], "by_last_stage": [], "by_last_operation": [],
+            "causes": [], "top_abandoned": [], "drivers": [], "latency_curves": [], "by_hour": []
+        }))
+        .unwrap();
+        let m = |name: &str| Source::Measure {
+            name: name.into(),
+            operation: None,
+            cause: None,
+            stage: None,
+        };
+        let e = measure(&r, &m("abandonment_rate")).unwrap_err();
+        assert!(e.contains("no cart of the period was decided"), "{e}");
+        assert_eq!(measure(&r, &m("abandoned_carts")), Ok(0.0));
+        assert_eq!(measure(&r, &m("active_carts")), Ok(3.0));
     }
 }
