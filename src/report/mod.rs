@@ -16,6 +16,7 @@
 //! (`stats::association_p_value`), Benjamini-Hochberg across all candidates, a minimum
 //! support, and the excess abandoned carts and value it explains; ranked by that value.
 
+pub mod html;
 pub mod render;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

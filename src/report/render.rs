@@ -15,6 +15,8 @@ pub enum ReportFormat {
     Markdown,
     /// The documented, stable schema (with a version field), for machines and baselines.
     Json,
+    /// One self-contained page with the tables and charts (inline SVG), for people.
+    Html,
 }
 
 pub fn render(r: &Report, f: ReportFormat) -> Result<String> {
@@ -22,6 +24,7 @@ pub fn render(r: &Report, f: ReportFormat) -> Result<String> {
         ReportFormat::Json => serde_json::to_string_pretty(r)? + "\n",
         ReportFormat::Text => text(r, false),
         ReportFormat::Markdown => text(r, true),
+        ReportFormat::Html => super::html::render(r),
     })
 }
 
