@@ -1643,6 +1643,7 @@ mod tests {
                 p99_ms: 3.0,
                 error_rate: 0.1,
             }],
+            operations: Vec::new(),
             causes: vec![count("cause")],
             top_abandoned: vec![TopCart {
                 cart_id: s("cart"),

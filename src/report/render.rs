@@ -108,18 +108,40 @@ fn text(r: &Report, md: bool) -> String {
         pct(s.abandonment_rate), pct(s.abandonment_rate_ci95[0]), pct(s.abandonment_rate_ci95[1]), s.abandoned_value
     );
     out.push_str(&h("Against the previous period"));
+    // With no decided carts before, there is no earlier rate to change from.
+    let no_rate_before = r.previous.converted + r.previous.abandoned == 0;
+    if r.previous.carts == 0 {
+        out.push_str(
+            "The previous period of the same length has no carts: every figure is new rather than changed.\n",
+        );
+    }
     out.push_str(&table(
         md,
         &["figure", "now", "before", "change", "p", "beyond chance"],
         r.changes
             .iter()
             .map(|c| {
+                let rate_unknown = no_rate_before && c.figure == "abandonment_rate";
                 vec![
                     c.figure.clone(),
                     format!("{}", c.current),
-                    format!("{}", c.previous),
-                    format!("{:+}", c.change),
-                    c.p_value.map_or("-".into(), |p| format!("{p:.4}")),
+                    if rate_unknown {
+                        "-".into()
+                    } else {
+                        format!("{}", c.previous)
+                    },
+                    if rate_unknown {
+                        "-".into()
+                    } else {
+                        format!("{:+}", c.change)
+                    },
+                    c.p_value.map_or("-".into(), |p| {
+                        if p < 1e-4 {
+                            "< 0.0001".into()
+                        } else {
+                            format!("{p:.4}")
+                        }
+                    }),
                     if c.significant {
                         "yes".into()
                     } else {
