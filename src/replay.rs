@@ -1,21 +1,18 @@
 //! The lifecycle replay: every cart's life from the loaded spans, its outcome as of a point in
 //! time, and what happened just before it went idle.
 //!
-//! How: DataFusion SQL with window functions, generated from the lifecycle model, rather than
-//! a hand-written sort-then-stream pass. The same plan then runs wherever DataFusion runs
-//! (Ballista included), sorts and aggregates spill to disk under the session's memory limit,
-//! and the rules stay readable as SQL (`cartscope detect --explain` prints them). Only what
-//! SQL says badly is done in Rust afterwards, row by row over the (small) carts result:
-//! the `signals` list, `abandoned_at`, and the derived rows the instrumentation's background
-//! worker would have written.
+//! How: which spans belong to which cart is DataFusion SQL generated from the lifecycle model
+//! (`cart_events`, printed by `cartscope detect --explain`), so it runs wherever DataFusion
+//! runs (Ballista included) and an analyst can read it. The per-cart judgement is a fold in
+//! Rust over `cart_events` sorted by cart and time: one pass, each cart's few events at hand.
+//! It was SQL too, with ordered `last_value` aggregates and a window per cart; on this
+//! machine DataFusion spent most of a replay in those (100k carts: 4.4 s of 4.9 s; the fold
+//! takes well under a second: see bench/RESULTS.md), where DuckDB ran the same SQL in 2.5 s.
+//! The rules are listed in `FOLD_EXPLAINED`, which `--explain` prints.
 //!
-//! Figures, measured on this project's 2-core machine, release build, with
-//! `/usr/bin/time -v cartscope detect --data DS -f csv` on a 1,000,000-cart export
-//! (`cartscope generate --carts 1000000`, 5.95M spans, ingested to a 342 MB dataset):
-//! 68 s, peak RSS 5.5 GB; with `--memory-limit 2GB` 71 s and 4.3 GB; with `--memory-limit 1GB`
-//! 66 s and 3.4 GB, the same output byte for byte, whose totals equal the generator's truth.
-//! What the cap does not bound is DataFusion's unaccounted memory (Parquet decoding buffers)
-//! and the carts result itself, held in memory for the later commands (one row per cart).
+//! `cart_events` is held in memory, as `carts` is: the replay and the library's queries read
+//! it many times, and as a view each reading would join the spans to their carts again.
+//! Neither is bounded by `--memory-limit` (one row per cart, and one per cart span).
 //!
 //! Steps:
 //! 1. `cart_events`: each span that names a cart (its cart-id attribute, or with
@@ -207,95 +204,338 @@ pub fn cart_events_sql(m: &Model, as_of_us: i64) -> String {
     sql
 }
 
-/// The SQL that computes one row per cart from `cart_events`.
-pub fn carts_sql(m: &Model, as_of_us: i64, threshold_us: i64) -> Result<String> {
-    let stage_thr = |s: &crate::model::Stage| -> Result<i64> {
-        Ok(match &s.threshold {
-            Some(t) => (parse_duration(t)? / 1000) as i64,
-            None => threshold_us,
-        })
-    };
-    let mut name_case = String::from("CASE a.stage_order");
-    let mut thr_case = String::from("CASE a.stage_order");
-    for (i, s) in m.stages.iter().enumerate() {
-        name_case.push_str(&format!(" WHEN {} THEN {}", i + 1, lit(&s.name)));
-        thr_case.push_str(&format!(" WHEN {} THEN {}", i + 1, stage_thr(s)?));
-    }
-    name_case.push_str(" END");
-    thr_case.push_str(&format!(" ELSE {threshold_us} END"));
-    let window_us = (parse_duration(&m.causes.error_window)? / 1000) as i64;
-    let pct = m.causes.percentile;
-    let slow = m.causes.slow_ms;
-    let last = "ORDER BY end_time, time, span_id";
-    Ok(format!(
-        "WITH ordered AS (
-            SELECT cart_id, time,
-                   max(end_time) OVER (PARTITION BY cart_id ORDER BY time, end_time, span_id
-                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-            FROM cart_events),
-        came AS (
-            SELECT cart_id,
-                   coalesce(bool_or(CAST(time AS BIGINT) >= CAST(prev_end AS BIGINT) + {threshold_us}), false) AS came_back
-            FROM ordered GROUP BY cart_id),
-        agg AS (
-            SELECT cart_id,
-                   last_value(user_id {last}) FILTER (WHERE user_id IS NOT NULL) AS user_id,
-                   min(time) AS first_seen,
-                   max(end_time) AS last_activity,
-                   max(stage_order) AS stage_order,
-                   last_value(item_count {last}) FILTER (WHERE item_count IS NOT NULL) AS item_count,
-                   last_value(total_value {last}) FILTER (WHERE total_value IS NOT NULL) AS total_value,
-                   last_value(operation {last}) AS last_operation,
-                   last_value(duration_ms {last}) AS last_op_duration_ms,
-                   last_value(status_code {last}) AS last_op_status,
-                   last_value(trace_id {last}) AS last_trace_id,
-                   bool_or(is_success) AS converted,
-                   count(*) AS span_count
-            FROM cart_events GROUP BY cart_id),
-        shaped AS (
-            SELECT a.*, c.came_back, {name_case} AS last_stage, {thr_case} AS threshold_us
-            FROM agg a JOIN came c ON a.cart_id = c.cart_id),
-        outcomes AS (
-            SELECT *,
-                   CASE WHEN converted AND came_back THEN 'recovered'
-                        WHEN converted THEN 'converted'
-                        WHEN {as_of_us} - CAST(last_activity AS BIGINT) >= threshold_us THEN 'abandoned'
-                        WHEN came_back THEN 'recovered'
-                        ELSE 'active' END AS outcome
-            FROM shaped),
-        ranked AS (
+/// The SQL of each operation's percentile duration (nearest rank, over all its spans), for
+/// the `slower_than_p95` signal.
+pub fn percentile_sql(m: &Model) -> String {
+    format!(
+        "WITH ranked AS (
             SELECT operation_name, duration_ms,
                    row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
                    count(*) OVER (PARTITION BY operation_name) AS n
-            FROM traces WHERE NOT derived AND duration_ms IS NOT NULL),
-        pct AS (
-            SELECT operation_name, duration_ms AS p_ms FROM ranked
-            WHERE rn = greatest(CAST(ceil({pct} * n) AS BIGINT), 1)),
-        retried AS (
-            SELECT cart_id, bool_or(n > 1) AS retry FROM (
-                SELECT cart_id, trace_id, operation, count(*) AS n FROM cart_events
-                GROUP BY cart_id, trace_id, operation) GROUP BY cart_id),
-        errors AS (
-            SELECT e.cart_id,
-                   bool_or(e.status_code = 'error'
-                           AND CAST(e.end_time AS BIGINT) >= CAST(o.last_activity AS BIGINT) - {window_us}) AS error_before_idle
-            FROM cart_events e JOIN outcomes o ON e.cart_id = o.cart_id GROUP BY e.cart_id)
-        SELECT o.cart_id, o.user_id, o.first_seen, o.last_activity, o.last_stage, o.item_count,
-               o.total_value, o.outcome, o.threshold_us, o.last_operation, o.last_op_duration_ms,
-               o.last_op_status, o.last_trace_id,
-               CASE WHEN o.outcome = 'abandoned' THEN
-                   CASE WHEN o.last_op_duration_ms > {slow} THEN 'slow_response'
-                        WHEN o.last_op_status = 'error' THEN 'error' END END AS suspected_cause,
-               o.span_count,
-               coalesce(o.last_op_duration_ms > p.p_ms, false) AS sig_slow,
-               coalesce(er.error_before_idle, false) AS sig_error,
-               coalesce(r.retry, false) AS sig_retry
-        FROM outcomes o
-        LEFT JOIN pct p ON o.last_operation = p.operation_name
-        LEFT JOIN retried r ON o.cart_id = r.cart_id
-        LEFT JOIN errors er ON o.cart_id = er.cart_id
-        ORDER BY o.cart_id"
-    ))
+            FROM traces WHERE NOT derived AND duration_ms IS NOT NULL AND operation_name IS NOT NULL)
+        SELECT operation_name, duration_ms AS p_ms FROM ranked
+        WHERE rn = greatest(CAST(ceil({} * n) AS BIGINT), 1)",
+        m.causes.percentile
+    )
+}
+
+/// What the fold computes per cart, for `cartscope detect --explain`.
+pub const FOLD_EXPLAINED: &str = "\
+-- carts: one row per cart, folded in Rust over its cart_events in (end_time, time, span_id) order
+--   first_seen = min(time); last_activity = max(end_time); span_count = count of events
+--   last_stage = the stage of max(stage_order); converted = any event is a success stage
+--   user_id, item_count, total_value = the latest non-null value
+--   last_operation, last_op_duration_ms, last_op_status, last_trace_id = of the latest event
+--   came_back = in start order, an event starts >= threshold after all earlier ones ended
+--   outcome = recovered (converted and came back) | converted | abandoned (idle >= the last
+--             stage's threshold at the as-of time) | recovered (came back) | active
+--   suspected_cause (abandoned only) = slow_response (last op > causes.slow_ms) | error
+--   signals = slower_than_p95 (last op above its percentile), error_before_idle (an error
+--             within causes.error_window of last_activity), retry (an operation twice in a trace)
+--   abandoned_at = last_activity + threshold";
+
+/// How the fold judges carts: the model's rules with its durations in microseconds.
+struct Rules {
+    as_of_us: i64,
+    /// Per stage (in order): its name and its idle threshold.
+    stages: Vec<(String, i64)>,
+    threshold_us: i64,
+    window_us: i64,
+    slow_ms: f64,
+    /// Each operation's percentile duration.
+    p_ms: std::collections::HashMap<String, f64>,
+}
+
+/// One cart's events, folded in the order `cart_events` is sorted in (end_time, time,
+/// span_id), so the last value seen is the latest.
+#[derive(Default)]
+struct Cart {
+    id: String,
+    first_seen: Option<i64>,
+    last_activity: Option<i64>,
+    stage_order: Option<i64>,
+    user_id: Option<String>,
+    item_count: Option<i64>,
+    total_value: Option<f64>,
+    last_operation: Option<String>,
+    last_op_duration_ms: Option<f64>,
+    last_op_status: Option<String>,
+    last_trace_id: Option<String>,
+    converted: bool,
+    span_count: i64,
+    /// (time, end_time, span_id) of every event, to replay them in start order.
+    starts: Vec<(Option<i64>, Option<i64>, Option<String>)>,
+    /// End times of the failed events.
+    error_ends: Vec<i64>,
+    /// Events per (trace, operation): more than one is a retry.
+    attempts: std::collections::HashMap<(Option<String>, Option<String>), u32>,
+}
+
+/// The carts table's columns, built row by row.
+#[derive(Default)]
+struct CartColumns {
+    cart_id: StringBuilder,
+    user_id: StringBuilder,
+    first_seen: Vec<Option<i64>>,
+    last_activity: Vec<Option<i64>>,
+    last_stage: StringBuilder,
+    item_count: Vec<Option<i64>>,
+    total_value: Vec<Option<f64>>,
+    outcome: StringBuilder,
+    abandoned_at: Vec<Option<i64>>,
+    last_operation: StringBuilder,
+    last_op_duration_ms: Vec<Option<f64>>,
+    last_op_status: StringBuilder,
+    last_trace_id: StringBuilder,
+    suspected_cause: StringBuilder,
+    span_count: Vec<i64>,
+    signals: ListBuilder<StringBuilder>,
+}
+
+impl Cart {
+    /// Judges the cart and appends its row.
+    fn finish(mut self, r: &Rules, out: &mut CartColumns) {
+        // Came back: an event starting at least the threshold after every earlier event
+        // (in start order) had ended. Nulls sort last, as in SQL.
+        self.starts.sort_by(|a, b| {
+            let key = |x: &(Option<i64>, Option<i64>, Option<String>)| {
+                (
+                    x.0.is_none(),
+                    x.0,
+                    x.1.is_none(),
+                    x.1,
+                    x.2.is_none(),
+                    x.2.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        let mut prev_end: Option<i64> = None;
+        let mut came_back = false;
+        for (time, end, _) in &self.starts {
+            if let (Some(t), Some(p)) = (time, prev_end) {
+                if *t >= p + r.threshold_us {
+                    came_back = true;
+                }
+            }
+            if let Some(e) = end {
+                prev_end = Some(prev_end.map_or(*e, |p| p.max(*e)));
+            }
+        }
+        let stage = self
+            .stage_order
+            .and_then(|o| usize::try_from(o - 1).ok())
+            .and_then(|i| r.stages.get(i));
+        let threshold_us = stage.map_or(r.threshold_us, |s| s.1);
+        let outcome = if self.converted && came_back {
+            "recovered"
+        } else if self.converted {
+            "converted"
+        } else if self
+            .last_activity
+            .is_some_and(|l| r.as_of_us - l >= threshold_us)
+        {
+            "abandoned"
+        } else if came_back {
+            "recovered"
+        } else {
+            "active"
+        };
+        let abandoned = outcome == "abandoned";
+        let cause = if !abandoned {
+            None
+        } else if self.last_op_duration_ms.is_some_and(|d| d > r.slow_ms) {
+            Some("slow_response")
+        } else if self.last_op_status.as_deref() == Some("error") {
+            Some("error")
+        } else {
+            None
+        };
+        let slow = match (&self.last_operation, self.last_op_duration_ms) {
+            (Some(op), Some(d)) => r.p_ms.get(op).is_some_and(|p| d > *p),
+            _ => false,
+        };
+        let error_before_idle = self
+            .last_activity
+            .is_some_and(|l| self.error_ends.iter().any(|e| *e >= l - r.window_us));
+        let retry = self.attempts.values().any(|n| *n > 1);
+
+        out.cart_id.append_value(&self.id);
+        out.user_id.append_option(self.user_id.as_deref());
+        out.first_seen.push(self.first_seen);
+        out.last_activity.push(self.last_activity);
+        out.last_stage.append_option(stage.map(|s| s.0.as_str()));
+        out.item_count.push(self.item_count);
+        out.total_value.push(self.total_value);
+        out.outcome.append_value(outcome);
+        out.abandoned_at.push(
+            self.last_activity
+                .filter(|_| abandoned)
+                .map(|l| l + threshold_us),
+        );
+        out.last_operation
+            .append_option(self.last_operation.as_deref());
+        out.last_op_duration_ms.push(self.last_op_duration_ms);
+        out.last_op_status
+            .append_option(self.last_op_status.as_deref());
+        out.last_trace_id
+            .append_option(self.last_trace_id.as_deref());
+        out.suspected_cause.append_option(cause);
+        out.span_count.push(self.span_count);
+        for (on, name) in [
+            (slow, "slower_than_p95"),
+            (error_before_idle, "error_before_idle"),
+            (retry, "retry"),
+        ] {
+            if on {
+                out.signals.values().append_value(name);
+            }
+        }
+        out.signals.append(true);
+    }
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// Folds `cart_events`, sorted by cart, then end_time, time and span_id, into one row per
+/// cart (in cart order): the `carts` table.
+fn fold_carts(events: &[RecordBatch], r: &Rules) -> Result<RecordBatch> {
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    let mut out = CartColumns::default();
+    let mut cur: Option<Cart> = None;
+    for b in events {
+        let col = |name: &str, to: &DataType| -> Result<ArrayRef> {
+            let c = b
+                .column_by_name(name)
+                .with_context(|| format!("cart_events has no {name}"))?;
+            Ok(cast(c, to)?)
+        };
+        let ts_type = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let (utf8, int, float) = (DataType::Utf8, DataType::Int64, DataType::Float64);
+        let cart = col("cart_id", &utf8)?;
+        let time = col("time", &ts_type)?;
+        let end = col("end_time", &ts_type)?;
+        let order = col("stage_order", &int)?;
+        let op = col("operation", &utf8)?;
+        let trace = col("trace_id", &utf8)?;
+        let span = col("span_id", &utf8)?;
+        let dur = col("duration_ms", &float)?;
+        let status = col("status_code", &utf8)?;
+        let user = col("user_id", &utf8)?;
+        let items = col("item_count", &int)?;
+        let value = col("total_value", &float)?;
+        let success = col("is_success", &DataType::Boolean)?;
+        let (cart, op, trace, span, status, user) = (
+            cart.as_string::<i32>(),
+            op.as_string::<i32>(),
+            trace.as_string::<i32>(),
+            span.as_string::<i32>(),
+            status.as_string::<i32>(),
+            user.as_string::<i32>(),
+        );
+        let (time, end) = (
+            time.as_primitive::<TimestampMicrosecondType>(),
+            end.as_primitive::<TimestampMicrosecondType>(),
+        );
+        let (order, items) = (
+            order.as_primitive::<Int64Type>(),
+            items.as_primitive::<Int64Type>(),
+        );
+        let (dur, value) = (
+            dur.as_primitive::<Float64Type>(),
+            value.as_primitive::<Float64Type>(),
+        );
+        let success = success.as_boolean();
+        let opt_i64 = |a: &datafusion::arrow::array::PrimitiveArray<Int64Type>, i: usize| {
+            a.is_valid(i).then(|| a.value(i))
+        };
+        let opt_ts = |a: &datafusion::arrow::array::PrimitiveArray<TimestampMicrosecondType>,
+                      i: usize| { a.is_valid(i).then(|| a.value(i)) };
+        let opt_f64 = |a: &datafusion::arrow::array::PrimitiveArray<Float64Type>, i: usize| {
+            a.is_valid(i).then(|| a.value(i))
+        };
+        for i in 0..b.num_rows() {
+            // cart_events has no row without a cart.
+            let Some(id) = opt_str(cart, i) else { continue };
+            if cur.as_ref().is_none_or(|c| c.id != id) {
+                if let Some(done) = cur.take() {
+                    done.finish(r, &mut out);
+                }
+                cur = Some(Cart {
+                    id: id.to_string(),
+                    ..Cart::default()
+                });
+            }
+            let c = cur.as_mut().expect("a cart");
+            let (t, e) = (opt_ts(time, i), opt_ts(end, i));
+            c.first_seen = match (c.first_seen, t) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            c.last_activity = match (c.last_activity, e) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            c.stage_order = match (c.stage_order, opt_i64(order, i)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(u) = opt_str(user, i) {
+                c.user_id = Some(u.to_string());
+            }
+            if let Some(n) = opt_i64(items, i) {
+                c.item_count = Some(n);
+            }
+            if let Some(v) = opt_f64(value, i) {
+                c.total_value = Some(v);
+            }
+            let (o, st, tr) = (opt_str(op, i), opt_str(status, i), opt_str(trace, i));
+            c.last_operation = o.map(str::to_string);
+            c.last_op_duration_ms = opt_f64(dur, i);
+            c.last_op_status = st.map(str::to_string);
+            c.last_trace_id = tr.map(str::to_string);
+            c.converted |= success.is_valid(i) && success.value(i);
+            c.span_count += 1;
+            c.starts.push((t, e, opt_str(span, i).map(str::to_string)));
+            if let (Some("error"), Some(e)) = (st, e) {
+                c.error_ends.push(e);
+            }
+            *c.attempts
+                .entry((tr.map(str::to_string), o.map(str::to_string)))
+                .or_default() += 1;
+        }
+    }
+    if let Some(done) = cur.take() {
+        done.finish(r, &mut out);
+    }
+    let ts = |v: Vec<Option<i64>>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+    };
+    let mut o = out;
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(o.cart_id.finish()),
+        Arc::new(o.user_id.finish()),
+        ts(o.first_seen),
+        ts(o.last_activity),
+        Arc::new(o.last_stage.finish()),
+        Arc::new(datafusion::arrow::array::Int64Array::from(o.item_count)),
+        Arc::new(datafusion::arrow::array::Float64Array::from(o.total_value)),
+        Arc::new(o.outcome.finish()),
+        ts(o.abandoned_at),
+        Arc::new(o.last_operation.finish()),
+        Arc::new(datafusion::arrow::array::Float64Array::from(
+            o.last_op_duration_ms,
+        )),
+        Arc::new(o.last_op_status.finish()),
+        Arc::new(o.last_trace_id.finish()),
+        Arc::new(o.suspected_cause.finish()),
+        Arc::new(datafusion::arrow::array::Int64Array::from(o.span_count)),
+        Arc::new(o.signals.finish()),
+    ];
+    Ok(RecordBatch::try_new(schema::carts_schema(), cols)?)
 }
 
 /// The default as-of time: the latest timestamp in the data.
@@ -318,20 +558,76 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     let as_of_us = opts.as_of_ns.div_euclid(1000);
     let threshold_us = (threshold_ns / 1000) as i64;
 
-    ctx.sql(&format!(
-        "CREATE VIEW cart_events AS {}",
-        cart_events_sql(m, as_of_us)
-    ))
-    .await
-    .context("the lifecycle model's cart_events query failed")?;
-    let raw = ctx
-        .sql(&carts_sql(m, as_of_us, threshold_us)?)
+    // Held in memory, as `carts` is: the replay reads it several times, and so do the
+    // library's queries; as a view, each reading would join the spans to their carts again.
+    // Sorted as the replay reads a cart's events, so its per-cart aggregates stream.
+    let events = ctx
+        .sql(&format!(
+            "{} ORDER BY cart_id, end_time, time, span_id",
+            cart_events_sql(m, as_of_us)
+        ))
         .await
-        .context("the replay query failed")?
+        .context("the lifecycle model's cart_events query failed")?;
+    let plan = events
+        .create_physical_plan()
+        .await
+        .context("the lifecycle model's cart_events query failed")?;
+    let events_schema = plan.schema();
+    // ORDER BY ends in one sorted stream: the fold relies on it.
+    let events = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+        .await
+        .context("the lifecycle model's cart_events query failed")?;
+    ctx.register_table(
+        "cart_events",
+        Arc::new(
+            MemTable::try_new(events_schema, vec![events.clone()])?.with_sort_order(vec![[
+                "cart_id", "end_time", "time", "span_id",
+            ]
+            .iter()
+            .map(|c| datafusion::prelude::col(*c).sort(true, false))
+            .collect()]),
+        ),
+    )?;
+    let mut p_ms = std::collections::HashMap::new();
+    for b in ctx
+        .sql(&percentile_sql(m))
+        .await?
         .collect()
         .await
-        .context("the replay query failed")?;
-    let carts = shape_carts(&raw)?;
+        .context("the replay's percentile query failed")?
+    {
+        let ops = datafusion::arrow::compute::cast(
+            b.column(0),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )?;
+        let ms = datafusion::arrow::compute::cast(
+            b.column(1),
+            &datafusion::arrow::datatypes::DataType::Float64,
+        )?;
+        let (ops, ms) = (ops.as_string::<i32>(), ms.as_primitive::<Float64Type>());
+        for i in 0..b.num_rows() {
+            if ops.is_valid(i) && ms.is_valid(i) {
+                p_ms.insert(ops.value(i).to_string(), ms.value(i));
+            }
+        }
+    }
+    let mut stages = Vec::new();
+    for s in &m.stages {
+        let thr = match &s.threshold {
+            Some(t) => (parse_duration(t)? / 1000) as i64,
+            None => threshold_us,
+        };
+        stages.push((s.name.clone(), thr));
+    }
+    let rules = Rules {
+        as_of_us,
+        stages,
+        threshold_us,
+        window_us: (parse_duration(&m.causes.error_window)? / 1000) as i64,
+        slow_ms: m.causes.slow_ms,
+        p_ms,
+    };
+    let carts = vec![fold_carts(&events, &rules)?];
     let (derived, mut summary) = derive(ctx, m, &carts).await?;
     summary.as_of = crate::timefmt::format_ns(opts.as_of_ns);
     summary.threshold = crate::timefmt::format_duration(threshold_ns);
@@ -392,57 +688,6 @@ async fn add_rows(ctx: &SessionContext, table: Table, batches: Vec<RecordBatch>)
     let df = ctx.read_table(old)?.union(ctx.read_table(extra)?)?;
     ctx.register_table(table.name(), df.into_view())?;
     Ok(())
-}
-
-/// Builds the `carts` batches: the SQL result with `abandoned_at` and `signals` in place of
-/// the helper columns.
-fn shape_carts(raw: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-    let schema = schema::carts_schema();
-    let mut out = Vec::new();
-    for b in raw {
-        let col = |name: &str| -> Result<&ArrayRef> {
-            b.column_by_name(name)
-                .with_context(|| format!("replay result has no {name}"))
-        };
-        let last = col("last_activity")?.as_primitive::<TimestampMicrosecondType>();
-        let thr = col("threshold_us")?.as_primitive::<Int64Type>();
-        let outcome = col("outcome")?.as_string::<i32>();
-        let abandoned_at: TimestampMicrosecondArray = (0..b.num_rows())
-            .map(|i| {
-                (outcome.value(i) == "abandoned" && last.is_valid(i))
-                    .then(|| last.value(i) + thr.value(i))
-            })
-            .collect::<TimestampMicrosecondArray>()
-            .with_timezone("UTC");
-        let flags = [
-            (col("sig_slow")?.as_boolean(), "slower_than_p95"),
-            (col("sig_error")?.as_boolean(), "error_before_idle"),
-            (col("sig_retry")?.as_boolean(), "retry"),
-        ];
-        let mut signals = ListBuilder::new(StringBuilder::new());
-        for i in 0..b.num_rows() {
-            for (arr, name) in &flags {
-                if arr.is_valid(i) && arr.value(i) {
-                    signals.values().append_value(name);
-                }
-            }
-            signals.append(true);
-        }
-        let signals = signals.finish();
-        let mut cols: Vec<ArrayRef> = Vec::new();
-        for f in schema.fields() {
-            cols.push(match f.name().as_str() {
-                "abandoned_at" => Arc::new(abandoned_at.clone()),
-                "signals" => Arc::new(signals.clone()),
-                name => {
-                    let c = col(name)?;
-                    datafusion::arrow::compute::cast(c, f.data_type())?
-                }
-            });
-        }
-        out.push(RecordBatch::try_new(schema.clone(), cols)?);
-    }
-    Ok(out)
 }
 
 fn id_of<const N: usize>(seed: &str, salt: u64) -> [u8; N] {

@@ -60,7 +60,7 @@ SELECT this_would_fail;
     let rest = &stdout[table_end..];
     for row in [
         "│ carts          ┆ table │",
-        "│ cart_events    ┆ view  │",
+        "│ cart_events    ┆ table │",
         "│ abandonments   ┆ view  │",
         "│ traces         ┆ view  │",
         "│ spans          ┆ view  │",

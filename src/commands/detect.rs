@@ -12,12 +12,15 @@ use crate::session::run_sql;
 pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
     if a.explain {
         let model = crate::model::Model::load(&a.replay.model)?;
-        let thr = (model.threshold_ns() / 1000) as i64;
         println!(
-            "-- cart_events (as of <AS_OF_US>)\n{}\n",
+            "-- cart_events (as of <AS_OF_US>), sorted by cart_id, end_time, time, span_id\n{}\n",
             crate::replay::cart_events_sql(&model, 0)
         );
-        println!("-- carts\n{}", crate::replay::carts_sql(&model, 0, thr)?);
+        println!(
+            "-- each operation's percentile duration (the slower_than_p95 signal)\n{}\n",
+            crate::replay::percentile_sql(&model)
+        );
+        println!("{}", crate::replay::FOLD_EXPLAINED);
         return Ok(());
     }
     let (ctx, s, _) = open_replayed(&a.data, &a.replay, g).await?;
