@@ -38,8 +38,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListBuilder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 use datafusion::datasource::MemTable;
@@ -210,19 +210,54 @@ pub fn cart_events_sql(m: &Model, as_of_us: i64) -> String {
     sql
 }
 
-/// The SQL of each operation's percentile duration (nearest rank, over all its spans), for
-/// the `slower_than_p95` signal.
-pub fn percentile_sql(m: &Model) -> String {
-    format!(
-        "WITH ranked AS (
-            SELECT operation_name, duration_ms,
-                   row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
-                   count(*) OVER (PARTITION BY operation_name) AS n
-            FROM traces WHERE NOT derived AND duration_ms IS NOT NULL AND operation_name IS NOT NULL)
-        SELECT operation_name, duration_ms AS p_ms FROM ranked
-        WHERE rn = greatest(CAST(ceil({} * n) AS BIGINT), 1)",
-        m.causes.percentile
-    )
+/// The durations each operation's percentile is taken over (for the `slower_than_p95`
+/// signal): every span's but derived ones.
+pub const DURATIONS_SQL: &str = "SELECT operation_name, duration_ms FROM traces \
+     WHERE NOT derived AND duration_ms IS NOT NULL AND operation_name IS NOT NULL";
+
+/// Each operation's percentile duration, nearest rank: the ceil(p * n)-th smallest of its n
+/// durations. One streaming pass and a selection per operation, not a sort of every span.
+async fn percentiles(
+    ctx: &SessionContext,
+    p: f64,
+) -> Result<std::collections::HashMap<String, f64>> {
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+    use futures::StreamExt;
+    let mut durations: std::collections::HashMap<String, Vec<f64>> =
+        std::collections::HashMap::new();
+    let mut stream = ctx
+        .sql(DURATIONS_SQL)
+        .await?
+        .execute_stream()
+        .await
+        .context("the replay's percentile query failed")?;
+    while let Some(b) = stream.next().await {
+        let b = b.context("the replay's percentile query failed")?;
+        let ops = cast(b.column(0), &DataType::Utf8)?;
+        let ms = cast(b.column(1), &DataType::Float64)?;
+        let (ops, ms) = (ops.as_string::<i32>(), ms.as_primitive::<Float64Type>());
+        for i in 0..b.num_rows() {
+            if ops.is_null(i) || ms.is_null(i) {
+                continue;
+            }
+            let (op, d) = (ops.value(i), ms.value(i));
+            match durations.get_mut(op) {
+                Some(v) => v.push(d),
+                None => {
+                    durations.insert(op.to_string(), vec![d]);
+                }
+            }
+        }
+    }
+    Ok(durations
+        .into_iter()
+        .map(|(op, mut v)| {
+            let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            let (_, at, _) = v.select_nth_unstable_by(rank - 1, f64::total_cmp);
+            (op, *at)
+        })
+        .collect())
 }
 
 /// What the fold computes per cart, for `cartscope detect --explain`.
@@ -236,7 +271,8 @@ pub const FOLD_EXPLAINED: &str = "\
 --   outcome = recovered (converted and came back) | converted | abandoned (idle >= the last
 --             stage's threshold at the as-of time) | recovered (came back) | active
 --   suspected_cause (abandoned only) = slow_response (last op > causes.slow_ms) | error
---   signals = slower_than_p95 (last op above its percentile), error_before_idle (an error
+--   signals = slower_than_p95 (last op above its percentile: the nearest-rank causes.percentile
+--             of its operation's durations above), error_before_idle (an error
 --             within causes.error_window of last_activity), retry (an operation twice in a trace)
 --   abandoned_at = last_activity + threshold";
 
@@ -252,29 +288,29 @@ struct Rules {
     p_ms: std::collections::HashMap<String, f64>,
 }
 
-/// One cart's events, folded in the order `cart_events` is sorted in (end_time, time,
-/// span_id), so the last value seen is the latest.
+/// One cart's events, folded in (end_time, time, span_id) order, so the last value seen is
+/// the latest. Strings are borrowed from the `cart_events` batches.
 #[derive(Default)]
-struct Cart {
-    id: String,
+struct Cart<'a> {
+    id: &'a str,
     first_seen: Option<i64>,
     last_activity: Option<i64>,
     stage_order: Option<i64>,
-    user_id: Option<String>,
+    user_id: Option<&'a str>,
     item_count: Option<i64>,
     total_value: Option<f64>,
-    last_operation: Option<String>,
+    last_operation: Option<&'a str>,
     last_op_duration_ms: Option<f64>,
-    last_op_status: Option<String>,
-    last_trace_id: Option<String>,
+    last_op_status: Option<&'a str>,
+    last_trace_id: Option<&'a str>,
     converted: bool,
     span_count: i64,
     /// (time, end_time, span_id) of every event, to replay them in start order.
-    starts: Vec<(Option<i64>, Option<i64>, Option<String>)>,
+    starts: Vec<(Option<i64>, Option<i64>, Option<&'a str>)>,
     /// End times of the failed events.
     error_ends: Vec<i64>,
     /// Events per (trace, operation): more than one is a retry.
-    attempts: std::collections::HashMap<(Option<String>, Option<String>), u32>,
+    attempts: std::collections::HashMap<(Option<&'a str>, Option<&'a str>), u32>,
 }
 
 /// The carts table's columns, built row by row.
@@ -298,23 +334,20 @@ struct CartColumns {
     signals: ListBuilder<StringBuilder>,
 }
 
-impl Cart {
+impl Cart<'_> {
     /// Judges the cart and appends its row.
     fn finish(mut self, r: &Rules, out: &mut CartColumns) {
         // Came back: an event starting at least the threshold after every earlier event
         // (in start order) had ended. Nulls sort last, as in SQL.
         self.starts.sort_by(|a, b| {
-            let key = |x: &(Option<i64>, Option<i64>, Option<String>)| {
-                (
-                    x.0.is_none(),
-                    x.0,
-                    x.1.is_none(),
-                    x.1,
-                    x.2.is_none(),
-                    x.2.clone(),
-                )
-            };
-            key(a).cmp(&key(b))
+            (a.0.is_none(), a.0, a.1.is_none(), a.1, a.2.is_none(), a.2).cmp(&(
+                b.0.is_none(),
+                b.0,
+                b.1.is_none(),
+                b.1,
+                b.2.is_none(),
+                b.2,
+            ))
         });
         let mut prev_end: Option<i64> = None;
         let mut came_back = false;
@@ -352,13 +385,13 @@ impl Cart {
             None
         } else if self.last_op_duration_ms.is_some_and(|d| d > r.slow_ms) {
             Some("slow_response")
-        } else if self.last_op_status.as_deref() == Some("error") {
+        } else if self.last_op_status == Some("error") {
             Some("error")
         } else {
             None
         };
         let slow = match (&self.last_operation, self.last_op_duration_ms) {
-            (Some(op), Some(d)) => r.p_ms.get(op).is_some_and(|p| d > *p),
+            (Some(op), Some(d)) => r.p_ms.get(*op).is_some_and(|p| d > *p),
             _ => false,
         };
         let error_before_idle = self
@@ -366,8 +399,8 @@ impl Cart {
             .is_some_and(|l| self.error_ends.iter().any(|e| *e >= l - r.window_us));
         let retry = self.attempts.values().any(|n| *n > 1);
 
-        out.cart_id.append_value(&self.id);
-        out.user_id.append_option(self.user_id.as_deref());
+        out.cart_id.append_value(self.id);
+        out.user_id.append_option(self.user_id);
         out.first_seen.push(self.first_seen);
         out.last_activity.push(self.last_activity);
         out.last_stage.append_option(stage.map(|s| s.0.as_str()));
@@ -379,13 +412,10 @@ impl Cart {
                 .filter(|_| abandoned)
                 .map(|l| l + threshold_us),
         );
-        out.last_operation
-            .append_option(self.last_operation.as_deref());
+        out.last_operation.append_option(self.last_operation);
         out.last_op_duration_ms.push(self.last_op_duration_ms);
-        out.last_op_status
-            .append_option(self.last_op_status.as_deref());
-        out.last_trace_id
-            .append_option(self.last_trace_id.as_deref());
+        out.last_op_status.append_option(self.last_op_status);
+        out.last_trace_id.append_option(self.last_trace_id);
         out.suspected_cause.append_option(cause);
         out.span_count.push(self.span_count);
         for (on, name) in [
@@ -401,121 +431,166 @@ impl Cart {
     }
 }
 
-fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
-    a.is_valid(i).then(|| a.value(i))
+/// One batch of `cart_events`, its columns in the types the fold reads.
+struct EventColumns {
+    cart: StringArray,
+    time: TimestampMicrosecondArray,
+    end: TimestampMicrosecondArray,
+    order: Int64Array,
+    op: StringArray,
+    trace: StringArray,
+    span: StringArray,
+    dur: Float64Array,
+    status: StringArray,
+    user: StringArray,
+    items: Int64Array,
+    value: Float64Array,
+    success: BooleanArray,
 }
 
-/// Folds `cart_events`, sorted by cart, then end_time, time and span_id, into one row per
-/// cart (in cart order): the `carts` table.
-fn fold_carts(events: &[RecordBatch], r: &Rules) -> Result<RecordBatch> {
-    use datafusion::arrow::compute::cast;
-    use datafusion::arrow::datatypes::{DataType, TimeUnit};
-    let mut out = CartColumns::default();
-    let mut cur: Option<Cart> = None;
-    for b in events {
+impl EventColumns {
+    fn new(b: &RecordBatch) -> Result<EventColumns> {
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::{DataType, TimeUnit};
         let col = |name: &str, to: &DataType| -> Result<ArrayRef> {
             let c = b
                 .column_by_name(name)
                 .with_context(|| format!("cart_events has no {name}"))?;
             Ok(cast(c, to)?)
         };
-        let ts_type = DataType::Timestamp(TimeUnit::Microsecond, None);
-        let (utf8, int, float) = (DataType::Utf8, DataType::Int64, DataType::Float64);
-        let cart = col("cart_id", &utf8)?;
-        let time = col("time", &ts_type)?;
-        let end = col("end_time", &ts_type)?;
-        let order = col("stage_order", &int)?;
-        let op = col("operation", &utf8)?;
-        let trace = col("trace_id", &utf8)?;
-        let span = col("span_id", &utf8)?;
-        let dur = col("duration_ms", &float)?;
-        let status = col("status_code", &utf8)?;
-        let user = col("user_id", &utf8)?;
-        let items = col("item_count", &int)?;
-        let value = col("total_value", &float)?;
-        let success = col("is_success", &DataType::Boolean)?;
-        let (cart, op, trace, span, status, user) = (
-            cart.as_string::<i32>(),
-            op.as_string::<i32>(),
-            trace.as_string::<i32>(),
-            span.as_string::<i32>(),
-            status.as_string::<i32>(),
-            user.as_string::<i32>(),
-        );
-        let (time, end) = (
-            time.as_primitive::<TimestampMicrosecondType>(),
-            end.as_primitive::<TimestampMicrosecondType>(),
-        );
-        let (order, items) = (
-            order.as_primitive::<Int64Type>(),
-            items.as_primitive::<Int64Type>(),
-        );
-        let (dur, value) = (
-            dur.as_primitive::<Float64Type>(),
-            value.as_primitive::<Float64Type>(),
-        );
-        let success = success.as_boolean();
-        let opt_i64 = |a: &datafusion::arrow::array::PrimitiveArray<Int64Type>, i: usize| {
-            a.is_valid(i).then(|| a.value(i))
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let text = |name: &str| -> Result<StringArray> {
+            Ok(col(name, &DataType::Utf8)?.as_string::<i32>().clone())
         };
-        let opt_ts = |a: &datafusion::arrow::array::PrimitiveArray<TimestampMicrosecondType>,
-                      i: usize| { a.is_valid(i).then(|| a.value(i)) };
-        let opt_f64 = |a: &datafusion::arrow::array::PrimitiveArray<Float64Type>, i: usize| {
-            a.is_valid(i).then(|| a.value(i))
+        let int = |name: &str| -> Result<Int64Array> {
+            Ok(col(name, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone())
         };
-        for i in 0..b.num_rows() {
+        let float = |name: &str| -> Result<Float64Array> {
+            Ok(col(name, &DataType::Float64)?
+                .as_primitive::<Float64Type>()
+                .clone())
+        };
+        Ok(EventColumns {
+            cart: text("cart_id")?,
+            time: col("time", &ts)?
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone(),
+            end: col("end_time", &ts)?
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone(),
+            order: int("stage_order")?,
+            op: text("operation")?,
+            trace: text("trace_id")?,
+            span: text("span_id")?,
+            dur: float("duration_ms")?,
+            status: text("status_code")?,
+            user: text("user_id")?,
+            items: int("item_count")?,
+            value: float("total_value")?,
+            success: col("is_success", &DataType::Boolean)?.as_boolean().clone(),
+        })
+    }
+}
+
+fn text_at(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn opt<T: Array>(a: &T, i: usize) -> Option<usize> {
+    a.is_valid(i).then_some(i)
+}
+
+/// Folds `cart_events` into one row per cart, in cart order: the `carts` table. The events
+/// are grouped by cart (row references, nothing copied), and each cart's are ordered by
+/// end_time, time and span_id (nulls last, as SQL orders them).
+fn fold_carts(events: &[RecordBatch], r: &Rules) -> Result<RecordBatch> {
+    let cols = events
+        .iter()
+        .map(EventColumns::new)
+        .collect::<Result<Vec<_>>>()?;
+    let mut by_cart: std::collections::HashMap<&str, Vec<(u32, u32)>> =
+        std::collections::HashMap::new();
+    for (bi, c) in cols.iter().enumerate() {
+        for i in 0..c.cart.len() {
             // cart_events has no row without a cart.
-            let Some(id) = opt_str(cart, i) else { continue };
-            if cur.as_ref().is_none_or(|c| c.id != id) {
-                if let Some(done) = cur.take() {
-                    done.finish(r, &mut out);
-                }
-                cur = Some(Cart {
-                    id: id.to_string(),
-                    ..Cart::default()
-                });
+            if c.cart.is_valid(i) {
+                by_cart
+                    .entry(c.cart.value(i))
+                    .or_default()
+                    .push((bi as u32, i as u32));
             }
-            let c = cur.as_mut().expect("a cart");
-            let (t, e) = (opt_ts(time, i), opt_ts(end, i));
-            c.first_seen = match (c.first_seen, t) {
+        }
+    }
+    let mut ids: Vec<&str> = by_cart.keys().copied().collect();
+    ids.sort_unstable();
+    let mut out = CartColumns::default();
+    for id in ids {
+        let mut rows = by_cart.remove(id).unwrap_or_default();
+        let key = |&(bi, i): &(u32, u32)| {
+            let (c, i) = (&cols[bi as usize], i as usize);
+            let end = opt(&c.end, i).map(|i| c.end.value(i));
+            let time = opt(&c.time, i).map(|i| c.time.value(i));
+            let span = opt(&c.span, i).map(|i| c.span.value(i));
+            (
+                end.is_none(),
+                end,
+                time.is_none(),
+                time,
+                span.is_none(),
+                span,
+            )
+        };
+        rows.sort_by_cached_key(key);
+        let mut cart = Cart {
+            id,
+            ..Cart::default()
+        };
+        for (bi, i) in rows {
+            let (c, i) = (&cols[bi as usize], i as usize);
+            let t = opt(&c.time, i).map(|i| c.time.value(i));
+            let e = opt(&c.end, i).map(|i| c.end.value(i));
+            let order = opt(&c.order, i).map(|i| c.order.value(i));
+            cart.first_seen = match (cart.first_seen, t) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            c.last_activity = match (c.last_activity, e) {
+            cart.last_activity = match (cart.last_activity, e) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
-            c.stage_order = match (c.stage_order, opt_i64(order, i)) {
+            cart.stage_order = match (cart.stage_order, order) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
-            if let Some(u) = opt_str(user, i) {
-                c.user_id = Some(u.to_string());
+            if let Some(u) = text_at(&c.user, i) {
+                cart.user_id = Some(u);
             }
-            if let Some(n) = opt_i64(items, i) {
-                c.item_count = Some(n);
+            if let Some(j) = opt(&c.items, i) {
+                cart.item_count = Some(c.items.value(j));
             }
-            if let Some(v) = opt_f64(value, i) {
-                c.total_value = Some(v);
+            if let Some(j) = opt(&c.value, i) {
+                cart.total_value = Some(c.value.value(j));
             }
-            let (o, st, tr) = (opt_str(op, i), opt_str(status, i), opt_str(trace, i));
-            c.last_operation = o.map(str::to_string);
-            c.last_op_duration_ms = opt_f64(dur, i);
-            c.last_op_status = st.map(str::to_string);
-            c.last_trace_id = tr.map(str::to_string);
-            c.converted |= success.is_valid(i) && success.value(i);
-            c.span_count += 1;
-            c.starts.push((t, e, opt_str(span, i).map(str::to_string)));
-            if let (Some("error"), Some(e)) = (st, e) {
-                c.error_ends.push(e);
+            let (op, status, trace) = (
+                text_at(&c.op, i),
+                text_at(&c.status, i),
+                text_at(&c.trace, i),
+            );
+            cart.last_operation = op;
+            cart.last_op_duration_ms = opt(&c.dur, i).map(|i| c.dur.value(i));
+            cart.last_op_status = status;
+            cart.last_trace_id = trace;
+            cart.converted |= c.success.is_valid(i) && c.success.value(i);
+            cart.span_count += 1;
+            cart.starts.push((t, e, text_at(&c.span, i)));
+            if let (Some("error"), Some(e)) = (status, e) {
+                cart.error_ends.push(e);
             }
-            *c.attempts
-                .entry((tr.map(str::to_string), o.map(str::to_string)))
-                .or_default() += 1;
+            *cart.attempts.entry((trace, op)).or_default() += 1;
         }
-    }
-    if let Some(done) = cur.take() {
-        done.finish(r, &mut out);
+        cart.finish(r, &mut out);
     }
     let ts = |v: Vec<Option<i64>>| -> ArrayRef {
         Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
@@ -566,12 +641,8 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
 
     // Held in memory, as `carts` is: the replay reads it several times, and so do the
     // library's queries; as a view, each reading would join the spans to their carts again.
-    // Sorted as the replay reads a cart's events, so its per-cart aggregates stream.
     let events = ctx
-        .sql(&format!(
-            "{} ORDER BY cart_id, end_time, time, span_id",
-            cart_events_sql(m, as_of_us)
-        ))
+        .sql(&cart_events_sql(m, as_of_us))
         .await
         .context("the lifecycle model's cart_events query failed")?;
     let plan = events
@@ -579,44 +650,15 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         .await
         .context("the lifecycle model's cart_events query failed")?;
     let events_schema = plan.schema();
-    // ORDER BY ends in one sorted stream: the fold relies on it.
-    let events = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+    let events = datafusion::physical_plan::collect_partitioned(plan, ctx.task_ctx())
         .await
         .context("the lifecycle model's cart_events query failed")?;
+    let all_events: Vec<RecordBatch> = events.iter().flatten().cloned().collect();
     ctx.register_table(
         "cart_events",
-        Arc::new(
-            MemTable::try_new(events_schema, vec![events.clone()])?.with_sort_order(vec![[
-                "cart_id", "end_time", "time", "span_id",
-            ]
-            .iter()
-            .map(|c| datafusion::prelude::col(*c).sort(true, false))
-            .collect()]),
-        ),
+        Arc::new(MemTable::try_new(events_schema, events)?),
     )?;
-    let mut p_ms = std::collections::HashMap::new();
-    for b in ctx
-        .sql(&percentile_sql(m))
-        .await?
-        .collect()
-        .await
-        .context("the replay's percentile query failed")?
-    {
-        let ops = datafusion::arrow::compute::cast(
-            b.column(0),
-            &datafusion::arrow::datatypes::DataType::Utf8,
-        )?;
-        let ms = datafusion::arrow::compute::cast(
-            b.column(1),
-            &datafusion::arrow::datatypes::DataType::Float64,
-        )?;
-        let (ops, ms) = (ops.as_string::<i32>(), ms.as_primitive::<Float64Type>());
-        for i in 0..b.num_rows() {
-            if ops.is_valid(i) && ms.is_valid(i) {
-                p_ms.insert(ops.value(i).to_string(), ms.value(i));
-            }
-        }
-    }
+    let p_ms = percentiles(ctx, m.causes.percentile).await?;
     let mut stages = Vec::new();
     for s in &m.stages {
         let thr = match &s.threshold {
@@ -633,14 +675,20 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         slow_ms: m.causes.slow_ms,
         p_ms,
     };
-    let carts = vec![fold_carts(&events, &rules)?];
+    let carts = vec![fold_carts(&all_events, &rules)?];
+    drop(all_events);
     let (derived, mut summary) = derive(ctx, m, &carts).await?;
     summary.as_of = crate::timefmt::format_ns(opts.as_of_ns);
     summary.threshold = crate::timefmt::format_duration(threshold_ns);
 
     ctx.register_table(
         "carts",
-        Arc::new(MemTable::try_new(schema::carts_schema(), vec![carts])?),
+        // In cart_id order, as the fold wrote it: `ORDER BY cart_id` then costs nothing.
+        Arc::new(
+            MemTable::try_new(schema::carts_schema(), vec![carts])?.with_sort_order(vec![vec![
+                datafusion::prelude::col("cart_id").sort(true, false),
+            ]]),
+        ),
     )?;
     register_stages(ctx, m)?;
     ctx.sql("CREATE VIEW abandonments AS SELECT *, outcome = 'recovered' AS recovered FROM carts WHERE outcome IN ('abandoned', 'recovered')")

@@ -13,12 +13,12 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
     if a.explain {
         let model = crate::model::Model::load(&a.replay.model)?;
         println!(
-            "-- cart_events (as of <AS_OF_US>), sorted by cart_id, end_time, time, span_id\n{}\n",
+            "-- cart_events (as of <AS_OF_US>)\n{}\n",
             crate::replay::cart_events_sql(&model, 0)
         );
         println!(
-            "-- each operation's percentile duration (the slower_than_p95 signal)\n{}\n",
-            crate::replay::percentile_sql(&model)
+            "-- the durations of each operation (its percentile is the slower_than_p95 signal)\n{}\n",
+            crate::replay::DURATIONS_SQL
         );
         println!("{}", crate::replay::FOLD_EXPLAINED);
         return Ok(());
