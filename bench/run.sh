@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [--sizes "10k 100k 1M"] [--runs 3] [--queries "funnel ..."|all|none]
 #                [--profile release|debug] [--bin PATH] [--no-duckdb] [--smoke]
-#                [--work DIR] [--results FILE]
+#                [--no-detect] [--work DIR] [--results FILE]
 #
 # For each size (carts) it generates an export with `cartscope generate` (kept in the work
 # folder and reused), then times, alternating A B A B:
@@ -29,6 +29,7 @@ queries=all
 profile=release
 bin=""
 duckdb=1
+detect=1
 smoke=0
 work="$ROOT/bench/work"
 results=""
@@ -41,6 +42,7 @@ while [ $# -gt 0 ]; do
         --profile) profile="$2"; shift 2 ;;
         --bin) bin="$2"; shift 2 ;;
         --no-duckdb) duckdb=0; shift ;;
+        --no-detect) detect=0; shift ;;
         --smoke) smoke=1; shift ;;
         --work) work="$2"; shift 2 ;;
         --results) results="$2"; shift 2 ;;
@@ -181,7 +183,9 @@ for size in $sizes; do
     done
     rm -rf "$work/ingest-out" "$work/flat.parquet"
 
-    for task in detect $queries; do
+    tasks=$queries
+    [ "$detect" = 1 ] && tasks="detect $tasks"
+    for task in $tasks; do
         for run in $(seq 1 "$runs"); do
             if [ "$task" = detect ]; then
                 measure "$size" detect cartscope 0 "$work/a.csv" -- \
