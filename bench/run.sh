@@ -15,9 +15,9 @@
 # of medians, MB/s, ratios (DuckDB time / cartscope time: above 1 means cartscope is faster)
 # and peak RSS, and writes it as markdown (bench/work/results.md unless --results).
 #
-# DuckDB comes from PyPI into bench/.venv. --smoke runs one tiny size once, for CI: it takes
-# an already built binary (--bin, or --profile debug) so CI needs no release build, and it
-# passes over DuckDB when it cannot be installed (no network), saying so.
+# DuckDB comes from PyPI into bench/.venv. --smoke runs one tiny size once, for CI: give it
+# an already built binary (--bin target/debug/cartscope after `cargo test`) so CI needs no
+# release build, and it passes over DuckDB when it cannot be installed (no network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -93,7 +93,11 @@ if [ "$duckdb" = 1 ]; then
     venv="$ROOT/bench/.venv"
     if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
         say "installing DuckDB from PyPI into bench/.venv"
-        if ! { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet duckdb; } >&2; then
+        # A smoke run without network gives up quickly rather than retrying for minutes.
+        pip_opts=""
+        [ "$smoke" = 1 ] && pip_opts="--timeout 15 --retries 1"
+        # shellcheck disable=SC2086
+        if ! { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet $pip_opts duckdb; } >&2; then
             if [ "$smoke" = 1 ]; then
                 say "DuckDB could not be installed: the smoke run goes on without it"
                 duckdb=0
