@@ -183,11 +183,58 @@ pub fn sniff_content(head: &[u8]) -> Content {
 pub struct CountingReader<R> {
     pub inner: R,
     pub counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// When given, every byte read (the file as it is on disk) is hashed as it passes.
+    pub hasher: Option<FileHasher>,
+}
+
+/// xxh3-128 of a file's bytes, computed while the file is read (so ingest needs no second
+/// pass over the file to know its content hash); `finish_hash` hashes what the reading left.
+pub type FileHasher = std::sync::Arc<std::sync::Mutex<HashState>>;
+
+#[derive(Default)]
+pub struct HashState {
+    xxh: xxhash_rust::xxh3::Xxh3,
+    /// Bytes hashed so far: the file's first `len` bytes.
+    len: u64,
+}
+
+impl HashState {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.xxh.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+}
+
+/// The hash of the whole file: the bytes after those already hashed (a reader that stopped
+/// early, a Parquet file read by its own reader) are read and hashed here. The same value as
+/// `dataset::file_hash`.
+pub fn finish_hash(path: &Path, h: &FileHasher) -> Result<String> {
+    let mut st = h.lock().unwrap_or_else(|e| e.into_inner());
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    io::Seek::seek(&mut f, io::SeekFrom::Start(st.len))
+        .with_context(|| format!("cannot read '{}'", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read '{}'", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        st.update(&buf[..n]);
+    }
+    Ok(format!("{:032x}", st.xxh.digest128()))
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if let Some(h) = &self.hasher {
+            h.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .update(&buf[..n]);
+        }
         self.counter
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
@@ -199,6 +246,7 @@ impl<R: Read> Read for CountingReader<R> {
 pub fn open(
     path: &Path,
     counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    hasher: Option<FileHasher>,
 ) -> Result<(Compression, Content, Box<dyn Read + Send>)> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
@@ -207,6 +255,7 @@ pub fn open(
         CountingReader {
             inner: file,
             counter,
+            hasher,
         },
     );
     let (head, raw) =

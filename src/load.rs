@@ -37,6 +37,8 @@ pub struct LoadOptions {
     pub strict: bool,
     pub progress: bool,
     pub threads: usize,
+    /// Hash every file's bytes (xxh3-128) as it is read, for `on_file_done`.
+    pub hash_inputs: bool,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +47,7 @@ impl Default for LoadOptions {
             strict: false,
             progress: false,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            hash_inputs: false,
         }
     }
 }
@@ -95,7 +98,8 @@ enum Work {
     Ready([Vec<RecordBatch>; 5]),
     Bad(BadRecord),
     Skipped(String),
-    FileDone,
+    /// The file is read; with its content hash when asked for.
+    FileDone(Option<String>),
 }
 
 struct Item {
@@ -113,16 +117,20 @@ struct Output {
     empty: u64,
     bad: Vec<BadRecord>,
     skipped: Option<String>,
-    file_done: bool,
+    file_done: Option<Option<String>>,
 }
 
 /// Loads `files`, calling `sink(file_index, table, batch)` with every batch, in input order.
-/// `on_file_done(file_index)` is called once all of a file's batches have been passed on.
+/// What `load` calls when a file is done: its index, the stats so far, its content hash.
+pub type OnFileDone<'a> = dyn FnMut(usize, &LoadStats, Option<&str>) -> Result<()> + 'a;
+
+/// `on_file_done(file_index, stats, hash)` is called once all of a file's batches have been
+/// passed on, with the file's content hash when `opts.hash_inputs`.
 pub fn load(
     files: &[InputFile],
     opts: &LoadOptions,
     sink: &mut dyn FnMut(usize, Table, RecordBatch) -> Result<()>,
-    on_file_done: &mut dyn FnMut(usize, &LoadStats) -> Result<()>,
+    on_file_done: &mut OnFileDone,
 ) -> Result<LoadStats> {
     let mut stats = LoadStats {
         files: files.len(),
@@ -148,8 +156,9 @@ pub fn load(
             let read_bytes = read_bytes.clone();
             let cancel = cancel.clone();
             let out_tx = out_tx.clone();
+            let hash = opts.hash_inputs;
             scope.spawn(move || {
-                if let Err(e) = read_all(files, &work_tx, &read_bytes, &cancel) {
+                if let Err(e) = read_all(files, hash, &work_tx, &read_bytes, &cancel) {
                     let _ = out_tx.send(Err(e));
                 }
             });
@@ -192,8 +201,8 @@ pub fn load(
                             sink(out.file, t, b)?;
                         }
                     }
-                    if out.file_done {
-                        on_file_done(out.file, &stats)?;
+                    if let Some(hash) = &out.file_done {
+                        on_file_done(out.file, &stats, hash.as_deref())?;
                     }
                 }
             }
@@ -230,7 +239,7 @@ fn worker(
             empty: 0,
             bad: Vec::new(),
             skipped: None,
-            file_done: false,
+            file_done: None,
         };
         let mut b = TableBuilders::default();
         match item.work {
@@ -255,7 +264,7 @@ fn worker(
             Work::Ready(tables) => out.tables = tables,
             Work::Bad(bad) => out.bad.push(bad),
             Work::Skipped(what) => out.skipped = Some(what),
-            Work::FileDone => out.file_done = true,
+            Work::FileDone(hash) => out.file_done = Some(hash),
         }
         if b.rows() > 0 {
             // Includes batches cut by a rollback; `take` drops empty ones.
@@ -434,6 +443,7 @@ fn parse_frame(
 /// The reader thread: every file in order, cut into work items.
 fn read_all(
     files: &[InputFile],
+    hash: bool,
     tx: &Sender<Item>,
     read_bytes: &Arc<AtomicU64>,
     cancel: &AtomicBool,
@@ -449,7 +459,8 @@ fn read_all(
         Ok(())
     };
     for (i, f) in files.iter().enumerate() {
-        let result = read_file(i, f, &mut send, read_bytes);
+        let hasher = hash.then(input::FileHasher::default);
+        let result = read_file(i, f, hasher.clone(), &mut send, read_bytes);
         match result {
             Ok(()) => {}
             // A file that breaks off mid-stream (a truncated gzip, an I/O error) is a bad
@@ -466,7 +477,11 @@ fn read_all(
             }
             Err(e) => return Err(e),
         }
-        send(i, Work::FileDone)?;
+        let hash = match &hasher {
+            Some(h) => Some(input::finish_hash(&f.path, h)?),
+            None => None,
+        };
+        send(i, Work::FileDone(hash))?;
     }
     Ok(())
 }
@@ -474,11 +489,12 @@ fn read_all(
 fn read_file(
     idx: usize,
     f: &InputFile,
+    hasher: Option<input::FileHasher>,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
     read_bytes: &Arc<AtomicU64>,
 ) -> Result<()> {
     let path = &f.path;
-    let (compression, content, mut stream) = input::open(path, read_bytes.clone())?;
+    let (compression, content, mut stream) = input::open(path, read_bytes.clone(), hasher)?;
     match content {
         Content::Json => read_json(idx, &mut *stream, send).with_context(|| read_err(path, compression)),
         Content::Framed => read_frames(idx, path, &mut *stream, send).with_context(|| read_err(path, compression)),
@@ -682,7 +698,7 @@ pub fn load_into_memory(
             tables[t.index()].push(b);
             Ok(())
         },
-        &mut |_, _| Ok(()),
+        &mut |_, _, _| Ok(()),
     )?;
     Ok((tables, stats))
 }

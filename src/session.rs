@@ -52,8 +52,12 @@ impl Data {
     }
 }
 
+/// The session's settings. DataFusion's own `DATAFUSION_*` environment variables (e.g.
+/// `DATAFUSION_EXECUTION_BATCH_SIZE`) are honoured, for tuning and for measuring; an invalid
+/// one is ignored.
 pub fn config(threads: usize) -> SessionConfig {
-    let mut c = SessionConfig::new()
+    let mut c = SessionConfig::from_env()
+        .unwrap_or_default()
         .with_target_partitions(threads.max(1))
         .with_information_schema(true);
     c.options_mut().execution.time_zone = Some("UTC".into());

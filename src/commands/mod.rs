@@ -31,6 +31,7 @@ impl Globals {
             strict,
             progress: self.progress,
             threads: self.threads,
+            hash_inputs: false,
         }
     }
 }

@@ -258,6 +258,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
             strict: true,
             progress: opts.progress,
             threads: opts.threads,
+            hash_inputs: false,
         };
         crate::commands::ingest::ingest(&inputs, &dir, &load)?;
         files.push(dir);

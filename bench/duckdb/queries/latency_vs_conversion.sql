@@ -1,0 +1,63 @@
+-- DuckDB port of queries/latency_vs_conversion.sql (default parameters filled in), run after
+-- replay.sql over the same dataset. Only the dialect differs: epoch_us(t) for
+-- CAST(t AS BIGINT), the as-of time for NOW(), and the derived rows of metrics_all.
+-- name: latency_vs_conversion
+-- description: Does latency cost conversions? Per checkout operation, the carts that reached it
+--   split by the latency of that operation's span (the cart's last span of it, when it ran more
+--   than once) into buckets (<500, 500-1000, 1000-2000, 2000-4000, >=4000 ms), with how many
+--   converted and the conversion rate per bucket. Only decided carts count: converted ones
+--   (any success stage reached, recovered included) and abandoned ones; active carts (and
+--   recovered carts that have not converted yet) are left out of the denominator. Every
+--   bucket is listed, empty ones with 0 carts and no rate.
+-- param: operations = shipping.calculate_rates,payment.authorize  -- span names, comma-separated
+WITH ops AS (
+    -- array_distinct rather than SELECT DISTINCT: DataFusion 55 drops sort keys after a
+    -- GROUP BY over a cross join with a DISTINCT side (the buckets would come out unordered)
+    SELECT op AS operation
+    FROM unnest(array_distinct(string_to_array(
+             regexp_replace(trim('shipping.calculate_rates,payment.authorize'), '\s*,\s*', ',', 'g'), ','))) AS u(op)
+    WHERE op <> ''
+),
+buckets (bucket_order, latency_bucket, lo_ms, hi_ms) AS (
+    VALUES (1, '<500 ms', 0.0, 500.0),
+           (2, '500-1000 ms', 500.0, 1000.0),
+           (3, '1000-2000 ms', 1000.0, 2000.0),
+           (4, '2000-4000 ms', 2000.0, 4000.0),
+           (5, '>=4000 ms', 4000.0, CAST('Infinity' AS DOUBLE))
+),
+decided AS (
+    SELECT c.cart_id, bool_or(e.is_success) AS converted
+    FROM carts c
+    JOIN cart_events e ON e.cart_id = c.cart_id
+    WHERE c.outcome <> 'active'
+    GROUP BY c.cart_id
+),
+last_span AS (
+    SELECT e.cart_id, e.operation, e.duration_ms,
+           row_number() OVER (PARTITION BY e.cart_id, e.operation
+                              ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC) AS rn
+    FROM cart_events e
+    JOIN ops o ON o.operation = e.operation
+),
+reached AS (
+    SELECT l.operation, l.cart_id, l.duration_ms, d.converted
+    FROM last_span l
+    JOIN decided d ON d.cart_id = l.cart_id
+    JOIN carts c ON c.cart_id = l.cart_id
+    WHERE l.rn = 1 AND (d.converted OR c.outcome = 'abandoned')
+)
+SELECT
+    o.operation,
+    b.bucket_order,
+    b.latency_bucket,
+    count(r.cart_id) AS carts,
+    coalesce(sum(CASE WHEN r.converted THEN 1 ELSE 0 END), 0) AS converted,
+    round(CAST(sum(CASE WHEN r.converted THEN 1 ELSE 0 END) AS DOUBLE) / nullif(count(r.cart_id), 0), 4) AS conversion_rate,
+    round(avg(r.duration_ms), 3) AS mean_ms
+FROM ops o
+CROSS JOIN buckets b
+LEFT JOIN reached r
+    ON r.operation = o.operation
+   AND r.duration_ms >= b.lo_ms AND r.duration_ms < b.hi_ms
+GROUP BY o.operation, b.bucket_order, b.latency_bucket
+ORDER BY o.operation, b.bucket_order

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# cartscope beside DuckDB, on the same files, in one run (issue 8).
+#
+#   bench/run.sh [--sizes "10k 100k 1M"] [--runs 3] [--queries "funnel ..."|all|none]
+#                [--profile release|debug] [--bin PATH] [--no-duckdb] [--smoke]
+#                [--no-detect] [--work DIR] [--results FILE]
+#
+# For each size (carts) it generates an export with `cartscope generate` (kept in the work
+# folder and reused), then times, alternating A B A B:
+#   ingest  `cartscope ingest` of traces.jsonl       vs DuckDB read_ndjson + 3 unnests to Parquet
+#   floor   serde_json into IgnoredAny over the same bytes, one core (bench/floor)
+#   detect  `cartscope detect -f csv` over the dataset vs bench/duckdb/replay.sql + detect.sql
+#   query   `cartscope query NAME -f csv` (each)     vs replay.sql + bench/duckdb/queries/NAME.sql
+# Wall time is measured here, peak memory (max RSS) by /usr/bin/time -v. It prints a table
+# of medians, MB/s, ratios (DuckDB time / cartscope time: above 1 means cartscope is faster)
+# and peak RSS, and writes it as markdown (bench/work/results.md unless --results).
+#
+# DuckDB comes from PyPI into bench/.venv. --smoke runs one tiny size once, for CI: give it
+# an already built binary (--bin target/debug/cartscope after `cargo test`) so CI needs no
+# release build, and it passes over DuckDB when it cannot be installed (no network).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+args="$*"
+
+sizes="10k 100k 1M"
+runs=3
+queries=all
+profile=release
+bin=""
+duckdb=1
+detect=1
+smoke=0
+work="$ROOT/bench/work"
+results=""
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --sizes) sizes="$2"; shift 2 ;;
+        --runs) runs="$2"; shift 2 ;;
+        --queries) queries="$2"; shift 2 ;;
+        --profile) profile="$2"; shift 2 ;;
+        --bin) bin="$2"; shift 2 ;;
+        --no-duckdb) duckdb=0; shift ;;
+        --no-detect) detect=0; shift ;;
+        --smoke) smoke=1; shift ;;
+        --work) work="$2"; shift 2 ;;
+        --results) results="$2"; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+if [ "$smoke" = 1 ]; then
+    sizes=200
+    runs=1
+    work="$ROOT/bench/work/smoke"
+fi
+results=${results:-$work/results.md}
+mkdir -p "$work"
+
+say() { echo "== $*" >&2; }
+
+# ---- tools -------------------------------------------------------------------------------
+TIME=/usr/bin/time
+if ! "$TIME" -v true >/dev/null 2>&1; then
+    say "installing GNU time (for peak memory)"
+    if command -v apt-get >/dev/null; then
+        (apt-get install -y time >/dev/null 2>&1 || sudo apt-get install -y time >/dev/null 2>&1) || true
+    fi
+    "$TIME" -v true >/dev/null 2>&1 || { echo "bench/run.sh: /usr/bin/time -v is needed (package 'time')" >&2; exit 1; }
+fi
+
+target=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ -z "$bin" ]; then
+    if [ "$profile" = release ]; then
+        say "building cartscope (release)"
+        cargo build --release --quiet
+    else
+        say "building cartscope (debug)"
+        cargo build --quiet
+    fi
+    bin="$target/$profile/cartscope"
+fi
+# The floor is a crate of its own (serde_json only): always release, a few seconds to build.
+say "building the parse floor (bench/floor, release)"
+cargo build --release --quiet --manifest-path bench/floor/Cargo.toml --target-dir "$target/floor"
+floor="$target/floor/release/parse-floor"
+[ -x "$floor" ] || floor=""
+[ -x "$bin" ] || { echo "bench/run.sh: no cartscope binary at '$bin'" >&2; exit 1; }
+
+PY=""
+if [ "$duckdb" = 1 ]; then
+    venv="$ROOT/bench/.venv"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+        say "installing DuckDB from PyPI into bench/.venv"
+        # A smoke run without network gives up quickly rather than retrying for minutes.
+        pip_opts=""
+        [ "$smoke" = 1 ] && pip_opts="--timeout 15 --retries 1"
+        # shellcheck disable=SC2086
+        if ! { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet $pip_opts duckdb; } >&2; then
+            if [ "$smoke" = 1 ]; then
+                say "DuckDB could not be installed: the smoke run goes on without it"
+                duckdb=0
+            else
+                echo "bench/run.sh: cannot install DuckDB (pip install duckdb into bench/.venv)" >&2
+                exit 1
+            fi
+        fi
+    fi
+    [ "$duckdb" = 1 ] && PY="$venv/bin/python"
+fi
+DDB="$ROOT/bench/duckdb"
+
+# ---- measuring ---------------------------------------------------------------------------
+raw="$work/raw.tsv"
+: > "$raw"
+# measure SIZE TASK TOOL BYTES OUT -- command...: one timed run, appended to raw.tsv.
+measure() {
+    local size=$1 task=$2 tool=$3 bytes=$4 out=$5
+    shift 6
+    local tfile="$work/time.txt" start end status=0
+    start=$(date +%s.%N)
+    "$TIME" -v -o "$tfile" "$@" >"$out" 2>"$work/stderr.txt" || status=$?
+    end=$(date +%s.%N)
+    if [ "$status" != 0 ]; then
+        echo "bench/run.sh: $task/$tool failed (exit $status): $*" >&2
+        tail -5 "$work/stderr.txt" >&2
+        exit 1
+    fi
+    local rss rows
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tfile")
+    rows=$( [ -f "$out" ] && wc -l <"$out" || echo 0)
+    local secs
+    secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+    # The floor reports its own parse time (the file is read into memory first).
+    if [ "$tool" = floor ]; then
+        secs=$(awk '{for (i = 1; i <= NF; i++) if ($(i + 1) == "s") print $i}' "$out" | head -1)
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$task" "$tool" "$secs" "$rss" "$bytes" "$rows" >>"$raw"
+    printf '   %-8s %-34s %-9s %8.3f s %8d MB\n' "$size" "$task" "$tool" "$secs" "$((rss / 1024))" >&2
+}
+
+carts_of() {
+    case "$1" in
+        *[kK]) echo $(( ${1%[kK]} * 1000 )) ;;
+        *[mM]) echo $(( ${1%[mM]} * 1000000 )) ;;
+        *) echo "$1" ;;
+    esac
+}
+
+if [ "$queries" = all ]; then
+    queries=$(cd "$DDB/queries" && ls -- *.sql | sed 's/\.sql$//' | tr '\n' ' ')
+elif [ "$queries" = none ]; then
+    queries=""
+fi
+
+for size in $sizes; do
+    n=$(carts_of "$size")
+    gen="$work/gen-$n"
+    if [ ! -f "$gen/otlp/traces.jsonl" ]; then
+        say "generating $n carts"
+        rm -rf "$gen"
+        "$bin" --no-progress generate --carts "$n" --out "$gen" >/dev/null
+    fi
+    traces="$gen/otlp/traces.jsonl"
+    bytes=$(stat -c %s "$traces")
+    say "size $size: $n carts, traces.jsonl $((bytes / 1000000)) MB"
+
+    # The dataset detect and the queries read: traces and metrics, ingested once, untimed.
+    ds="$work/ds-$n"
+    if [ ! -f "$ds/_cartscope.json" ]; then
+        rm -rf "$ds"
+        "$bin" --no-progress ingest "$gen/otlp" --out "$ds" >/dev/null
+    fi
+
+    for run in $(seq 1 "$runs"); do
+        rm -rf "$work/ingest-out" "$work/flat.parquet"
+        measure "$size" ingest cartscope "$bytes" "$work/out.txt" -- \
+            "$bin" --no-progress ingest "$traces" --out "$work/ingest-out"
+        if [ -n "$PY" ]; then
+            measure "$size" ingest duckdb "$bytes" "$work/out.txt" -- \
+                "$PY" "$DDB/run.py" "$DDB/flatten.sql" "INPUT=$traces" "OUTPUT=$work/flat.parquet"
+        fi
+        if [ -n "$floor" ]; then
+            measure "$size" ingest floor "$bytes" "$work/floor.txt" -- "$floor" "$traces"
+        fi
+    done
+    rm -rf "$work/ingest-out" "$work/flat.parquet"
+
+    tasks=$queries
+    [ "$detect" = 1 ] && tasks="detect $tasks"
+    for task in $tasks; do
+        for run in $(seq 1 "$runs"); do
+            if [ "$task" = detect ]; then
+                measure "$size" detect cartscope 0 "$work/a.csv" -- \
+                    "$bin" --no-progress detect --data "$ds" -f csv
+                [ -n "$PY" ] && measure "$size" detect duckdb 0 "$work/b.csv" -- \
+                    "$PY" "$DDB/run.py" "$DDB/replay.sql" --then "$DDB/detect.sql" \
+                    --out /dev/stdout "DATA=$ds"
+            else
+                measure "$size" "query $task" cartscope 0 "$work/a.csv" -- \
+                    "$bin" --no-progress query "$task" --data "$ds" -f csv
+                [ -n "$PY" ] && measure "$size" "query $task" duckdb 0 "$work/b.csv" -- \
+                    "$PY" "$DDB/run.py" "$DDB/replay.sql" --then "$DDB/queries/$task.sql" \
+                    --out /dev/stdout "DATA=$ds"
+            fi
+            true
+        done
+    done
+done
+
+# ---- the table ---------------------------------------------------------------------------
+machine="$(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2}') GB RAM"
+python3 "$ROOT/bench/summarize.py" "$raw" "$machine" "bench/run.sh${args:+ $args}" \
+    "$("$bin" --version 2>/dev/null || echo cartscope)" \
+    "$([ -n "$PY" ] && "$PY" -c 'import duckdb; print("duckdb " + duckdb.__version__)' || echo 'duckdb: not run')" \
+    | tee "$results"
+say "results written to $results"
