@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [--sizes "10k 100k 1M"] [--runs 3] [--queries "funnel ..."|all|none]
 #                [--profile release|debug] [--bin PATH] [--no-duckdb] [--smoke]
-#                [--no-detect] [--work DIR] [--results FILE]
+#                [--no-detect] [--no-ingest] [--work DIR] [--results FILE]
 #
 # For each size (carts) it generates an export with `cartscope generate` (kept in the work
 # folder and reused), then times, alternating A B A B:
@@ -30,6 +30,7 @@ profile=release
 bin=""
 duckdb=1
 detect=1
+ingest=1
 smoke=0
 work="$ROOT/bench/work"
 results=""
@@ -43,6 +44,7 @@ while [ $# -gt 0 ]; do
         --bin) bin="$2"; shift 2 ;;
         --no-duckdb) duckdb=0; shift ;;
         --no-detect) detect=0; shift ;;
+        --no-ingest) ingest=0; shift ;;
         --smoke) smoke=1; shift ;;
         --work) work="$2"; shift 2 ;;
         --results) results="$2"; shift 2 ;;
@@ -174,6 +176,7 @@ for size in $sizes; do
     fi
 
     for run in $(seq 1 "$runs"); do
+        [ "$ingest" = 1 ] || break
         rm -rf "$work/ingest-out" "$work/flat.parquet"
         measure "$size" ingest cartscope "$bytes" "$work/out.txt" -- \
             "$bin" --no-progress ingest "$traces" --out "$work/ingest-out"
