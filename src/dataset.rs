@@ -9,7 +9,7 @@
 //! readers ignore and the next ingest deletes.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -162,22 +162,10 @@ impl Manifest {
     }
 }
 
-/// xxh3-128 of a file's bytes, as hex.
+/// xxh3-128 of a file's bytes, as hex: the hash `input::finish_hash` completes while a file
+/// is read, here over the whole file.
 pub fn file_hash(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("cannot read '{}'", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:032x}", h.digest128()))
+    crate::input::finish_hash(path, &crate::input::FileHasher::default())
 }
 
 /// The `dt=` partition of each row: the UTC day of the table's time column.

@@ -50,22 +50,10 @@ pub fn json(o: &Outcome) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(o)? + "\n")
 }
 
-/// Escapes text for XML content and attribute values.
+/// Text for XML content and attribute values: the HTML report's escape (`&#39;` and U+FFFD
+/// for control characters are valid XML 1.0 as well).
 fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters are not allowed in XML 1.0.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::report::html::esc(s)
 }
 
 /// JUnit XML: one test case per rule, failures with the value and the limit. No timestamps,
