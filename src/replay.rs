@@ -252,11 +252,7 @@ async fn percentiles(
     }
     Ok(durations
         .into_iter()
-        .map(|(op, mut v)| {
-            let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-            let (_, at, _) = v.select_nth_unstable_by(rank - 1, f64::total_cmp);
-            (op, *at)
-        })
+        .filter_map(|(op, mut v)| Some((op, crate::stats::nearest_rank_unsorted(&mut v, p)?)))
         .collect())
 }
 

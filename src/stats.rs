@@ -637,12 +637,22 @@ pub fn average_marginal_effect(fit: &LogisticFit, x: &[f64]) -> Option<f64> {
 /// by a query and one computed here always name the same cart. Nearest rank, not
 /// interpolation, because a percentile then is a latency some cart really saw.
 pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() || !(0.0..=1.0).contains(&q) {
+    rank(sorted.len(), q).map(|r| sorted[r - 1])
+}
+
+/// `nearest_rank` of values in any order, by selection (O(n), no sort); reorders them.
+pub fn nearest_rank_unsorted(values: &mut [f64], q: f64) -> Option<f64> {
+    let r = rank(values.len(), q)?;
+    let (_, at, _) = values.select_nth_unstable_by(r - 1, f64::total_cmp);
+    Some(*at)
+}
+
+/// The 1-based nearest rank of quantile `q` among `n` values.
+fn rank(n: usize, q: f64) -> Option<usize> {
+    if n == 0 || !(0.0..=1.0).contains(&q) {
         return None;
     }
-    let n = sorted.len();
-    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-    Some(sorted[rank - 1])
+    Some(((q * n as f64).ceil() as usize).clamp(1, n))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1022,6 +1032,12 @@ mod tests {
             (1.0, 100.0),
         ] {
             assert_eq!(nearest_rank(&v, q), Some(want), "q = {q}");
+            let mut shuffled: Vec<f64> = v.iter().rev().copied().collect();
+            assert_eq!(
+                nearest_rank_unsorted(&mut shuffled, q),
+                Some(want),
+                "q = {q}"
+            );
         }
         // f64 arithmetic as in the SQL: 0.07 · 100 = 7.000000000000001, whose ceil is rank 8.
         assert_eq!(nearest_rank(&v, 0.07), Some(8.0));
