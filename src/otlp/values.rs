@@ -258,16 +258,16 @@ pub fn to_enum<T>(
 /// Parses a trace id (N = 16) or span id (N = 8): hex of either case, or base64 (what
 /// protobuf's canonical JSON mapping writes). Empty and all-zero ids are `None`.
 pub fn parse_id<const N: usize>(s: &str) -> Lv<Option<[u8; N]>> {
-    let s = s.trim();
+    let s = if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        s.trim()
+    } else {
+        s
+    };
     if s.is_empty() {
         return Ok(None);
     }
-    let mut out = [0u8; N];
-    if s.len() == 2 * N && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let b = s.as_bytes();
-        for i in 0..N {
-            out[i] = (hex_val(b[2 * i]) << 4) | hex_val(b[2 * i + 1]);
-        }
+    let out = if let Some(out) = decode_hex::<N>(s.as_bytes()) {
+        out
     } else {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(s)
@@ -285,8 +285,10 @@ pub fn parse_id<const N: usize>(s: &str) -> Lv<Option<[u8; N]>> {
                 decoded.len()
             ));
         }
+        let mut out = [0u8; N];
         out.copy_from_slice(&decoded);
-    }
+        out
+    };
     Ok(if out.iter().all(|b| *b == 0) {
         None
     } else {
@@ -316,12 +318,37 @@ pub fn to_id<const N: usize>(v: &Scalar) -> Lv<Option<[u8; N]>> {
     }
 }
 
-fn hex_val(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => b - b'A' + 10,
+/// Each byte's value as a hex digit (either case), or 0xff.
+const HEX_DIGITS: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// `2 * N` hex digits as N bytes, or None when `b` is anything else. One table lookup per
+/// digit and one check at the end: ids are most of what a span's JSON holds.
+fn decode_hex<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
+    if b.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (hi, lo) = (HEX_DIGITS[pair[0] as usize], HEX_DIGITS[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | lo;
+    }
+    (bad & 0x80 == 0).then_some(out)
 }
 
 /// Writes a double in shortest round-trip form ("0.75", "1e21"); NaN and infinities by name.
@@ -379,6 +406,18 @@ mod tests {
         assert_eq!(parse_id::<8>("0000000000000000").unwrap(), None);
         assert!(parse_id::<8>("xyz").is_err());
         assert!(parse_id::<16>("EEE19B7EC3C1B174").is_err());
+        assert_eq!(
+            parse_id::<8>(" 00f067aa0ba902b7\n").unwrap(),
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
+    }
+
+    #[test]
+    fn hex_digits_only_in_pairs_of_the_right_count() {
+        assert_eq!(decode_hex::<2>(b"aF09"), Some([0xaf, 0x09]));
+        for bad in [&b"aF0g"[..], b"aF0", b"aF09a", b"a F0", b"\xff\xff\xff\xff"] {
+            assert_eq!(decode_hex::<2>(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
