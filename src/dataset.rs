@@ -255,8 +255,9 @@ pub fn writer_properties() -> WriterProperties {
 
 /// Columns whose values are (nearly) all distinct: ids, times, measurements. Dictionary
 /// encoding them costs a hash-table insertion per value and then falls back to plain
-/// encoding anyway, so they are written plain; every other column (names, services,
-/// statuses, attribute keys and values) keeps Parquet's dictionary encoding.
+/// encoding anyway, so they are written plain, as are span attribute values (see
+/// `part_properties`); every other column (names, services, statuses, attribute keys,
+/// resource and metric attribute values) keeps Parquet's dictionary encoding.
 const DISTINCT_COLUMNS: [&str; 16] = [
     "trace_id",
     "span_id",
@@ -276,8 +277,8 @@ const DISTINCT_COLUMNS: [&str; 16] = [
     "max",
 ];
 
-/// The writer settings of the dataset's part files.
-pub fn part_properties() -> WriterProperties {
+/// The writer settings of the dataset's part files of `table`.
+pub fn part_properties(table: Table) -> WriterProperties {
     // zstd level 1 rather than 3: measured on a 100k-cart export, the same size (30.3 MB
     // either way) for less CPU.
     let mut b = WriterProperties::builder()
@@ -285,6 +286,20 @@ pub fn part_properties() -> WriterProperties {
         .set_max_row_group_row_count(Some(ROW_GROUP));
     for c in DISTINCT_COLUMNS {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
+    }
+    if matches!(table, Table::Traces | Table::SpanEvents | Table::SpanLinks) {
+        // Span attribute values are mostly ids (cart, session, order, user): plain. On the
+        // 1M-cart export, 2 runs alternated: 15.2 s against 15.7 s, and 297 MB of Parquet
+        // against 302 MB. Metric attributes (routes, status codes) keep their dictionary,
+        // and so do the resource's, repeated on every span.
+        b = b.set_column_dictionary_enabled(
+            ColumnPath::from(vec![
+                "attributes".to_string(),
+                "entries".into(),
+                "values".into(),
+            ]),
+            false,
+        );
     }
     b.build()
 }
@@ -299,7 +314,8 @@ pub fn write_part(dir: &Path, table: Table, rel: &str, batches: &[RecordBatch]) 
     let order = time_order(table, batches)?;
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     crate::output::write_atomically(&path, |w| {
-        let mut writer = ArrowWriter::try_new(w, Arc::clone(&schema), Some(part_properties()))?;
+        let mut writer =
+            ArrowWriter::try_new(w, Arc::clone(&schema), Some(part_properties(table)))?;
         // Sorted rows are gathered a slice at a time: the writer encodes them into the open
         // row group as they come, so the sorted copy never exists whole.
         for rows in order.chunks(SORT_SLICE) {

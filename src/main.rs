@@ -18,7 +18,7 @@ fn main() -> ExitCode {
 /// glibc gives threads that allocate at once arenas of their own, up to eight per core, and
 /// hands little of a fragmented arena back to the system. Ingest's parse workers build
 /// batches that its writer threads free, so every arena grows: on the 1M-cart export (2.85 GB)
-/// two arenas took the peak from 231 to 202 MB at the same speed (bench/RESULTS.md). A
+/// two arenas took the peak from 227 to 191 MB at the same speed (bench/RESULTS.md). A
 /// `MALLOC_ARENA_MAX` set in the environment is left to rule.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
