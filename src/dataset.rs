@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
@@ -300,6 +300,18 @@ pub fn part_properties(table: Table) -> WriterProperties {
             ]),
             false,
         );
+    }
+    // No min/max statistics (chunk or page) for the attribute maps' keys and values: no
+    // query can prune with them (DataFusion does not push predicates into map entries), and
+    // computing them was 5.6% of ingest's instructions (callgrind, 10k-cart traces.jsonl:
+    // 2.41 against 2.56 billion), for files of the same size.
+    for map in ["attributes", "resource_attributes", "scope_attributes"] {
+        for leaf in ["keys", "values"] {
+            b = b.set_column_statistics_enabled(
+                ColumnPath::from(vec![map.to_string(), "entries".into(), leaf.into()]),
+                EnabledStatistics::None,
+            );
+        }
     }
     b.build()
 }
