@@ -237,8 +237,9 @@ fn time_order(table: Table, batches: &[RecordBatch]) -> Result<Vec<(usize, usize
         .collect())
 }
 
-/// Rows per row group of the dataset's part files, and per part (ingest buffers this many
-/// rows per table and day before handing a part to a writer). 32k against 128k, alternated
+/// Rows per row group of the dataset's part files, and the most rows per part (ingest hands a
+/// part to a writer at this many rows per table and day, or sooner at its byte limit,
+/// `PART_BYTES` in commands/ingest.rs). 32k against 128k, alternated
 /// 3 times on the 1M-cart traces.jsonl (2.85 GB): ingest 16.5 s and peak 423 MB against
 /// 17.75 s and 916 MB; detect over the dataset no slower (17.6-19.2 s against 18.0-23.3 s),
 /// the same output.

@@ -1,7 +1,7 @@
 //! Streams raw export files into canonical batches, on every core.
 //!
 //! One reader thread opens each file in turn, undoes its compression and cuts it into chunks of
-//! whole documents (lines, pretty-printed documents, or protobuf frames) of a few MiB; worker
+//! whole documents (lines, pretty-printed documents, or protobuf frames) of about a MiB; worker
 //! threads parse chunks straight into Arrow builders; the calling thread receives the batches
 //! in input order (so results are deterministic) and hands them to a sink. Every queue is
 //! bounded, so memory depends on the chunk size and thread count, never on the input's size.
