@@ -151,14 +151,34 @@ pub fn to_u64(v: &Scalar) -> Lv<Option<u64>> {
         Scalar::U64(n) => Ok(Some(*n)),
         Scalar::I64(n) if *n >= 0 => Ok(Some(*n as u64)),
         Scalar::F64(f) if *f >= 0.0 && f.fract() == 0.0 && *f < 1.8e19 => Ok(Some(*f as u64)),
-        Scalar::Str(s) if s.trim().is_empty() => Ok(None),
-        Scalar::Str(s) => s
-            .trim()
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| wrong("an unsigned integer", v)),
+        Scalar::Str(s) => match digits_u64(s.as_bytes()) {
+            // The common case (timestamps in nanoseconds as strings) without trimming.
+            Some(n) => Ok(Some(n)),
+            None if s.trim().is_empty() => Ok(None),
+            None => s
+                .trim()
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| wrong("an unsigned integer", v)),
+        },
         _ => Err(wrong("an unsigned integer", v)),
     }
+}
+
+/// 1 to 19 ASCII digits (always within u64) as their value, or None for anything else.
+fn digits_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    Some(n)
 }
 
 /// A count or unsigned 64-bit value stored as Int64 (the schema has no unsigned integers).
@@ -418,6 +438,37 @@ mod tests {
         for bad in [&b"aF0g"[..], b"aF0", b"aF09a", b"a F0", b"\xff\xff\xff\xff"] {
             assert_eq!(decode_hex::<2>(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn digit_strings_up_to_nineteen_digits() {
+        assert_eq!(
+            digits_u64(b"1544712660000000000"),
+            Some(1544712660000000000)
+        );
+        assert_eq!(digits_u64(b"0"), Some(0));
+        assert_eq!(
+            digits_u64(b"9999999999999999999"),
+            Some(9999999999999999999)
+        );
+        for other in [
+            &b""[..],
+            b"12a",
+            b"-1",
+            b" 1",
+            b"+1",
+            b"18446744073709551615",
+        ] {
+            assert_eq!(digits_u64(other), None, "{other:?}");
+        }
+        // What the fast path leaves, the full parse still takes (or refuses).
+        assert_eq!(
+            to_u64(&Scalar::Str("18446744073709551615".into())),
+            Ok(Some(u64::MAX))
+        );
+        assert_eq!(to_u64(&Scalar::Str(" 7 ".into())), Ok(Some(7)));
+        assert_eq!(to_u64(&Scalar::Str("  ".into())), Ok(None));
+        assert!(to_u64(&Scalar::Str("18446744073709551616".into())).is_err());
     }
 
     #[test]
