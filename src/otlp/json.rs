@@ -650,11 +650,11 @@ impl AnyValueSeed<'_> {
                 Ok(true)
             }
             Scalar::U64(n) => {
-                self.out.push_str(itoa_u64(*n).as_str());
+                write_u64(self.out, *n);
                 Ok(true)
             }
             Scalar::I64(n) => {
-                self.out.push_str(&n.to_string());
+                write_i64(self.out, *n);
                 Ok(true)
             }
             Scalar::F64(f) => {
@@ -680,10 +680,6 @@ impl AnyValueSeed<'_> {
             write_f64(self.out, f);
         }
     }
-}
-
-fn itoa_u64(n: u64) -> String {
-    n.to_string()
 }
 
 impl<'de> Visitor<'de> for AnyValueSeed<'_> {
@@ -760,7 +756,7 @@ impl<'de> Visitor<'de> for AnyValueSeed<'_> {
                 }),
                 "intValue" => to_i64(&scalar(&mut map)?).map(|n| match n {
                     Some(n) => {
-                        self.out.push_str(&n.to_string());
+                        write_i64(self.out, n);
                         true
                     }
                     None => false,

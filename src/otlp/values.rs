@@ -386,6 +386,30 @@ pub fn write_f64(out: &mut String, f: f64) {
     }
 }
 
+/// Writes `n` in decimal without allocating (an attribute's intValue, once per span or so).
+pub fn write_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// Writes `n` in decimal without allocating.
+pub fn write_i64(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    write_u64(out, n.unsigned_abs());
+}
+
 /// Writes `s` as a JSON string literal.
 pub fn write_json_str(out: &mut String, s: &str) {
     out.push('"');
@@ -413,6 +437,20 @@ pub fn de_error<E: de::Error>(msg: impl fmt::Display) -> E {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_written_as_to_string_writes_them() {
+        for n in [0, 1, 9, 10, 42, -1, -10, 1234567890123, i64::MAX, i64::MIN] {
+            let mut out = String::from("x");
+            write_i64(&mut out, n);
+            assert_eq!(out, format!("x{n}"));
+        }
+        for n in [0, 7, 100, u64::MAX] {
+            let mut out = String::new();
+            write_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
 
     #[test]
     fn ids_in_hex_of_either_case_and_base64() {
