@@ -263,6 +263,15 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// Trace and span ids: random hex.
+const ID_COLUMNS: [&str; 5] = [
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "linked_trace_id",
+    "linked_span_id",
+];
+
 /// Columns whose values are (nearly) all distinct: ids, times, measurements. Dictionary
 /// encoding them costs a hash-table insertion per value and then falls back to plain
 /// encoding anyway, so they are written plain, as are span attribute values (see
@@ -310,6 +319,12 @@ pub fn part_properties(table: Table) -> WriterProperties {
             ]),
             false,
         );
+    }
+    // No min/max statistics for the ids either: they are random, so a part's or a page's
+    // range spans nearly every id and prunes nothing. The 10k-cart traces.jsonl: 2.313
+    // billion instructions against 2.325 (callgrind), and 2.5 KB less Parquet.
+    for c in ID_COLUMNS {
+        b = b.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
     }
     // No min/max statistics (chunk or page) for the attribute maps' keys and values: no
     // query can prune with them (DataFusion does not push predicates into map entries), and
