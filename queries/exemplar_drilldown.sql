@@ -3,7 +3,8 @@
 --   with the highest values, each with the span it points at (joined on trace and span id) and
 --   the cart that span's trace belongs to (through the replay's attribution, as in the view
 --   cart_exemplars; an exemplar of a trace no cart owns is listed with an empty cart), with
---   that cart's outcome, furthest stage, value and last operation.
+--   that cart's outcome, furthest stage, value and last operation. The limit counts
+--   exemplars: one whose trace two carts share (through their session) is listed once per cart.
 -- param: metric = cart.stage.duration  -- the metric whose exemplars to follow
 -- param: limit = 10  -- how many exemplars, highest value first
 SELECT
@@ -24,10 +25,13 @@ SELECT
     round(c.total_value, 2) AS cart_value,
     c.last_operation,
     c.suspected_cause
-FROM exemplars e
+FROM (
+    SELECT * FROM exemplars
+    WHERE metric_name = '${metric}'
+    ORDER BY value DESC NULLS LAST, timestamp, trace_id, span_id
+    LIMIT ${limit}
+) e
 LEFT JOIN (SELECT DISTINCT trace_id, cart_id FROM cart_events) ce ON ce.trace_id = e.trace_id
 LEFT JOIN traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id
 LEFT JOIN carts c ON c.cart_id = ce.cart_id
-WHERE e.metric_name = '${metric}'
 ORDER BY e.value DESC NULLS LAST, e.timestamp, e.trace_id, e.span_id, ce.cart_id
-LIMIT ${limit}

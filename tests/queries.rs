@@ -909,3 +909,122 @@ fn the_library_lists_every_query_with_documented_parameters() {
         assert!(!st(r, "description").contains("being written"));
     }
 }
+
+/// With session attribution two carts can share a trace, and so an exemplar: the limit still
+/// counts exemplars, and the shared one is listed once per cart.
+#[test]
+fn exemplar_drilldown_limits_exemplars_not_rows_when_two_carts_share_a_trace() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 2026-11-21T10:00:00Z plus milliseconds.
+    let ns = |ms: u64| 1_795_172_400_000_000_000u64 + ms * 1_000_000;
+    let kv = |k: &str, v: &str| format!(r#"{{"key":"{k}","value":{{"stringValue":"{v}"}}}}"#);
+    let span = |id: char, name: &str, from: u64, to: u64, attrs: String| {
+        format!(
+            r#"{{"traceId":"{t}","spanId":"{s}","name":"{name}","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":[{attrs}]}}"#,
+            ns(from),
+            ns(to),
+            t = id.to_string().repeat(32),
+            s = id.to_string().repeat(16),
+        )
+    };
+    // cart-1 is active 0-500 ms and cart-2 200-700 ms, both in session s1; the page view at
+    // 300 ms (trace 3) carries only the session, so it belongs to both carts.
+    let spans = [
+        span(
+            '1',
+            "cart.add_item",
+            0,
+            500,
+            format!("{},{}", kv("cart.id", "cart-1"), kv("session.id", "s1")),
+        ),
+        span(
+            '2',
+            "cart.add_item",
+            200,
+            700,
+            format!("{},{}", kv("cart.id", "cart-2"), kv("session.id", "s1")),
+        ),
+        span('3', "GET /product", 300, 400, kv("session.id", "s1")),
+    ];
+    std::fs::write(
+        tmp.path().join("traces.jsonl"),
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",")
+        ) + "\n",
+    )
+    .unwrap();
+    let exemplar = |id: char, value: f64| {
+        format!(
+            r#"{{"timeUnixNano":"{}","asDouble":{value},"traceId":"{}","spanId":"{}"}}"#,
+            ns(400),
+            id.to_string().repeat(32),
+            id.to_string().repeat(16)
+        )
+    };
+    std::fs::write(
+        tmp.path().join("metrics.jsonl"),
+        format!(
+            r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"page.latency","gauge":{{"dataPoints":[{{"timeUnixNano":"{}","asDouble":9,"exemplars":[{},{}]}}]}}}}]}}]}}]}}"#,
+            ns(1000),
+            exemplar('3', 9.0),
+            exemplar('1', 5.0)
+        ) + "\n",
+    )
+    .unwrap();
+    let model = tmp.path().join("model.toml");
+    let text = cartscope::model::preset_text("reference")
+        .unwrap()
+        .replace("session_id = []", "session_id = [\"session.id\"]");
+    assert!(
+        text.contains("session.id"),
+        "the preset names no session key"
+    );
+    std::fs::write(&model, text).unwrap();
+
+    let rows = |limit: &str| -> Vec<(String, String)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_cartscope"))
+            .args([
+                "query",
+                "exemplar_drilldown",
+                "--param",
+                "metric=page.latency",
+            ])
+            .args(["--param", &format!("limit={limit}")])
+            .args(["--model", &model.display().to_string()])
+            .args(["--data", &tmp.path().display().to_string()])
+            .args(["--as-of", "2026-11-21T12:00:00Z", "-f", "ndjson"])
+            .output()
+            .expect("cartscope runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let r: Row = serde_json::from_str(l).unwrap();
+                (
+                    st(&r, "trace_id").to_string(),
+                    st(&r, "cart_id").to_string(),
+                )
+            })
+            .collect()
+    };
+    let t3 = "3".repeat(32);
+    let t1 = "1".repeat(32);
+    assert_eq!(
+        rows("1"),
+        [(t3.clone(), "cart-1".into()), (t3.clone(), "cart-2".into())]
+    );
+    assert_eq!(
+        rows("2"),
+        [
+            (t3.clone(), "cart-1".into()),
+            (t3, "cart-2".into()),
+            (t1, "cart-1".into())
+        ]
+    );
+}
