@@ -383,7 +383,18 @@ fn parse_one_json(
             });
         }
     }
-    for reason in scratch.bad.drain(..) {
+    // A bad record whose field the parser placed is reported at that field's line (in a
+    // pretty-printed document, rather than at the document's first line).
+    let mut placed = scratch.bad_at.drain(..).peekable();
+    for (i, reason) in scratch.bad.drain(..).enumerate() {
+        let offset = placed.next_if(|&(j, _)| j == i).map(|(_, off)| off);
+        let at = match (at, offset) {
+            (Location::Line(l), Some(off)) => {
+                let below = memchr::memchr_iter(b'\n', &text.as_bytes()[..off]).count();
+                Location::Line(l + below as u64)
+            }
+            _ => at,
+        };
         out.bad.push(BadRecord {
             file: path.to_path_buf(),
             at,

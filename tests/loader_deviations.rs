@@ -1099,3 +1099,81 @@ async fn an_any_value_with_two_kinds_keeps_one_of_them() {
     let lines = one(&ctx, "SELECT attributes['cart.line_count'] FROM traces").await;
     assert!(lines == "3" || lines == "3.5", "got {lines:?}");
 }
+
+#[tokio::test]
+async fn a_bad_record_in_a_pretty_printed_document_is_reported_at_its_own_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A blank line, then a document of many lines: the second span's start time (line 18) and
+    // a data point's count (line 14 of the metrics file) are of the wrong type.
+    let traces = tmp.path().join("traces.json");
+    std::fs::write(
+        &traces,
+        r#"
+{
+  "resourceSpans": [
+    {
+      "scopeSpans": [
+        {
+          "spans": [
+            {
+              "traceId": "5b8efff798038103d269b633813fc60c",
+              "spanId": "eee19b7ec3c1b174",
+              "name": "good",
+              "startTimeUnixNano": "1714564800000000000"
+            },
+            {
+              "traceId": "5b8efff798038103d269b633813fc60c",
+              "spanId": "eee19b7ec3c1b175",
+              "name": "bad",
+              "startTimeUnixNano": true
+            }
+          ]
+        }
+      ]
+    }
+  ]
+}
+"#,
+    )
+    .unwrap();
+    let metrics = tmp.path().join("metrics.json");
+    std::fs::write(
+        &metrics,
+        r#"{
+  "resourceMetrics": [{
+    "scopeMetrics": [{
+      "metrics": [{
+        "name": "cart.items",
+        "histogram": {
+          "dataPoints": [
+            {
+              "timeUnixNano": "1714564800000000000",
+              "count": "1"
+            },
+            {
+              "timeUnixNano": "1714564800000000000",
+              "count": "many"
+            }
+          ]
+        }
+      }]
+    }]
+  }]
+}
+"#,
+    )
+    .unwrap();
+    let stats = try_load(&[traces.clone(), metrics.clone()], false).unwrap();
+    assert_eq!(stats.bad_total, 2, "{:#?}", stats.bad);
+    let at: Vec<(PathBuf, Location)> = stats.bad.iter().map(|b| (b.file.clone(), b.at)).collect();
+    assert!(
+        at.contains(&(traces, Location::Line(18))),
+        "{:#?}",
+        stats.bad
+    );
+    assert!(
+        at.contains(&(metrics, Location::Line(14))),
+        "{:#?}",
+        stats.bad
+    );
+}

@@ -39,16 +39,32 @@ pub struct Scratch {
     n_links: usize,
     head: MetricHead,
     points: Vec<PointRec>,
-    point_errs: Vec<Option<String>>,
+    /// Each point's first wrong-typed value, and where it is in the document.
+    point_errs: Vec<Option<(String, Option<usize>)>>,
     n_points: usize,
     /// Records (spans, data points) skipped for a wrong-typed value, with the reason.
     pub bad: Vec<String>,
+    /// Where in its document a record of `bad` went wrong, when known: (index into `bad`,
+    /// byte offset of the offending field's key), so a pretty-printed document's bad record
+    /// is reported at its own line.
+    pub bad_at: Vec<(usize, usize)>,
+}
+
+impl Scratch {
+    fn reject(&mut self, at: Option<usize>, reason: String) {
+        if let Some(at) = at {
+            self.bad_at.push((self.bad.len(), at));
+        }
+        self.bad.push(reason);
+    }
 }
 
 struct Ctx<'a> {
     b: &'a mut TableBuilders,
     s: &'a mut Scratch,
     counts: DocCounts,
+    /// The document, to place bad records by the keys borrowed from it.
+    doc: &'a str,
 }
 
 /// A document that could not be parsed at all.
@@ -74,6 +90,7 @@ pub fn parse_document(
         b,
         s,
         counts: DocCounts::default(),
+        doc: text,
     };
     let res = DocSeed(&mut ctx)
         .deserialize(&mut de)
@@ -84,6 +101,7 @@ pub fn parse_document(
         Err(e) => {
             b.rollback_to(mark);
             s.bad.truncate(bad_before);
+            s.bad_at.retain(|&(i, _)| i < bad_before);
             let msg = e.to_string();
             let message = match msg.rfind(" at line ") {
                 Some(i) => msg[..i].to_string(),
@@ -179,6 +197,29 @@ fn keep_first(err: &mut Option<String>, key: &str, r: Lv<()>) {
     }
 }
 
+/// `keep_first` for a record that may be skipped, also keeping where its key is in `doc`.
+/// Called for every field: inlined, with the error path out of line.
+#[inline(always)]
+fn keep_first_at(err: &mut Option<(String, Option<usize>)>, doc: &str, key: &str, r: Lv<()>) {
+    if let Err(e) = r {
+        first_at(err, doc, key, e);
+    }
+}
+
+#[cold]
+fn first_at(err: &mut Option<(String, Option<usize>)>, doc: &str, key: &str, e: String) {
+    if err.is_none() {
+        *err = Some((format!("{key}: {e}"), offset_in(doc, key)));
+    }
+}
+
+/// Where `part` starts in `doc`, when it is a slice of it (a key without escapes is borrowed
+/// straight from the input).
+fn offset_in(doc: &str, part: &str) -> Option<usize> {
+    let (d, p) = (doc.as_ptr() as usize, part.as_ptr() as usize);
+    (p >= d && p + part.len() <= d + doc.len()).then(|| p - d)
+}
+
 // ---- document ----------------------------------------------------------------------------
 
 struct DocSeed<'c, 'a>(&'c mut Ctx<'a>);
@@ -265,6 +306,7 @@ impl ObjVisit for ResourceSpans {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
         let spans0 = ctx.b.traces.len();
         let events0 = ctx.b.traces.events_len();
+        let doc = ctx.doc;
         ctx.s.res_attrs.clear();
         let mut res_err = None;
         // The resource and scope columns are filled even when the document turns out
@@ -279,7 +321,7 @@ impl ObjVisit for ResourceSpans {
                             version: None,
                         };
                         let r = map.next_value_seed(&mut named)?;
-                        keep_first(&mut res_err, "resource", r);
+                        keep_first_at(&mut res_err, doc, &k.0, r);
                     }
                     "scopeSpans" | "instrumentationLibrarySpans" => {
                         each::<ScopeSpans, _>(ctx, &mut map)?.ok();
@@ -293,11 +335,12 @@ impl ObjVisit for ResourceSpans {
         })();
         let n = ctx.b.traces.len() - spans0;
         let n_events = ctx.b.traces.events_len() - events0;
-        if let Some(e) = res_err {
+        if let Some((e, at)) = res_err {
             // A resource attribute of the wrong type: keep the spans, drop that attribute.
-            ctx.s
-                .bad
-                .push(format!("resource of {n} spans: {e} (attribute dropped)"));
+            ctx.s.reject(
+                at,
+                format!("resource of {n} spans: {e} (attribute dropped)"),
+            );
         }
         ctx.b.traces.end_resource(n, n_events, &ctx.s.res_attrs);
         ctx.counts.spans += n;
@@ -358,6 +401,7 @@ impl ObjVisit for Span {
         ctx.s.span_attrs.clear();
         ctx.s.n_events = 0;
         ctx.s.n_links = 0;
+        let doc = ctx.doc;
         let mut err = None;
         while let Some(k) = map.next_key::<Key>()? {
             let sp = &mut ctx.s.span;
@@ -392,7 +436,7 @@ impl ObjVisit for Span {
                 "links" => each::<Link, _>(ctx, &mut map)?,
                 _ => skip(&mut map)?,
             };
-            keep_first(&mut err, &k.0, r);
+            keep_first_at(&mut err, doc, &k.0, r);
         }
         let s = &mut *ctx.s;
         match err {
@@ -402,10 +446,11 @@ impl ObjVisit for Span {
                 &s.events[..s.n_events],
                 &s.links[..s.n_links],
             ),
-            Some(e) => s.bad.push(format!(
-                "span {:?} skipped: {e}",
-                s.span.name.as_deref().unwrap_or("")
-            )),
+            Some((e, at)) => {
+                let name = s.span.name.as_deref().unwrap_or("");
+                let reason = format!("span {name:?} skipped: {e}");
+                s.reject(at, reason);
+            }
         }
         Ok(Ok(()))
     }
@@ -983,6 +1028,7 @@ impl ObjVisit for ResourceMetrics {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
         let points0 = ctx.b.metrics.len();
         let ex0 = ctx.b.metrics.exemplars_len();
+        let doc = ctx.doc;
         ctx.s.res_attrs.clear();
         let mut res_err = None;
         // The resource and scope columns are filled even when the document turns out
@@ -997,7 +1043,7 @@ impl ObjVisit for ResourceMetrics {
                             version: None,
                         };
                         let r = map.next_value_seed(&mut named)?;
-                        keep_first(&mut res_err, "resource", r);
+                        keep_first_at(&mut res_err, doc, &k.0, r);
                     }
                     "scopeMetrics" | "instrumentationLibraryMetrics" => {
                         each::<ScopeMetrics, _>(ctx, &mut map)?.ok();
@@ -1011,10 +1057,11 @@ impl ObjVisit for ResourceMetrics {
         })();
         let n = ctx.b.metrics.len() - points0;
         let n_ex = ctx.b.metrics.exemplars_len() - ex0;
-        if let Some(e) = res_err {
-            ctx.s.bad.push(format!(
-                "resource of {n} data points: {e} (attribute dropped)"
-            ));
+        if let Some((e, at)) = res_err {
+            ctx.s.reject(
+                at,
+                format!("resource of {n} data points: {e} (attribute dropped)"),
+            );
         }
         ctx.b.metrics.end_resource(n, n_ex, &ctx.s.res_attrs);
         ctx.counts.points += n;
@@ -1071,6 +1118,7 @@ impl ObjVisit for Metric {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
         ctx.s.head = MetricHead::default();
         ctx.s.n_points = 0;
+        let doc = ctx.doc;
         let mut err = None;
         while let Some(k) = map.next_key::<Key>()? {
             let key = k.camel();
@@ -1094,16 +1142,14 @@ impl ObjVisit for Metric {
                     _ => skip(&mut map)?,
                 }
             };
-            keep_first(&mut err, &k.0, r);
+            keep_first_at(&mut err, doc, &k.0, r);
         }
         let s = &mut *ctx.s;
-        let name = s.head.name.as_deref().unwrap_or("");
-        if let Some(e) = err {
+        if let Some((e, at)) = err {
             if s.n_points > 0 {
-                s.bad.push(format!(
-                    "metric {name:?}: {e} ({} data points skipped)",
-                    s.n_points
-                ));
+                let name = s.head.name.as_deref().unwrap_or("");
+                let reason = format!("metric {name:?}: {e} ({} data points skipped)", s.n_points);
+                s.reject(at, reason);
             }
             return Ok(Ok(()));
         }
@@ -1111,14 +1157,16 @@ impl ObjVisit for Metric {
             s.head.is_monotonic = Some(false);
         }
         for i in 0..s.n_points {
-            match &s.point_errs[i] {
+            match s.point_errs[i].take() {
                 None => {
                     zero_defaults(s.head.metric_type, &mut s.points[i]);
                     ctx.b.metrics.append_point(&s.head, &s.points[i])
                 }
-                Some(e) => s
-                    .bad
-                    .push(format!("data point of metric {name:?} skipped: {e}")),
+                Some((e, at)) => {
+                    let name = s.head.name.as_deref().unwrap_or("");
+                    let reason = format!("data point of metric {name:?} skipped: {e}");
+                    s.reject(at, reason);
+                }
             }
         }
         Ok(Ok(()))
@@ -1203,6 +1251,7 @@ impl ObjVisit for Point {
         if ctx.s.point_errs.len() <= i {
             ctx.s.point_errs.push(None);
         }
+        let doc = ctx.doc;
         let p = &mut ctx.s.points[i];
         let mut attrs = std::mem::take(&mut p.attrs);
         attrs.clear();
@@ -1245,7 +1294,7 @@ impl ObjVisit for Point {
                 "exemplars" => map.next_value_seed(Exemplars(&mut p.exemplars))?,
                 _ => skip(&mut map)?,
             };
-            keep_first(&mut err, &k.0, r);
+            keep_first_at(&mut err, doc, &k.0, r);
         }
         ctx.s.point_errs[i] = err;
         Ok(Ok(()))
