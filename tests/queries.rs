@@ -35,9 +35,15 @@ type Row = Map<String, Value>;
 /// Runs `cartscope ARGS --data sample-data/otlp --as-of AS_OF -f ndjson`, one object per row.
 fn cartscope(args: &[&str]) -> Vec<Row> {
     let data = data();
+    let mut all = args.to_vec();
+    all.extend(["--data", &data, "--as-of", AS_OF, "-f", "ndjson"]);
+    ndjson(&all)
+}
+
+/// Runs `cartscope ARGS` (which ask for ndjson), one object per row.
+fn ndjson(args: &[&str]) -> Vec<Row> {
     let out = Command::new(env!("CARGO_BIN_EXE_cartscope"))
         .args(args)
-        .args(["--data", &data, "--as-of", AS_OF, "-f", "ndjson"])
         .output()
         .expect("cartscope runs");
     assert!(
@@ -982,36 +988,31 @@ fn exemplar_drilldown_limits_exemplars_not_rows_when_two_carts_share_a_trace() {
     );
     std::fs::write(&model, text).unwrap();
 
+    let (model, dir) = (
+        model.display().to_string(),
+        tmp.path().display().to_string(),
+    );
     let rows = |limit: &str| -> Vec<(String, String)> {
-        let out = Command::new(env!("CARGO_BIN_EXE_cartscope"))
-            .args([
-                "query",
-                "exemplar_drilldown",
-                "--param",
-                "metric=page.latency",
-            ])
-            .args(["--param", &format!("limit={limit}")])
-            .args(["--model", &model.display().to_string()])
-            .args(["--data", &tmp.path().display().to_string()])
-            .args(["--as-of", "2026-11-21T12:00:00Z", "-f", "ndjson"])
-            .output()
-            .expect("cartscope runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let r: Row = serde_json::from_str(l).unwrap();
-                (
-                    st(&r, "trace_id").to_string(),
-                    st(&r, "cart_id").to_string(),
-                )
-            })
-            .collect()
+        let limit = format!("limit={limit}");
+        ndjson(&[
+            "query",
+            "exemplar_drilldown",
+            "--param",
+            "metric=page.latency",
+            "--param",
+            &limit,
+            "--model",
+            &model,
+            "--data",
+            &dir,
+            "--as-of",
+            "2026-11-21T12:00:00Z",
+            "-f",
+            "ndjson",
+        ])
+        .iter()
+        .map(|r| (st(r, "trace_id").to_string(), st(r, "cart_id").to_string()))
+        .collect()
     };
     let t3 = "3".repeat(32);
     let t1 = "1".repeat(32);
