@@ -272,17 +272,12 @@ const ID_COLUMNS: [&str; 5] = [
     "linked_span_id",
 ];
 
-/// Columns whose values are (nearly) all distinct: ids, times, measurements. Dictionary
-/// encoding them costs a hash-table insertion per value and then falls back to plain
-/// encoding anyway, so they are written plain, as are span attribute values (see
-/// `part_properties`); every other column (names, services, statuses, attribute keys,
-/// resource and metric attribute values) keeps Parquet's dictionary encoding.
-const DISTINCT_COLUMNS: [&str; 16] = [
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "linked_trace_id",
-    "linked_span_id",
+/// Columns whose values are (nearly) all distinct: the ids above, and these times and
+/// measurements. Dictionary encoding them costs a hash-table insertion per value and then
+/// falls back to plain encoding anyway, so they are written plain, as are span attribute
+/// values (see `part_properties`); every other column (names, services, statuses, attribute
+/// keys, resource and metric attribute values) keeps Parquet's dictionary encoding.
+const DISTINCT_COLUMNS: [&str; 11] = [
     "start_time",
     "end_time",
     "duration_ms",
@@ -303,7 +298,7 @@ pub fn part_properties(table: Table) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP));
-    for c in DISTINCT_COLUMNS {
+    for c in ID_COLUMNS.into_iter().chain(DISTINCT_COLUMNS) {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
     }
     if matches!(table, Table::Traces | Table::SpanEvents | Table::SpanLinks) {
