@@ -385,13 +385,20 @@ fn parse_one_json(
     }
     // A bad record whose field the parser placed is reported at that field's line (in a
     // pretty-printed document, rather than at the document's first line).
+    // Records come mostly in document order, so newlines are counted on from the last one
+    // placed, not from the start each time (a big document may hold many bad records).
     let mut placed = scratch.bad_at.drain(..).peekable();
+    let (mut seen, mut lines) = (0usize, 0u64);
     for (i, reason) in scratch.bad.drain(..).enumerate() {
         let offset = placed.next_if(|&(j, _)| j == i).map(|(_, off)| off);
         let at = match (at, offset) {
             (Location::Line(l), Some(off)) => {
-                let below = memchr::memchr_iter(b'\n', &text.as_bytes()[..off]).count();
-                Location::Line(l + below as u64)
+                if off < seen {
+                    (seen, lines) = (0, 0);
+                }
+                let newlines = memchr::memchr_iter(b'\n', &text.as_bytes()[seen..off]).count();
+                (seen, lines) = (off, lines + newlines as u64);
+                Location::Line(l + lines)
             }
             _ => at,
         };

@@ -1103,8 +1103,10 @@ async fn an_any_value_with_two_kinds_keeps_one_of_them() {
 #[tokio::test]
 async fn a_bad_record_in_a_pretty_printed_document_is_reported_at_its_own_line() {
     let tmp = tempfile::tempdir().unwrap();
-    // A blank line, then a document of many lines: the second span's start time (line 18) and
-    // a data point's count (line 14 of the metrics file) are of the wrong type.
+    // A blank line, then a document of many lines: the resource's attribute (line 5), the
+    // second span's start time (line 23), the third span's kind (line 29) and a data point's
+    // count (line 14 of the metrics file) are bad. The resource is reported after its spans,
+    // though it comes first.
     let traces = tmp.path().join("traces.json");
     std::fs::write(
         &traces,
@@ -1112,6 +1114,11 @@ async fn a_bad_record_in_a_pretty_printed_document_is_reported_at_its_own_line()
 {
   "resourceSpans": [
     {
+      "resource": {
+        "attributes": [
+          {"key": "host.cpus", "value": {"intValue": "many"}}
+        ]
+      },
       "scopeSpans": [
         {
           "spans": [
@@ -1126,6 +1133,12 @@ async fn a_bad_record_in_a_pretty_printed_document_is_reported_at_its_own_line()
               "spanId": "eee19b7ec3c1b175",
               "name": "bad",
               "startTimeUnixNano": true
+            },
+            {
+              "traceId": "5b8efff798038103d269b633813fc60c",
+              "spanId": "eee19b7ec3c1b176",
+              "name": "worse",
+              "kind": "SPAN_KIND_SIDEWAYS"
             }
           ]
         }
@@ -1164,13 +1177,15 @@ async fn a_bad_record_in_a_pretty_printed_document_is_reported_at_its_own_line()
     )
     .unwrap();
     let stats = try_load(&[traces.clone(), metrics.clone()], false).unwrap();
-    assert_eq!(stats.bad_total, 2, "{:#?}", stats.bad);
+    assert_eq!(stats.bad_total, 4, "{:#?}", stats.bad);
     let at: Vec<(PathBuf, Location)> = stats.bad.iter().map(|b| (b.file.clone(), b.at)).collect();
-    assert!(
-        at.contains(&(traces, Location::Line(18))),
-        "{:#?}",
-        stats.bad
-    );
+    for line in [5, 23, 29] {
+        assert!(
+            at.contains(&(traces.clone(), Location::Line(line))),
+            "line {line}: {:#?}",
+            stats.bad
+        );
+    }
     assert!(
         at.contains(&(metrics, Location::Line(14))),
         "{:#?}",
