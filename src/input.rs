@@ -169,14 +169,26 @@ pub fn sniff_content(head: &[u8]) -> Content {
         Some(b'{' | b'[') => return Content::Json,
         _ => {}
     }
+    if text.iter().all(|b| b.is_ascii_whitespace()) {
+        return Content::Empty;
+    }
     match head[0] {
         // A length prefix under 16 MiB starts with a zero byte.
         0x00 if head.len() >= 5 => Content::Framed,
         // A bare TracesData/MetricsData starts with field 1, wire type 2.
         0x0a => Content::Protobuf,
-        _ if text.iter().all(|b| b.is_ascii_whitespace()) => Content::Empty,
+        // A length prefix of 16 MiB up to the 1 GiB a frame may have: framed when a frame's
+        // payload follows it. (0x0a above stays a bare message, the common case: a first
+        // frame of 160-176 MiB cannot be told from one by its first bytes.)
+        0x01..=0x40 if head.len() >= 8 && starts_like_a_frame(&head[4..]) => Content::Framed,
         _ => Content::Unknown,
     }
+}
+
+/// A frame's payload: a protobuf message (field 1, wire type 2), a JSON document or a zstd
+/// frame.
+fn starts_like_a_frame(payload: &[u8]) -> bool {
+    matches!(payload.first(), Some(0x0a | b'{')) || sniff_compression(payload) == Compression::Zstd
 }
 
 /// Counts the compressed bytes read, for the progress bar.
@@ -480,6 +492,23 @@ mod tests {
         assert_eq!(sniff_content(b"  {\"resourceSpans\""), Content::Json);
         assert_eq!(sniff_content(b"PAR1...."), Content::Parquet);
         assert_eq!(sniff_content(b"\x00\x00\x01\x00\x0a"), Content::Framed);
+        // First frames of 16 MiB and more: protobuf, JSON and zstd payloads.
+        assert_eq!(
+            sniff_content(b"\x01\x10\x00\x00\x0a\x80\x80\x08"),
+            Content::Framed
+        );
+        assert_eq!(sniff_content(b"\x01\x10\x00\x00{\"resou"), Content::Framed);
+        assert_eq!(
+            sniff_content(b"\x3f\x00\x00\x00\x28\xb5\x2f\xfd"),
+            Content::Framed
+        );
+        // Beyond 1 GiB, or followed by something else: not framing.
+        assert_eq!(
+            sniff_content(b"\x41\x00\x00\x00\x0a\x00\x00\x00"),
+            Content::Unknown
+        );
+        assert_eq!(sniff_content(b"\x01\x10\x00\x00hello"), Content::Unknown);
+        assert_eq!(sniff_content(b" \t\r\n\n\n\n\n"), Content::Empty);
         assert_eq!(sniff_content(b"\x0a\x10"), Content::Protobuf);
         assert_eq!(sniff_content(b""), Content::Empty);
         assert_eq!(sniff_content(b"hello"), Content::Unknown);

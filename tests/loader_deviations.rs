@@ -1192,3 +1192,30 @@ async fn a_bad_record_in_a_pretty_printed_document_is_reported_at_its_own_line()
         stats.bad
     );
 }
+
+#[tokio::test]
+async fn a_framed_file_whose_first_frame_is_over_16_mib_is_recognised() {
+    // The length prefix of a frame of 16 MiB or more does not start with a zero byte.
+    let notes = "x".repeat(17 << 20);
+    let doc = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"cart.add_item","startTimeUnixNano":"1714564800000000000","endTimeUnixNano":"1714564800050000000","attributes":[{{"key":"cart.notes","value":{{"stringValue":"{notes}"}}}}]}}]}}]}}]}}"#
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big-frame.binpb");
+    let mut bytes = (doc.len() as u32).to_be_bytes().to_vec();
+    assert_ne!(bytes[0], 0);
+    bytes.extend_from_slice(doc.as_bytes());
+    std::fs::write(&path, bytes).unwrap();
+
+    let (ctx, stats) = load(std::slice::from_ref(&path)).await;
+    no_bad(&stats);
+    assert_eq!(counts(&stats), [1, 0, 0, 0, 0]);
+    assert_eq!(
+        rows(
+            &ctx,
+            "SELECT operation_name, length(attributes['cart.notes']) FROM traces"
+        )
+        .await,
+        table(&[&["cart.add_item", &(17 << 20).to_string()]])
+    );
+}
