@@ -52,7 +52,7 @@ pub enum Command {
     /// List the SQL library: names, descriptions and parameters.
     Queries(QueriesArgs),
     /// Interactive SQL over the tables: history, tab completion, \d, \format.
-    Shell(crate::commands::shell::ShellArgs),
+    Shell(ShellArgs),
     /// Write a synthetic shop export whose right answers are known (truth.json).
     Generate(GenerateArgs),
     /// Replay every cart's life and decide which were abandoned, and why.
@@ -349,4 +349,17 @@ pub struct GenerateArgs {
     /// How to write the truth: truth.json, or truth.ndjson (one cart per line, totals last).
     #[arg(long, value_enum, default_value_t = crate::generate::TruthFormat::Auto)]
     pub truth: crate::generate::TruthFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+
+    /// How results are shown; `\format` switches it inside the shell.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }

@@ -1,16 +1,14 @@
 //! `cartscope check` on sample-data: exit 0 when every rule passes, 1 when one fails (named,
 //! with its value), baselines both ways, JUnit XML, and malformed rules (exit 2 with the line).
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::root;
+use crate::util::*;
 
 fn check(args: &[&str]) -> Output {
     let data = root("sample-data/otlp");
-    Command::new(env!("CARGO_BIN_EXE_cartscope"))
+    cmd()
         .args(["check", "--data", data.to_str().unwrap()])
         .args(args)
         .output()
@@ -21,14 +19,6 @@ fn rules(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p.to_str().unwrap().to_string()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

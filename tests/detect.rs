@@ -1,31 +1,10 @@
 //! `cartscope detect`: every cart's outcome, last operation, its duration and status, and the
 //! suspected cause equal the truth file, for both namings and for sample-data.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
-use common::*;
-
-fn cartscope(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cartscope"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn generate(out: &Path, args: &[&str]) {
-    let o = Command::new(env!("CARGO_BIN_EXE_cartscope"))
-        .arg("generate")
-        .arg("--out")
-        .arg(out)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
+use crate::util::*;
 
 /// Runs detect as of the truth's end and compares every cart with the truth.
 fn compare_with_truth(data: &Path, truth: &Path, model: &str) {
@@ -247,16 +226,19 @@ async fn derived_rows_follow_the_instrumentation_and_are_not_duplicated() {
 "#,
     )
     .unwrap();
-    let inputs = cartscope::input::resolve(&[
+    let inputs = cartscope::read::input::resolve(&[
         root("sample-data/otlp").display().to_string(),
         recorded.display().to_string(),
     ])
     .unwrap();
-    let (data, _) =
-        cartscope::session::Data::load(&inputs, &cartscope::load::LoadOptions::default()).unwrap();
-    let ctx = cartscope::session::context(data, 2).await.unwrap();
-    let model = cartscope::model::Model::load("reference").unwrap();
-    let as_of = cartscope::timefmt::parse_time("2026-11-20T12:00:00Z", None).unwrap();
+    let (data, _) = cartscope::sql::session::Data::load(
+        &inputs,
+        &cartscope::read::load::LoadOptions::default(),
+    )
+    .unwrap();
+    let ctx = cartscope::sql::session::context(data, 2).await.unwrap();
+    let model = cartscope::replay::model::Model::load("reference").unwrap();
+    let as_of = cartscope::time::parse_time("2026-11-20T12:00:00Z", None).unwrap();
     let s = cartscope::replay::run(
         &ctx,
         &model,
@@ -447,12 +429,12 @@ async fn spans_are_attributed_through_the_session_within_the_active_window() {
         ) + "\n",
     )
     .unwrap();
-    let text = cartscope::model::preset_text("reference")
+    let text = cartscope::replay::model::preset_text("reference")
         .unwrap()
         .replace("session_id = []", "session_id = [\"session.id\"]");
-    let model = cartscope::model::Model::parse(&text, "session").unwrap();
+    let model = cartscope::replay::model::Model::parse(&text, "session").unwrap();
     let (ctx, _) = load(&[f]).await;
-    let as_of = cartscope::timefmt::parse_time("2026-11-21T12:00:00Z", None).unwrap();
+    let as_of = cartscope::time::parse_time("2026-11-21T12:00:00Z", None).unwrap();
     cartscope::replay::run(
         &ctx,
         &model,

@@ -1,7 +1,7 @@
 //! Every output format, snapshot-tested on the same result: text, numbers, nulls, a
 //! timestamp, a list and a map. Snapshots live in tests/snapshots/; CI never writes new ones.
 
-use std::process::Command;
+use crate::util::*;
 
 const SQL: &str =
     "SELECT c.cart_id, c.first_seen, c.total_value, c.outcome, c.suspected_cause, c.signals,
@@ -13,7 +13,7 @@ ORDER BY c.cart_id";
 
 fn query(format: &str) -> Vec<u8> {
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-data/otlp");
-    let o = Command::new(env!("CARGO_BIN_EXE_cartscope"))
+    let o = cmd()
         .args(["query", "--data", data, "-f", format, "-e", SQL])
         .output()
         .unwrap();
@@ -92,7 +92,7 @@ fn output_file_is_written_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("out.csv");
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-data/otlp");
-    let o = Command::new(env!("CARGO_BIN_EXE_cartscope"))
+    let o = cmd()
         .args(["query", "--data", data, "-f", "csv", "-e", SQL, "--output"])
         .arg(&path)
         .output()

@@ -1,27 +1,9 @@
 //! `cartscope generate`: the export reads back through cartscope's own loader and agrees with
 //! its truth file; one seed gives one output, byte for byte.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::*;
-
-fn generate(out: &Path, args: &[&str]) {
-    let o = Command::new(env!("CARGO_BIN_EXE_cartscope"))
-        .arg("generate")
-        .arg("--out")
-        .arg(out)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "generate failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use crate::util::*;
 
 fn truth(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap()).unwrap()
@@ -318,7 +300,7 @@ fn bad_arguments_say_what_to_do() {
         (vec!["--carts", "100", "--window", "3x"], "--window"),
         (vec!["--carts", "100", "--end", "yesterday"], "--end"),
     ] {
-        let o = Command::new(env!("CARGO_BIN_EXE_cartscope"))
+        let o = cmd()
             .arg("generate")
             .arg("--out")
             .arg(tmp.path().join("x"))

@@ -1,21 +1,14 @@
 //! `cartscope ingest`: the Parquet dataset's layout, appending, de-duplication, crash
 //! recovery, and that reading the dataset gives the same tables as reading the raw files.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::*;
+use crate::util::*;
 use datafusion::parquet::basic::{LogicalType, TimeUnit};
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 
-fn cartscope() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cartscope"))
-}
-
 fn ingest(out: &Path, inputs: &[PathBuf]) -> std::process::Output {
-    let o = cartscope()
+    let o = cmd()
         .arg("ingest")
         .args(inputs)
         .arg("--out")
@@ -162,7 +155,7 @@ async fn parts_left_by_an_interrupted_ingest_are_ignored_and_then_removed() {
     let (ctx, _) = load(std::slice::from_ref(&out)).await;
     assert_eq!(one(&ctx, "SELECT count(*) FROM traces").await, "1");
 
-    let o = cartscope()
+    let o = cmd()
         .args(["ingest", "--out"])
         .arg(&out)
         .arg(fixture("otlp-examples/goauto-nethttp-fileexporter.jsonl"))
@@ -177,7 +170,7 @@ async fn parts_left_by_an_interrupted_ingest_are_ignored_and_then_removed() {
 fn refuses_to_write_into_a_folder_that_is_not_a_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
-    let o = cartscope()
+    let o = cmd()
         .args(["ingest", "--out"])
         .arg(tmp.path())
         .arg(fixture("otlp-examples/proto-examples-trace.json"))

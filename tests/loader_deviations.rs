@@ -2,22 +2,15 @@
 //! each (`tests/fixtures/deviations/`, described in its README), and the exact rows the
 //! loader must make of them.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use cartscope::input::Location;
-use cartscope::load::{LoadOptions, LoadStats, StrictError};
-use common::*;
+use crate::util::*;
+use cartscope::read::input::Location;
+use cartscope::read::load::{LoadOptions, LoadStats, StrictError};
 
 fn dev(name: &str) -> PathBuf {
     fixture(&format!("deviations/{name}"))
-}
-
-fn cartscope() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cartscope"))
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -39,13 +32,13 @@ fn no_bad(stats: &LoadStats) {
 /// Loads with the library directly, returning the loader's own result (for strict runs).
 fn try_load(paths: &[PathBuf], strict: bool) -> anyhow::Result<LoadStats> {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let inputs = cartscope::input::resolve(&names)?;
+    let inputs = cartscope::read::input::resolve(&names)?;
     let opts = LoadOptions {
         strict,
         threads: 2,
         ..LoadOptions::default()
     };
-    cartscope::load::load_into_memory(&inputs.files, &opts).map(|(_, stats)| stats)
+    cartscope::read::load::load_into_memory(&inputs.files, &opts).map(|(_, stats)| stats)
 }
 
 const T0: &str = "2024-05-01T12:00:00";
@@ -759,7 +752,7 @@ async fn bad_records_are_skipped_counted_and_located() {
 #[test]
 fn bad_records_through_the_binary() {
     let path = dev("bad-records.jsonl");
-    let o = cartscope()
+    let o = cmd()
         .args(["tables", "--strict", "-f", "csv", "--data"])
         .arg(&path)
         .output()
@@ -775,7 +768,7 @@ fn bad_records_through_the_binary() {
         "strict stops at the first: {stderr}"
     );
 
-    let o = cartscope()
+    let o = cmd()
         .args(["tables", "-f", "csv", "--data"])
         .arg(&path)
         .output()
@@ -801,7 +794,7 @@ fn bad_records_through_the_binary() {
 #[test]
 fn missing_path_and_empty_glob_are_errors_naming_them() {
     let missing = dev("no-such-export.jsonl");
-    let o = cartscope()
+    let o = cmd()
         .args(["tables", "--data"])
         .arg(&missing)
         .output()
@@ -813,19 +806,16 @@ fn missing_path_and_empty_glob_are_errors_naming_them() {
     assert!(o.stdout.is_empty());
 
     let glob = format!("{}/*.nothing-matches", dev("").display());
-    let o = cartscope()
-        .args(["tables", "--data", &glob])
-        .output()
-        .unwrap();
+    let o = cmd().args(["tables", "--data", &glob]).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains(&glob), "{stderr}");
 
     // The library says the same.
-    let err = cartscope::input::resolve(&[missing.display().to_string()]).unwrap_err();
+    let err = cartscope::read::input::resolve(&[missing.display().to_string()]).unwrap_err();
     assert!(err.to_string().contains(&missing.display().to_string()));
-    let err = cartscope::input::resolve(std::slice::from_ref(&glob)).unwrap_err();
+    let err = cartscope::read::input::resolve(std::slice::from_ref(&glob)).unwrap_err();
     assert!(err.to_string().contains(&glob));
 }
 
@@ -859,7 +849,7 @@ async fn directories_are_read_recursively_and_globs_expand() {
         .0
         .ends_with("tree/2024-05-02/notes.txt"));
 
-    let inputs = cartscope::input::resolve(&[tree.display().to_string()]).unwrap();
+    let inputs = cartscope::read::input::resolve(&[tree.display().to_string()]).unwrap();
     let rel: Vec<String> = inputs
         .files
         .iter()
@@ -912,7 +902,7 @@ async fn the_issue_acceptance_query() {
         table(&[&["cart-42", "2500.0"], &["cart-77", "3200.5"]])
     );
 
-    let o = cartscope()
+    let o = cmd()
         .args(["query", "-f", "csv", "-e", ACCEPTANCE, "--data"])
         .arg(dev("acceptance-shipping-rates.jsonl"))
         .output()

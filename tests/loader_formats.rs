@@ -1,9 +1,7 @@
 //! Binary inputs through the real detection path (`--data FILE`): the file exporter's framed
 //! protobuf (plain and zstd frames) and the ClickHouse exporter's Parquet.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 
 #[tokio::test]
 async fn framed_protobuf_loads_plain_and_zstd_frames_alike() {

@@ -4,10 +4,8 @@
 //! from the file. Timestamps are compared as microseconds since the epoch
 //! (`CAST(ts AS BIGINT)`), so the checks do not depend on how timestamps are printed.
 
-mod common;
-
-use cartscope::load::LoadStats;
-use common::*;
+use crate::util::*;
+use cartscope::read::load::LoadStats;
 use datafusion::prelude::SessionContext;
 
 const DIR: &str = "otlp-examples";
@@ -1725,7 +1723,7 @@ async fn whole_folder_at_once() {
     // passed over. (The loader drops `*.md` beside the data while walking the folder, without
     // a note, so `skipped_files` does not name it; if it ever notes it, it must be the only
     // entry there.)
-    let resolved = cartscope::input::resolve(&[dir.display().to_string()]).unwrap();
+    let resolved = cartscope::read::input::resolve(&[dir.display().to_string()]).unwrap();
     let mut read: Vec<String> = resolved
         .files
         .iter()

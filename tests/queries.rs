@@ -4,9 +4,9 @@
 //! OTLP/JSON export parsed here, never from the replay's own tables.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
+
+use crate::util::*;
 
 use serde_json::{Map, Value};
 
@@ -21,10 +21,6 @@ const BUCKETS: [(&str, f64, f64); 5] = [
     ("2000-4000 ms", 2000.0, 4000.0),
     (">=4000 ms", 4000.0, f64::INFINITY),
 ];
-
-fn root(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
 
 fn data() -> String {
     root("sample-data/otlp").display().to_string()
@@ -42,10 +38,7 @@ fn cartscope(args: &[&str]) -> Vec<Row> {
 
 /// Runs `cartscope ARGS` (which ask for ndjson), one object per row.
 fn ndjson(args: &[&str]) -> Vec<Row> {
-    let out = Command::new(env!("CARGO_BIN_EXE_cartscope"))
-        .args(args)
-        .output()
-        .expect("cartscope runs");
+    let out = cmd().args(args).output().expect("cartscope runs");
     assert!(
         out.status.success(),
         "cartscope {args:?} failed:\n{}",
@@ -867,10 +860,7 @@ fn reference_correlation_runs_as_written() {
 
 #[test]
 fn the_library_lists_every_query_with_documented_parameters() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cartscope"))
-        .args(["queries", "-f", "ndjson"])
-        .output()
-        .unwrap();
+    let out = cmd().args(["queries", "-f", "ndjson"]).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -979,7 +969,7 @@ fn exemplar_drilldown_limits_exemplars_not_rows_when_two_carts_share_a_trace() {
     )
     .unwrap();
     let model = tmp.path().join("model.toml");
-    let text = cartscope::model::preset_text("reference")
+    let text = cartscope::replay::model::preset_text("reference")
         .unwrap()
         .replace("session_id = []", "session_id = [\"session.id\"]");
     assert!(

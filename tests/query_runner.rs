@@ -1,18 +1,7 @@
 //! The query runner's promises: NOW() is the as-of time, --queries adds a folder, errors name
 //! the query and what to do, with exit code 2.
 
-mod common;
-
-use std::process::Command;
-
-use common::root;
-
-fn cartscope(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cartscope"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::util::*;
 
 fn data() -> String {
     root("sample-data/otlp").display().to_string()

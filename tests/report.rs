@@ -1,15 +1,11 @@
 //! `cartscope report` on sample-data (three injected incidents): the figures agree with the
 //! truth file, the drivers it ranks are the injected causes, and the output is deterministic.
 
-mod common;
-
-use std::process::Command;
-
-use common::root;
+use crate::util::*;
 
 fn report(args: &[&str]) -> Vec<u8> {
     let data = root("sample-data/otlp");
-    let o = Command::new(env!("CARGO_BIN_EXE_cartscope"))
+    let o = cmd()
         .args(["report", "--data", data.to_str().unwrap()])
         .args(args)
         .output()

@@ -2,12 +2,9 @@
 //! charts, the same bytes for the same input, and telemetry strings shown as text, never as
 //! markup.
 
-mod common;
-
 use std::path::Path;
-use std::process::Command;
 
-use common::root;
+use crate::util::*;
 
 const CHARTS: [&str; 4] = [
     "chart-funnel",
@@ -18,7 +15,7 @@ const CHARTS: [&str; 4] = [
 
 /// The HTML report of `data`, from stdout.
 fn html(data: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_cartscope"))
+    let o = cmd()
         .args([
             "report",
             "--data",

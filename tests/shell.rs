@@ -2,14 +2,14 @@
 //! on stderr, exit code 2 when any statement failed. And the completer over the real tables.
 
 use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-mod common;
+use crate::util::*;
 
 fn shell(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cartscope"))
+    let mut child = cmd()
         .args(["shell", "--threads", "2", "--data"])
-        .arg(common::root("sample-data/otlp"))
+        .arg(crate::util::root("sample-data/otlp"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -143,9 +143,9 @@ fn parquet_is_refused_before_loading() {
 
 #[test]
 fn a_closed_stdout_pipe_ends_the_shell_quietly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cartscope"))
+    let mut child = cmd()
         .args(["shell", "--threads", "2", "--format", "csv", "--data"])
-        .arg(common::root("sample-data/otlp"))
+        .arg(crate::util::root("sample-data/otlp"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -176,7 +176,7 @@ fn a_closed_stdout_pipe_ends_the_shell_quietly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completion_of_real_table_and_column_names() {
     let data = cartscope::cli::DataArgs {
-        data: vec![common::root("sample-data/otlp").display().to_string()],
+        data: vec![crate::util::root("sample-data/otlp").display().to_string()],
         strict: false,
     };
     let replay = cartscope::cli::ReplayArgs {
@@ -184,11 +184,11 @@ async fn completion_of_real_table_and_column_names() {
         as_of: None,
         threshold: None,
     };
-    let g = cartscope::commands::Globals {
+    let g = cartscope::commands::setup::Globals {
         threads: 2,
         progress: false,
     };
-    let (ctx, _, _) = cartscope::commands::open_replayed(&data, &replay, &g)
+    let (ctx, _, _) = cartscope::commands::setup::open_replayed(&data, &replay, &g)
         .await
         .unwrap();
     let names = cartscope::commands::shell::Names::load(&ctx).await.unwrap();

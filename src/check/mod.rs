@@ -762,13 +762,13 @@ pub async fn run(
     for rule in &rules.rules {
         let value = match &rule.source {
             Source::Sql(sql) => {
-                let q = crate::queries::Query {
+                let q = crate::sql::library::Query {
                     name: rule.name.clone(),
                     description: String::new(),
                     params: ["since", "until", "as_of"]
                         .iter()
                         .zip([&report.period.since, &report.period.until, &report.as_of])
-                        .map(|(n, v)| crate::queries::Param {
+                        .map(|(n, v)| crate::sql::library::Param {
                             name: n.to_string(),
                             default: v.clone(),
                             doc: String::new(),

@@ -8,8 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::check::{self, render, CheckFormat, Outcome, Rules};
 use crate::cli::CheckArgs;
-use crate::commands::report::{build, Tuning};
-use crate::commands::Globals;
+use crate::commands::setup::{open_report, Globals, Tuning};
 
 pub async fn run(a: &CheckArgs, g: &Globals) -> Result<ExitCode> {
     // Everything the user wrote is checked before the data is read.
@@ -29,7 +28,7 @@ pub async fn run(a: &CheckArgs, g: &Globals) -> Result<ExitCode> {
             );
         }
     }
-    let (ctx, report) = build(&a.data, &a.replay, &a.period, &Tuning::default(), g).await?;
+    let (ctx, report) = open_report(&a.data, &a.replay, &a.period, &Tuning::default(), g).await?;
     if let Some(b) = &baseline {
         warn_if_incomparable(&report, b);
     }
@@ -73,7 +72,7 @@ pub async fn run(a: &CheckArgs, g: &Globals) -> Result<ExitCode> {
 /// A baseline judged differently measures different things: say so, on stderr.
 fn warn_if_incomparable(now: &crate::report::Report, base: &crate::report::Report) {
     let len = |r: &crate::report::Report| {
-        let t = |s: &str| crate::timefmt::parse_time(s, None).ok();
+        let t = |s: &str| crate::time::parse_time(s, None).ok();
         t(&r.period.until)
             .zip(t(&r.period.since))
             .map(|(u, s)| u - s)

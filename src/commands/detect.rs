@@ -5,13 +5,13 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::cli::DetectArgs;
-use crate::commands::{open_replayed, Globals};
+use crate::commands::setup::{open_replayed, Globals};
 use crate::output::Format;
-use crate::session::run_sql;
+use crate::sql::session::run_sql;
 
 pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
     if a.explain {
-        let model = crate::model::Model::load(&a.replay.model)?;
+        let model = crate::replay::model::Model::load(&a.replay.model)?;
         println!(
             "-- cart_events (as of <AS_OF_US>)\n{}\n",
             crate::replay::cart_events_sql(&model, 0)
@@ -71,7 +71,7 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
                 let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
                     w,
                     schema.clone(),
-                    Some(crate::dataset::writer_properties()),
+                    Some(crate::output::writer_properties()),
                 )?;
                 for b in &batches {
                     writer.write(b)?;

@@ -6,11 +6,11 @@ use std::time::Instant;
 use anyhow::{anyhow, Context, Result};
 
 use crate::cli::GenerateArgs;
-use crate::commands::Globals;
+use crate::commands::setup::Globals;
 use crate::generate::naming::Naming;
 use crate::generate::workload::{Incident, IncidentKind, Params};
 use crate::generate::{self, Options};
-use crate::timefmt::{format_ns, parse_duration, parse_time};
+use crate::time::{format_ns, parse_duration, parse_time};
 
 /// Parses `KIND:FROM-TO`. FROM and TO are RFC 3339 times or `HH:MM` on the day `end` falls in.
 pub fn parse_incident(s: &str, end_ns: i64) -> Result<Incident> {

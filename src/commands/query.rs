@@ -9,18 +9,18 @@ use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
 use crate::cli::{QueriesArgs, QueryArgs};
-use crate::commands::{open_data, open_replayed, Globals};
+use crate::commands::setup::{open_data, open_replayed, Globals};
 use crate::output::Format;
-use crate::queries::{self, Query};
+use crate::sql::library::{self, Query};
 
 /// Which query, with its SQL rendered.
 fn resolve(a: &QueryArgs) -> Result<(Query, String)> {
     let q = match (&a.execute, &a.query) {
         (Some(sql), _) => Query::parse(sql, "-e", "-e")?,
         (None, Some(name)) if name.ends_with(".sql") || std::path::Path::new(name).is_file() => {
-            queries::from_file(std::path::Path::new(name))?
+            library::from_file(std::path::Path::new(name))?
         }
-        (None, Some(name)) => queries::find(&queries::library(&a.queries)?, name)?,
+        (None, Some(name)) => library::find(&library::library(&a.queries)?, name)?,
         (None, None) => bail!("give a query: a library NAME, a FILE.sql or -e 'SQL'"),
     };
     let sql = q.render(&a.params)?;
@@ -35,8 +35,8 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
     let ctx = if a.no_replay {
         let ctx = open_data(&a.data, g).await?;
         let latest = crate::replay::latest_timestamp_ns(&ctx).await?;
-        if let Ok(ns) = crate::commands::as_of_ns(&a.replay, latest) {
-            crate::session::pin_now(&ctx, ns);
+        if let Ok(ns) = crate::commands::setup::as_of_ns(&a.replay, latest) {
+            crate::sql::session::pin_now(&ctx, ns);
         }
         ctx
     } else {
@@ -68,14 +68,14 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
 
 fn sql_error(name: &str, sql: &str, e: datafusion::error::DataFusionError) -> anyhow::Error {
     let msg = e.to_string();
-    match queries::locate(sql, &msg) {
+    match library::locate(sql, &msg) {
         Some(at) => anyhow!("query {name} failed: {msg}\n{at}"),
         None => anyhow!("query {name} failed: {msg}"),
     }
 }
 
 pub fn list(a: &QueriesArgs) -> Result<()> {
-    let lib = queries::library(&a.queries)?;
+    let lib = library::library(&a.queries)?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
         Field::new("description", DataType::Utf8, false),

@@ -7,7 +7,7 @@ use datafusion::arrow::array::{BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
 use crate::cli::SchemaArgs;
-use crate::schema::{type_name, Table};
+use crate::tables::schema::{type_name, Table};
 
 pub fn run(a: &SchemaArgs) -> Result<()> {
     let tables: Vec<Table> = match &a.table {

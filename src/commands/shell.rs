@@ -16,24 +16,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 use datafusion::prelude::SessionContext;
 
-use crate::cli::{DataArgs, ReplayArgs};
 use crate::output::Format;
-
-#[derive(Debug, Args)]
-pub struct ShellArgs {
-    #[command(flatten)]
-    pub data: DataArgs,
-
-    #[command(flatten)]
-    pub replay: ReplayArgs,
-
-    /// How results are shown; `\format` switches it inside the shell.
-    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-}
 
 const PROMPT: &str = "cartscope> ";
 const CONTINUATION: &str = "        -> ";
@@ -50,14 +36,15 @@ const FORMATS: &[Format] = &[
     Format::Markdown,
 ];
 
-pub async fn run(a: &ShellArgs, g: &super::Globals) -> Result<()> {
+pub async fn run(a: &crate::cli::ShellArgs, g: &crate::commands::setup::Globals) -> Result<()> {
     if !FORMATS.contains(&a.format) {
         bail!(
             "--format {} is binary: the shell writes text (use `cartscope query --format {0} --output FILE`)",
             format_name(a.format)
         );
     }
-    let (ctx, summary, _model) = super::open_replayed(&a.data, &a.replay, g).await?;
+    let (ctx, summary, _model) =
+        crate::commands::setup::open_replayed(&a.data, &a.replay, g).await?;
     let mut shell = Shell::new(ctx, a.format);
     if std::io::stdin().is_terminal() {
         eprintln!(
@@ -278,7 +265,7 @@ impl Shell {
                 } else {
                     format!("cartscope: error in the statement at line {line}: {msg}")
                 };
-                if let Some(at) = crate::queries::locate(&sql, &msg) {
+                if let Some(at) = crate::sql::library::locate(&sql, &msg) {
                     report.push('\n');
                     report.push_str(&at);
                 }
@@ -1101,7 +1088,7 @@ mod tests {
     }
 
     async fn ctx() -> SessionContext {
-        let ctx = SessionContext::new_with_config(crate::session::config(1));
+        let ctx = SessionContext::new_with_config(crate::sql::session::config(1));
         let schema = Arc::new(Schema::new(vec![
             Field::new("outcome", DataType::Utf8, false),
             Field::new("n", DataType::Int64, false),

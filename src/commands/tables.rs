@@ -3,9 +3,9 @@
 use anyhow::Result;
 
 use crate::cli::TablesArgs;
-use crate::commands::{open_data, Globals};
-use crate::schema::Table;
-use crate::session::run_sql;
+use crate::commands::setup::{open_data, Globals};
+use crate::sql::session::run_sql;
+use crate::tables::schema::Table;
 
 /// SQL that lists every canonical table with its rows and time range.
 pub fn tables_sql() -> String {

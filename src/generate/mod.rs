@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::otlp::values::{write_f64, write_json_str};
-use crate::timefmt::format_ns;
+use crate::read::otlp::values::{write_f64, write_json_str};
+use crate::time::format_ns;
 use workload::{CartSim, Observation, Params, Service, Span, Truth, Val};
 
 /// Carts per written batch (one JSON line of spans per batch).
@@ -254,13 +254,13 @@ pub fn generate(opts: &Options) -> Result<Summary> {
                 .with_context(|| format!("cannot replace '{}'", dir.display()))?;
         }
         let inputs: Vec<String> = files[..2].iter().map(|f| f.display().to_string()).collect();
-        let load = crate::load::LoadOptions {
+        let load = crate::read::load::LoadOptions {
             strict: true,
             progress: opts.progress,
             threads: opts.threads,
             hash_inputs: false,
         };
-        crate::commands::ingest::ingest(&inputs, &dir, &load)?;
+        crate::dataset::ingest::ingest(&inputs, &dir, &load)?;
         files.push(dir);
     }
     let bytes = files
@@ -312,8 +312,8 @@ fn generator_json(p: &Params) -> String {
         "seed": p.seed,
         "carts": p.carts,
         "end": format_ns(p.end_ns as i64),
-        "window": crate::timefmt::format_duration(p.window_ns),
-        "threshold": crate::timefmt::format_duration(p.threshold_ns),
+        "window": crate::time::format_duration(p.window_ns),
+        "threshold": crate::time::format_duration(p.threshold_ns),
         "naming": if p.naming.cart_keyed_by_user { "otel-demo" } else { "reference" },
         "incidents": incidents,
         "rules": "outcome: converted if it completed with no idle spell of the threshold before; recovered if it came back after such a spell and then completed or is still active; abandoned if idle at least the threshold at the end without completing; else active. last_operation: the span that ended last. suspected_cause (abandoned carts only): slow_response if it took over 2000 ms, else error if it failed, else none.",

@@ -2,8 +2,6 @@
 //! (`cart.add_item`, `cart.id`, ...) or the OpenTelemetry Demo's astronomy shop
 //! (`oteldemo.CartService/AddItem`, `app.user.id`, with the cart keyed by user).
 
-use super::workload::Kind;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NamingPreset {
     /// The instrumentation cartscope follows first: cart.add_item, cart.id, ...
@@ -88,6 +86,26 @@ impl Naming {
                     "payment",
                 ],
             },
+        }
+    }
+}
+
+/// A span's kind, as the generator writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Internal,
+    Server,
+    Client,
+    Producer,
+}
+
+impl Kind {
+    pub fn otlp(self) -> u8 {
+        match self {
+            Kind::Internal => 1,
+            Kind::Server => 2,
+            Kind::Client => 3,
+            Kind::Producer => 4,
         }
     }
 }

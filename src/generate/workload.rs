@@ -14,7 +14,7 @@
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use super::naming::Naming;
+use super::naming::{Kind, Naming};
 
 pub const NS_PER_MS: u64 = 1_000_000;
 pub const NS_PER_S: u64 = 1_000_000_000;
@@ -99,25 +99,6 @@ impl Service {
         Service::Shipping,
         Service::Payment,
     ];
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Internal,
-    Server,
-    Client,
-    Producer,
-}
-
-impl Kind {
-    pub fn otlp(self) -> u8 {
-        match self {
-            Kind::Internal => 1,
-            Kind::Server => 2,
-            Kind::Client => 3,
-            Kind::Producer => 4,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Count, Driver, HourRow, LatencyBucket, LatencyCurve, Report};
 use crate::stats;
-use crate::timefmt::parse_time;
+use crate::time::parse_time;
 
 /// The one escape for every string that is not the page's own markup: `& < > " '` become
 /// entities (safe in text and in quoted attribute values), and control characters, which

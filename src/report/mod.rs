@@ -27,9 +27,9 @@ use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Model;
+use crate::replay::model::Model;
 use crate::stats::{self, TwoByTwo};
-use crate::timefmt::format_ns;
+use crate::time::format_ns;
 
 pub const REPORT_VERSION: u32 = 1;
 

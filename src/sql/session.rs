@@ -16,9 +16,9 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::dataset::Manifest;
-use crate::input::Inputs;
-use crate::load::{self, LoadOptions, LoadStats};
-use crate::schema::Table;
+use crate::read::input::Inputs;
+use crate::read::load::{self, LoadOptions, LoadStats};
+use crate::tables::schema::Table;
 
 /// The data behind the canonical tables.
 #[derive(Default)]
@@ -34,7 +34,7 @@ impl Data {
     /// datasets to be read in place.
     pub fn load(inputs: &Inputs, opts: &LoadOptions) -> Result<(Data, LoadStats)> {
         let (mem, stats) = load::load_into_memory(&inputs.files, opts)?;
-        crate::output::report_skipped(&stats);
+        crate::read::load::report_skipped(&stats);
         if stats.log_documents > 0 {
             eprintln!(
                 "cartscope: {} log document{} skipped (cartscope reads traces and metrics)",
@@ -83,8 +83,8 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
         }
         None => SessionContext::new_with_config(config(threads)),
     };
-    ctx.register_udf(crate::udf::AttrNumber::double());
-    ctx.register_udf(crate::udf::AttrNumber::int());
+    ctx.register_udf(crate::sql::udf::AttrNumber::double());
+    ctx.register_udf(crate::sql::udf::AttrNumber::int());
     let manifests = data
         .datasets
         .iter()
@@ -136,7 +136,7 @@ fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvide
 
 /// Pins `now()` and `CURRENT_TIMESTAMP` to `ns` (the as-of time).
 pub fn pin_now(ctx: &SessionContext, ns: i64) {
-    ctx.register_udf(crate::udf::FixedNow::udf(ns));
+    ctx.register_udf(crate::sql::udf::FixedNow::udf(ns));
 }
 
 /// Runs one SQL statement and collects its result.

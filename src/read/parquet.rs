@@ -25,8 +25,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
 
-use crate::otlp::builders::{SpanKind, StatusCode};
-use crate::schema::{attributes_type, Table};
+use crate::tables::builders::{SpanKind, StatusCode};
+use crate::tables::schema::{attributes_type, Table};
 
 /// Rows per batch read from a Parquet file.
 const BATCH_ROWS: usize = 8192;
@@ -693,7 +693,7 @@ pub fn from_clickhouse(batch: &RecordBatch) -> Result<[RecordBatch; 3]> {
             vec![
                 per_span(&trace_id)?,
                 per_span(&span_id)?,
-                child(0, &crate::schema::timestamp_type(), &ch_micros)
+                child(0, &crate::tables::schema::timestamp_type(), &ch_micros)
                     .context("column `Events.Timestamp`")?,
                 child(1, &utf8, &|a| Ok(Arc::new(text(a)?) as ArrayRef))
                     .context("column `Events.Name`")?,

@@ -20,32 +20,32 @@ use anyhow::{anyhow, bail, Context, Result};
 pub const BUILTIN: &[(&str, &str)] = &[
     (
         "slow_shipping_before_abandonment",
-        include_str!("../queries/slow_shipping_before_abandonment.sql"),
+        include_str!("../../queries/slow_shipping_before_abandonment.sql"),
     ),
     (
         "error_before_abandonment",
-        include_str!("../queries/error_before_abandonment.sql"),
+        include_str!("../../queries/error_before_abandonment.sql"),
     ),
     (
         "high_value_abandoned",
-        include_str!("../queries/high_value_abandoned.sql"),
+        include_str!("../../queries/high_value_abandoned.sql"),
     ),
     (
         "abandonment_by_last_operation",
-        include_str!("../queries/abandonment_by_last_operation.sql"),
+        include_str!("../../queries/abandonment_by_last_operation.sql"),
     ),
-    ("funnel", include_str!("../queries/funnel.sql")),
+    ("funnel", include_str!("../../queries/funnel.sql")),
     (
         "latency_vs_conversion",
-        include_str!("../queries/latency_vs_conversion.sql"),
+        include_str!("../../queries/latency_vs_conversion.sql"),
     ),
     (
         "exemplar_drilldown",
-        include_str!("../queries/exemplar_drilldown.sql"),
+        include_str!("../../queries/exemplar_drilldown.sql"),
     ),
     (
         "reference_correlation",
-        include_str!("../queries/reference_correlation.sql"),
+        include_str!("../../queries/reference_correlation.sql"),
     ),
 ];
 

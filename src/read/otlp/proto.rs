@@ -27,12 +27,12 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use prost::Message;
 
-use super::builders::{
+use super::json::DocCounts;
+use super::values::{id_from_bytes, write_f64, write_json_str};
+use crate::tables::builders::{
     Attrs, EventRec, ExemplarRec, LinkRec, MetricHead, MetricType, PointRec, SpanKind, SpanRec,
     StatusCode, TableBuilders, Temporality,
 };
-use super::json::DocCounts;
-use super::values::{id_from_bytes, write_f64, write_json_str};
 
 /// Which of the three OTLP data messages a serialized message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -794,8 +794,8 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{span, status, ScopeSpans, Status, TracesData};
 
     use super::*;
-    use crate::otlp::values::parse_id;
-    use crate::schema::Table;
+    use crate::read::otlp::values::parse_id;
+    use crate::tables::schema::Table;
 
     // ---- building messages ----
 
@@ -1312,8 +1312,8 @@ mod tests {
                 ]}}]}}]}}]}}"#
         );
         let mut jb = TableBuilders::default();
-        let mut scratch = crate::otlp::json::Scratch::default();
-        crate::otlp::json::parse_document(&doc, &mut jb, &mut scratch).unwrap();
+        let mut scratch = crate::read::otlp::json::Scratch::default();
+        crate::read::otlp::json::parse_document(&doc, &mut jb, &mut scratch).unwrap();
         assert!(scratch.bad.is_empty(), "{:?}", scratch.bad);
         let from_json = table(&jb.take(), Table::Traces);
 

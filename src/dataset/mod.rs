@@ -8,6 +8,8 @@
 //! manifest is replaced atomically last, so a crash leaves at worst unlisted parts, which
 //! readers ignore and the next ingest deletes.
 
+pub mod ingest;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,8 +27,9 @@ use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties}
 use datafusion::parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
-use crate::input::MANIFEST;
-use crate::schema::Table;
+use crate::output::ROW_GROUP;
+use crate::read::input::MANIFEST;
+use crate::tables::schema::Table;
 
 pub const FORMAT: &str = "cartscope-dataset";
 pub const VERSION: u32 = 1;
@@ -165,7 +168,7 @@ impl Manifest {
 /// xxh3-128 of a file's bytes, as hex: the hash `input::finish_hash` completes while a file
 /// is read, here over the whole file.
 pub fn file_hash(path: &Path) -> Result<String> {
-    crate::input::finish_hash(path, &crate::input::FileHasher::default())
+    crate::read::input::finish_hash(path, &crate::read::input::FileHasher::default())
 }
 
 /// The `dt=` partition of each row: the UTC day of the table's time column.
@@ -246,22 +249,8 @@ fn time_order(table: Table, batches: &[RecordBatch]) -> Result<Option<Vec<(usize
     ))
 }
 
-/// Rows per row group of the dataset's part files, and the most rows per part (ingest hands a
-/// part to a writer at this many rows per table and day, or sooner at its byte limit,
-/// `PART_BYTES` in commands/ingest.rs). 32k against 128k, alternated
-/// 3 times on the 1M-cart traces.jsonl (2.85 GB): ingest 16.5 s and peak 423 MB against
-/// 17.75 s and 916 MB; detect over the dataset no slower (17.6-19.2 s against 18.0-23.3 s),
-/// the same output.
-pub const ROW_GROUP: usize = 32 * 1024;
 /// Rows gathered into time order at a time while a part is written.
 const SORT_SLICE: usize = 8 * 1024;
-
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_max_row_group_row_count(Some(ROW_GROUP))
-        .build()
-}
 
 /// Trace and span ids: random hex.
 const ID_COLUMNS: [&str; 5] = [

@@ -34,6 +34,8 @@
 //! 3. Derived rows: a `cart.abandonment.detected` span and a `cart.state.transitions` point
 //!    (cart.stage = abandoned) per abandoned cart, unless the input recorded them already.
 
+pub mod model;
+
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -45,13 +47,13 @@ use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondT
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
-use crate::model::Model;
-use crate::otlp::builders::{
+use crate::replay::model::Model;
+use crate::tables::builders::{
     Attrs, MetricHead, MetricType, PointRec, SpanKind, SpanRec, StatusCode, TableBuilders,
     Temporality,
 };
-use crate::schema::{self, Table};
-use crate::timefmt::parse_duration;
+use crate::tables::schema::{self, Table};
+use crate::time::parse_duration;
 
 /// When and how strictly the replay judges.
 #[derive(Debug, Clone)]
@@ -100,7 +102,7 @@ fn attr(alias: &str, keys: &[String]) -> String {
     }
 }
 
-fn stage_match(alias: &str, s: &crate::model::Stage) -> String {
+fn stage_match(alias: &str, s: &crate::replay::model::Stage) -> String {
     let mut any = Vec::new();
     if !s.spans.is_empty() {
         any.push(format!(
@@ -674,8 +676,8 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     let carts = vec![fold_carts(&all_events, &rules)?];
     drop(all_events);
     let (derived, mut summary) = derive(ctx, m, &carts).await?;
-    summary.as_of = crate::timefmt::format_ns(opts.as_of_ns);
-    summary.threshold = crate::timefmt::format_duration(threshold_ns);
+    summary.as_of = crate::time::format_ns(opts.as_of_ns);
+    summary.threshold = crate::time::format_duration(threshold_ns);
 
     ctx.register_table(
         "carts",
@@ -844,13 +846,13 @@ async fn derive(
                 }
                 if let Some(v) = v {
                     value_text.clear();
-                    crate::otlp::values::write_f64(&mut value_text, v);
+                    crate::read::otlp::values::write_f64(&mut value_text, v);
                     attrs.push("cart.total_value", Some(&value_text));
                 }
                 attrs.push("cart.last_operation", opt(&op).as_deref());
                 if let Some(ms) = dur.as_ref().filter(|d| d.is_valid(i)) {
                     value_text.clear();
-                    crate::otlp::values::write_f64(&mut value_text, ms.value(i));
+                    crate::read::otlp::values::write_f64(&mut value_text, ms.value(i));
                     attrs.push("cart.last_op_duration_ms", Some(&value_text));
                 }
                 attrs.push("cart.last_op_status", opt(&status).as_deref());

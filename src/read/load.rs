@@ -19,12 +19,12 @@ use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::input::{self, BadRecord, Compression, Content, InputFile, Location};
-use crate::otlp::builders::TableBuilders;
-use crate::otlp::json::{self, DocCounts, Scratch};
-use crate::otlp::proto;
-use crate::parquet_in;
-use crate::schema::Table;
+use crate::read::input::{self, BadRecord, Compression, Content, InputFile, Location};
+use crate::read::otlp::json::{self, DocCounts, Scratch};
+use crate::read::otlp::proto;
+use crate::read::parquet;
+use crate::tables::builders::TableBuilders;
+use crate::tables::schema::Table;
 
 /// Bytes of input per chunk handed to a worker. 1 MiB against 4 MiB on the 100k-cart export
 /// (bench/RESULTS.md): the same time, 60 MB less peak memory (the queues hold fewer bytes).
@@ -83,6 +83,39 @@ impl LoadStats {
 }
 
 /// The error of a `--strict` run that met a bad record.
+/// Reports on stderr what a load passed over: bad records, files that hold no telemetry.
+pub fn report_skipped(stats: &crate::read::load::LoadStats) {
+    report_bad_records(&stats.bad, stats.bad_total);
+    for (path, what) in &stats.skipped_files {
+        eprintln!("cartscope: passed over '{}': {what}", path.display());
+    }
+}
+
+/// Reports skipped records on stderr: the first ones in full, then the total.
+pub fn report_bad_records(bad: &[BadRecord], total: u64) {
+    if total == 0 {
+        return;
+    }
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for b in bad {
+        let _ = writeln!(err, "cartscope: skipped: {b}");
+    }
+    let more = total - bad.len() as u64;
+    let _ = if more > 0 {
+        writeln!(
+            err,
+            "cartscope: ... and {more} more; {total} bad records skipped in all (--strict stops at the first)"
+        )
+    } else {
+        writeln!(
+            err,
+            "cartscope: {total} bad record{} skipped (--strict stops at the first)",
+            if total == 1 { "" } else { "s" }
+        )
+    };
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0} (stopped by --strict; without it the record is skipped and reported)")]
 pub struct StrictError(pub BadRecord);
@@ -525,12 +558,12 @@ fn read_file(
             send(idx, Work::Frames { frames: vec![(1, all)] })
         }
         Content::Parquet if compression == Compression::None => {
-            let kind = parquet_in::read_parquet(path, &mut |t, batch| {
+            let kind = parquet::read_parquet(path, &mut |t, batch| {
                 let mut tables: [Vec<RecordBatch>; 5] = Default::default();
                 tables[t.index()].push(batch);
                 send(idx, Work::Ready(tables))
             })?;
-            if let parquet_in::ParquetKind::Unknown(what) = kind {
+            if let parquet::ParquetKind::Unknown(what) = kind {
                 not_telemetry(idx, f, &format!("Parquet with columns {what}"), send)?;
             }
             Ok(())

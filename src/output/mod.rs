@@ -2,17 +2,19 @@
 //! the reporting of bad records. Renderers write to any `impl Write`, so output is testable
 //! without a terminal.
 
-use std::io::{IsTerminal, Write};
-use std::path::Path;
+mod files;
+mod progress;
 
-use anyhow::{Context, Result};
+pub use files::{readable_by_all, write_atomically, writer_properties, ROW_GROUP};
+pub use progress::progress_bar;
+
+use std::io::Write;
+
+use anyhow::Result;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table as Grid};
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::input::BadRecord;
 
 /// How results are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -29,23 +31,6 @@ pub enum Format {
     Markdown,
     /// Apache Parquet (binary: give --output, or pipe it).
     Parquet,
-}
-
-/// A progress bar on stderr, hidden when stderr is not a terminal (cron, CI, pipes).
-pub fn progress_bar(enabled: bool, total_bytes: u64, msg: &'static str) -> ProgressBar {
-    if !enabled || !std::io::stderr().is_terminal() || total_bytes < (64 << 20) {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(total_bytes);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    pb.set_message(msg);
-    pb
 }
 
 fn format_options() -> FormatOptions<'static> {
@@ -99,7 +84,7 @@ pub fn write_batches(
             let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
                 &mut buf,
                 schema.clone(),
-                Some(crate::dataset::writer_properties()),
+                Some(writer_properties()),
             )?;
             for b in limit(batches, max_rows) {
                 writer.write(&b)?;
@@ -219,81 +204,6 @@ fn write_delimited(w: &mut dyn Write, row: &[String], sep: char) -> Result<()> {
         }
     }
     writeln!(w, "{line}")?;
-    Ok(())
-}
-
-/// Reports on stderr what a load passed over: bad records, files that hold no telemetry.
-pub fn report_skipped(stats: &crate::load::LoadStats) {
-    report_bad_records(&stats.bad, stats.bad_total);
-    for (path, what) in &stats.skipped_files {
-        eprintln!("cartscope: passed over '{}': {what}", path.display());
-    }
-}
-
-/// Reports skipped records on stderr: the first ones in full, then the total.
-pub fn report_bad_records(bad: &[BadRecord], total: u64) {
-    if total == 0 {
-        return;
-    }
-    let mut err = std::io::stderr().lock();
-    for b in bad {
-        let _ = writeln!(err, "cartscope: skipped: {b}");
-    }
-    let more = total - bad.len() as u64;
-    let _ = if more > 0 {
-        writeln!(
-            err,
-            "cartscope: ... and {more} more; {total} bad records skipped in all (--strict stops at the first)"
-        )
-    } else {
-        writeln!(
-            err,
-            "cartscope: {total} bad record{} skipped (--strict stops at the first)",
-            if total == 1 { "" } else { "s" }
-        )
-    };
-}
-
-/// Writes a file atomically: to a temporary file beside it, then renamed over it, so a reader
-/// never sees half a file and a failed run leaves the old one.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
-) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create directory '{}'", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in '{}'", dir.display()))?;
-    {
-        let mut buf = std::io::BufWriter::new(tmp.as_file_mut());
-        write(&mut buf)?;
-        buf.flush()
-            .with_context(|| format!("cannot write '{}'", path.display()))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot write '{}'", path.display()))?;
-    let file = tmp.persist(path).with_context(|| {
-        format!(
-            "cannot move the finished file into place at '{}'",
-            path.display()
-        )
-    })?;
-    readable_by_all(&file)
-}
-
-/// Temporary files are created private (0600); a finished output file is an ordinary one.
-pub fn readable_by_all(file: &std::fs::File) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    let _ = file;
     Ok(())
 }
 

@@ -12,11 +12,11 @@ use std::marker::PhantomData;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::builders::{
+use super::values::*;
+use crate::tables::builders::{
     Attrs, EventRec, ExemplarRec, LinkRec, MetricHead, MetricType, PointRec, SpanKind, SpanRec,
     StatusCode, TableBuilders, Temporality,
 };
-use super::values::*;
 
 /// What one document held.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,48 @@
-//! Helpers shared by the integration tests: load files through cartscope's own loader, run
-//! SQL, and read results back as strings.
+//! The one helper of the integration tests: run the binary, find fixtures, load files through
+//! cartscope's own loader, run SQL, and read results back as strings.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use cartscope::load::{LoadOptions, LoadStats};
-use cartscope::session::{self, Data};
+use cartscope::read::load::{LoadOptions, LoadStats};
+use cartscope::sql::session::{self, Data};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
+
+/// The cartscope binary this test run built.
+pub fn cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cartscope"))
+}
+
+/// Runs `cartscope ARGS` and waits for it.
+pub fn cartscope(args: &[&str]) -> Output {
+    cmd().args(args).output().expect("cartscope runs")
+}
+
+/// Runs `cartscope generate --out OUT ARGS` and asserts that it succeeded.
+pub fn generate(out: &Path, args: &[&str]) {
+    let o = cmd()
+        .arg("generate")
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("cartscope runs");
+    assert!(
+        o.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
 
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,8 +68,8 @@ pub async fn load(paths: &[PathBuf]) -> (SessionContext, LoadStats) {
 
 pub async fn load_with(paths: &[PathBuf], opts: LoadOptions) -> (SessionContext, LoadStats) {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let inputs = cartscope::input::resolve(&names).expect("inputs resolve");
-    let (mem, stats) = cartscope::load::load_into_memory(&inputs.files, &opts).expect("load");
+    let inputs = cartscope::read::input::resolve(&names).expect("inputs resolve");
+    let (mem, stats) = cartscope::read::load::load_into_memory(&inputs.files, &opts).expect("load");
     let data = Data {
         mem,
         datasets: inputs.datasets.clone(),

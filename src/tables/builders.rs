@@ -18,7 +18,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::Field;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::schema::Table;
+use crate::tables::schema::Table;
 
 /// A 16-byte trace id or 8-byte span id, `None` when empty or all zero.
 pub type TraceId = Option<[u8; 16]>;

@@ -7,7 +7,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::timefmt::parse_duration;
+use crate::time::parse_duration;
 
 pub const PRESETS: [&str; 2] = ["reference", "otel-demo"];
 

@@ -1,7 +1,6 @@
 //! OpenTelemetry's wire formats: OTLP/JSON (`json`) and OTLP protobuf (`proto`), both read
-//! into the canonical tables' Arrow builders (`builders`).
+//! into the canonical tables' Arrow builders (`crate::tables::builders`).
 
-pub mod builders;
 pub mod json;
 pub mod proto;
 pub mod values;

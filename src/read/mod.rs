@@ -1,0 +1,9 @@
+//! Inputs into canonical batches: what the user named (`input`: files, directories, globs,
+//! datasets, and what each file holds), the wire formats (`otlp`: JSON and protobuf;
+//! `parquet`: Parquet in cartscope's or the ClickHouse exporter's schema), and the parallel,
+//! streaming loader (`load`).
+
+pub mod input;
+pub mod load;
+pub mod otlp;
+pub mod parquet;

@@ -1,0 +1,19 @@
+//! The integration tests: one test binary (DataFusion is linked once, not once per file), a
+//! module per area, and one helper (`util`), as ripgrep's `tests/tests.rs` does.
+
+mod util;
+
+mod check;
+mod detect;
+mod formats;
+mod generate;
+mod ingest;
+mod layering;
+mod loader_deviations;
+mod loader_formats;
+mod otlp_examples;
+mod queries;
+mod query_runner;
+mod report;
+mod report_html;
+mod shell;
