@@ -1,11 +1,17 @@
-//! The command line as typed: clap definitions only. Validation and the building of real
-//! objects happen in each command's module.
+//! The command line, typed at the edge: every value a flag takes is parsed here, by clap's
+//! value parsers, into what the code uses (times, durations, sizes, models, enums), so a bad
+//! value is an error that names its flag (exit code 2) and nothing downstream parses a string
+//! again. A flag that does not apply with another is refused (`conflicts_with`), never
+//! ignored. Building real objects from these values happens in each command's module.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::generate::workload::IncidentArg;
 use crate::output::Format;
+use crate::replay::model::{Model, Preset};
+use crate::time::{Day, Duration, TimeArg, Timestamp};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -23,7 +29,7 @@ Exit codes:
 )]
 pub struct Cli {
     /// Worker threads for reading and queries [default: the number of cores].
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
     /// Never draw a progress bar (it is drawn only on a terminal anyway).
@@ -32,8 +38,8 @@ pub struct Cli {
 
     /// Cap the memory queries and the replay use (like 4GB or 512MB): sorts, aggregations
     /// and windows then spill to temporary files [default: no cap].
-    #[arg(long, global = true, value_name = "SIZE")]
-    pub memory_limit: Option<String>,
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -102,17 +108,17 @@ pub struct ReportArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct PeriodArgs {
     /// This UTC day (carts first seen that day); judged as of its end unless --as-of.
-    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["since", "until"])]
-    pub day: Option<String>,
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["since", "until"], value_parser = parse_from::<Day>)]
+    pub day: Option<Day>,
 
     /// Start of the period (RFC 3339 or relative to the as-of time, like -24h) [default: 24h
     /// before --until].
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    pub since: Option<String>,
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, value_parser = parse_from::<TimeArg>)]
+    pub since: Option<TimeArg>,
 
     /// End of the period [default: the as-of time].
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    pub until: Option<String>,
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, value_parser = parse_from::<TimeArg>)]
+    pub until: Option<TimeArg>,
 }
 
 #[derive(Debug, Args)]
@@ -151,17 +157,17 @@ pub struct CheckArgs {
 #[derive(Debug, Args, Clone)]
 pub struct ReplayArgs {
     /// The lifecycle model: a preset (reference, otel-demo) or a TOML file.
-    #[arg(long, value_name = "PRESET|FILE", default_value = "reference")]
-    pub model: String,
+    #[arg(long, value_name = "PRESET|FILE", default_value = "reference", value_parser = parse_model)]
+    pub model: Model,
 
     /// Judge as of this time: RFC 3339, or relative to the latest timestamp in the data
     /// (-2h). Default: the latest timestamp in the data, so results do not depend on today.
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    pub as_of: Option<String>,
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, value_parser = parse_from::<TimeArg>)]
+    pub as_of: Option<TimeArg>,
 
     /// Idle time after which a cart is abandoned [default: the model's, 30m].
-    #[arg(long, value_name = "DURATION")]
-    pub threshold: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_from::<Duration>)]
+    pub threshold: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -190,9 +196,9 @@ pub struct DetectArgs {
 
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Print the preset (reference or otel-demo) as TOML.
-    #[arg(long, value_name = "PRESET")]
-    pub print: String,
+    /// Print the preset as TOML.
+    #[arg(long, value_name = "PRESET", value_enum)]
+    pub print: Preset,
 }
 
 /// Where the data comes from; the same for every command that reads data.
@@ -282,8 +288,8 @@ pub struct QueryArgs {
     pub max_rows: Option<usize>,
 
     /// Query the loaded tables only, without replaying carts (faster on big exports; the
-    /// carts tables and derived rows are then missing).
-    #[arg(long)]
+    /// carts tables and derived rows are then missing). --as-of still sets now().
+    #[arg(long, conflicts_with_all = ["model", "threshold"])]
     pub no_replay: bool,
 }
 
@@ -295,6 +301,57 @@ pub struct QueriesArgs {
 
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+/// Any value with a `FromStr` whose error says what to write instead.
+fn parse_from<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = anyhow::Error>,
+{
+    s.parse().map_err(|e: anyhow::Error| format!("{e:#}"))
+}
+
+/// A preset's name or a model file, read and checked now, so a bad model names --model.
+fn parse_model(s: &str) -> Result<Model, String> {
+    Model::load(s).map_err(|e| format!("{e:#}"))
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("it must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a number of threads")),
+    }
+}
+
+/// `4GB`, `512MB`, `1.5GiB`, `2000000` (bytes).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size: write it like 4GB or 512MB"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "'{s}': unknown unit '{other}' (B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    let bytes = n * scale;
+    if bytes.is_nan() || bytes < 1.0 || bytes >= usize::MAX as f64 {
+        return Err(format!("'{s}' is not a size cartscope can use"));
+    }
+    Ok(bytes as usize)
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -318,16 +375,16 @@ pub struct GenerateArgs {
     pub seed: u64,
 
     /// When the export ends (RFC 3339). Fixed by default so runs are reproducible.
-    #[arg(long, value_name = "TIME", default_value = "2026-11-20T12:00:00Z")]
-    pub end: String,
+    #[arg(long, value_name = "TIME", default_value = "2026-11-20T12:00:00Z", value_parser = parse_from::<Timestamp>)]
+    pub end: Timestamp,
 
     /// How long before --end the carts start.
-    #[arg(long, value_name = "DURATION", default_value = "24h")]
-    pub window: String,
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_from::<Duration>)]
+    pub window: Duration,
 
     /// Idle time after which a cart counts as abandoned, for the truth file.
-    #[arg(long, value_name = "DURATION", default_value = "30m")]
-    pub threshold: String,
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_from::<Duration>)]
+    pub threshold: Duration,
 
     /// How spans and attributes are named.
     #[arg(long, value_enum, default_value_t = crate::generate::naming::NamingPreset::Reference)]
@@ -335,8 +392,8 @@ pub struct GenerateArgs {
 
     /// Inject an incident: KIND:FROM-TO, KIND one of shipping-slow, payment-errors, bad-deploy;
     /// FROM and TO as RFC 3339 or HH:MM on the day --end falls in. Repeatable.
-    #[arg(long, value_name = "KIND:FROM-TO")]
-    pub incident: Vec<String>,
+    #[arg(long, value_name = "KIND:FROM-TO", value_parser = parse_from::<IncidentArg>)]
+    pub incident: Vec<IncidentArg>,
 
     /// Compress the JSON files.
     #[arg(long, value_enum, default_value_t = crate::generate::Compress::None)]

@@ -238,13 +238,13 @@ async fn derived_rows_follow_the_instrumentation_and_are_not_duplicated() {
     .unwrap();
     let ctx = cartscope::sql::session::context(data, 2).await.unwrap();
     let model = cartscope::replay::model::Model::load("reference").unwrap();
-    let as_of = cartscope::time::parse_time("2026-11-20T12:00:00Z", None).unwrap();
+    let as_of: cartscope::time::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
     let s = cartscope::replay::run(
         &ctx,
         &model,
         &cartscope::replay::ReplayOptions {
-            as_of_ns: as_of,
-            threshold_ns: None,
+            as_of,
+            threshold: None,
         },
     )
     .await
@@ -429,18 +429,18 @@ async fn spans_are_attributed_through_the_session_within_the_active_window() {
         ) + "\n",
     )
     .unwrap();
-    let text = cartscope::replay::model::preset_text("reference")
-        .unwrap()
+    let text = cartscope::replay::model::Preset::Reference
+        .text()
         .replace("session_id = []", "session_id = [\"session.id\"]");
     let model = cartscope::replay::model::Model::parse(&text, "session").unwrap();
     let (ctx, _) = load(&[f]).await;
-    let as_of = cartscope::time::parse_time("2026-11-21T12:00:00Z", None).unwrap();
+    let as_of: cartscope::time::Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
     cartscope::replay::run(
         &ctx,
         &model,
         &cartscope::replay::ReplayOptions {
-            as_of_ns: as_of,
-            threshold_ns: None,
+            as_of,
+            threshold: None,
         },
     )
     .await

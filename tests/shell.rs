@@ -180,7 +180,7 @@ async fn completion_of_real_table_and_column_names() {
         strict: false,
     };
     let replay = cartscope::cli::ReplayArgs {
-        model: "reference".into(),
+        model: cartscope::replay::model::Model::load("reference").unwrap(),
         as_of: None,
         threshold: None,
     };
@@ -188,7 +188,7 @@ async fn completion_of_real_table_and_column_names() {
         threads: 2,
         progress: false,
     };
-    let (ctx, _, _) = cartscope::commands::setup::open_replayed(&data, &replay, &g)
+    let (ctx, _) = cartscope::commands::setup::open_replayed(&data, &replay, &g)
         .await
         .unwrap();
     let names = cartscope::commands::shell::Names::load(&ctx).await.unwrap();

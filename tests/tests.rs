@@ -5,6 +5,7 @@ mod util;
 
 mod check;
 mod detect;
+mod flags;
 mod formats;
 mod generate;
 mod ingest;

@@ -650,7 +650,7 @@ pub struct Outcome {
     pub version: u32,
     pub rules_file: String,
     pub baseline_file: Option<String>,
-    pub as_of: String,
+    pub as_of: crate::time::Timestamp,
     pub period: crate::report::Period,
     pub passed: bool,
     pub rules: usize,
@@ -770,7 +770,7 @@ pub async fn run(
                         .zip([&report.period.since, &report.period.until, &report.as_of])
                         .map(|(n, v)| crate::sql::library::Param {
                             name: n.to_string(),
-                            default: v.clone(),
+                            default: v.to_string(),
                             doc: String::new(),
                         })
                         .collect(),
@@ -904,8 +904,8 @@ mod tests {
     #[test]
     fn a_rate_of_no_carts_is_not_measured() {
         let r: Report = serde_json::from_value(serde_json::json!({
-            "version": 1, "generator": "t", "model": "m", "as_of": "x", "threshold": "30m",
-            "period": {"since": "a", "until": "b"},
+            "version": 1, "generator": "t", "model": "m", "as_of": "2026-11-20T12:00:00Z", "threshold": "30m",
+            "period": {"since": "2026-11-19T12:00:00Z", "until": "2026-11-20T12:00:00Z"},
             "summary": {"carts": 3, "converted": 0, "abandoned": 0, "active": 3, "recovered": 0,
                         "abandonment_rate": 0.0, "abandonment_rate_ci95": [0.0, 0.0],
                         "abandoned_value": 0.0},

@@ -74,12 +74,12 @@ pub fn junit(o: &Outcome) -> String {
     );
     let _ = writeln!(s, "    <properties>");
     for (k, v) in [
-        ("as_of", o.as_of.as_str()),
-        ("since", o.period.since.as_str()),
-        ("until", o.period.until.as_str()),
-        ("baseline", o.baseline_file.as_deref().unwrap_or("")),
+        ("as_of", o.as_of.to_string()),
+        ("since", o.period.since.to_string()),
+        ("until", o.period.until.to_string()),
+        ("baseline", o.baseline_file.clone().unwrap_or_default()),
     ] {
-        let _ = writeln!(s, "      <property name=\"{k}\" value=\"{}\"/>", xml(v));
+        let _ = writeln!(s, "      <property name=\"{k}\" value=\"{}\"/>", xml(&v));
     }
     let _ = writeln!(s, "    </properties>");
     for v in &o.verdicts {

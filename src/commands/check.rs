@@ -46,7 +46,7 @@ pub async fn run(a: &CheckArgs, g: &Globals) -> Result<ExitCode> {
         version: check::CHECK_VERSION,
         rules_file: rules.origin.clone(),
         baseline_file: a.baseline.as_ref().map(|p| p.display().to_string()),
-        as_of: report.as_of.clone(),
+        as_of: report.as_of,
         period: report.period.clone(),
         passed: failed == 0,
         rules: verdicts.len(),
@@ -71,12 +71,7 @@ pub async fn run(a: &CheckArgs, g: &Globals) -> Result<ExitCode> {
 
 /// A baseline judged differently measures different things: say so, on stderr.
 fn warn_if_incomparable(now: &crate::report::Report, base: &crate::report::Report) {
-    let len = |r: &crate::report::Report| {
-        let t = |s: &str| crate::time::parse_time(s, None).ok();
-        t(&r.period.until)
-            .zip(t(&r.period.since))
-            .map(|(u, s)| u - s)
-    };
+    let len = |r: &crate::report::Report| r.period.length_ns();
     if base.model != now.model {
         eprintln!(
             "cartscope: warning: the baseline was judged with model '{}', this run with '{}'",

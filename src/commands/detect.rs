@@ -11,10 +11,10 @@ use crate::sql::session::run_sql;
 
 pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
     if a.explain {
-        let model = crate::replay::model::Model::load(&a.replay.model)?;
+        let model = &a.replay.model;
         println!(
             "-- cart_events (as of <AS_OF_US>)\n{}\n",
-            crate::replay::cart_events_sql(&model, 0)
+            crate::replay::cart_events_sql(model, 0)
         );
         println!(
             "-- the durations of each operation (its percentile is the slower_than_p95 signal)\n{}\n",
@@ -23,7 +23,7 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
         println!("{}", crate::replay::FOLD_EXPLAINED);
         return Ok(());
     }
-    let (ctx, s, _) = open_replayed(&a.data, &a.replay, g).await?;
+    let (ctx, s) = open_replayed(&a.data, &a.replay, g).await?;
     let (schema, batches) = run_sql(&ctx, "SELECT * FROM carts ORDER BY cart_id").await?;
 
     // Terminal formats get the summary first; machine formats keep stdout to the rows and

@@ -3,65 +3,28 @@
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 
 use crate::cli::GenerateArgs;
 use crate::commands::setup::Globals;
 use crate::generate::naming::Naming;
-use crate::generate::workload::{Incident, IncidentKind, Params};
+use crate::generate::workload::Params;
 use crate::generate::{self, Options};
-use crate::time::{format_ns, parse_duration, parse_time};
-
-/// Parses `KIND:FROM-TO`. FROM and TO are RFC 3339 times or `HH:MM` on the day `end` falls in.
-pub fn parse_incident(s: &str, end_ns: i64) -> Result<Incident> {
-    let (kind, span) = s.split_once(':').ok_or_else(|| {
-        anyhow!("--incident '{s}': write it as KIND:FROM-TO, e.g. shipping-slow:10:00-12:00")
-    })?;
-    let kind = <IncidentKind as clap::ValueEnum>::from_str(kind, true).map_err(|_| {
-        anyhow!(
-            "--incident '{s}': unknown kind '{kind}' (shipping-slow, payment-errors or bad-deploy)"
-        )
-    })?;
-    let day_start = end_ns - end_ns.rem_euclid(86_400 * 1_000_000_000);
-    let at = |t: &str| -> Option<i64> {
-        if let Some((h, m)) = t.split_once(':') {
-            if let (Ok(h), Ok(m)) = (h.parse::<i64>(), m.parse::<i64>()) {
-                if (0..=24).contains(&h) && (0..60).contains(&m) && t.len() <= 5 {
-                    return Some(day_start + (h * 60 + m) * 60 * 1_000_000_000);
-                }
-            }
-        }
-        parse_time(t, None).ok()
-    };
-    // The '-' between FROM and TO is the one where both sides read as times.
-    for (i, _) in span.match_indices('-') {
-        if let (Some(from), Some(to)) = (at(&span[..i]), at(&span[i + 1..])) {
-            if to <= from {
-                return Err(anyhow!("--incident '{s}': it ends before it starts"));
-            }
-            return Ok(Incident {
-                kind,
-                from_ns: from as u64,
-                to_ns: to as u64,
-            });
-        }
-    }
-    Err(anyhow!("--incident '{s}': FROM-TO must be two times, like 10:00-12:00 or 2026-11-20T10:00:00Z-2026-11-20T12:00:00Z"))
-}
 
 pub fn run(a: &GenerateArgs, g: &Globals) -> Result<()> {
     let started = Instant::now();
-    let end = parse_time(&a.end, None).context("--end")?;
+    let end = a.end;
     let params = Params {
         seed: a.seed,
         carts: a.carts,
-        end_ns: end as u64,
-        window_ns: parse_duration(&a.window).context("--window")?,
-        threshold_ns: parse_duration(&a.threshold).context("--threshold")?,
+        end_ns: u64::try_from(end.ns())
+            .map_err(|_| anyhow!("--end {end}: the export must end after 1970"))?,
+        window_ns: a.window.ns(),
+        threshold_ns: a.threshold.ns(),
         incidents: a
             .incident
             .iter()
-            .map(|s| parse_incident(s, end))
+            .map(|i| i.resolve(end))
             .collect::<Result<_>>()?,
         naming: Naming::preset(a.naming),
     };
@@ -83,7 +46,7 @@ pub fn run(a: &GenerateArgs, g: &Globals) -> Result<()> {
         t.carts,
         t.spans + t.noise_spans,
         t.metric_points,
-        format_ns(end),
+        end,
         summary.bytes as f64 / 1e6,
         summary.bytes as f64 / 1e6 / secs.max(1e-9)
     )?;
@@ -101,24 +64,4 @@ pub fn run(a: &GenerateArgs, g: &Globals) -> Result<()> {
         writeln!(w, "wrote {}", f.display())?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn incidents_in_both_forms() {
-        let end = parse_time("2026-11-20T12:00:00Z", None).unwrap();
-        let i = parse_incident("shipping-slow:09:00-10:30", end).unwrap();
-        assert_eq!(format_ns(i.from_ns as i64), "2026-11-20T09:00:00.000000Z");
-        assert_eq!(format_ns(i.to_ns as i64), "2026-11-20T10:30:00.000000Z");
-        let i =
-            parse_incident("bad-deploy:2026-11-19T22:00:00Z-2026-11-20T01:00:00Z", end).unwrap();
-        assert_eq!(i.kind, IncidentKind::BadDeploy);
-        assert_eq!(format_ns(i.to_ns as i64), "2026-11-20T01:00:00.000000Z");
-        assert!(parse_incident("fire:10:00-11:00", end).is_err());
-        assert!(parse_incident("shipping-slow:11:00-10:00", end).is_err());
-        assert!(parse_incident("shipping-slow", end).is_err());
-    }
 }

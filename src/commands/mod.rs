@@ -21,13 +21,11 @@ pub mod shell;
 pub mod tables;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let threads = match cli.threads {
-        Some(0) => anyhow::bail!("--threads must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-    };
-    if let Some(m) = &cli.memory_limit {
-        crate::sql::session::set_memory_limit(setup::parse_size(m)?);
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    if let Some(bytes) = cli.memory_limit {
+        crate::sql::session::set_memory_limit(bytes);
     }
     let g = Globals {
         threads,
@@ -49,7 +47,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(a) => rt.block_on(report::run(&a, &g)),
         Command::Check(a) => return rt.block_on(check::run(&a, &g)),
         Command::Model(a) => {
-            print!("{}", crate::replay::model::preset_text(&a.print)?);
+            print!("{}", a.print.text());
             Ok(())
         }
     }?;

@@ -34,9 +34,12 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
     }
     let ctx = if a.no_replay {
         let ctx = open_data(&a.data, g).await?;
-        let latest = crate::replay::latest_timestamp_ns(&ctx).await?;
-        if let Ok(ns) = crate::commands::setup::as_of_ns(&a.replay, latest) {
-            crate::sql::session::pin_now(&ctx, ns);
+        // now() is the as-of time here too: --as-of, else the data's latest timestamp; an
+        // empty export without --as-of leaves now() alone.
+        let latest = crate::replay::latest_timestamp(&ctx).await?;
+        if a.replay.as_of.is_some() || latest.is_some() {
+            let as_of = crate::commands::setup::as_of(&a.replay, latest)?;
+            crate::sql::session::pin_now(&ctx, as_of);
         }
         ctx
     } else {

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 
 use crate::read::load::LoadOptions;
+use crate::time::{Day, TimeArg, Timestamp};
 
 /// Settings every command shares.
 #[derive(Debug, Clone)]
@@ -34,12 +35,10 @@ pub async fn open_data(
 }
 
 /// The as-of time the replay args ask for, given the data's latest timestamp.
-pub fn as_of_ns(r: &crate::cli::ReplayArgs, latest_ns: Option<i64>) -> Result<i64> {
-    match &r.as_of {
-        Some(t) => {
-            crate::time::parse_time(t, latest_ns).map_err(|e| anyhow::anyhow!("--as-of: {e}"))
-        }
-        None => latest_ns.ok_or_else(|| {
+pub fn as_of(r: &crate::cli::ReplayArgs, latest: Option<Timestamp>) -> Result<Timestamp> {
+    match r.as_of {
+        Some(t) => t.resolve(latest).context("--as-of"),
+        None => latest.ok_or_else(|| {
             anyhow::anyhow!("the data has no timestamps to judge from: give --as-of")
         }),
     }
@@ -51,35 +50,22 @@ pub async fn open_replayed(
     data: &crate::cli::DataArgs,
     r: &crate::cli::ReplayArgs,
     g: &Globals,
-) -> Result<(
-    datafusion::prelude::SessionContext,
-    crate::replay::Summary,
-    crate::replay::model::Model,
-)> {
-    let model = crate::replay::model::Model::load(&r.model)?;
-    let threshold_ns = r
-        .threshold
-        .as_deref()
-        .map(crate::time::parse_duration)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
+) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
     let ctx = open_data(data, g).await?;
-    let latest = crate::replay::latest_timestamp_ns(&ctx).await?;
-    let as_of = as_of_ns(r, latest)?;
+    let latest = crate::replay::latest_timestamp(&ctx).await?;
+    let as_of = as_of(r, latest)?;
     crate::sql::session::pin_now(&ctx, as_of);
     let summary = crate::replay::run(
         &ctx,
-        &model,
+        &r.model,
         &crate::replay::ReplayOptions {
-            as_of_ns: as_of,
-            threshold_ns,
+            as_of,
+            threshold: r.threshold,
         },
     )
     .await?;
-    Ok((ctx, summary, model))
+    Ok((ctx, summary))
 }
-
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
 /// What the report lists besides its figures.
 #[derive(Debug, Clone)]
@@ -109,30 +95,24 @@ pub async fn open_report(
     g: &Globals,
 ) -> Result<(datafusion::prelude::SessionContext, crate::report::Report)> {
     let mut replay = replay.clone();
-    let day = period
-        .day
-        .as_deref()
-        .map(|d| {
-            crate::time::parse_time(d, None)
-                .with_context(|| format!("--day '{d}': give it as YYYY-MM-DD"))
-        })
-        .transpose()?;
-    if let (Some(d), None) = (day, &replay.as_of) {
+    if let (Some(d), None) = (period.day, &replay.as_of) {
         // A daily report is judged as of the day's end.
-        replay.as_of = Some(crate::time::format_ns(d + DAY_NS));
+        replay.as_of = Some(TimeArg::At(d.end()));
     }
-    let (ctx, s, model) = open_replayed(data, &replay, g).await?;
-    let as_of = crate::time::parse_time(&s.as_of, None)?;
-    let (since, until) = match day {
-        Some(d) => (d, d + DAY_NS),
+    let (ctx, s) = open_replayed(data, &replay, g).await?;
+    let as_of = s.as_of;
+    let (since, until) = match period.day {
+        Some(d) => (d.start(), d.end()),
         None => {
-            let until = match &period.until {
-                Some(t) => crate::time::parse_time(t, Some(as_of)).context("--until")?,
+            let until = match period.until {
+                Some(t) => t.resolve(Some(as_of)).context("--until")?,
                 None => as_of,
             };
-            let since = match &period.since {
-                Some(t) => crate::time::parse_time(t, Some(as_of)).context("--since")?,
-                None => until - DAY_NS,
+            let since = match period.since {
+                Some(t) => t.resolve(Some(as_of)).context("--since")?,
+                None => until
+                    .checked_sub(Day::LENGTH)
+                    .context("--until is too early for a day before it")?,
             };
             (since, until)
         }
@@ -141,10 +121,9 @@ pub async fn open_report(
         anyhow::bail!("the period is empty: --since must be before --until");
     }
     let opts = crate::report::Options {
-        since_ns: since,
-        until_ns: until,
-        as_of_ns: as_of,
-        threshold: s.threshold.clone(),
+        period: crate::report::Period { since, until },
+        as_of,
+        threshold: s.threshold,
         top: tuning.top,
         min_support: tuning.min_support,
         attributes: if tuning.attributes.is_empty() {
@@ -156,40 +135,6 @@ pub async fn open_report(
             tuning.attributes.clone()
         },
     };
-    let r = crate::report::build(&ctx, &model, &opts).await?;
+    let r = crate::report::build(&ctx, &replay.model, &opts).await?;
     Ok((ctx, r))
-}
-
-/// `4GB`, `512MB`, `1.5GiB`, `2000000` (bytes).
-pub fn parse_size(s: &str) -> Result<usize> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--memory-limit '{s}': write a size like 4GB or 512MB"))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "mb" | "m" => 1e6,
-        "gb" | "g" => 1e9,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => anyhow::bail!(
-            "--memory-limit '{s}': unknown unit '{other}' (B, KB, MB, GB, KiB, MiB, GiB)"
-        ),
-    };
-    Ok((n * scale) as usize)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes() {
-        assert_eq!(super::parse_size("4GB").unwrap(), 4_000_000_000);
-        assert_eq!(super::parse_size("512 MiB").unwrap(), 512 * 1024 * 1024);
-        assert!(super::parse_size("lots").is_err());
-    }
 }

@@ -43,8 +43,7 @@ pub async fn run(a: &crate::cli::ShellArgs, g: &crate::commands::setup::Globals)
             format_name(a.format)
         );
     }
-    let (ctx, summary, _model) =
-        crate::commands::setup::open_replayed(&a.data, &a.replay, g).await?;
+    let (ctx, summary) = crate::commands::setup::open_replayed(&a.data, &a.replay, g).await?;
     let mut shell = Shell::new(ctx, a.format);
     if std::io::stdin().is_terminal() {
         eprintln!(

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use super::naming::{Kind, Naming};
+use crate::time::Timestamp;
 
 pub const NS_PER_MS: u64 = 1_000_000;
 pub const NS_PER_S: u64 = 1_000_000_000;
@@ -159,6 +160,97 @@ pub struct Incident {
     pub kind: IncidentKind,
     pub from_ns: u64,
     pub to_ns: u64,
+}
+
+/// When an incident starts or ends, as `--incident` takes it: a clock time (`HH:MM`) on the
+/// day the export ends, or an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Clock { minutes: i64 },
+    At(Timestamp),
+}
+
+impl When {
+    fn parse(t: &str) -> Option<When> {
+        if let Some((h, m)) = t.split_once(':') {
+            if let (Ok(h), Ok(m)) = (h.parse::<i64>(), m.parse::<i64>()) {
+                if (0..=24).contains(&h) && (0..60).contains(&m) && t.len() <= 5 {
+                    return Some(When::Clock {
+                        minutes: h * 60 + m,
+                    });
+                }
+            }
+        }
+        t.parse().ok().map(When::At)
+    }
+
+    fn on(self, day_start: i64) -> i64 {
+        match self {
+            When::Clock { minutes } => day_start + minutes * 60 * 1_000_000_000,
+            When::At(t) => t.ns(),
+        }
+    }
+}
+
+/// `--incident KIND:FROM-TO` as typed; `resolve` places it on the day the export ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentArg {
+    pub kind: IncidentKind,
+    pub from: When,
+    pub to: When,
+    text: String,
+}
+
+impl std::str::FromStr for IncidentArg {
+    type Err = anyhow::Error;
+
+    /// `KIND:FROM-TO`; FROM and TO are RFC 3339 times or `HH:MM`.
+    fn from_str(s: &str) -> anyhow::Result<IncidentArg> {
+        let (kind, span) = s.split_once(':').ok_or_else(|| {
+            anyhow::anyhow!("write it as KIND:FROM-TO, e.g. shipping-slow:10:00-12:00")
+        })?;
+        let kind = <IncidentKind as clap::ValueEnum>::from_str(kind, true).map_err(|_| {
+            anyhow::anyhow!("unknown kind '{kind}' (shipping-slow, payment-errors or bad-deploy)")
+        })?;
+        // The '-' between FROM and TO is the one where both sides read as times.
+        for (i, _) in span.match_indices('-') {
+            if let (Some(from), Some(to)) = (When::parse(&span[..i]), When::parse(&span[i + 1..])) {
+                let arg = IncidentArg {
+                    kind,
+                    from,
+                    to,
+                    text: s.to_string(),
+                };
+                // Either form alone can be judged now; mixed ones once the day is known.
+                arg.resolve(Timestamp::from_ns(0))?;
+                return Ok(arg);
+            }
+        }
+        Err(anyhow::anyhow!("FROM-TO must be two times, like 10:00-12:00 or 2026-11-20T10:00:00Z-2026-11-20T12:00:00Z"))
+    }
+}
+
+impl IncidentArg {
+    /// The incident, with clock times on the day `end` falls in.
+    pub fn resolve(&self, end: Timestamp) -> anyhow::Result<Incident> {
+        let day_start = end.ns() - end.ns().rem_euclid(86_400 * 1_000_000_000);
+        let (from, to) = (self.from.on(day_start), self.to.on(day_start));
+        let mixed = matches!(
+            (self.from, self.to),
+            (When::Clock { .. }, When::At(_)) | (When::At(_), When::Clock { .. })
+        );
+        if to <= from && !(mixed && end.ns() == 0) {
+            anyhow::bail!("--incident '{}': it ends before it starts", self.text);
+        }
+        let ns = |t: i64| {
+            u64::try_from(t).map_err(|_| anyhow::anyhow!("--incident '{}': before 1970", self.text))
+        };
+        Ok(Incident {
+            kind: self.kind,
+            from_ns: ns(from)?,
+            to_ns: ns(to)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -769,4 +861,30 @@ fn truth_of(c: &Cart, p: &Params) -> Option<Truth> {
         suspected_cause: cause,
         span_count: spans.len() as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incidents_in_both_forms() {
+        let end: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+        let at = |s: &str| s.parse::<IncidentArg>().and_then(|a| a.resolve(end));
+        let ts = |ns: u64| Timestamp::from_ns(ns as i64).to_string();
+        let i = at("shipping-slow:09:00-10:30").unwrap();
+        assert_eq!(ts(i.from_ns), "2026-11-20T09:00:00.000000Z");
+        assert_eq!(ts(i.to_ns), "2026-11-20T10:30:00.000000Z");
+        let i = at("bad-deploy:2026-11-19T22:00:00Z-2026-11-20T01:00:00Z").unwrap();
+        assert_eq!(i.kind, IncidentKind::BadDeploy);
+        assert_eq!(ts(i.to_ns), "2026-11-20T01:00:00.000000Z");
+        assert!(at("fire:10:00-11:00").is_err());
+        assert!(at("shipping-slow:11:00-10:00").is_err());
+        assert!(at("shipping-slow").is_err());
+        // Mixed forms are judged once the day is known.
+        assert!("payment-errors:11:00-2026-11-20T10:00:00Z"
+            .parse::<IncidentArg>()
+            .is_ok());
+        assert!(at("payment-errors:11:00-2026-11-20T10:00:00Z").is_err());
+    }
 }

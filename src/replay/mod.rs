@@ -53,22 +53,21 @@ use crate::tables::builders::{
     Temporality,
 };
 use crate::tables::schema::{self, Table};
-use crate::time::parse_duration;
+use crate::time::{Duration, Timestamp};
 
 /// When and how strictly the replay judges.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
-    /// Nanoseconds since the epoch.
-    pub as_of_ns: i64,
+    pub as_of: Timestamp,
     /// Overrides the model's threshold.
-    pub threshold_ns: Option<u64>,
+    pub threshold: Option<Duration>,
 }
 
 /// What the replay found.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Summary {
-    pub as_of: String,
-    pub threshold: String,
+    pub as_of: Timestamp,
+    pub threshold: Duration,
     pub carts: u64,
     pub converted: u64,
     pub abandoned: u64,
@@ -618,7 +617,7 @@ fn fold_carts(events: &[RecordBatch], r: &Rules) -> Result<RecordBatch> {
 }
 
 /// The default as-of time: the latest timestamp in the data.
-pub async fn latest_timestamp_ns(ctx: &SessionContext) -> Result<Option<i64>> {
+pub async fn latest_timestamp(ctx: &SessionContext) -> Result<Option<Timestamp>> {
     let sql = "SELECT max(t) FROM (
         SELECT CAST(max(end_time) AS BIGINT) AS t FROM traces
         UNION ALL SELECT CAST(max(timestamp) AS BIGINT) FROM span_events
@@ -627,15 +626,17 @@ pub async fn latest_timestamp_ns(ctx: &SessionContext) -> Result<Option<i64>> {
     Ok(batches
         .first()
         .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>().cloned())
-        .and_then(|a| (!a.is_empty() && a.is_valid(0)).then(|| a.value(0) * 1000)))
+        .and_then(|a| (!a.is_empty() && a.is_valid(0)).then(|| a.value(0)))
+        .and_then(|us| us.checked_mul(1000))
+        .map(Timestamp::from_ns))
 }
 
 /// Runs the replay and registers `carts`, `cart_events`, `abandonments` and `cart_exemplars`,
 /// and adds the derived rows to `traces` and `metrics`.
 pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Result<Summary> {
-    let threshold_ns = opts.threshold_ns.unwrap_or_else(|| m.threshold_ns());
-    let as_of_us = opts.as_of_ns.div_euclid(1000);
-    let threshold_us = (threshold_ns / 1000) as i64;
+    let threshold = opts.threshold.unwrap_or(m.threshold);
+    let as_of_us = opts.as_of.micros();
+    let threshold_us = threshold.micros();
 
     // Held in memory, as `carts` is: the replay reads it several times, and so do the
     // library's queries; as a view, each reading would join the spans to their carts again.
@@ -659,25 +660,22 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     let p_ms = percentiles(ctx, m.causes.percentile).await?;
     let mut stages = Vec::new();
     for s in &m.stages {
-        let thr = match &s.threshold {
-            Some(t) => (parse_duration(t)? / 1000) as i64,
-            None => threshold_us,
-        };
+        let thr = s.threshold.map_or(threshold_us, Duration::micros);
         stages.push((s.name.clone(), thr));
     }
     let rules = Rules {
         as_of_us,
         stages,
         threshold_us,
-        window_us: (parse_duration(&m.causes.error_window)? / 1000) as i64,
+        window_us: m.causes.error_window.micros(),
         slow_ms: m.causes.slow_ms,
         p_ms,
     };
     let carts = vec![fold_carts(&all_events, &rules)?];
     drop(all_events);
     let (derived, mut summary) = derive(ctx, m, &carts).await?;
-    summary.as_of = crate::time::format_ns(opts.as_of_ns);
-    summary.threshold = crate::time::format_duration(threshold_ns);
+    summary.as_of = opts.as_of;
+    summary.threshold = threshold;
 
     ctx.register_table(
         "carts",

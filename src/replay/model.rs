@@ -7,129 +7,43 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::time::parse_duration;
+use crate::time::Duration;
 
 pub const PRESETS: [&str; 2] = ["reference", "otel-demo"];
 
-const REFERENCE: &str = r#"# cartscope lifecycle model: the reference instrumentation
-# (cart.add_item, cart.begin_checkout, checkout.complete; cart.id on the spans).
-name = "reference"
+/// A built-in model, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    Reference,
+    OtelDemo,
+}
 
-# A cart idle for this long without converting is abandoned (per stage below if needed).
-threshold = "30m"
+impl Preset {
+    /// Its TOML, as `cartscope model --print` shows it.
+    pub fn text(self) -> &'static str {
+        match self {
+            Preset::Reference => REFERENCE,
+            Preset::OtelDemo => OTEL_DEMO,
+        }
+    }
 
-[keys]
-# Attributes that hold each key, the first present wins.
-cart_id = ["cart.id"]
-user_id = ["user.id"]
-# Spans in traces without a cart id are attributed through this attribute, within the
-# cart's active window. Empty: off.
-session_id = []
-item_count = ["cart.item_count"]
-total_value = ["cart.total_value"]
-# true when the shop has no cart id and a cart is its user's (the user id is the cart id).
-cart_is_user = false
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Reference => "reference",
+            Preset::OtelDemo => "otel-demo",
+        }
+    }
+}
 
-# The stages, in order. A span is a stage when its name is one of `spans` or matches the
-# regular expression `pattern`, and every attribute in `where` has the given value.
-[[stages]]
-name = "active"
-spans = ["cart.add_item"]
-
-[[stages]]
-name = "checkout"
-spans = ["cart.begin_checkout"]
-
-[[stages]]
-name = "shipping"
-spans = ["shipping.calculate_rates"]
-
-[[stages]]
-name = "payment"
-spans = ["payment.authorize"]
-
-[[stages]]
-name = "completed"
-spans = ["checkout.complete"]
-success = true
-
-[causes]
-# The instrumentation's rules for an abandoned cart's last operation.
-slow_ms = 2000.0
-# Signals: an error within this long before the cart went idle.
-error_window = "5m"
-# Signals: slower than this percentile of its own operation in the same export.
-percentile = 0.95
-
-[derived]
-# What the instrumentation's background worker records for each abandonment; the replay
-# writes these rows (marked derived) unless the input already has them.
-span_name = "cart.abandonment.detected"
-metric_name = "cart.state.transitions"
-stage_attribute = "cart.stage"
-abandoned_stage = "abandoned"
-cart_id_attribute = "cart.id"
-service_name = "cart"
-"#;
-
-const OTEL_DEMO: &str = r#"# cartscope lifecycle model: the OpenTelemetry Demo (astronomy shop).
-# The demo has no cart id: a cart is its user's. Both the older app.* attribute names and the
-# newer ones are listed.
-name = "otel-demo"
-threshold = "30m"
-
-[keys]
-cart_id = []
-user_id = ["app.user.id", "user.id", "user_id"]
-session_id = []
-item_count = ["app.cart.items.count", "app.cart.item.count"]
-total_value = ["app.cart.total.value", "app.order.amount"]
-cart_is_user = true
-
-[[stages]]
-name = "active"
-spans = ["oteldemo.CartService/AddItem"]
-pattern = '^(oteldemo\.)?CartService/AddItem$'
-
-[[stages]]
-name = "checkout"
-spans = ["oteldemo.CheckoutService/PlaceOrder"]
-pattern = '^(oteldemo\.)?CheckoutService/PlaceOrder$'
-
-[[stages]]
-name = "shipping"
-spans = ["oteldemo.ShippingService/GetQuote"]
-pattern = '^(oteldemo\.)?ShippingService/GetQuote$'
-
-[[stages]]
-name = "payment"
-spans = ["oteldemo.PaymentService/Charge"]
-pattern = '^(oteldemo\.)?PaymentService/Charge$'
-
-[[stages]]
-name = "completed"
-spans = ["orders publish"]
-success = true
-
-[causes]
-slow_ms = 2000.0
-error_window = "5m"
-percentile = 0.95
-
-[derived]
-span_name = "cart.abandonment.detected"
-metric_name = "cart.state.transitions"
-stage_attribute = "cart.stage"
-abandoned_stage = "abandoned"
-cart_id_attribute = "cart.id"
-service_name = "cart"
-"#;
+/// The presets, as files beside this one.
+const REFERENCE: &str = include_str!("presets/reference.toml");
+const OTEL_DEMO: &str = include_str!("presets/otel-demo.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
     pub name: String,
-    pub threshold: String,
+    pub threshold: Duration,
     pub keys: Keys,
     pub stages: Vec<Stage>,
     #[serde(default)]
@@ -169,14 +83,14 @@ pub struct Stage {
     pub success: bool,
     /// Idle time after which a cart whose furthest stage is this one is abandoned.
     #[serde(default)]
-    pub threshold: Option<String>,
+    pub threshold: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Causes {
     pub slow_ms: f64,
-    pub error_window: String,
+    pub error_window: Duration,
     pub percentile: f64,
 }
 
@@ -184,7 +98,7 @@ impl Default for Causes {
     fn default() -> Self {
         Causes {
             slow_ms: 2000.0,
-            error_window: "5m".into(),
+            error_window: Duration::from_mins(5),
             percentile: 0.95,
         }
     }
@@ -214,25 +128,16 @@ impl Default for Derived {
     }
 }
 
-/// The text of a preset, as `cartscope model --print` shows it.
-pub fn preset_text(name: &str) -> Result<&'static str> {
-    match name {
-        "reference" => Ok(REFERENCE),
-        "otel-demo" => Ok(OTEL_DEMO),
-        _ => bail!("no preset '{name}': the presets are {}", PRESETS.join(", ")),
-    }
-}
-
 impl Model {
     /// A preset by name, or a TOML file by path.
     pub fn load(name_or_path: &str) -> Result<Model> {
-        if PRESETS.contains(&name_or_path) {
-            return Model::parse(preset_text(name_or_path)?, name_or_path);
+        if let Ok(p) = <Preset as clap::ValueEnum>::from_str(name_or_path, false) {
+            return Model::parse(p.text(), p.name());
         }
         let path = std::path::Path::new(name_or_path);
         if !path.exists() {
             bail!(
-                "--model '{name_or_path}' is neither a preset ({}) nor a file",
+                "'{name_or_path}' is neither a preset ({}) nor a file",
                 PRESETS.join(", ")
             );
         }
@@ -247,8 +152,14 @@ impl Model {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            // The key, read off the line, when the error is about a value.
+            let key = line
+                .and_then(|l| text.lines().nth(l - 1))
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| format!(", {}", k.trim()))
+                .unwrap_or_default();
             match line {
-                Some(l) => anyhow!("model '{origin}', line {l}: {}", e.message()),
+                Some(l) => anyhow!("model '{origin}', line {l}{key}: {}", e.message()),
                 None => anyhow!("model '{origin}': {}", e.message()),
             }
         })?;
@@ -269,8 +180,6 @@ impl Model {
         if self.keys.cart_is_user && self.keys.user_id.is_empty() {
             bail!("keys.cart_is_user needs keys.user_id");
         }
-        parse_duration(&self.threshold).context("threshold")?;
-        parse_duration(&self.causes.error_window).context("causes.error_window")?;
         if !(0.0..=1.0).contains(&self.causes.percentile) {
             bail!("causes.percentile must be between 0 and 1");
         }
@@ -288,15 +197,8 @@ impl Model {
             if let Some(p) = &s.pattern {
                 regex_syntax_ok(p).with_context(|| format!("stage '{}': pattern", s.name))?;
             }
-            if let Some(t) = &s.threshold {
-                parse_duration(t).with_context(|| format!("stage '{}': threshold", s.name))?;
-            }
         }
         Ok(())
-    }
-
-    pub fn threshold_ns(&self) -> u64 {
-        parse_duration(&self.threshold).unwrap_or(30 * 60 * 1_000_000_000)
     }
 
     pub fn to_toml(&self) -> Result<String> {
@@ -347,5 +249,9 @@ mod tests {
         assert!(e.contains("threshhold"), "{e}");
         let no_success = REFERENCE.replace("success = true", "");
         assert!(Model::parse(&no_success, "m").is_err());
+        // A duration is typed when the model is read: a bad one names its line.
+        let bad_duration = REFERENCE.replace("threshold = \"30m\"", "threshold = \"soon\"");
+        let e = format!("{:#}", Model::parse(&bad_duration, "m.toml").unwrap_err());
+        assert!(e.contains("'m.toml', line 6, threshold: 'soon'"), "{e}");
     }
 }

@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 
 use super::{Count, Driver, HourRow, LatencyBucket, LatencyCurve, Report};
 use crate::stats;
-use crate::time::parse_time;
 
 /// The one escape for every string that is not the page's own markup: `& < > " '` become
 /// entities (safe in text and in quoted attribute values), and control characters, which
@@ -542,17 +541,20 @@ const HOUR_NS: i64 = 3_600_000_000_000;
 /// with the hours without abandonments as empty bars; the report's rows as they are when
 /// their hours cannot be read or the period is longer than two months.
 fn hour_slots(r: &Report) -> Vec<Slot<'_>> {
-    let split = |s: &str| -> (String, String) {
-        match (s.get(0..10), s.get(11..13)) {
-            (Some(d), Some(h)) => (h.to_string(), d.to_string()),
-            _ => (s.to_string(), String::new()),
+    let split = |t: i64| -> (String, String) {
+        match DateTime::<Utc>::from_timestamp(t.div_euclid(1_000_000_000), 0) {
+            Some(dt) => (
+                dt.format("%H").to_string(),
+                dt.format("%Y-%m-%d").to_string(),
+            ),
+            None => (t.to_string(), String::new()),
         }
     };
     let as_is = || {
         r.by_hour
             .iter()
             .map(|h| {
-                let (hour, date) = split(&h.hour);
+                let (hour, date) = split(h.hour.ns());
                 Slot {
                     hour,
                     date,
@@ -561,18 +563,8 @@ fn hour_slots(r: &Report) -> Vec<Slot<'_>> {
             })
             .collect()
     };
-    let parsed: Option<BTreeMap<i64, &HourRow>> = r
-        .by_hour
-        .iter()
-        .map(|h| parse_time(&h.hour, None).ok().map(|t| (t, h)))
-        .collect();
-    let (Some(rows), Ok(since), Ok(until)) = (
-        parsed,
-        parse_time(&r.period.since, None),
-        parse_time(&r.period.until, None),
-    ) else {
-        return as_is();
-    };
+    let rows: BTreeMap<i64, &HourRow> = r.by_hour.iter().map(|h| (h.hour.ns(), h)).collect();
+    let (since, until) = (r.period.since.ns(), r.period.until.ns());
     let floor = |t: i64| t.div_euclid(HOUR_NS) * HOUR_NS;
     let start = rows
         .keys()
@@ -586,7 +578,10 @@ fn hour_slots(r: &Report) -> Vec<Slot<'_>> {
         .copied()
         .unwrap_or(since)
         .max(floor(until - 1));
-    if end < start || (end - start) / HOUR_NS > 24 * 62 || rows.keys().any(|t| t % HOUR_NS != 0) {
+    if end < start
+        || end.saturating_sub(start) / HOUR_NS > 24 * 62
+        || rows.keys().any(|t| t % HOUR_NS != 0)
+    {
         return as_is();
     }
     let mut out = Vec::new();
@@ -1622,11 +1617,11 @@ mod tests {
             version: 1,
             generator: s("gen"),
             model: s("model"),
-            as_of: s("asof"),
-            threshold: s("30m"),
+            as_of: "2026-11-20T12:00:00Z".parse().unwrap(),
+            threshold: "30m".parse().unwrap(),
             period: Period {
-                since: "2026-11-19T12:00:00.000000Z".into(),
-                until: "2026-11-20T12:00:00.000000Z".into(),
+                since: "2026-11-19T12:00:00Z".parse().unwrap(),
+                until: "2026-11-20T12:00:00Z".parse().unwrap(),
             },
             changes: super::super::changes(&summary, &Summary::default()),
             summary,
@@ -1682,7 +1677,7 @@ mod tests {
                 ],
             }],
             by_hour: vec![HourRow {
-                hour: "2026-11-19T13:00:00Z".into(),
+                hour: "2026-11-19T13:00:00Z".parse().unwrap(),
                 causes: [(s("cause"), 4), ("none".to_string(), 2)].into(),
             }],
         };

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::replay::model::Model;
 use crate::stats::{self, TwoByTwo};
-use crate::time::format_ns;
+use crate::time::{Duration, Timestamp};
 
 pub const REPORT_VERSION: u32 = 1;
 
@@ -54,8 +54,8 @@ pub struct Report {
     pub version: u32,
     pub generator: String,
     pub model: String,
-    pub as_of: String,
-    pub threshold: String,
+    pub as_of: Timestamp,
+    pub threshold: Duration,
     pub period: Period,
     pub summary: Summary,
     pub previous: Summary,
@@ -78,8 +78,14 @@ pub struct Report {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Period {
-    pub since: String,
-    pub until: String,
+    pub since: Timestamp,
+    pub until: Timestamp,
+}
+
+impl Period {
+    pub fn length_ns(&self) -> i64 {
+        self.until.ns() - self.since.ns()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -205,17 +211,39 @@ pub struct LatencyBucket {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HourRow {
-    pub hour: String,
+    /// The hour's start, written to the second (`2026-11-20T10:00:00Z`).
+    #[serde(with = "whole_seconds")]
+    pub hour: Timestamp,
     pub causes: BTreeMap<String, u64>,
+}
+
+/// A timestamp written to the whole second, as SQL writes a truncated hour.
+mod whole_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::time::Timestamp;
+
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        let secs = t.ns().div_euclid(1_000_000_000);
+        match chrono::DateTime::from_timestamp(secs, 0) {
+            Some(d) => s.collect_str(&d.format("%Y-%m-%dT%H:%M:%SZ")),
+            None => s.collect_str(t),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e: anyhow::Error| serde::de::Error::custom(format!("{e:#}")))
+    }
 }
 
 /// What to report on.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub since_ns: i64,
-    pub until_ns: i64,
-    pub as_of_ns: i64,
-    pub threshold: String,
+    pub period: Period,
+    pub as_of: Timestamp,
+    pub threshold: Duration,
     pub top: usize,
     pub min_support: u64,
     pub attributes: Vec<String>,
@@ -258,6 +286,20 @@ fn floats(bs: &[RecordBatch], i: usize) -> Vec<Option<f64>> {
         )
         .expect("cast to double");
         let a = c.as_primitive::<Float64Type>();
+        out.extend((0..a.len()).map(|r| a.is_valid(r).then(|| a.value(r))));
+    }
+    out
+}
+
+fn ints(bs: &[RecordBatch], i: usize) -> Vec<Option<i64>> {
+    let mut out = Vec::new();
+    for b in bs {
+        let c = datafusion::arrow::compute::cast(
+            b.column(i),
+            &datafusion::arrow::datatypes::DataType::Int64,
+        )
+        .expect("cast to bigint");
+        let a = c.as_primitive::<Int64Type>();
         out.extend((0..a.len()).map(|r| a.is_valid(r).then(|| a.value(r))));
     }
     out
@@ -413,9 +455,10 @@ async fn operation_stats(ctx: &SessionContext, span_filter: &str) -> Result<Vec<
 
 /// Builds the report from a replayed session.
 pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Report> {
-    let cur = period_filter(o.since_ns, o.until_ns);
-    let len = o.until_ns - o.since_ns;
-    let prev = period_filter(o.since_ns - len, o.since_ns);
+    let (since_ns, until_ns) = (o.period.since.ns(), o.period.until.ns());
+    let cur = period_filter(since_ns, until_ns);
+    let len = until_ns - since_ns;
+    let prev = period_filter(since_ns.saturating_sub(len), since_ns);
     let summary = summary_of(ctx, &cur).await?;
     let previous = summary_of(ctx, &prev).await?;
     let period_carts = format!("SELECT cart_id FROM carts WHERE {cur}");
@@ -473,8 +516,8 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     // By last operation, with that operation's latency and errors over the period's spans.
     let span_period = format!(
         "NOT derived AND CAST(start_time AS BIGINT) >= {} AND CAST(start_time AS BIGINT) < {}",
-        o.since_ns.div_euclid(1000),
-        o.until_ns.div_euclid(1000)
+        o.period.since.micros(),
+        o.period.until.micros()
     );
     let operations = operation_stats(ctx, &span_period).await?;
     let b = batches(
@@ -541,15 +584,20 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     let b = batches(
         ctx,
         &format!(
-            "SELECT date_trunc('hour', abandoned_at) AS h, coalesce(suspected_cause, 'none'), count(*)
-             FROM carts WHERE {cur} AND outcome = 'abandoned' GROUP BY 1, 2 ORDER BY 1, 2"
+            "SELECT CAST(date_trunc('hour', abandoned_at) AS BIGINT) AS h, coalesce(suspected_cause, 'none'), count(*)
+             FROM carts WHERE {cur} AND outcome = 'abandoned' AND abandoned_at IS NOT NULL
+             GROUP BY 1, 2 ORDER BY 1, 2"
         ),
     )
     .await?;
-    let (hours, hc, hn) = (strings(&b, 0), strings(&b, 1), counts(&b, 2));
+    // An abandoned cart always has its abandoned_at (its last activity plus the threshold).
+    let (hours, hc, hn) = (ints(&b, 0), strings(&b, 1), counts(&b, 2));
     let mut by_hour: Vec<HourRow> = Vec::new();
     for i in 0..hours.len() {
-        let h = hours[i].clone().unwrap_or_default();
+        let Some(h) = hours[i].and_then(|us| us.checked_mul(1000)) else {
+            continue;
+        };
+        let h = Timestamp::from_ns(h);
         if by_hour.last().is_none_or(|r| r.hour != h) {
             by_hour.push(HourRow {
                 hour: h,
@@ -566,12 +614,9 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         version: REPORT_VERSION,
         generator: format!("cartscope {}", env!("CARGO_PKG_VERSION")),
         model: m.name.clone(),
-        as_of: format_ns(o.as_of_ns),
-        threshold: o.threshold.clone(),
-        period: Period {
-            since: format_ns(o.since_ns),
-            until: format_ns(o.until_ns),
-        },
+        as_of: o.as_of,
+        threshold: o.threshold,
+        period: o.period.clone(),
         changes: changes(&summary, &previous),
         summary,
         previous,

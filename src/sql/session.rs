@@ -134,9 +134,9 @@ fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvide
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
-/// Pins `now()` and `CURRENT_TIMESTAMP` to `ns` (the as-of time).
-pub fn pin_now(ctx: &SessionContext, ns: i64) {
-    ctx.register_udf(crate::sql::udf::FixedNow::udf(ns));
+/// Pins `now()` and `CURRENT_TIMESTAMP` to the as-of time.
+pub fn pin_now(ctx: &SessionContext, at: crate::time::Timestamp) {
+    ctx.register_udf(crate::sql::udf::FixedNow::udf(at.ns()));
 }
 
 /// Runs one SQL statement and collects its result.
