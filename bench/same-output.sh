@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shows that a change left cartscope's outputs byte for byte as they were, on sample-data/:
-# `detect -f csv`, `report` in all four formats, `check` in text, JSON and JUnit, and every
-# library query in CSV. Used for refactorings that must not change behaviour.
+# `detect -f csv`, `report` in all four formats, `check` in text, JSON and JUnit, every
+# library query in CSV, `schema` and `tables`; stderr and exit codes too. Used for refactorings that must not change behaviour.
 #
 #   bench/same-output.sh OLD_BIN NEW_BIN        compare two binaries
 #   bench/same-output.sh --rev REV [NEW_BIN]    build REV in a temporary worktree (sharing
@@ -50,6 +50,8 @@ outputs() {
         run "query.$q.csv" query "$q" --data "$data" -f csv
     done
     run queries.csv queries -f csv
+    run schema.csv schema -f csv
+    run tables.csv tables --data "$data" -f csv
 }
 
 outputs "$old" "$work/old"

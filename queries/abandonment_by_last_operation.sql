@@ -18,8 +18,8 @@ ranked AS (
            row_number() OVER (PARTITION BY operation_name
                               ORDER BY duration_ms, trace_id, span_id) AS rn,
            count(*) OVER (PARTITION BY operation_name) AS n
-    FROM traces
-    WHERE NOT derived AND duration_ms IS NOT NULL
+    FROM observed_traces
+    WHERE duration_ms IS NOT NULL
 ),
 durations AS (
     SELECT operation_name,

@@ -41,8 +41,8 @@ FROM (
                                   ORDER BY end_time DESC, time DESC, span_id DESC) AS rn
         FROM cart_events
     ) l ON l.cart_id = c.cart_id AND l.rn = 1
-    LEFT JOIN traces t
-        ON t.trace_id = l.trace_id AND t.span_id = l.span_id AND NOT t.derived
+    LEFT JOIN observed_traces t
+        ON t.trace_id = l.trace_id AND t.span_id = l.span_id
     LEFT JOIN (
         SELECT trace_id, span_id, attributes,
                row_number() OVER (PARTITION BY trace_id, span_id

@@ -195,3 +195,96 @@ async fn raw_files_and_datasets_combine_in_one_data_argument() {
     assert_eq!(one(&ctx, "SELECT count(*) FROM traces").await, "3");
     assert_eq!(one(&ctx, "SELECT count(*) FROM spans").await, "3");
 }
+
+/// The column names of a Parquet file.
+fn columns(path: &Path) -> Vec<String> {
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    r.metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn derived_rows_live_apart_and_datasets_with_the_old_derived_column_still_load() {
+    // A dataset written before the replay kept its rows apart: its traces carry `derived`.
+    let old = root("sample-data/parquet");
+    let old_part = parts(&old)
+        .into_iter()
+        .find(|p| p.starts_with(old.join("traces")))
+        .unwrap();
+    assert!(columns(&old_part).contains(&"derived".to_string()));
+
+    // A new dataset stores the canonical schema only, and says it is version 2.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    ingest(&out, &[root("sample-data/otlp/traces.jsonl")]);
+    for p in parts(&out) {
+        assert!(!columns(&p).contains(&"derived".to_string()), "{p:?}");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("_cartscope.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["version"], 2);
+
+    // Both load; before the replay `traces` is the observed rows, each `derived = false`.
+    for ds in [&old, &out] {
+        let (ctx, _) = load(std::slice::from_ref(ds)).await;
+        assert_eq!(
+            one(&ctx, "SELECT count(*) FROM traces WHERE derived").await,
+            "0"
+        );
+        assert_eq!(
+            one(&ctx, "SELECT count(*) FROM traces").await,
+            one(&ctx, "SELECT count(*) FROM observed_traces").await
+        );
+    }
+
+    // After the replay, `traces` and `metrics` show the derived rows beside the observed
+    // ones, which stay as they were.
+    let (ctx, _) = load(std::slice::from_ref(&old)).await;
+    let observed = one(&ctx, "SELECT count(*) FROM observed_traces").await;
+    let s = cartscope::replay::run(
+        &ctx,
+        &cartscope::replay::model::Model::load("reference").unwrap(),
+        &cartscope::replay::ReplayOptions {
+            as_of: "2026-11-20T12:00:00Z".parse().unwrap(),
+            threshold: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(s.derived_spans > 0);
+    assert_eq!(
+        one(&ctx, "SELECT count(*) FROM observed_traces").await,
+        observed
+    );
+    assert_eq!(
+        one(&ctx, "SELECT count(*) FROM traces WHERE derived").await,
+        s.derived_spans.to_string()
+    );
+    assert_eq!(
+        one(&ctx, "SELECT count(*) FROM derived_traces").await,
+        s.derived_spans.to_string()
+    );
+    assert_eq!(
+        one(
+            &ctx,
+            "SELECT count(*) FROM traces WHERE operation_name = 'cart.abandonment.detected' AND derived"
+        )
+        .await,
+        s.derived_spans.to_string()
+    );
+    assert_eq!(
+        one(&ctx, "SELECT count(*) FROM metrics WHERE derived").await,
+        s.derived_points.to_string()
+    );
+    assert_eq!(
+        one(&ctx, "SELECT count(*) FROM spans").await,
+        one(&ctx, "SELECT count(*) FROM traces").await
+    );
+}

@@ -56,14 +56,20 @@ SELECT this_would_fail;
     assert!(table.contains("│ carts ┆ outcomes │"), "{table}");
     assert!(table.contains("│  3000 ┆        4 │"), "{table}");
 
-    // `\d`: names and types, tables and views.
+    // `\d`: names and types, tables and views; `traces` and `metrics` are views over the
+    // observed rows and the replay's derived ones.
     let rest = &stdout[table_end..];
     for row in [
-        "│ carts          ┆ table │",
-        "│ cart_events    ┆ table │",
-        "│ abandonments   ┆ view  │",
-        "│ traces         ┆ view  │",
-        "│ spans          ┆ view  │",
+        "│ carts            ┆ table │",
+        "│ cart_events      ┆ table │",
+        "│ abandonments     ┆ view  │",
+        "│ traces           ┆ view  │",
+        "│ spans            ┆ view  │",
+        "│ metrics          ┆ view  │",
+        "│ observed_traces  ┆ table │",
+        "│ derived_traces   ┆ table │",
+        "│ observed_metrics ┆ table │",
+        "│ derived_metrics  ┆ table │",
     ] {
         assert!(rest.contains(row), "no {row} in\n{rest}");
     }

@@ -23,7 +23,7 @@ pub fn run(a: &SchemaArgs) -> Result<()> {
     };
     let (mut t, mut c, mut ty, mut nullable) = (vec![], vec![], vec![], vec![]);
     for table in tables {
-        for f in table.schema().fields() {
+        for f in table.view_schema().fields() {
             t.push(table.name());
             c.push(f.name().clone());
             ty.push(type_name(f.data_type()));

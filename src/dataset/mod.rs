@@ -32,7 +32,11 @@ use crate::read::input::MANIFEST;
 use crate::tables::schema::Table;
 
 pub const FORMAT: &str = "cartscope-dataset";
-pub const VERSION: u32 = 1;
+/// 2: the parts of `traces` and `metrics` have no `derived` column (the replay keeps its rows
+/// in tables of its own). Version 1 datasets read as they are (the extra column is ignored);
+/// one appended to becomes version 2, so an older cartscope asks to be upgraded rather than
+/// read parts it does not expect.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -110,7 +114,10 @@ impl Manifest {
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)?;
+        let text = serde_json::to_string_pretty(&Manifest {
+            version: VERSION,
+            ..self.clone()
+        })?;
         crate::output::write_atomically(&Self::path(dir), |w| {
             w.write_all(text.as_bytes())?;
             w.write_all(b"\n")?;

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use datafusion::arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray,
-    MapArray, StringArray, StringBuilder, StructArray, TimestampMicrosecondArray, UInt32Array,
+    new_null_array, Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, MapArray,
+    StringArray, StringBuilder, StructArray, TimestampMicrosecondArray, UInt32Array,
 };
 use datafusion::arrow::compute::{can_cast_types, cast_with_options, take, CastOptions};
 use datafusion::arrow::datatypes::{
@@ -265,7 +265,8 @@ pub fn read_parquet(
 }
 
 /// Converts one batch in cartscope's own schema (any column order; extra columns dropped;
-/// missing nullable columns filled with nulls; a missing `derived` column filled with false;
+/// missing nullable columns filled with nulls (a `derived` column, which datasets and
+/// Parquet written before the replay kept its rows apart carry, is one of the extra ones);
 /// castable type differences such as nanosecond or timezone-less timestamps, Int32 vs Int64,
 /// LargeUtf8 or Dictionary strings, cast to the canonical type) to the exact canonical schema.
 pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
@@ -277,25 +278,11 @@ pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
         let col = match batch.column_by_name(name) {
             Some(a) => to_canonical(field, a).with_context(|| format!("column `{name}`"))?,
             None if field.is_nullable() => new_null_array(field.data_type(), n),
-            None if field.data_type() == &DataType::Boolean => {
-                Arc::new(BooleanArray::from(vec![false; n]))
-            }
             None => bail!("required column `{name}` is missing; add it or re-export the table"),
         };
-        let col = if !field.is_nullable() && col.null_count() > 0 {
-            match col.data_type() {
-                // `derived`: rows not marked are rows read from the input.
-                DataType::Boolean => Arc::new(
-                    col.as_boolean()
-                        .iter()
-                        .map(|v| Some(v.unwrap_or(false)))
-                        .collect::<BooleanArray>(),
-                ) as ArrayRef,
-                _ => bail!("column `{name}` must not be null but has nulls"),
-            }
-        } else {
-            col
-        };
+        if !field.is_nullable() && col.null_count() > 0 {
+            bail!("column `{name}` must not be null but has nulls");
+        }
         cols.push(col);
     }
     RecordBatch::try_new(schema, cols).map_err(|e| {
@@ -663,7 +650,6 @@ pub fn from_clickhouse(batch: &RecordBatch) -> Result<[RecordBatch; 3]> {
             new_null_array(&DataType::Int64, n),
             new_null_array(&DataType::Int64, n),
             new_null_array(&DataType::Int64, n),
-            Arc::new(BooleanArray::from(vec![false; n])),
         ],
     )
     .map_err(|e| {
@@ -942,7 +928,7 @@ mod tests {
     fn canonical_round_trip_conforms_a_variant_schema() {
         // Nanosecond timestamps without timezone, another column order, LargeUtf8, dictionary
         // strings, Int32 flags, foreign map field names, an extra column, and many columns
-        // missing (among them trace_state and the non-nullable `derived`).
+        // missing (among them trace_state).
         let schema = Arc::new(Schema::new(vec![
             Field::new(
                 "start_time",
@@ -1045,7 +1031,7 @@ mod tests {
                 pairs(&[])
             ]
         );
-        // Missing columns: nulls, and `derived` false.
+        // Missing columns: nulls.
         assert_eq!(strs(b, "trace_state"), vec![None, None]);
         assert_eq!(
             b.column_by_name("resource_attributes")
@@ -1053,8 +1039,6 @@ mod tests {
                 .null_count(),
             2
         );
-        let derived = b.column_by_name("derived").unwrap().as_boolean();
-        assert_eq!(derived.iter().collect::<Vec<_>>(), vec![Some(false); 2]);
         assert!(b.column_by_name("not_ours").is_none());
     }
 
@@ -1328,8 +1312,7 @@ mod tests {
         ] {
             assert_eq!(tr.column_by_name(c).unwrap().null_count(), 2, "{c}");
         }
-        let derived = tr.column_by_name("derived").unwrap().as_boolean();
-        assert_eq!(derived.iter().collect::<Vec<_>>(), vec![Some(false); 2]);
+        assert!(tr.column_by_name("derived").is_none());
 
         let ev = &got[&Table::SpanEvents];
         assert_eq!(ev.num_rows(), 2);

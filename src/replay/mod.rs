@@ -179,12 +179,12 @@ pub fn cart_events_sql(m: &Model, as_of_us: i64) -> String {
     };
     let mut sql = format!(
         "WITH keyed AS (
-            SELECT t.trace_id, {key} AS cart_id FROM traces t
-            WHERE NOT t.derived AND t.trace_id IS NOT NULL AND {key} IS NOT NULL{key_filter}),
+            SELECT t.trace_id, {key} AS cart_id FROM observed_traces t
+            WHERE t.trace_id IS NOT NULL AND {key} IS NOT NULL{key_filter}),
         trace_cart AS (SELECT trace_id, min(cart_id) AS cart_id FROM keyed GROUP BY trace_id)
         SELECT tc.cart_id, {cols}
-        FROM traces t JOIN trace_cart tc ON t.trace_id = tc.trace_id
-        WHERE NOT t.derived AND CAST(t.end_time AS BIGINT) <= {as_of_us}",
+        FROM observed_traces t JOIN trace_cart tc ON t.trace_id = tc.trace_id
+        WHERE CAST(t.end_time AS BIGINT) <= {as_of_us}",
         cols = columns(&own)
     );
     if !m.keys.session_id.is_empty() {
@@ -193,15 +193,15 @@ pub fn cart_events_sql(m: &Model, as_of_us: i64) -> String {
             "WITH by_trace AS ({sql}),
             sessions AS (
                 SELECT DISTINCT b.cart_id, {session} AS session_id
-                FROM traces t JOIN by_trace b ON t.trace_id = b.trace_id AND t.span_id = b.span_id
+                FROM observed_traces t JOIN by_trace b ON t.trace_id = b.trace_id AND t.span_id = b.span_id
                 WHERE {session} IS NOT NULL),
             windows AS (SELECT cart_id, min(time) AS lo, max(end_time) AS hi FROM by_trace GROUP BY cart_id),
             by_session AS (
                 SELECT s.cart_id, {cols}
-                FROM traces t
+                FROM observed_traces t
                 JOIN sessions s ON {session} = s.session_id
                 JOIN windows w ON w.cart_id = s.cart_id
-                WHERE NOT t.derived AND CAST(t.end_time AS BIGINT) <= {as_of_us}
+                WHERE CAST(t.end_time AS BIGINT) <= {as_of_us}
                   AND t.start_time >= w.lo AND t.start_time <= w.hi
                   AND t.trace_id NOT IN (SELECT trace_id FROM by_trace))
             SELECT * FROM by_trace UNION ALL SELECT * FROM by_session",
@@ -212,9 +212,9 @@ pub fn cart_events_sql(m: &Model, as_of_us: i64) -> String {
 }
 
 /// The durations each operation's percentile is taken over (for the `slower_than_p95`
-/// signal): every span's but derived ones.
-pub const DURATIONS_SQL: &str = "SELECT operation_name, duration_ms FROM traces \
-     WHERE NOT derived AND duration_ms IS NOT NULL AND operation_name IS NOT NULL";
+/// signal): every observed span's.
+pub const DURATIONS_SQL: &str = "SELECT operation_name, duration_ms FROM observed_traces \
+     WHERE duration_ms IS NOT NULL AND operation_name IS NOT NULL";
 
 /// Each operation's percentile duration, nearest rank: the ceil(p * n)-th smallest of its n
 /// durations. One streaming pass and a selection per operation, not a sort of every span.
@@ -619,9 +619,9 @@ fn fold_carts(events: &[RecordBatch], r: &Rules) -> Result<RecordBatch> {
 /// The default as-of time: the latest timestamp in the data.
 pub async fn latest_timestamp(ctx: &SessionContext) -> Result<Option<Timestamp>> {
     let sql = "SELECT max(t) FROM (
-        SELECT CAST(max(end_time) AS BIGINT) AS t FROM traces
+        SELECT CAST(max(end_time) AS BIGINT) AS t FROM observed_traces
         UNION ALL SELECT CAST(max(timestamp) AS BIGINT) FROM span_events
-        UNION ALL SELECT CAST(max(timestamp) AS BIGINT) FROM metrics)";
+        UNION ALL SELECT CAST(max(timestamp) AS BIGINT) FROM observed_metrics)";
     let batches = ctx.sql(sql).await?.collect().await?;
     Ok(batches
         .first()
@@ -631,8 +631,9 @@ pub async fn latest_timestamp(ctx: &SessionContext) -> Result<Option<Timestamp>>
         .map(Timestamp::from_ns))
 }
 
-/// Runs the replay and registers `carts`, `cart_events`, `abandonments` and `cart_exemplars`,
-/// and adds the derived rows to `traces` and `metrics`.
+/// Runs the replay and registers `carts`, `cart_events`, `abandonments`, `cart_exemplars` and
+/// its derived rows (`derived_traces`, `derived_metrics`, seen through the `traces` and
+/// `metrics` views).
 pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Result<Summary> {
     let threshold = opts.threshold.unwrap_or(m.threshold);
     let as_of_us = opts.as_of.micros();
@@ -691,11 +692,13 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         .await?;
     ctx.sql("CREATE VIEW cart_exemplars AS SELECT e.*, c.cart_id FROM exemplars e JOIN (SELECT DISTINCT trace_id, cart_id FROM cart_events) c ON e.trace_id = c.trace_id")
         .await?;
-    add_rows(ctx, Table::Traces, derived[Table::Traces.index()].clone()).await?;
-    add_rows(ctx, Table::Metrics, derived[Table::Metrics.index()].clone()).await?;
-    // `spans` was bound to the old `traces`.
-    ctx.deregister_table("spans")?;
-    ctx.sql("CREATE VIEW spans AS SELECT * FROM traces").await?;
+    for table in [Table::Traces, Table::Metrics] {
+        let name = table.derived_name().context("a table of derived rows")?;
+        let rows = MemTable::try_new(table.schema(), vec![derived[table.index()].clone()])?;
+        ctx.deregister_table(name)?;
+        ctx.register_table(name, Arc::new(rows))?;
+    }
+    crate::sql::session::present(ctx).await?;
     Ok(summary)
 }
 
@@ -727,19 +730,6 @@ fn register_stages(ctx: &SessionContext, m: &Model) -> Result<()> {
     Ok(())
 }
 
-async fn add_rows(ctx: &SessionContext, table: Table, batches: Vec<RecordBatch>) -> Result<()> {
-    if batches.iter().all(|b| b.num_rows() == 0) {
-        return Ok(());
-    }
-    let old = ctx
-        .deregister_table(table.name())?
-        .context("table not registered")?;
-    let extra = Arc::new(MemTable::try_new(table.schema(), vec![batches])?);
-    let df = ctx.read_table(old)?.union(ctx.read_table(extra)?)?;
-    ctx.register_table(table.name(), df.into_view())?;
-    Ok(())
-}
-
 fn id_of<const N: usize>(seed: &str, salt: u64) -> [u8; N] {
     let h = xxhash_rust::xxh3::xxh3_128_with_seed(seed.as_bytes(), salt).to_be_bytes();
     let mut out = [0u8; N];
@@ -759,7 +749,7 @@ async fn derive(
     let recorded_spans = string_set(
         ctx,
         &format!(
-            "SELECT DISTINCT attributes[{}] FROM traces WHERE operation_name = {} AND attributes[{}] IS NOT NULL",
+            "SELECT DISTINCT attributes[{}] FROM observed_traces WHERE operation_name = {} AND attributes[{}] IS NOT NULL",
             lit(&d.cart_id_attribute),
             lit(&d.span_name),
             lit(&d.cart_id_attribute)
@@ -769,7 +759,7 @@ async fn derive(
     let recorded_points = string_set(
         ctx,
         &format!(
-            "SELECT DISTINCT attributes[{}] FROM metrics WHERE name = {} AND attributes[{}] = {} AND attributes[{}] IS NOT NULL",
+            "SELECT DISTINCT attributes[{}] FROM observed_metrics WHERE name = {} AND attributes[{}] = {} AND attributes[{}] IS NOT NULL",
             lit(&d.cart_id_attribute),
             lit(&d.metric_name),
             lit(&d.stage_attribute),
@@ -866,7 +856,6 @@ async fn derive(
                     start_ns: when_ns,
                     end_ns: when_ns,
                     status_code: StatusCode::Unset,
-                    derived: true,
                     ..SpanRec::default()
                 };
                 b.traces.append_span(&span, &attrs, &[], &[]);
@@ -885,7 +874,6 @@ async fn derive(
                     metric_type: MetricType::Sum,
                     is_monotonic: Some(true),
                     temporality: Some(Temporality::Delta),
-                    derived: true,
                     ..MetricHead::default()
                 };
                 let mut p = PointRec {

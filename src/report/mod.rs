@@ -427,7 +427,7 @@ async fn operation_stats(ctx: &SessionContext, span_filter: &str) -> Result<Vec<
             "WITH ranked AS (SELECT operation_name AS op, duration_ms, status_code,
                                     row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
                                     count(*) OVER (PARTITION BY operation_name) AS cnt
-                             FROM traces WHERE {span_filter} AND duration_ms IS NOT NULL
+                             FROM observed_traces WHERE {span_filter} AND duration_ms IS NOT NULL
                                AND operation_name IS NOT NULL)
              SELECT op, max(cnt),
                     max(CASE WHEN rn = greatest(CAST(ceil(0.5 * cnt) AS BIGINT), 1) THEN duration_ms END),
@@ -515,7 +515,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
 
     // By last operation, with that operation's latency and errors over the period's spans.
     let span_period = format!(
-        "NOT derived AND CAST(start_time AS BIGINT) >= {} AND CAST(start_time AS BIGINT) < {}",
+        "CAST(start_time AS BIGINT) >= {} AND CAST(start_time AS BIGINT) < {}",
         o.period.since.micros(),
         o.period.until.micros()
     );
@@ -697,7 +697,7 @@ async fn drivers(
                   ranked AS (SELECT operation_name, duration_ms,
                                     row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
                                     count(*) OVER (PARTITION BY operation_name) AS cnt
-                             FROM traces WHERE NOT derived AND duration_ms IS NOT NULL),
+                             FROM observed_traces WHERE duration_ms IS NOT NULL),
                   p95 AS (SELECT operation_name, duration_ms AS p95 FROM ranked
                           WHERE rn = greatest(CAST(ceil(0.95 * cnt) AS BIGINT), 1))
              SELECT e.cart_id, e.operation, max(e.duration_ms), bool_or(e.status_code = 'error'),
@@ -754,7 +754,7 @@ async fn drivers(
                 "WITH pop AS ({pop_sql})
                  SELECT e.cart_id, t.service_name, {expr} AS v, coalesce(min(e.stage_order), 1)
                  FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
-                 JOIN traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id
+                 JOIN observed_traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id
                  WHERE {expr} IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
             ),
         )

@@ -1,6 +1,13 @@
 //! The one place a DataFusion `SessionContext` is built: configuration, the canonical tables
 //! (from raw exports loaded into memory and from ingested Parquet datasets), and the views.
 //! Everything else receives a context and never builds its own.
+//!
+//! A later stage never writes into an earlier stage's tables: the rows read from the input of
+//! `traces` and `metrics` are registered as `observed_traces` and `observed_metrics`, the
+//! replay registers its own rows as `derived_traces` and `derived_metrics` (empty until it
+//! runs), and `present` makes `traces` and `metrics` views over both, with a `derived`
+//! column, so SQL written for the reference instrumentation finds the derived rows where it
+//! looks for them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -104,18 +111,47 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
         if providers.is_empty() {
             providers.push(Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?));
         }
+        let name = table.observed_name();
         if providers.len() == 1 {
-            ctx.register_table(table.name(), providers.remove(0))?;
+            ctx.register_table(name, providers.remove(0))?;
         } else {
             let mut df = ctx.read_table(providers.remove(0))?;
             for p in providers {
                 df = df.union(ctx.read_table(p)?)?;
             }
-            ctx.register_table(table.name(), df.into_view())?;
+            ctx.register_table(name, df.into_view())?;
+        }
+        if let Some(derived) = table.derived_name() {
+            ctx.register_table(
+                derived,
+                Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?),
+            )?;
         }
     }
-    ctx.sql("CREATE VIEW spans AS SELECT * FROM traces").await?;
+    present(&ctx).await?;
     Ok(ctx)
+}
+
+/// (Re)creates the views over observed and derived rows: `traces`, `metrics`, and `spans`
+/// (another name for `traces`). A view is bound to the tables as they were when it was made,
+/// so whoever registers new derived rows calls this again.
+pub async fn present(ctx: &SessionContext) -> Result<()> {
+    for table in Table::ALL {
+        let Some(derived) = table.derived_name() else {
+            continue;
+        };
+        ctx.deregister_table(table.name())?;
+        ctx.sql(&format!(
+            "CREATE VIEW {} AS SELECT *, false AS derived FROM {} \
+             UNION ALL SELECT *, true AS derived FROM {derived}",
+            table.name(),
+            table.observed_name()
+        ))
+        .await?;
+    }
+    ctx.deregister_table("spans")?;
+    ctx.sql("CREATE VIEW spans AS SELECT * FROM traces").await?;
+    Ok(())
 }
 
 fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {

@@ -285,7 +285,6 @@ pub struct SpanRec {
     pub dropped_attributes_count: Option<i64>,
     pub dropped_events_count: Option<i64>,
     pub dropped_links_count: Option<i64>,
-    pub derived: bool,
 }
 
 impl SpanRec {
@@ -337,7 +336,6 @@ pub struct TracesBuilder {
     dropped_attributes_count: Int64Builder,
     dropped_events_count: Int64Builder,
     dropped_links_count: Int64Builder,
-    derived: BooleanBuilder,
     // Links and events need their span's ids and start time, known when the span ends.
     events: SpanEventsBuilder,
     links: SpanLinksBuilder,
@@ -367,7 +365,6 @@ impl Default for TracesBuilder {
             dropped_attributes_count: Int64Builder::new(),
             dropped_events_count: Int64Builder::new(),
             dropped_links_count: Int64Builder::new(),
-            derived: BooleanBuilder::new(),
             events: SpanEventsBuilder::default(),
             links: SpanLinksBuilder::default(),
         }
@@ -416,7 +413,6 @@ impl TracesBuilder {
             .append_option(s.dropped_events_count);
         self.dropped_links_count
             .append_option(s.dropped_links_count);
-        self.derived.append_value(s.derived);
         for e in events {
             self.events.append(s, e);
         }
@@ -476,7 +472,6 @@ impl TracesBuilder {
             Arc::new(self.dropped_attributes_count.finish()),
             Arc::new(self.dropped_events_count.finish()),
             Arc::new(self.dropped_links_count.finish()),
-            Arc::new(self.derived.finish()),
         ];
         [
             batch(Table::Traces, cols),
@@ -672,7 +667,6 @@ pub struct MetricHead {
     pub metric_type: MetricType,
     pub is_monotonic: Option<bool>,
     pub temporality: Option<Temporality>,
-    pub derived: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -740,7 +734,6 @@ pub struct MetricsBuilder {
     service_name: StringBuilder,
     scope_name: StringBuilder,
     scope_version: StringBuilder,
-    derived: BooleanBuilder,
     exemplars: ExemplarsBuilder,
 }
 
@@ -778,7 +771,6 @@ impl Default for MetricsBuilder {
             service_name: StringBuilder::new(),
             scope_name: StringBuilder::new(),
             scope_version: StringBuilder::new(),
-            derived: BooleanBuilder::new(),
             exemplars: ExemplarsBuilder::default(),
         }
     }
@@ -862,7 +854,6 @@ impl MetricsBuilder {
             .append_option(m.temporality.and_then(|t| t.as_str()));
         self.flags.append_option(p.flags);
         append_map(&mut self.attributes, &p.attrs);
-        self.derived.append_value(m.derived);
         for e in &p.exemplars {
             self.exemplars.append(m, ts, &p.attrs, e);
         }
@@ -916,7 +907,6 @@ impl MetricsBuilder {
             Arc::new(self.service_name.finish()),
             Arc::new(self.scope_name.finish()),
             Arc::new(self.scope_version.finish()),
-            Arc::new(self.derived.finish()),
         ];
         [batch(Table::Metrics, cols), self.exemplars.finish()]
     }

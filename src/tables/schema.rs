@@ -71,6 +71,45 @@ impl Table {
         }
     }
 
+    /// Whether the replay adds rows of its own to this table (`traces` and `metrics`). SQL
+    /// then sees the table as a view over the rows read from the input (`observed_NAME`) and
+    /// the rows the replay derived (`derived_NAME`), with a `derived` column to tell them
+    /// apart; the stored data and the readers know only the canonical schema.
+    pub fn takes_derived_rows(self) -> bool {
+        matches!(self, Table::Traces | Table::Metrics)
+    }
+
+    /// The name the rows read from the input are registered under: `observed_traces`, or the
+    /// table's own name for a table without derived rows.
+    pub fn observed_name(self) -> &'static str {
+        match self {
+            Table::Traces => "observed_traces",
+            Table::Metrics => "observed_metrics",
+            t => t.name(),
+        }
+    }
+
+    /// The name of the replay's rows for this table (`derived_traces`), if it takes any.
+    pub fn derived_name(self) -> Option<&'static str> {
+        match self {
+            Table::Traces => Some("derived_traces"),
+            Table::Metrics => Some("derived_metrics"),
+            _ => None,
+        }
+    }
+
+    /// The columns SQL sees under the table's name: the canonical ones, and `derived` last
+    /// for a table that takes derived rows.
+    pub fn view_schema(self) -> SchemaRef {
+        let s = self.schema();
+        if !self.takes_derived_rows() {
+            return s;
+        }
+        let mut fields: Vec<Field> = s.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("derived", DataType::Boolean, false));
+        Arc::new(Schema::new(fields))
+    }
+
     pub fn schema(self) -> SchemaRef {
         static SCHEMAS: OnceLock<[SchemaRef; 5]> = OnceLock::new();
         SCHEMAS.get_or_init(|| {
@@ -129,10 +168,6 @@ fn i32_(name: &str) -> Field {
 fn map(name: &str) -> Field {
     Field::new(name, attributes_type(), true)
 }
-fn derived() -> Field {
-    // Rows the replay writes (issue 4) rather than rows read from the input.
-    Field::new("derived", DataType::Boolean, false)
-}
 
 fn traces_schema() -> Schema {
     Schema::new(vec![
@@ -157,7 +192,6 @@ fn traces_schema() -> Schema {
         i64_("dropped_attributes_count"),
         i64_("dropped_events_count"),
         i64_("dropped_links_count"),
-        derived(),
     ])
 }
 
@@ -220,7 +254,6 @@ fn metrics_schema() -> Schema {
         utf8("service_name"),
         utf8("scope_name"),
         utf8("scope_version"),
-        derived(),
     ])
 }
 

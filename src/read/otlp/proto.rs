@@ -517,7 +517,6 @@ fn span_rec(sp: &Span, s: &mut Scratch) -> Result<(), String> {
         dropped_attributes_count: non_zero(sp.dropped_attributes_count),
         dropped_events_count: non_zero(sp.dropped_events_count),
         dropped_links_count: non_zero(sp.dropped_links_count),
-        derived: false,
     };
     s.events.truncate(sp.events.len());
     s.events.resize_with(sp.events.len(), EventRec::default);
@@ -620,7 +619,6 @@ fn append_metric(m: &Metric, b: &mut TableBuilders, bad: &mut Vec<String>, p: &m
             _ => None,
         },
         temporality,
-        derived: false,
     };
     let mut emit = |r: Result<(), String>, p: &PointRec| match r {
         Ok(()) => b.metrics.append_point(&head, p),
@@ -1229,7 +1227,7 @@ mod tests {
             vec![Some(2), None, None]
         );
         assert_eq!(i64s(&t, "dropped_events_count"), vec![None; 3]);
-        assert_eq!(bools(&t, "derived"), vec![Some(false); 3]);
+        assert!(t.column_by_name("derived").is_none());
 
         let e = table(&tables, Table::SpanEvents);
         assert_eq!(e.num_rows(), 3);
