@@ -1,4 +1,4 @@
-//! A check's outcome as text, JSON and JUnit XML.
+//! A check's outcome as text, JSON and JUnit XML, written to any `io::Write`.
 
 use std::fmt::Write as _;
 
@@ -6,7 +6,23 @@ use comfy_table::{presets, Table as Grid};
 
 use super::{num, Outcome};
 
-pub fn text(o: &Outcome) -> String {
+/// Writes the outcome in format `f` to `w`.
+pub fn render(
+    w: &mut impl std::io::Write,
+    o: &Outcome,
+    f: super::CheckFormat,
+) -> anyhow::Result<()> {
+    match f {
+        super::CheckFormat::Text => w.write_all(text(o).as_bytes())?,
+        super::CheckFormat::Json => {
+            serde_json::to_writer_pretty(&mut *w, o)?;
+            w.write_all(b"\n")?;
+        }
+    }
+    Ok(())
+}
+
+fn text(o: &Outcome) -> String {
     let mut g = Grid::new();
     g.load_preset(presets::UTF8_FULL_CONDENSED)
         .set_header(vec!["rule", "measure", "value", "limit", "verdict"]);
@@ -46,10 +62,6 @@ pub fn text(o: &Outcome) -> String {
     s
 }
 
-pub fn json(o: &Outcome) -> anyhow::Result<String> {
-    Ok(serde_json::to_string_pretty(o)? + "\n")
-}
-
 /// Text for XML content and attribute values: the HTML report's escape (`&#39;` and U+FFFD
 /// for control characters are valid XML 1.0 as well).
 fn xml(s: &str) -> String {
@@ -58,7 +70,7 @@ fn xml(s: &str) -> String {
 
 /// JUnit XML: one test case per rule, failures with the value and the limit. No timestamps,
 /// so the same input gives the same file.
-pub fn junit(o: &Outcome) -> String {
+pub fn junit(w: &mut impl std::io::Write, o: &Outcome) -> anyhow::Result<()> {
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         s,
@@ -111,5 +123,6 @@ pub fn junit(o: &Outcome) -> String {
         }
     }
     s.push_str("  </testsuite>\n</testsuites>\n");
-    s
+    w.write_all(s.as_bytes())?;
+    Ok(())
 }

@@ -1,12 +1,11 @@
 //! `cartscope check`: rules in, verdicts out, and an exit code CI understands (0 every rule
 //! passed, 1 a rule failed, 2 the rules, data or arguments were wrong).
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::check::{self, render, CheckFormat, Outcome, Rules};
+use crate::check::{self, render, Outcome, Rules};
 use crate::cli::CheckArgs;
 use crate::commands::setup::{open_report, Globals, Tuning};
 
@@ -33,9 +32,9 @@ pub async fn run(a: &CheckArgs, g: &Globals) -> Result<ExitCode> {
         warn_if_incomparable(&report, b);
     }
     if let Some(path) = &a.write_baseline {
-        let text =
-            crate::report::render::render(&report, crate::report::render::ReportFormat::Json)?;
-        crate::output::write_atomically(path, |w| Ok(w.write_all(text.as_bytes())?))?;
+        crate::output::write_atomically(path, |w| {
+            crate::report::render::render(w, &report, crate::report::render::ReportFormat::Json)
+        })?;
     }
     let Some(rules) = rules else {
         return Ok(ExitCode::SUCCESS);
@@ -54,14 +53,9 @@ pub async fn run(a: &CheckArgs, g: &Globals) -> Result<ExitCode> {
         verdicts,
     };
     if let Some(path) = &a.junit {
-        let xml = render::junit(&outcome);
-        crate::output::write_atomically(path, |w| Ok(w.write_all(xml.as_bytes())?))?;
+        crate::output::write_atomically(path, |w| render::junit(w, &outcome))?;
     }
-    let text = match a.format {
-        CheckFormat::Text => render::text(&outcome),
-        CheckFormat::Json => render::json(&outcome)?,
-    };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
+    render::render(&mut std::io::stdout().lock(), &outcome, a.format)?;
     Ok(if outcome.passed {
         ExitCode::SUCCESS
     } else {

@@ -1,7 +1,5 @@
 //! `cartscope report`: the period, the replay, the report, in one format.
 
-use std::io::Write;
-
 use anyhow::Result;
 
 use crate::cli::ReportArgs;
@@ -15,16 +13,8 @@ pub async fn run(a: &ReportArgs, g: &Globals) -> Result<()> {
         attributes: a.attributes.clone(),
     };
     let (_, r) = open_report(&a.data, &a.replay, &a.period, &tuning, g).await?;
-    let text = render::render(&r, a.format)?;
     match &a.output {
-        Some(path) => crate::output::write_atomically(path, |w| {
-            w.write_all(text.as_bytes())?;
-            Ok(())
-        }),
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            Ok(())
-        }
+        Some(path) => crate::output::write_atomically(path, |w| render::render(w, &r, a.format)),
+        None => render::render(&mut std::io::stdout().lock(), &r, a.format),
     }
 }

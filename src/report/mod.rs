@@ -102,6 +102,16 @@ pub struct Summary {
     pub abandoned_value: f64,
 }
 
+impl Summary {
+    /// The abandonment rate and its 95% interval, or `None` for a period without decided
+    /// (abandoned or converted) carts, which has no rate; the JSON writes 0 there, so read it
+    /// through this. Every format shows a missing rate the same way.
+    pub fn rate(&self) -> Option<(f64, [f64; 2])> {
+        (self.abandoned + self.converted > 0)
+            .then_some((self.abandonment_rate, self.abandonment_rate_ci95))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Change {
     pub figure: String,

@@ -1,4 +1,6 @@
-//! The report's formats. Each renders the same `Report`; JSON is the stable machine form.
+//! The report's formats. Each renders the same `Report` to any `io::Write`; JSON is the
+//! stable machine form. Rules about what a figure means (a period without decided carts has
+//! no rate) live on the report model, so the formats agree.
 
 use std::fmt::Write as _;
 
@@ -19,13 +21,18 @@ pub enum ReportFormat {
     Html,
 }
 
-pub fn render(r: &Report, f: ReportFormat) -> Result<String> {
-    Ok(match f {
-        ReportFormat::Json => serde_json::to_string_pretty(r)? + "\n",
-        ReportFormat::Text => text(r, false),
-        ReportFormat::Markdown => text(r, true),
-        ReportFormat::Html => super::html::render(r),
-    })
+/// Writes the report in format `f` to `w`.
+pub fn render(w: &mut impl std::io::Write, r: &Report, f: ReportFormat) -> Result<()> {
+    match f {
+        ReportFormat::Json => {
+            serde_json::to_writer_pretty(&mut *w, r)?;
+            w.write_all(b"\n")?;
+        }
+        ReportFormat::Text => w.write_all(text(r, false).as_bytes())?,
+        ReportFormat::Markdown => w.write_all(text(r, true).as_bytes())?,
+        ReportFormat::Html => w.write_all(super::html::render(r).as_bytes())?,
+    }
+    Ok(())
 }
 
 fn pct(x: f64) -> String {
@@ -101,15 +108,18 @@ fn text(r: &Report, md: bool) -> String {
         r.model
     );
     out.push_str(&h("Summary"));
+    let rate = match s.rate() {
+        Some((r, [lo, hi])) => format!("{} (95% CI {} to {})", pct(r), pct(lo), pct(hi)),
+        None => "- (no decided carts)".into(),
+    };
     let _ = writeln!(
         out,
-        "{} carts: {} converted, {} abandoned, {} active, {} recovered.\nAbandonment rate {} (95% CI {} to {}); abandoned value (revenue at risk) {:.2}.",
-        s.carts, s.converted, s.abandoned, s.active, s.recovered,
-        pct(s.abandonment_rate), pct(s.abandonment_rate_ci95[0]), pct(s.abandonment_rate_ci95[1]), s.abandoned_value
+        "{} carts: {} converted, {} abandoned, {} active, {} recovered.\nAbandonment rate {rate}; abandoned value (revenue at risk) {:.2}.",
+        s.carts, s.converted, s.abandoned, s.active, s.recovered, s.abandoned_value
     );
     out.push_str(&h("Against the previous period"));
-    // With no decided carts before, there is no earlier rate to change from.
-    let no_rate_before = r.previous.converted + r.previous.abandoned == 0;
+    // A period without decided carts has no rate, now or before.
+    let (rate_now, rate_before) = (r.summary.rate().is_some(), r.previous.rate().is_some());
     if r.previous.carts == 0 {
         out.push_str(
             "The previous period of the same length has no carts: every figure is new rather than changed.\n",
@@ -121,16 +131,21 @@ fn text(r: &Report, md: bool) -> String {
         r.changes
             .iter()
             .map(|c| {
-                let rate_unknown = no_rate_before && c.figure == "abandonment_rate";
+                let rate = c.figure == "abandonment_rate";
+                let (now, before) = (!rate || rate_now, !rate || rate_before);
                 vec![
                     c.figure.clone(),
-                    format!("{}", c.current),
-                    if rate_unknown {
-                        "-".into()
+                    if now {
+                        format!("{}", c.current)
                     } else {
-                        format!("{}", c.previous)
+                        "-".into()
                     },
-                    if rate_unknown {
+                    if before {
+                        format!("{}", c.previous)
+                    } else {
+                        "-".into()
+                    },
+                    if !(now && before) {
                         "-".into()
                     } else {
                         format!("{:+}", c.change)
