@@ -119,5 +119,5 @@ pub async fn one(ctx: &SessionContext, sql: &str) -> String {
 
 /// Row counts of all five tables: [traces, span_events, span_links, metrics, exemplars].
 pub fn counts(stats: &LoadStats) -> [u64; 5] {
-    stats.rows
+    stats.rows.into_array()
 }

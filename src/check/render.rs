@@ -62,67 +62,42 @@ fn text(o: &Outcome) -> String {
     s
 }
 
-/// Text for XML content and attribute values: the HTML report's escape (`&#39;` and U+FFFD
-/// for control characters are valid XML 1.0 as well).
-fn xml(s: &str) -> String {
-    crate::report::html::esc(s)
-}
-
-/// JUnit XML: one test case per rule, failures with the value and the limit. No timestamps,
-/// so the same input gives the same file.
+/// JUnit XML, written by quick-junit: one test case per rule, failures with the value and the
+/// limit. No timestamps, so the same input gives the same file.
 pub fn junit(w: &mut impl std::io::Write, o: &Outcome) -> anyhow::Result<()> {
-    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        s,
-        "<testsuites name=\"cartscope check\" tests=\"{}\" failures=\"{}\" errors=\"0\">",
-        o.rules, o.failed
-    );
-    let _ = writeln!(
-        s,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\">",
-        xml(&o.rules_file),
-        o.rules,
-        o.failed
-    );
-    let _ = writeln!(s, "    <properties>");
-    for (k, v) in [
-        ("as_of", o.as_of.to_string()),
-        ("since", o.period.since.to_string()),
-        ("until", o.period.until.to_string()),
-        ("baseline", o.baseline_file.clone().unwrap_or_default()),
-    ] {
-        let _ = writeln!(s, "      <property name=\"{k}\" value=\"{}\"/>", xml(&v));
-    }
-    let _ = writeln!(s, "    </properties>");
+    use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut suite = TestSuite::new(o.rules_file.as_str());
+    suite.add_properties([
+        Property::new("as_of", o.as_of.to_string()),
+        Property::new("since", o.period.since.to_string()),
+        Property::new("until", o.period.until.to_string()),
+        Property::new("baseline", o.baseline_file.clone().unwrap_or_default()),
+    ]);
     for v in &o.verdicts {
-        let _ = write!(
-            s,
-            "    <testcase classname=\"cartscope.check\" name=\"{}\"",
-            xml(&v.name)
-        );
         let summary = format!(
             "{} = {}, limit {}",
             v.measure,
             v.value.map_or("-".into(), num),
             v.limit_text()
         );
-        if v.passed {
-            let _ = writeln!(
-                s,
-                ">\n      <system-out>{}</system-out>\n    </testcase>",
-                xml(&summary)
-            );
+        let case = if v.passed {
+            let mut c = TestCase::new(v.name.as_str(), TestCaseStatus::success());
+            c.set_system_out(summary);
+            c
         } else {
-            let _ = writeln!(
-                s,
-                ">\n      <failure message=\"{}\" type=\"regression\">{} (rules line {})</failure>\n    </testcase>",
-                xml(&v.message),
-                xml(&summary),
-                v.line
-            );
-        }
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status
+                .set_message(v.message.as_str())
+                .set_type("regression")
+                .set_description(format!("{summary} (rules line {})", v.line));
+            TestCase::new(v.name.as_str(), status)
+        };
+        let mut case = case;
+        case.set_classname("cartscope.check");
+        suite.add_test_case(case);
     }
-    s.push_str("  </testsuite>\n</testsuites>\n");
-    w.write_all(s.as_bytes())?;
+    let mut report = Report::new("cartscope check");
+    report.add_test_suite(suite);
+    report.serialize(&mut *w)?;
     Ok(())
 }

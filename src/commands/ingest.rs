@@ -40,15 +40,10 @@ fn print_summary(out: &std::path::Path, r: &IngestReport, secs: f64) -> Result<(
     grid.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
         .set_header(["table", "rows", "first", "last"]);
     for t in Table::ALL {
-        let (first, last) = r.range[t.index()]
+        let (first, last) = r.range[t]
             .map(|(a, b)| (fmt_time(a), fmt_time(b)))
             .unwrap_or_default();
-        grid.add_row([
-            t.name().to_string(),
-            stats.rows[t.index()].to_string(),
-            first,
-            last,
-        ]);
+        grid.add_row([t.name().to_string(), stats.rows[t].to_string(), first, last]);
     }
     writeln!(w, "{grid}")?;
     if stats.log_documents > 0 {

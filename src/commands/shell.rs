@@ -8,7 +8,9 @@
 //! Both paths feed lines to the same [`Shell`], which writes to any `impl Write`.
 //!
 //! A statement runs once its `;` is typed (a `;` inside quotes or comments does not count);
-//! until then the prompt is the continuation prompt.
+//! until then the prompt is the continuation prompt. That small lexer (`split_statements`)
+//! stays hand-written: sqlparser's tokenizer fails on a statement half typed, and the shell
+//! needs to know only where quotes, comments and `;` are.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};

@@ -14,7 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::dataset::{self, file_hash, IngestedInput, Manifest};
 use crate::read::input::{self, InputFile};
 use crate::read::load;
-use crate::tables::schema::Table;
+use crate::tables::schema::{PerTable, Table};
 
 /// Rows buffered per (table, day) before they are handed to a writer as one sorted part file.
 /// One row group per part: parts go to the writers while the input is still being parsed.
@@ -72,15 +72,15 @@ struct State {
     parts: Vec<String>,
     /// Part files handed to the writers and not yet reported back.
     pending: usize,
-    file_rows: [u64; 5],
-    file_range: [Option<(i64, i64)>; 5],
+    file_rows: PerTable<u64>,
+    file_range: PerTable<Option<(i64, i64)>>,
     part_seq: usize,
-    range: [Option<(i64, i64)>; 5],
+    range: PerTable<Option<(i64, i64)>>,
     /// Rows of inputs that turned out to be ingested already (known only once read).
-    duplicate_rows: [u64; 5],
+    duplicate_rows: PerTable<u64>,
     bad_before: u64,
     manifest: Manifest,
-    written: Vec<(String, [u64; 5])>,
+    written: Vec<(String, PerTable<u64>)>,
     already: Vec<String>,
     seen: HashSet<String>,
 }
@@ -89,11 +89,11 @@ struct State {
 pub struct IngestReport {
     pub stats: load::LoadStats,
     /// Per input written: its path and rows per table.
-    pub written: Vec<(String, [u64; 5])>,
+    pub written: Vec<(String, PerTable<u64>)>,
     /// Inputs passed over because their content was ingested before.
     pub already: Vec<String>,
     /// Time range per table of what was written (microseconds).
-    pub range: [Option<(i64, i64)>; 5],
+    pub range: PerTable<Option<(i64, i64)>>,
 }
 
 /// A name for an input's part files that no other ingest gives: from its path, size,
@@ -174,11 +174,11 @@ pub fn ingest(
         buffers: BTreeMap::new(),
         parts: Vec::new(),
         pending: 0,
-        file_rows: [0; 5],
-        file_range: [None; 5],
+        file_rows: PerTable::default(),
+        file_range: PerTable::default(),
         part_seq: 0,
-        range: [None; 5],
-        duplicate_rows: [0; 5],
+        range: PerTable::default(),
+        duplicate_rows: PerTable::default(),
         bad_before: 0,
         manifest,
         written: Vec::new(),
@@ -264,8 +264,8 @@ pub fn ingest(
             &opts,
             &mut |file, table, batch| {
                 let mut st = state.borrow_mut();
-                st.file_rows[table.index()] += batch.num_rows() as u64;
-                widen_range(&mut st.file_range[table.index()], table, &batch);
+                st.file_rows[table] += batch.num_rows() as u64;
+                widen_range(&mut st.file_range[table], table, &batch);
                 for (day, part) in dataset::split_by_day(table, &batch)? {
                     let buf = st.buffers.entry((table, day)).or_default();
                     buf.push(table, part)?;
@@ -308,15 +308,15 @@ pub fn ingest(
                     for p in &parts {
                         let _ = std::fs::remove_file(out.join(p));
                     }
-                    for (d, n) in st.duplicate_rows.iter_mut().zip(file_rows) {
-                        *d += n;
+                    for (t, n) in file_rows {
+                        st.duplicate_rows[t] += n;
                     }
                     st.already.push(f.path.display().to_string());
                     return Ok(());
                 }
-                for (t, r) in Table::ALL.into_iter().zip(file_range) {
+                for (t, r) in file_range {
                     if let Some((lo, hi)) = r {
-                        let total = &mut st.range[t.index()];
+                        let total = &mut st.range[t];
                         *total = Some(match *total {
                             None => (lo, hi),
                             Some((a, b)) => (a.min(lo), b.max(hi)),
@@ -325,7 +325,7 @@ pub fn ingest(
                 }
                 let rows: BTreeMap<String, u64> = Table::ALL
                     .iter()
-                    .map(|t| (t.name().to_string(), file_rows[t.index()]))
+                    .map(|&t| (t.name().to_string(), file_rows[t]))
                     .collect();
                 st.manifest.inputs.push(IngestedInput {
                     source: f.path.display().to_string(),
@@ -346,8 +346,8 @@ pub fn ingest(
     })?;
     let st = state.into_inner();
     let mut stats = stats;
-    for (r, d) in stats.rows.iter_mut().zip(st.duplicate_rows) {
-        *r -= d;
+    for (t, d) in st.duplicate_rows {
+        stats.rows[t] -= d;
     }
     Ok(IngestReport {
         stats,
@@ -394,7 +394,7 @@ mod tests {
                 &mut Default::default(),
             )
             .unwrap();
-            b.take()[table.index()].pop().unwrap()
+            b.take()[table].pop().unwrap()
         };
         let mut buf = Buffer::default();
         let n = MERGE_AT * 3 + 5;

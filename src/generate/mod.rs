@@ -208,7 +208,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
                 if let Some(t) = &sim.truth {
                     count(&mut totals, t);
                     line.clear();
-                    truth_json(&mut line, t);
+                    truth_json(&mut line, t)?;
                     if ndjson_truth {
                         line.push('\n');
                     } else {
@@ -321,43 +321,20 @@ fn generator_json(p: &Params) -> String {
     .to_string()
 }
 
+/// An id (at most 16 bytes) in lowercase hex.
 fn hex(out: &mut String, b: &[u8]) {
-    for x in b {
-        let _ = write!(out, "{x:02x}");
+    let mut buf = [0u8; 32];
+    if let Some(Ok(s)) = buf
+        .get_mut(..2 * b.len())
+        .map(|buf| const_hex::encode_to_str(b, buf))
+    {
+        out.push_str(s);
     }
 }
 
-fn truth_json(out: &mut String, t: &Truth) {
-    out.push_str("{\"cart_id\":");
-    write_json_str(out, &t.cart_id);
-    out.push_str(",\"user_id\":");
-    write_json_str(out, &t.user_id);
-    let _ = write!(
-        out,
-        ",\"outcome\":\"{}\",\"last_stage\":\"{}\",\"item_count\":{},\"value\":",
-        t.outcome, t.last_stage, t.item_count
-    );
-    write_f64(out, t.value);
-    let _ = write!(
-        out,
-        ",\"first_seen\":\"{}\",\"last_activity\":\"{}\",\"last_operation\":",
-        format_ns(t.first_seen_ns as i64),
-        format_ns(t.last_activity_ns as i64)
-    );
-    write_json_str(out, t.last_operation);
-    out.push_str(",\"last_op_duration_ms\":");
-    write_f64(out, t.last_op_duration_ms);
-    let _ = write!(
-        out,
-        ",\"last_op_status\":\"{}\",\"last_trace_id\":\"",
-        t.last_op_status
-    );
-    hex(out, &t.last_trace_id);
-    let _ = write!(
-        out,
-        "\",\"suspected_cause\":\"{}\",\"span_count\":{}}}",
-        t.suspected_cause, t.span_count
-    );
+fn truth_json(out: &mut String, t: &Truth) -> Result<()> {
+    out.push_str(&serde_json::to_string(t)?);
+    Ok(())
 }
 
 fn attr(out: &mut String, key: &str, v: &Val) {

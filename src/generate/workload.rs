@@ -303,21 +303,54 @@ pub enum Observation {
 
 /// The truth about one cart, from its exported spans.
 #[derive(Debug, Clone, PartialEq)]
+/// One cart's right answers, as a line of the truth file (`truth.json` lists them): doubles in
+/// their shortest form, times in RFC 3339, the trace id in hex.
+#[derive(serde::Serialize)]
 pub struct Truth {
     pub cart_id: String,
     pub user_id: String,
     pub outcome: &'static str,
     pub last_stage: &'static str,
     pub item_count: i64,
+    #[serde(serialize_with = "truth_format::shortest")]
     pub value: f64,
+    #[serde(rename = "first_seen", serialize_with = "truth_format::time")]
     pub first_seen_ns: u64,
+    #[serde(rename = "last_activity", serialize_with = "truth_format::time")]
     pub last_activity_ns: u64,
     pub last_operation: &'static str,
+    #[serde(serialize_with = "truth_format::shortest")]
     pub last_op_duration_ms: f64,
     pub last_op_status: &'static str,
+    #[serde(serialize_with = "truth_format::hex")]
     pub last_trace_id: [u8; 16],
     pub suspected_cause: &'static str,
     pub span_count: u64,
+}
+
+/// How the truth file writes the values whose JSON form serde does not choose.
+mod truth_format {
+    use serde::Serializer;
+
+    use crate::time::Timestamp;
+
+    /// `30`, not serde_json's `30.0`: the form the export's doubleValues take too.
+    pub fn shortest<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::new();
+        crate::read::otlp::values::write_f64(&mut text, *x);
+        let raw =
+            serde_json::value::RawValue::from_string(text).map_err(serde::ser::Error::custom)?;
+        serde::Serialize::serialize(&raw, s)
+    }
+
+    pub fn time<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {
+        let ns = i64::try_from(*ns).map_err(serde::ser::Error::custom)?;
+        s.collect_str(&Timestamp::from_ns(ns))
+    }
+
+    pub fn hex<S: Serializer>(id: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&const_hex::encode(id))
+    }
 }
 
 /// One cart's exported spans, the metric observations, and its truth.

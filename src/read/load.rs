@@ -24,7 +24,7 @@ use crate::read::otlp::json::{self, DocCounts, Scratch};
 use crate::read::otlp::proto;
 use crate::read::parquet;
 use crate::tables::builders::TableBuilders;
-use crate::tables::schema::Table;
+use crate::tables::schema::{PerTable, Table};
 
 /// Bytes of input per chunk handed to a worker. 1 MiB against 4 MiB on the 100k-cart export
 /// (bench/RESULTS.md): the same time, 60 MB less peak memory (the queues hold fewer bytes).
@@ -62,7 +62,7 @@ pub struct LoadStats {
     pub log_documents: u64,
     /// JSON documents that held no spans, metrics or logs.
     pub empty_documents: u64,
-    pub rows: [u64; 5],
+    pub rows: PerTable<u64>,
     /// The first bad records in full.
     pub bad: Vec<BadRecord>,
     pub bad_total: u64,
@@ -129,7 +129,7 @@ enum Work {
     Frames {
         frames: Vec<(u64, Vec<u8>)>,
     },
-    Ready([Vec<RecordBatch>; 5]),
+    Ready(PerTable<Vec<RecordBatch>>),
     Bad(BadRecord),
     Skipped(String),
     /// The file is read; with its content hash when asked for.
@@ -145,7 +145,7 @@ struct Item {
 struct Output {
     seq: u64,
     file: usize,
-    tables: [Vec<RecordBatch>; 5],
+    tables: PerTable<Vec<RecordBatch>>,
     counts: DocCounts,
     documents: u64,
     empty: u64,
@@ -229,9 +229,9 @@ pub fn load(
                             .skipped_files
                             .push((files[out.file].path.clone(), what));
                     }
-                    for (t, batches) in Table::ALL.into_iter().zip(out.tables) {
+                    for (t, batches) in out.tables {
                         for b in batches {
-                            stats.rows[t.index()] += b.num_rows() as u64;
+                            stats.rows[t] += b.num_rows() as u64;
                             sink(out.file, t, b)?;
                         }
                     }
@@ -559,8 +559,8 @@ fn read_file(
         }
         Content::Parquet if compression == Compression::None => {
             let kind = parquet::read_parquet(path, &mut |t, batch| {
-                let mut tables: [Vec<RecordBatch>; 5] = Default::default();
-                tables[t.index()].push(batch);
+                let mut tables: PerTable<Vec<RecordBatch>> = Default::default();
+                tables[t].push(batch);
                 send(idx, Work::Ready(tables))
             })?;
             if let parquet::ParquetKind::Unknown(what) = kind {
@@ -741,13 +741,13 @@ fn read_exact_or_eof(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize>
 pub fn load_into_memory(
     files: &[InputFile],
     opts: &LoadOptions,
-) -> Result<([Vec<RecordBatch>; 5], LoadStats)> {
-    let mut tables: [Vec<RecordBatch>; 5] = Default::default();
+) -> Result<(PerTable<Vec<RecordBatch>>, LoadStats)> {
+    let mut tables: PerTable<Vec<RecordBatch>> = Default::default();
     let stats = load(
         files,
         opts,
         &mut |_, t, b| {
-            tables[t.index()].push(b);
+            tables[t].push(b);
             Ok(())
         },
         &mut |_, _, _| Ok(()),

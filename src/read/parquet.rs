@@ -477,19 +477,13 @@ fn is_pair(dt: &DataType) -> bool {
 /// are themselves hex text.
 fn ids(a: &ArrayRef) -> Result<StringArray> {
     let mut out = StringBuilder::with_capacity(a.len(), a.len() * 32);
-    let mut hex = String::with_capacity(32);
-    let mut push_bytes = |out: &mut StringBuilder, v: Option<&[u8]>| match v {
+    let push_bytes = |out: &mut StringBuilder, v: Option<&[u8]>| match v {
         Some(b) if !b.is_empty() && b.iter().all(u8::is_ascii_hexdigit) => {
             // Validated ASCII.
             push_text(out, std::str::from_utf8(b).ok());
         }
         Some(b) if !b.is_empty() && b.iter().any(|&x| x != 0) => {
-            hex.clear();
-            for x in b {
-                hex.push(char::from(b"0123456789abcdef"[(x >> 4) as usize]));
-                hex.push(char::from(b"0123456789abcdef"[(x & 15) as usize]));
-            }
-            out.append_value(&hex);
+            out.append_value(const_hex::encode(b));
         }
         _ => out.append_null(),
     };

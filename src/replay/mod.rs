@@ -52,7 +52,7 @@ use crate::tables::builders::{
     Attrs, MetricHead, MetricType, PointRec, SpanKind, SpanRec, StatusCode, TableBuilders,
     Temporality,
 };
-use crate::tables::schema::{self, Table};
+use crate::tables::schema::{self, PerTable, Table};
 use crate::time::{Duration, Timestamp};
 
 /// When and how strictly the replay judges.
@@ -694,7 +694,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         .await?;
     for table in [Table::Traces, Table::Metrics] {
         let name = table.derived_name().context("a table of derived rows")?;
-        let rows = MemTable::try_new(table.schema(), vec![derived[table.index()].clone()])?;
+        let rows = MemTable::try_new(table.schema(), vec![derived[table].clone()])?;
         ctx.deregister_table(name)?;
         ctx.register_table(name, Arc::new(rows))?;
     }
@@ -744,7 +744,7 @@ async fn derive(
     ctx: &SessionContext,
     m: &Model,
     carts: &[RecordBatch],
-) -> Result<([Vec<RecordBatch>; 5], Summary)> {
+) -> Result<(PerTable<Vec<RecordBatch>>, Summary)> {
     let d = &m.derived;
     let recorded_spans = string_set(
         ctx,

@@ -25,13 +25,13 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::dataset::Manifest;
 use crate::read::input::Inputs;
 use crate::read::load::{self, LoadOptions, LoadStats};
-use crate::tables::schema::Table;
+use crate::tables::schema::{PerTable, Table};
 
 /// The data behind the canonical tables.
 #[derive(Default)]
 pub struct Data {
     /// Raw exports, loaded into memory.
-    pub mem: [Vec<RecordBatch>; 5],
+    pub mem: PerTable<Vec<RecordBatch>>,
     /// Datasets written by `cartscope ingest`, read in place.
     pub datasets: Vec<PathBuf>,
 }
@@ -97,7 +97,7 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
         .iter()
         .map(|d| Manifest::load(d).map(|m| (d.clone(), m)))
         .collect::<Result<Vec<_>>>()?;
-    for (table, batches) in Table::ALL.into_iter().zip(data.mem) {
+    for (table, batches) in data.mem {
         let mut providers: Vec<Arc<dyn TableProvider>> = Vec::new();
         if !batches.is_empty() || manifests.is_empty() {
             providers.push(Arc::new(MemTable::try_new(table.schema(), vec![batches])?));

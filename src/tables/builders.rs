@@ -18,7 +18,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::Field;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::tables::schema::Table;
+use crate::tables::schema::{PerTable, Table};
 
 /// A 16-byte trace id or 8-byte span id, `None` when empty or all zero.
 pub type TraceId = Option<[u8; 16]>;
@@ -164,13 +164,10 @@ pub fn nanos_to_micros(ns: Option<u64>) -> Option<i64> {
     }
 }
 
+/// An id in lowercase hex into `out`; the number of bytes written.
 pub fn hex_id<const N: usize>(id: &Option<[u8; N]>, out: &mut [u8; 32]) -> Option<usize> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = id.as_ref()?;
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 15) as usize];
-    }
+    const_hex::encode_to_slice(bytes, &mut out[..2 * N]).ok()?;
     Some(2 * N)
 }
 
@@ -977,7 +974,7 @@ impl ExemplarsBuilder {
 
 /// Row counts of every table at a document boundary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Mark([usize; 5]);
+pub struct Mark(PerTable<usize>);
 
 /// The builders of all five tables, filled by one worker.
 #[derive(Default)]
@@ -985,7 +982,7 @@ pub struct TableBuilders {
     pub traces: TracesBuilder,
     pub metrics: MetricsBuilder,
     /// Batches already cut (by `rollback_to` or `flush_if_full`).
-    done: Vec<[RecordBatch; 5]>,
+    done: Vec<PerTable<RecordBatch>>,
 }
 
 /// Rows per batch before a worker hands its builders over.
@@ -993,13 +990,13 @@ pub const BATCH_ROWS: usize = 64 * 1024;
 
 impl TableBuilders {
     pub fn mark(&self) -> Mark {
-        Mark([
+        Mark(PerTable::from_array([
             self.traces.len(),
             self.traces.events_len(),
             self.traces.links.trace_id.len(),
             self.metrics.len(),
             self.metrics.exemplars_len(),
-        ])
+        ]))
     }
 
     /// Rows held, including those already cut into batches.
@@ -1008,40 +1005,37 @@ impl TableBuilders {
         let done: usize = self
             .done
             .iter()
-            .flat_map(|arr| arr.iter().map(|b| b.num_rows()))
+            .flat_map(|arr| arr.values().map(|b| b.num_rows()))
             .sum();
-        m.iter().sum::<usize>() + done
+        m.values().sum::<usize>() + done
     }
 
     /// Drops every row appended since `mark` (a document that turned out malformed).
     pub fn rollback_to(&mut self, mark: Mark) {
         let batches = self.finish_all();
-        let sliced: Vec<RecordBatch> = batches
-            .iter()
-            .zip(mark.0)
-            .map(|(b, n)| b.slice(0, n.min(b.num_rows())))
-            .collect();
-        if let Ok(arr) = <[RecordBatch; 5]>::try_from(sliced) {
-            if arr.iter().any(|b| b.num_rows() > 0) {
-                self.done.push(arr);
-            }
+        let sliced = PerTable::from_fn(|t| {
+            let b: &RecordBatch = &batches[t];
+            b.slice(0, mark.0[t].min(b.num_rows()))
+        });
+        if sliced.values().any(|b| b.num_rows() > 0) {
+            self.done.push(sliced);
         }
     }
 
-    fn finish_all(&mut self) -> [RecordBatch; 5] {
+    fn finish_all(&mut self) -> PerTable<RecordBatch> {
         let [t, e, l] = self.traces.finish();
         let [m, x] = self.metrics.finish();
-        [t, e, l, m, x]
+        PerTable::from_array([t, e, l, m, x])
     }
 
     /// Takes everything built so far as one batch list per table (empty batches dropped).
-    pub fn take(&mut self) -> [Vec<RecordBatch>; 5] {
+    pub fn take(&mut self) -> PerTable<Vec<RecordBatch>> {
         let last = self.finish_all();
-        let mut out: [Vec<RecordBatch>; 5] = Default::default();
+        let mut out: PerTable<Vec<RecordBatch>> = PerTable::default();
         for arr in self.done.drain(..).chain(std::iter::once(last)) {
-            for (i, b) in arr.into_iter().enumerate() {
+            for (t, b) in arr {
                 if b.num_rows() > 0 {
-                    out[i].push(b);
+                    out[t].push(b);
                 }
             }
         }

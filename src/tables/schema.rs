@@ -10,8 +10,11 @@ use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
+/// A value for each canonical table, indexed by `Table` (`rows[Table::Traces]`).
+pub type PerTable<T> = enum_map::EnumMap<Table, T>;
+
 /// The canonical tables, in the order `cartscope schema` and `cartscope tables` list them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, enum_map::Enum)]
 pub enum Table {
     Traces,
     SpanEvents,
@@ -111,17 +114,19 @@ impl Table {
     }
 
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 5]> = OnceLock::new();
+        static SCHEMAS: OnceLock<PerTable<SchemaRef>> = OnceLock::new();
         SCHEMAS.get_or_init(|| {
-            [
-                Arc::new(traces_schema()),
-                Arc::new(span_events_schema()),
-                Arc::new(span_links_schema()),
-                Arc::new(metrics_schema()),
-                Arc::new(exemplars_schema()),
-            ]
-        })[self.index()]
-        .clone()
+            PerTable::from_fn(|t| {
+                Arc::new(match t {
+                    Table::Traces => traces_schema(),
+                    Table::SpanEvents => span_events_schema(),
+                    Table::SpanLinks => span_links_schema(),
+                    Table::Metrics => metrics_schema(),
+                    Table::Exemplars => exemplars_schema(),
+                })
+            })
+        })[self]
+            .clone()
     }
 }
 

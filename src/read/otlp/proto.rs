@@ -793,7 +793,7 @@ mod tests {
 
     use super::*;
     use crate::read::otlp::values::parse_id;
-    use crate::tables::schema::Table;
+    use crate::tables::schema::{PerTable, Table};
 
     // ---- building messages ----
 
@@ -837,8 +837,8 @@ mod tests {
 
     // ---- reading columns ----
 
-    fn table(tables: &[Vec<RecordBatch>; 5], t: Table) -> RecordBatch {
-        concat_batches(&t.schema(), &tables[t.index()]).unwrap()
+    fn table(tables: &PerTable<Vec<RecordBatch>>, t: Table) -> RecordBatch {
+        concat_batches(&t.schema(), &tables[t]).unwrap()
     }
     fn col<'a>(b: &'a RecordBatch, name: &str) -> &'a ArrayRef {
         b.column_by_name(name)
@@ -1280,7 +1280,7 @@ mod tests {
         );
         assert_eq!(i64s(&l, "flags"), vec![Some(0x100)]);
         assert_eq!(i64s(&l, "dropped_attributes_count"), vec![None]);
-        assert_eq!(tables[Table::Metrics.index()].len(), 0);
+        assert_eq!(tables[Table::Metrics].len(), 0);
     }
 
     /// The same attributes written as OTLP/JSON give the same map through `json`.
@@ -1678,7 +1678,7 @@ mod tests {
             vec![("cart.stage".to_string(), s("browse"))]
         );
         assert_eq!(strs(&x, "service_name"), vec![s("checkout"); 2]);
-        assert_eq!(tables[Table::Traces.index()].len(), 0);
+        assert_eq!(tables[Table::Traces].len(), 0);
     }
 
     fn logs_message(record: LogRecord) -> LogsData {
@@ -1846,7 +1846,7 @@ mod tests {
         assert!(decode_message(&bytes[..bytes.len() - 1], &mut b, &mut bad).is_err());
         assert!(bad.is_empty());
         let tables = b.take();
-        assert!(tables.iter().all(|t| t.iter().all(|b| b.num_rows() == 0)));
+        assert!(tables.values().all(|t| t.iter().all(|b| b.num_rows() == 0)));
     }
 
     // ---- fixtures for the integration tests ----
