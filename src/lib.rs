@@ -2,7 +2,7 @@
 //! life from them and explains why carts were abandoned.
 //!
 //! The modules, in the order the data flows; each imports only from those above it
-//! (`tests/suite/layering.rs` checks it):
+//! (`tests/layering.rs` checks it):
 //! - foundations every stage uses: `time` (typed times and durations), `stats`, `output`
 //!   (result formats, progress, atomic files);
 //! - `tables`: the canonical tables' schemas and builders;
@@ -15,18 +15,33 @@
 //! - `generate`: synthetic exports whose truth is known;
 //! - `cli` and `commands`: the command line as typed, and one module per subcommand.
 
-pub mod time;
-pub mod stats;
-pub mod output;
+mod time;
+mod stats;
+mod output;
 
-pub mod tables;
-pub mod read;
-pub mod dataset;
-pub mod sql;
-pub mod replay;
-pub mod report;
-pub mod check;
+mod tables;
+mod read;
+mod dataset;
+mod sql;
+mod replay;
+mod report;
+mod check;
 
-pub mod generate;
-pub mod cli;
-pub mod commands;
+mod generate;
+mod cli;
+mod commands;
+
+// What the binary (`main.rs`) and the integration tests use, and nothing else, so that the
+// compiler reports code nothing reaches.
+pub use cli::{Cli, DataArgs, ReplayArgs};
+pub use commands::run;
+pub use commands::setup::{open_replayed, Globals};
+pub use commands::shell::Names;
+pub use output::{is_broken_pipe, value_string};
+pub use read::input::{resolve, Location};
+pub use read::load::{load_into_memory, LoadOptions, LoadStats, StrictError};
+pub use replay::model::{Model, Preset};
+pub use replay::{run as replay, ReplayOptions};
+pub use sql::session::{context, Data};
+pub use tables::schema::Table;
+pub use time::Timestamp;

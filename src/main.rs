@@ -4,10 +4,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    let cli = cartscope::cli::Cli::parse();
-    match cartscope::commands::run(cli) {
+    let cli = cartscope::Cli::parse();
+    match cartscope::run(cli) {
         Ok(code) => code,
-        Err(e) if cartscope::output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if cartscope::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cartscope: error: {e:#}");
             ExitCode::from(2)

@@ -104,12 +104,6 @@ pub fn two_proportion_z_test(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
     (2.0 * standard_normal().sf(z.abs())).min(1.0)
 }
 
-/// Whether x1/n1 and x2/n2 differ by more than chance at significance level `alpha`
-/// (e.g. 0.05), by [`two_proportion_z_test`].
-pub fn proportion_change_significant(x1: u64, n1: u64, x2: u64, n2: u64, alpha: f64) -> bool {
-    two_proportion_z_test(x1, n1, x2, n2) < alpha
-}
-
 // ---------------------------------------------------------------------------------------------
 // One candidate driver: the 2×2 table
 // ---------------------------------------------------------------------------------------------
@@ -201,13 +195,6 @@ impl TwoByTwo {
     pub fn excess_bad(&self) -> Option<f64> {
         let unexposed = self.unexposed_risk()?;
         Some(self.exposed_bad as f64 - self.exposed_total() as f64 * unexposed)
-    }
-
-    /// Fraction of the exposed group's abandonments attributable to the driver,
-    /// (RR − 1)/RR = excess_bad / exposed_bad. `None` when RR is undefined or 0.
-    pub fn attributable_fraction_exposed(&self) -> Option<f64> {
-        let rr = self.relative_risk()?;
-        (rr > 0.0).then(|| (rr - 1.0) / rr)
     }
 
     /// The smallest expected cell count under independence (row total × column total / n);
@@ -466,15 +453,6 @@ impl LogisticFit {
             self.slope + z * self.slope_se,
         )
     }
-
-    /// Two-sided Wald p-value of slope = 0 (x has no effect on y).
-    pub fn slope_p_value(&self) -> f64 {
-        if self.slope_se > 0.0 {
-            (2.0 * standard_normal().sf((self.slope / self.slope_se).abs())).min(1.0)
-        } else {
-            1.0
-        }
-    }
 }
 
 /// Newton–Raphson gives up after this many iterations; it normally needs fewer than 10.
@@ -608,24 +586,10 @@ pub fn logistic_fit(x: &[f64], y: &[bool]) -> Option<LogisticFit> {
 /// In probability units: −0.031 at x = 2 s of shipping.calculate_rates reads "each extra second
 /// around 2 s costs 3.1 points of conversion". The logistic curve is not a straight line, so
 /// the answer depends on where it is read; evaluate it at a meaningful latency (the median, or
-/// the percentile the report quotes), or use [`average_marginal_effect`].
+/// the percentile the report quotes).
 pub fn marginal_effect_per_unit(fit: &LogisticFit, at_x: f64) -> f64 {
     let p = fit.predict(at_x);
     fit.slope * p * (1.0 - p)
-}
-
-/// The marginal effect averaged over observed x values: the per-unit change in P(y) for the
-/// carts actually seen, rather than for one representative cart. `None` for no values.
-pub fn average_marginal_effect(fit: &LogisticFit, x: &[f64]) -> Option<f64> {
-    if x.is_empty() {
-        return None;
-    }
-    Some(
-        x.iter()
-            .map(|&xi| marginal_effect_per_unit(fit, xi))
-            .sum::<f64>()
-            / x.len() as f64,
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -791,16 +755,10 @@ mod tests {
     }
 
     #[test]
-    fn excess_and_attributable_fraction() {
+    fn excess_and_proportion_changes() {
         let t = table(120, 880, 300, 8700);
         // Unexposed rate 300/9000; expected 1000/30 = 33.33 among the exposed; 120 observed.
         assert_close(t.excess_bad().unwrap(), 120.0 - 1000.0 / 30.0, 1e-12);
-        assert_close(t.attributable_fraction_exposed().unwrap(), 2.6 / 3.6, 1e-12);
-        assert_close(
-            t.attributable_fraction_exposed().unwrap() * 120.0,
-            t.excess_bad().unwrap(),
-            1e-12,
-        );
         assert!(table(1, 9, 11, 3).excess_bad().unwrap() < 0.0);
         assert_eq!(table(1, 9, 0, 0).excess_bad(), None);
     }
@@ -946,10 +904,6 @@ mod tests {
         }
         assert_eq!(two_proportion_z_test(0, 0, 3, 10), 1.0);
         assert_eq!(two_proportion_z_test(0, 10, 0, 20), 1.0);
-        assert!(proportion_change_significant(300, 1000, 350, 1000, 0.05));
-        assert!(!proportion_change_significant(
-            5123, 20_000, 4987, 20_000, 0.05
-        ));
     }
 
     const X: [f64; 15] = [
@@ -991,13 +945,10 @@ mod tests {
         assert_close(fit.intercept, 1.49988996, 1e-7);
         assert_close(fit.slope, -0.59997306, 1e-7);
         assert_close(fit.slope_se, 0.00446773, 1e-5);
-        assert!(fit.slope_p_value() < 1e-100);
         let (lo, hi) = fit.slope_confidence_interval(Z_95);
         assert!(lo < -0.6 && -0.6 < hi);
         // At x = 2.5 s, p = logistic(0) = ½: each extra second costs 0.6·¼ = 15 points.
         assert!((marginal_effect_per_unit(&fit, 2.5) + 0.15).abs() < 1e-3);
-        let ame = average_marginal_effect(&fit, &x).unwrap();
-        assert!(ame < 0.0 && ame > -0.15);
     }
 
     #[test]
@@ -1019,7 +970,6 @@ mod tests {
         // Overlap, however small, is estimable.
         let fit = logistic_fit(&[1.0, 2.0, 3.0, 4.0], &[true, false, true, false]).unwrap();
         assert!(fit.slope < 0.0 && fit.slope_se > 0.0);
-        assert_eq!(average_marginal_effect(&fit, &[]), None);
     }
 
     #[test]

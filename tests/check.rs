@@ -79,8 +79,14 @@ max = 10
     assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
     assert_eq!(xml.matches("<failure ").count(), 2, "{xml}");
     let root = xml.lines().nth(1).unwrap();
-    assert!(root.starts_with("<testsuites name=\"cartscope check\""), "{xml}");
-    assert!(root.contains(" tests=\"3\"") && root.contains(" failures=\"2\""), "{xml}");
+    assert!(
+        root.starts_with("<testsuites name=\"cartscope check\""),
+        "{xml}"
+    );
+    assert!(
+        root.contains(" tests=\"3\"") && root.contains(" failures=\"2\""),
+        "{xml}"
+    );
     assert!(xml.contains("name=\"shipping quotes under 3 s\""), "{xml}");
     assert!(
         xml.contains("message=\"5669.801 &gt; 3000 (max)\""),

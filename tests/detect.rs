@@ -226,23 +226,19 @@ async fn derived_rows_follow_the_instrumentation_and_are_not_duplicated() {
 "#,
     )
     .unwrap();
-    let inputs = cartscope::read::input::resolve(&[
+    let inputs = cartscope::resolve(&[
         root("sample-data/otlp").display().to_string(),
         recorded.display().to_string(),
     ])
     .unwrap();
-    let (data, _) = cartscope::sql::session::Data::load(
-        &inputs,
-        &cartscope::read::load::LoadOptions::default(),
-    )
-    .unwrap();
-    let ctx = cartscope::sql::session::context(data, 2).await.unwrap();
-    let model = cartscope::replay::model::Model::load("reference").unwrap();
-    let as_of: cartscope::time::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
-    let s = cartscope::replay::run(
+    let (data, _) = cartscope::Data::load(&inputs, &cartscope::LoadOptions::default()).unwrap();
+    let ctx = cartscope::context(data, 2).await.unwrap();
+    let model = cartscope::Model::load("reference").unwrap();
+    let as_of: cartscope::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+    let s = cartscope::replay(
         &ctx,
         &model,
-        &cartscope::replay::ReplayOptions {
+        &cartscope::ReplayOptions {
             as_of,
             threshold: None,
         },
@@ -429,16 +425,16 @@ async fn spans_are_attributed_through_the_session_within_the_active_window() {
         ) + "\n",
     )
     .unwrap();
-    let text = cartscope::replay::model::Preset::Reference
+    let text = cartscope::Preset::Reference
         .text()
         .replace("session_id = []", "session_id = [\"session.id\"]");
-    let model = cartscope::replay::model::Model::parse(&text, "session").unwrap();
+    let model = cartscope::Model::parse(&text, "session").unwrap();
     let (ctx, _) = load(&[f]).await;
-    let as_of: cartscope::time::Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
-    cartscope::replay::run(
+    let as_of: cartscope::Timestamp = "2026-11-21T12:00:00Z".parse().unwrap();
+    cartscope::replay(
         &ctx,
         &model,
-        &cartscope::replay::ReplayOptions {
+        &cartscope::ReplayOptions {
             as_of,
             threshold: None,
         },

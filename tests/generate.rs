@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cartscope::tables::schema::Table;
+use cartscope::Table;
 
 use crate::util::*;
 

@@ -248,10 +248,10 @@ async fn derived_rows_live_apart_and_datasets_with_the_old_derived_column_still_
     // ones, which stay as they were.
     let (ctx, _) = load(std::slice::from_ref(&old)).await;
     let observed = one(&ctx, "SELECT count(*) FROM observed_traces").await;
-    let s = cartscope::replay::run(
+    let s = cartscope::replay(
         &ctx,
-        &cartscope::replay::model::Model::load("reference").unwrap(),
-        &cartscope::replay::ReplayOptions {
+        &cartscope::Model::load("reference").unwrap(),
+        &cartscope::ReplayOptions {
             as_of: "2026-11-20T12:00:00Z".parse().unwrap(),
             threshold: None,
         },

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::util::*;
-use cartscope::read::input::Location;
-use cartscope::read::load::{LoadOptions, LoadStats, StrictError};
+use cartscope::Location;
+use cartscope::{LoadOptions, LoadStats, StrictError};
 
 fn dev(name: &str) -> PathBuf {
     fixture(&format!("deviations/{name}"))
@@ -32,13 +32,13 @@ fn no_bad(stats: &LoadStats) {
 /// Loads with the library directly, returning the loader's own result (for strict runs).
 fn try_load(paths: &[PathBuf], strict: bool) -> anyhow::Result<LoadStats> {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let inputs = cartscope::read::input::resolve(&names)?;
+    let inputs = cartscope::resolve(&names)?;
     let opts = LoadOptions {
         strict,
         threads: 2,
         ..LoadOptions::default()
     };
-    cartscope::read::load::load_into_memory(&inputs.files, &opts).map(|(_, stats)| stats)
+    cartscope::load_into_memory(&inputs.files, &opts).map(|(_, stats)| stats)
 }
 
 const T0: &str = "2024-05-01T12:00:00";
@@ -813,9 +813,9 @@ fn missing_path_and_empty_glob_are_errors_naming_them() {
     assert!(stderr.contains(&glob), "{stderr}");
 
     // The library says the same.
-    let err = cartscope::read::input::resolve(&[missing.display().to_string()]).unwrap_err();
+    let err = cartscope::resolve(&[missing.display().to_string()]).unwrap_err();
     assert!(err.to_string().contains(&missing.display().to_string()));
-    let err = cartscope::read::input::resolve(std::slice::from_ref(&glob)).unwrap_err();
+    let err = cartscope::resolve(std::slice::from_ref(&glob)).unwrap_err();
     assert!(err.to_string().contains(&glob));
 }
 
@@ -849,7 +849,7 @@ async fn directories_are_read_recursively_and_globs_expand() {
         .0
         .ends_with("tree/2024-05-02/notes.txt"));
 
-    let inputs = cartscope::read::input::resolve(&[tree.display().to_string()]).unwrap();
+    let inputs = cartscope::resolve(&[tree.display().to_string()]).unwrap();
     let rel: Vec<String> = inputs
         .files
         .iter()

@@ -5,7 +5,7 @@
 //! (`CAST(ts AS BIGINT)`), so the checks do not depend on how timestamps are printed.
 
 use crate::util::*;
-use cartscope::read::load::LoadStats;
+use cartscope::LoadStats;
 use datafusion::prelude::SessionContext;
 
 const DIR: &str = "otlp-examples";
@@ -1723,7 +1723,7 @@ async fn whole_folder_at_once() {
     // passed over. (The loader drops `*.md` beside the data while walking the folder, without
     // a note, so `skipped_files` does not name it; if it ever notes it, it must be the only
     // entry there.)
-    let resolved = cartscope::read::input::resolve(&[dir.display().to_string()]).unwrap();
+    let resolved = cartscope::resolve(&[dir.display().to_string()]).unwrap();
     let mut read: Vec<String> = resolved
         .files
         .iter()

@@ -969,7 +969,7 @@ fn exemplar_drilldown_limits_exemplars_not_rows_when_two_carts_share_a_trace() {
     )
     .unwrap();
     let model = tmp.path().join("model.toml");
-    let text = cartscope::replay::model::Preset::Reference
+    let text = cartscope::Preset::Reference
         .text()
         .replace("session_id = []", "session_id = [\"session.id\"]");
     assert!(

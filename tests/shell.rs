@@ -181,23 +181,21 @@ fn a_closed_stdout_pipe_ends_the_shell_quietly() {
 /// Tab completion over the replayed sample data's own information_schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completion_of_real_table_and_column_names() {
-    let data = cartscope::cli::DataArgs {
+    let data = cartscope::DataArgs {
         data: vec![crate::util::root("sample-data/otlp").display().to_string()],
         strict: false,
     };
-    let replay = cartscope::cli::ReplayArgs {
-        model: cartscope::replay::model::Model::load("reference").unwrap(),
+    let replay = cartscope::ReplayArgs {
+        model: cartscope::Model::load("reference").unwrap(),
         as_of: None,
         threshold: None,
     };
-    let g = cartscope::commands::setup::Globals {
+    let g = cartscope::Globals {
         threads: 2,
         progress: false,
     };
-    let (ctx, _) = cartscope::commands::setup::open_replayed(&data, &replay, &g)
-        .await
-        .unwrap();
-    let names = cartscope::commands::shell::Names::load(&ctx).await.unwrap();
+    let (ctx, _) = cartscope::open_replayed(&data, &replay, &g).await.unwrap();
+    let names = cartscope::Names::load(&ctx).await.unwrap();
     let complete = |line: &str| {
         let (start, c) = names.complete("", line, line.len());
         c.into_iter()

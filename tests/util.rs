@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cartscope::read::load::{LoadOptions, LoadStats};
-use cartscope::sql::session::{self, Data};
+use cartscope::Data;
+use cartscope::{LoadOptions, LoadStats};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 
@@ -68,13 +68,13 @@ pub async fn load(paths: &[PathBuf]) -> (SessionContext, LoadStats) {
 
 pub async fn load_with(paths: &[PathBuf], opts: LoadOptions) -> (SessionContext, LoadStats) {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let inputs = cartscope::read::input::resolve(&names).expect("inputs resolve");
-    let (mem, stats) = cartscope::read::load::load_into_memory(&inputs.files, &opts).expect("load");
+    let inputs = cartscope::resolve(&names).expect("inputs resolve");
+    let (mem, stats) = cartscope::load_into_memory(&inputs.files, &opts).expect("load");
     let data = Data {
         mem,
         datasets: inputs.datasets.clone(),
     };
-    let ctx = session::context(data, 2).await.expect("session");
+    let ctx = cartscope::context(data, 2).await.expect("session");
     (ctx, stats)
 }
 
@@ -99,7 +99,7 @@ pub async fn rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
                         if c.is_null(r) {
                             "NULL".to_string()
                         } else {
-                            cartscope::output::value_string(c.as_ref(), r).unwrap()
+                            cartscope::value_string(c.as_ref(), r).unwrap()
                         }
                     })
                     .collect(),

@@ -127,15 +127,6 @@ impl Shell {
         }
     }
 
-    pub fn format(&self) -> Format {
-        self.format
-    }
-
-    /// Statements and commands that failed so far.
-    pub fn failures(&self) -> usize {
-        self.failures
-    }
-
     /// Whether a statement is being continued (the prompt is then the continuation prompt).
     pub fn is_continuing(&self) -> bool {
         !self.pending.is_empty()

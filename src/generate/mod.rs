@@ -353,9 +353,6 @@ fn attr(out: &mut String, key: &str, v: &Val) {
             out.push_str("\"doubleValue\":");
             write_f64(out, *d);
         }
-        Val::Bool(b) => {
-            let _ = write!(out, "\"boolValue\":{b}");
-        }
     }
     out.push_str("}}");
 }

@@ -77,7 +77,6 @@ pub enum Val {
     Str(String),
     Int(i64),
     Double(f64),
-    Bool(bool),
 }
 
 /// The services spans come from; each is a resource.

@@ -46,9 +46,6 @@ impl Attrs {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
     /// Records an entry whose key and value were already written into `buf` (JSON may
     /// give an attribute's value before its key). `value == None` is a null value.
     pub fn push_ranges(&mut self, key: (usize, usize), value: Option<(usize, usize)>) {
@@ -373,11 +370,9 @@ fn opt_str(s: &Option<String>) -> Option<&str> {
 }
 
 impl TracesBuilder {
-    pub fn len(&self) -> usize {
+    /// Spans appended (not yet finished into a batch).
+    pub fn spans(&self) -> usize {
         self.trace_id.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Appends one span with its events and links. Resource and scope columns follow via
@@ -795,11 +790,9 @@ fn append_list_f64<I: IntoIterator<Item = f64>>(b: &mut ListBuilder<Float64Build
 }
 
 impl MetricsBuilder {
-    pub fn len(&self) -> usize {
+    /// Data points appended (not yet finished into a batch).
+    pub fn points(&self) -> usize {
         self.name.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
     pub fn exemplars_len(&self) -> usize {
         self.exemplars.metric_name.len()
@@ -985,16 +978,13 @@ pub struct TableBuilders {
     done: Vec<PerTable<RecordBatch>>,
 }
 
-/// Rows per batch before a worker hands its builders over.
-pub const BATCH_ROWS: usize = 64 * 1024;
-
 impl TableBuilders {
     pub fn mark(&self) -> Mark {
         Mark(PerTable::from_array([
-            self.traces.len(),
+            self.traces.spans(),
             self.traces.events_len(),
             self.traces.links.trace_id.len(),
-            self.metrics.len(),
+            self.metrics.points(),
             self.metrics.exemplars_len(),
         ]))
     }

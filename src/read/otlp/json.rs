@@ -304,7 +304,7 @@ struct ResourceSpans;
 
 impl ObjVisit for ResourceSpans {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
-        let spans0 = ctx.b.traces.len();
+        let spans0 = ctx.b.traces.spans();
         let events0 = ctx.b.traces.events_len();
         let doc = ctx.doc;
         ctx.s.res_attrs.clear();
@@ -333,7 +333,7 @@ impl ObjVisit for ResourceSpans {
             }
             Ok(())
         })();
-        let n = ctx.b.traces.len() - spans0;
+        let n = ctx.b.traces.spans() - spans0;
         let n_events = ctx.b.traces.events_len() - events0;
         if let Some((e, at)) = res_err {
             // A resource attribute of the wrong type: keep the spans, drop that attribute.
@@ -353,7 +353,7 @@ struct ScopeSpans;
 
 impl ObjVisit for ScopeSpans {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
-        let spans0 = ctx.b.traces.len();
+        let spans0 = ctx.b.traces.spans();
         ctx.s.scope_attrs.clear();
         let mut name = None;
         let mut version = None;
@@ -382,7 +382,7 @@ impl ObjVisit for ScopeSpans {
             }
             Ok(())
         })();
-        let n = ctx.b.traces.len() - spans0;
+        let n = ctx.b.traces.spans() - spans0;
         ctx.b
             .traces
             .end_scope(n, name.as_deref(), version.as_deref(), &ctx.s.scope_attrs);
@@ -1026,7 +1026,7 @@ struct ResourceMetrics;
 
 impl ObjVisit for ResourceMetrics {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
-        let points0 = ctx.b.metrics.len();
+        let points0 = ctx.b.metrics.points();
         let ex0 = ctx.b.metrics.exemplars_len();
         let doc = ctx.doc;
         ctx.s.res_attrs.clear();
@@ -1055,7 +1055,7 @@ impl ObjVisit for ResourceMetrics {
             }
             Ok(())
         })();
-        let n = ctx.b.metrics.len() - points0;
+        let n = ctx.b.metrics.points() - points0;
         let n_ex = ctx.b.metrics.exemplars_len() - ex0;
         if let Some((e, at)) = res_err {
             ctx.s.reject(
@@ -1074,7 +1074,7 @@ struct ScopeMetrics;
 
 impl ObjVisit for ScopeMetrics {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
-        let points0 = ctx.b.metrics.len();
+        let points0 = ctx.b.metrics.points();
         ctx.s.scope_attrs.clear();
         let mut name = None;
         let mut version = None;
@@ -1103,7 +1103,7 @@ impl ObjVisit for ScopeMetrics {
             }
             Ok(())
         })();
-        let n = ctx.b.metrics.len() - points0;
+        let n = ctx.b.metrics.points() - points0;
         ctx.b
             .metrics
             .end_scope(n, name.as_deref(), version.as_deref());

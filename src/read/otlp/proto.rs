@@ -43,15 +43,6 @@ pub enum MessageKind {
     Unknown,
 }
 
-/// Guesses which of TracesData / MetricsData / LogsData a serialized message is, by walking
-/// the wire format (not by file name): all three have field 1 = repeated Resource*; inside, field 2
-/// = repeated Scope*; inside that field 2 = repeated Span / Metric / LogRecord. A Span has fixed64
-/// fields 7/8 (start/end time) and a 16-byte field 1; a LogRecord has fixed64 field 1 (time); a Metric
-/// has string field 1 (name) and no fixed64 top-level fields. Empty messages are Unknown.
-pub fn sniff(bytes: &[u8]) -> MessageKind {
-    sniff_items(bytes).0
-}
-
 /// Decodes one message into `b`. On a decode error nothing of the message stays in the builders
 /// (use `b.mark()` / `b.rollback_to(mark)`) and Err(reason) is returned. Records with bad values
 /// (e.g. a trace id of the wrong length) are skipped and described in `bad`, like json.rs does.
@@ -239,7 +230,12 @@ impl<'a> Wire<'a> {
 /// At most this many records are looked at to tell the kind of a message.
 const SNIFF_RECORDS: usize = 64;
 
-/// The message's kind and how many records were looked at to find it.
+/// Which of TracesData / MetricsData / LogsData a serialized message is, by walking the wire
+/// format (not by file name): all three have field 1 = repeated Resource*; inside, field 2 =
+/// repeated Scope*; inside that field 2 = repeated Span / Metric / LogRecord. A Span has
+/// fixed64 fields 7/8 (start/end time) and a 16-byte field 1; a LogRecord has fixed64 field 1
+/// (time); a Metric has string field 1 (name) and no fixed64 top-level fields. Empty messages
+/// are Unknown. Also returns how many records were looked at to find it.
 fn sniff_items(bytes: &[u8]) -> (MessageKind, usize) {
     let mut seen = 0;
     let mut top = Wire::new(bytes);
@@ -440,14 +436,14 @@ fn append_resource_spans(
     bad: &mut Vec<String>,
     s: &mut Scratch,
 ) -> usize {
-    let spans0 = b.traces.len();
+    let spans0 = b.traces.spans();
     let events0 = b.traces.events_len();
     s.res_attrs.clear();
     if let Some(r) = &rs.resource {
         push_attrs(&mut s.res_attrs, &r.attributes);
     }
     for ss in &rs.scope_spans {
-        let scope0 = b.traces.len();
+        let scope0 = b.traces.spans();
         for sp in &ss.spans {
             match span_rec(sp, s) {
                 Ok(()) => b
@@ -464,10 +460,10 @@ fn append_resource_spans(
             }
             None => (None, None),
         };
-        let n = b.traces.len() - scope0;
+        let n = b.traces.spans() - scope0;
         b.traces.end_scope(n, name, version, &s.scope_attrs);
     }
-    let n = b.traces.len() - spans0;
+    let n = b.traces.spans() - spans0;
     let n_events = b.traces.events_len() - events0;
     b.traces.end_resource(n, n_events, &s.res_attrs);
     n
@@ -541,18 +537,18 @@ fn append_resource_metrics(
     bad: &mut Vec<String>,
     s: &mut Scratch,
 ) -> usize {
-    let points0 = b.metrics.len();
+    let points0 = b.metrics.points();
     let ex0 = b.metrics.exemplars_len();
     s.res_attrs.clear();
     if let Some(r) = &rm.resource {
         push_attrs(&mut s.res_attrs, &r.attributes);
     }
     for sm in &rm.scope_metrics {
-        let scope0 = b.metrics.len();
+        let scope0 = b.metrics.points();
         for m in &sm.metrics {
             append_metric(m, b, bad, &mut s.point);
         }
-        let n = b.metrics.len() - scope0;
+        let n = b.metrics.points() - scope0;
         let scope = sm.scope.as_ref();
         b.metrics.end_scope(
             n,
@@ -560,7 +556,7 @@ fn append_resource_metrics(
             scope.map(|sc| sc.version.as_str()),
         );
     }
-    let n = b.metrics.len() - points0;
+    let n = b.metrics.points() - points0;
     let n_ex = b.metrics.exemplars_len() - ex0;
     b.metrics.end_resource(n, n_ex, &s.res_attrs);
     n
@@ -772,6 +768,10 @@ fn exemplars(list: &[Exemplar]) -> Result<Vec<ExemplarRec>, String> {
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
+
+    fn sniff(bytes: &[u8]) -> MessageKind {
+        sniff_items(bytes).0
+    }
 
     use datafusion::arrow::array::{Array, ArrayRef, AsArray};
     use datafusion::arrow::compute::concat_batches;

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine;
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Any JSON value seen where a scalar was expected. Objects and arrays are consumed and
 /// remembered only as what they were, for the error message.
@@ -428,10 +428,6 @@ pub fn write_json_str(out: &mut String, s: &str) {
         }
     }
     out.push('"');
-}
-
-pub fn de_error<E: de::Error>(msg: impl fmt::Display) -> E {
-    E::custom(msg)
 }
 
 #[cfg(test)]
