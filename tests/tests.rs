@@ -17,4 +17,5 @@ mod queries;
 mod query_runner;
 mod report;
 mod report_html;
+mod rendered;
 mod shell;
