@@ -5,8 +5,9 @@
 #
 #   bench/same-output.sh OLD_BIN NEW_BIN        compare two binaries
 #   bench/same-output.sh --rev REV [NEW_BIN]    build REV in a temporary worktree (sharing
-#                                               target/, so only cartscope recompiles) and
-#                                               compare it with NEW_BIN [target/debug/cartscope]
+#                                               target/) and compare it with NEW_BIN
+#                                               [target/debug/cartscope]; target/debug/cartscope
+#                                               is then REV's until the next build
 #
 # Exit code 0 when every output is identical, 1 when any differs (the diff is printed).
 set -euo pipefail
@@ -17,11 +18,15 @@ trap 'rm -rf "$work"' EXIT
 
 if [ "${1:-}" = "--rev" ]; then
     rev=$2
-    new=${3:-target/debug/cartscope}
+    cp "${3:-target/debug/cartscope}" "$work/new-cartscope"
+    new="$work/new-cartscope"
     git worktree add --detach "$work/src" "$rev" >/dev/null
     trap 'git -C "$root" worktree remove --force "$work/src"; rm -rf "$work"' EXIT
-    (cd "$work/src" && cargo build --quiet --target-dir "$root/target/same-output")
-    old="$root/target/same-output/debug/cartscope"
+    # The same target/ as this checkout: only cartscope itself compiles again (the first
+    # `cargo build` here also builds the dependencies without the tests' features).
+    (cd "$work/src" && cargo build --quiet --target-dir "$root/target")
+    cp "$root/target/debug/cartscope" "$work/old-cartscope"
+    old="$work/old-cartscope"
 else
     old=${1:?usage: bench/same-output.sh OLD_BIN NEW_BIN | --rev REV [NEW_BIN]}
     new=${2:?usage: bench/same-output.sh OLD_BIN NEW_BIN | --rev REV [NEW_BIN]}

@@ -17,7 +17,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (bad records may have been skipped: they are reported on stderr)
   1  a check failed (cartscope check)
-  2  an error: bad arguments, an unreadable or unrecognised input, a bad record under --strict,
+  2  an error: bad arguments (a malformed value names its flag), an unreadable or unrecognised
+     input, a bad record under --strict,
      an SQL error, a bad rules file or baseline (cartscope check)";
 
 #[derive(Debug, Parser)]

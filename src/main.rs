@@ -1,3 +1,7 @@
+//! The `cartscope` binary: parse the command line, run the command, and turn an error into
+//! exit code 2 with the whole chain on stderr (a closed pipe is success). Everything else is
+//! in the library.
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -53,7 +53,7 @@ pub fn readable_by_all(file: &std::fs::File) -> Result<()> {
 
 /// Rows per row group of the dataset's part files, and the most rows per part (ingest hands a
 /// part to a writer at this many rows per table and day, or sooner at its byte limit,
-/// `PART_BYTES` in commands/ingest.rs). 32k against 128k, alternated
+/// `PART_BYTES` in dataset/ingest.rs). 32k against 128k, alternated
 /// 3 times on the 1M-cart traces.jsonl (2.85 GB): ingest 16.5 s and peak 423 MB against
 /// 17.75 s and 916 MB; detect over the dataset no slower (17.6-19.2 s against 18.0-23.3 s),
 /// the same output.

@@ -1,6 +1,7 @@
-//! Everything cartscope shows: result tables in every output format, the progress bar, and
-//! the reporting of bad records. Renderers write to any `impl Write`, so output is testable
-//! without a terminal.
+//! How cartscope shows and writes what it found, for every stage: result tables in every
+//! output format (`Format`, `write_batches`), the progress bar (`progress`), and files written
+//! atomically, Parquet among them (`files`). Renderers write to any `impl Write`, so output is
+//! testable without a terminal. A foundation: it imports nothing else of cartscope's.
 
 mod files;
 mod progress;

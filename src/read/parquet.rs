@@ -3,7 +3,7 @@
 //! exported to Parquet.
 //!
 //! What a file holds is decided from its column names, never its file name. Every batch leaves
-//! here in the exact canonical schema of `schema.rs`: timestamps of any unit become microsecond
+//! here in the exact canonical schema of `tables/schema.rs`: timestamps of any unit become microsecond
 //! UTC, maps are rebuilt with our field names (Parquet readers name them `key_value`, `key`,
 //! `value`), ids become lowercase hex.
 
@@ -1419,7 +1419,7 @@ mod tests {
     }
 
     /// Regenerates `tests/fixtures/parquet/clickhouse-traces.parquet`:
-    /// `cargo test --lib parquet_in -- --ignored write_clickhouse_fixture`
+    /// `cargo test --lib read::parquet -- --ignored write_clickhouse_fixture`
     #[test]
     #[ignore]
     fn write_clickhouse_fixture() {

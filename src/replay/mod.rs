@@ -33,6 +33,11 @@
 //!    converting; active otherwise (censored).
 //! 3. Derived rows: a `cart.abandonment.detected` span and a `cart.state.transitions` point
 //!    (cart.stage = abandoned) per abandoned cart, unless the input recorded them already.
+//!    They go into `derived_traces` and `derived_metrics`, never into the input's tables;
+//!    the session's `traces` and `metrics` views show both (see `sql::session`).
+//!
+//! The model (`model`, with the presets as `presets/*.toml`) names every span and attribute;
+//! nothing about a shop's naming is a constant here.
 
 pub mod model;
 

@@ -28,19 +28,28 @@ pub fn render(w: &mut impl std::io::Write, r: &Report, f: ReportFormat) -> Resul
             serde_json::to_writer_pretty(&mut *w, r)?;
             w.write_all(b"\n")?;
         }
-        ReportFormat::Text => w.write_all(text(r, false).as_bytes())?,
-        ReportFormat::Markdown => w.write_all(text(r, true).as_bytes())?,
+        ReportFormat::Text => w.write_all(text(r, Markup::Terminal).as_bytes())?,
+        ReportFormat::Markdown => w.write_all(text(r, Markup::Markdown).as_bytes())?,
         ReportFormat::Html => w.write_all(super::html::render(r).as_bytes())?,
     }
     Ok(())
+}
+
+/// How the text report marks up its headings and tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Markup {
+    /// Plain headings and box-drawn tables, for a terminal.
+    Terminal,
+    /// `#` headings and pipe tables.
+    Markdown,
 }
 
 fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
 
-fn table(md: bool, header: &[&str], rows: Vec<Vec<String>>) -> String {
-    if md {
+fn table(m: Markup, header: &[&str], rows: Vec<Vec<String>>) -> String {
+    if m == Markup::Markdown {
         let mut s = format!(
             "| {} |\n|{}|\n",
             header.join(" | "),
@@ -66,9 +75,9 @@ fn table(md: bool, header: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 /// A name, carts, value table (by last stage, by cause).
-fn counts_table(md: bool, what: &str, rows: &[super::Count]) -> String {
+fn counts_table(m: Markup, what: &str, rows: &[super::Count]) -> String {
     table(
-        md,
+        m,
         &[what, "carts", "value"],
         rows.iter()
             .map(|c| {
@@ -82,7 +91,8 @@ fn counts_table(md: bool, what: &str, rows: &[super::Count]) -> String {
     )
 }
 
-fn text(r: &Report, md: bool) -> String {
+fn text(r: &Report, m: Markup) -> String {
+    let md = m == Markup::Markdown;
     let h = |s: &str| {
         if md {
             format!("\n## {s}\n\n")
@@ -126,7 +136,7 @@ fn text(r: &Report, md: bool) -> String {
         );
     }
     out.push_str(&table(
-        md,
+        m,
         &["figure", "now", "before", "change", "p", "beyond chance"],
         r.changes
             .iter()
@@ -170,7 +180,7 @@ fn text(r: &Report, md: bool) -> String {
         "Why: drivers of abandonment, by the abandoned value they explain",
     ));
     out.push_str(&table(
-        md,
+        m,
         &[
             "driver",
             "carts",
@@ -225,7 +235,7 @@ fn text(r: &Report, md: bool) -> String {
     }
     out.push_str(&h("Funnel"));
     out.push_str(&table(
-        md,
+        m,
         &["stage", "carts", "dropped", "drop rate"],
         r.funnel
             .iter()
@@ -241,7 +251,7 @@ fn text(r: &Report, md: bool) -> String {
     ));
     out.push_str(&h("Abandonment by last operation"));
     out.push_str(&table(
-        md,
+        m,
         &[
             "operation",
             "abandoned",
@@ -267,12 +277,12 @@ fn text(r: &Report, md: bool) -> String {
             .collect(),
     ));
     out.push_str(&h("Abandonment by last stage"));
-    out.push_str(&counts_table(md, "stage", &r.by_last_stage));
+    out.push_str(&counts_table(m, "stage", &r.by_last_stage));
     out.push_str(&h("Suspected causes"));
-    out.push_str(&counts_table(md, "cause", &r.causes));
+    out.push_str(&counts_table(m, "cause", &r.causes));
     out.push_str(&h("Top abandoned carts by value"));
     out.push_str(&table(
-        md,
+        m,
         &[
             "cart",
             "value",

@@ -1,4 +1,4 @@
-//! cartscope's SQL functions, registered by `session.rs`:
+//! cartscope's SQL functions, registered by `sql/session.rs`:
 //! - `now()` / `CURRENT_TIMESTAMP` pinned to the as-of time, so relative windows work on old
 //!   exports and a query gives the same answer tomorrow;
 //! - `attr_double(map, key)`, `attr_int(map, key)`: an attribute as a number (attribute values

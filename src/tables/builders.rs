@@ -2,7 +2,7 @@
 //! replay when it writes derived rows.
 //!
 //! Readers fill small reusable records (`SpanRec`, `PointRec`, ...) and append them here, so
-//! the column order of `schema.rs` is known in exactly one place outside it. Resource and
+//! the column order of `tables/schema.rs` is known in exactly one place outside it. Resource and
 //! scope columns are *deferred*: OTLP may name a span's resource after its spans, so the
 //! per-span columns are appended as each span ends and the resource/scope columns are filled
 //! `n` times when their object ends. Between two top-level documents every column has the same

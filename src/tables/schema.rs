@@ -136,7 +136,7 @@ pub fn timestamp_type() -> DataType {
 
 /// `Map<Utf8, Utf8>` with arrow-rs's default field names (`entries`, `keys`, `values`). Files
 /// cartscope writes read back with these names; other writers' maps (`key_value`, `key`,
-/// `value`) are rebuilt to this type by `parquet_in::conform`.
+/// `value`) are rebuilt to this type by `read::parquet::conform`.
 pub fn attributes_type() -> DataType {
     DataType::Map(
         Arc::new(Field::new(
