@@ -2,7 +2,8 @@
 -- DuckDB over the same ingested Parquet dataset: the tables as views over the part files,
 -- the as-of time (the latest timestamp in the data), `cart_events`, `carts` (materialised,
 -- as cartscope holds it in memory), `stages`, and the derived abandonment points
--- (`metrics_all`, what cartscope adds to `metrics`). ${DATA} is the dataset folder.
+-- (`metrics_all`, what cartscope adds to `metrics`). ${DATA} is the dataset folder. A dataset
+-- holds observed rows only (the derived ones were never stored), so nothing filters on them.
 -- Differences from DataFusion's dialect: epoch_us(t) for CAST(t AS BIGINT), last(x ORDER BY)
 -- for last_value(x ORDER BY).
 CREATE VIEW traces AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/traces/*/*.parquet', hive_partitioning = true, union_by_name = true);
@@ -18,7 +19,7 @@ SET VARIABLE as_of_us = (SELECT max(t) FROM (
 CREATE VIEW cart_events AS
 WITH keyed AS (
     SELECT t.trace_id, t.attributes['cart.id'] AS cart_id FROM traces t
-    WHERE NOT t.derived AND t.trace_id IS NOT NULL AND t.attributes['cart.id'] IS NOT NULL),
+    WHERE t.trace_id IS NOT NULL AND t.attributes['cart.id'] IS NOT NULL),
 trace_cart AS (SELECT trace_id, min(cart_id) AS cart_id FROM keyed GROUP BY trace_id)
 SELECT tc.cart_id, t.start_time AS time, t.end_time,
        CASE WHEN t.operation_name = 'cart.add_item' THEN 'active'
@@ -38,7 +39,7 @@ SELECT tc.cart_id, t.start_time AS time, t.end_time,
        TRY_CAST(t.attributes['cart.total_value'] AS DOUBLE) AS total_value,
        coalesce(t.operation_name = 'checkout.complete', false) AS is_success
 FROM traces t JOIN trace_cart tc ON t.trace_id = tc.trace_id
-WHERE NOT t.derived AND epoch_us(t.end_time) <= getvariable('as_of_us');
+WHERE epoch_us(t.end_time) <= getvariable('as_of_us');
 
 CREATE TABLE stages AS SELECT * FROM (VALUES
     ('active', 1, false), ('checkout', 2, false), ('shipping', 3, false),
@@ -87,7 +88,7 @@ ranked AS (
     SELECT operation_name, duration_ms,
            row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
            count(*) OVER (PARTITION BY operation_name) AS n
-    FROM traces WHERE NOT derived AND duration_ms IS NOT NULL),
+    FROM traces WHERE duration_ms IS NOT NULL),
 pct AS (
     SELECT operation_name, duration_ms AS p_ms FROM ranked
     WHERE rn = greatest(CAST(ceil(0.95 * n) AS BIGINT), 1)),

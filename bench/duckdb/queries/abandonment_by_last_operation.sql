@@ -22,7 +22,7 @@ ranked AS (
                               ORDER BY duration_ms, trace_id, span_id) AS rn,
            count(*) OVER (PARTITION BY operation_name) AS n
     FROM traces
-    WHERE NOT derived AND duration_ms IS NOT NULL
+    WHERE duration_ms IS NOT NULL
 ),
 durations AS (
     SELECT operation_name,

@@ -45,7 +45,7 @@ FROM (
         FROM cart_events
     ) l ON l.cart_id = c.cart_id AND l.rn = 1
     LEFT JOIN traces t
-        ON t.trace_id = l.trace_id AND t.span_id = l.span_id AND NOT t.derived
+        ON t.trace_id = l.trace_id AND t.span_id = l.span_id
     LEFT JOIN (
         SELECT trace_id, span_id, attributes,
                row_number() OVER (PARTITION BY trace_id, span_id
