@@ -5,6 +5,7 @@ mod util;
 
 mod check;
 mod detect;
+mod drivers;
 mod flags;
 mod formats;
 mod generate;

@@ -189,6 +189,11 @@ pub struct Driver {
     pub baseline_rate: f64,
     pub relative_risk: Option<f64>,
     pub relative_risk_ci95: Option<[f64; 2]>,
+    /// When no cart without the driver was abandoned, the relative risk has no finite value:
+    /// `relative_risk` is null and this is the lower limit of its 95% interval (carts with the
+    /// driver are abandoned at least this many times as often). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_risk_at_least: Option<f64>,
     pub test: String,
     pub p_value: f64,
     /// Benjamini-Hochberg across all candidates.
@@ -642,6 +647,59 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     })
 }
 
+/// One candidate judged on its 2x2 table: its exact (or G) test, its relative risk with a
+/// 95% interval, and the abandonments and value it explains. A driver without any abandonment
+/// among the carts that lack it has no finite relative risk: it is reported by the lower
+/// limit of its interval (`relative_risk_at_least`), and its test and excess are computed as
+/// for any other. `q_value` and `significant` are set by [`rank`].
+fn score(kind: &str, label: &str, t: &TwoByTwo, exposed_bad_value: f64) -> Driver {
+    let (test, p) = stats::association_p_value(t);
+    let excess = t.excess_bad().unwrap_or(0.0);
+    let per_bad = if t.exposed_bad > 0 {
+        exposed_bad_value / t.exposed_bad as f64
+    } else {
+        0.0
+    };
+    let ci = t.rr_confidence_interval(stats::Z_95);
+    let unbounded = t.unexposed_risk() == Some(0.0) && t.exposed_risk().is_some_and(|r| r > 0.0);
+    Driver {
+        driver: label.to_string(),
+        kind: kind.to_string(),
+        support: t.exposed_bad + t.exposed_good,
+        abandoned: t.exposed_bad,
+        abandonment_rate: round(t.exposed_risk().unwrap_or(0.0), 4),
+        baseline_rate: round(t.unexposed_risk().unwrap_or(0.0), 4),
+        relative_risk: t.relative_risk().map(|r| round(r, 4)),
+        relative_risk_ci95: ci.map(|(a, b)| [round(a, 4), round(b, 4)]),
+        relative_risk_at_least: ci.filter(|_| unbounded).map(|(lo, _)| round(lo, 4)),
+        test: test.name().to_string(),
+        p_value: p,
+        q_value: 1.0,
+        excess_abandoned: round(excess, 2),
+        excess_value: round(excess.max(0.0) * per_bad, 2),
+        significant: false,
+    }
+}
+
+/// Controls the false discovery rate across all candidates (Benjamini-Hochberg) and ranks
+/// them: the significant ones first, by the abandoned value they explain. A candidate is
+/// significant when its q-value is below 0.05 and carts with it are abandoned more often
+/// than carts without it, whether or not its relative risk is finite.
+fn rank(out: &mut [Driver]) {
+    let ps: Vec<f64> = out.iter().map(|d| d.p_value).collect();
+    let q = stats::benjamini_hochberg(&ps);
+    for (d, q) in out.iter_mut().zip(q) {
+        d.q_value = q;
+        d.significant = q < 0.05 && d.abandonment_rate > d.baseline_rate;
+    }
+    out.sort_by(|a, b| {
+        b.significant
+            .cmp(&a.significant)
+            .then(b.excess_value.total_cmp(&a.excess_value))
+            .then(a.driver.cmp(&b.driver))
+    });
+}
+
 /// The population of the driver analysis and each cart's candidate properties.
 async fn drivers(
     ctx: &SessionContext,
@@ -821,7 +879,6 @@ async fn drivers(
 
     // Score every candidate among the carts that reached its stage.
     let mut out = Vec::new();
-    let mut ps = Vec::new();
     for ((kind, label), (stage, set)) in &features {
         let members: Vec<usize> = (0..n).filter(|&i| furthest[i] >= *stage).collect();
         let support = set.iter().filter(|&&i| furthest[i] >= *stage).count() as u64;
@@ -839,49 +896,14 @@ async fn drivers(
             unexposed_bad: total_bad - exposed_bad,
             unexposed_good: (members.len() as u64 - support) - (total_bad - exposed_bad),
         };
-        let (test, p) = stats::association_p_value(&t);
-        let excess = t.excess_bad().unwrap_or(0.0);
         let exposed_bad_value: f64 = set
             .iter()
             .filter(|&&i| bad[i])
             .map(|&i| value[i].unwrap_or(0.0))
             .sum();
-        let per_bad = if exposed_bad > 0 {
-            exposed_bad_value / exposed_bad as f64
-        } else {
-            0.0
-        };
-        ps.push(p);
-        out.push(Driver {
-            driver: label.clone(),
-            kind: kind.clone(),
-            support,
-            abandoned: exposed_bad,
-            abandonment_rate: round(t.exposed_risk().unwrap_or(0.0), 4),
-            baseline_rate: round(t.unexposed_risk().unwrap_or(0.0), 4),
-            relative_risk: t.relative_risk().map(|r| round(r, 4)),
-            relative_risk_ci95: t
-                .rr_confidence_interval(stats::Z_95)
-                .map(|(a, b)| [round(a, 4), round(b, 4)]),
-            test: test.name().to_string(),
-            p_value: p,
-            q_value: 1.0,
-            excess_abandoned: round(excess, 2),
-            excess_value: round(excess.max(0.0) * per_bad, 2),
-            significant: false,
-        });
+        out.push(score(kind, label, &t, exposed_bad_value));
     }
-    let q = stats::benjamini_hochberg(&ps);
-    for (d, q) in out.iter_mut().zip(q) {
-        d.q_value = q;
-        d.significant = q < 0.05 && d.relative_risk.is_some_and(|r| r > 1.0);
-    }
-    out.sort_by(|a, b| {
-        b.significant
-            .cmp(&a.significant)
-            .then(b.excess_value.total_cmp(&a.excess_value))
-            .then(a.driver.cmp(&b.driver))
-    });
+    rank(&mut out);
 
     // Latency to conversion: logistic regression of converted on seconds, per operation.
     let mut curves = Vec::new();
@@ -931,4 +953,106 @@ async fn drivers(
         });
     }
     Ok((out, curves))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Abandoned and converted carts with the driver, then without it.
+    fn table(
+        exposed_bad: u64,
+        exposed_good: u64,
+        unexposed_bad: u64,
+        unexposed_good: u64,
+    ) -> TwoByTwo {
+        TwoByTwo {
+            exposed_bad,
+            exposed_good,
+            unexposed_bad,
+            unexposed_good,
+        }
+    }
+
+    /// No cart that reached payment without an error was abandoned: the driver separates
+    /// perfectly. It is judged by its exact test, bounded below, significant, and ranked
+    /// first by the value it explains, ahead of a driver with a finite relative risk.
+    #[test]
+    fn a_perfect_separator_is_bounded_significant_and_ranked_by_its_value() {
+        let sep = score(
+            "failed_operation",
+            "payment.authorize failed",
+            &table(64, 16, 0, 400),
+            64.0 * 120.0,
+        );
+        assert_eq!(sep.relative_risk, None);
+        let lo = sep.relative_risk_at_least.unwrap();
+        assert!(lo > 10.0, "{sep:?}");
+        assert_eq!(sep.relative_risk_ci95.unwrap()[0], lo);
+        assert_eq!(sep.test, "Fisher exact");
+        assert!(sep.p_value < 1e-40, "{sep:?}");
+        assert_eq!(sep.excess_abandoned, 64.0);
+        assert_eq!(sep.excess_value, 64.0 * 120.0);
+
+        let slow = score(
+            "slow_operation",
+            "shipping.calculate_rates slower than 2000 ms",
+            &table(50, 50, 14, 366),
+            50.0 * 80.0,
+        );
+        assert!(slow.relative_risk.unwrap() > 1.0);
+        assert_eq!(slow.relative_risk_at_least, None);
+        let noise = score(
+            "attribute",
+            "user.segment = new",
+            &table(5, 45, 59, 371),
+            500.0,
+        );
+
+        let mut all = vec![noise, slow, sep];
+        rank(&mut all);
+        assert_eq!(all[0].driver, "payment.authorize failed");
+        assert!(all[0].significant && all[1].significant);
+        assert_eq!(
+            all[1].driver,
+            "shipping.calculate_rates slower than 2000 ms"
+        );
+        assert!(!all[2].significant);
+    }
+
+    /// Every cart with the driver abandoned (a zero among the converted): the relative risk is
+    /// finite, its interval is corrected, and it is significant.
+    #[test]
+    fn every_cart_with_the_driver_abandoned() {
+        let d = score(
+            "failed_operation",
+            "x failed",
+            &table(30, 0, 100, 300),
+            300.0,
+        );
+        assert_eq!(d.relative_risk, Some(4.0));
+        assert_eq!(d.relative_risk_at_least, None);
+        let [lo, hi] = d.relative_risk_ci95.unwrap();
+        assert!(lo > 1.0 && hi > 4.0, "{d:?}");
+        let mut v = vec![d];
+        rank(&mut v);
+        assert!(v[0].significant);
+    }
+
+    /// A protective property (no cart with it abandoned) is never a driver, however small its
+    /// p-value; and a property with no abandonment on either side has nothing to bound.
+    #[test]
+    fn protective_and_empty_properties_are_not_drivers() {
+        let protective = score("attribute", "a", &table(0, 200, 150, 150), 0.0);
+        assert_eq!(protective.relative_risk, Some(0.0));
+        assert_eq!(protective.relative_risk_at_least, None);
+        assert!(protective.p_value < 1e-20);
+        let none = score("attribute", "b", &table(0, 50, 0, 50), 0.0);
+        assert_eq!(none.relative_risk, None);
+        assert_eq!(none.relative_risk_at_least, None);
+        assert_eq!(none.p_value, 1.0);
+        let mut v = vec![protective, none];
+        rank(&mut v);
+        assert!(v.iter().all(|d| !d.significant));
+    }
 }

@@ -201,8 +201,13 @@ fn text(r: &Report, m: Markup) -> String {
                     d.support.to_string(),
                     d.abandoned.to_string(),
                     format!("{} vs {}", pct(d.abandonment_rate), pct(d.baseline_rate)),
-                    match (d.relative_risk, d.relative_risk_ci95) {
-                        (Some(rr), Some([a, b])) => format!("{rr:.2} ({a:.2}-{b:.2})"),
+                    match (
+                        d.relative_risk,
+                        d.relative_risk_ci95,
+                        d.relative_risk_at_least,
+                    ) {
+                        (Some(rr), Some([a, b]), _) => format!("{rr:.2} ({a:.2}-{b:.2})"),
+                        (None, _, Some(lo)) => format!("at least {lo:.2}"),
                         _ => "-".into(),
                     },
                     format!("{:.2e}", d.q_value),

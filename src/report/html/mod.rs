@@ -393,11 +393,16 @@ fn drivers(p: &mut String, r: &Report) {
                         int(d.support),
                         int(d.abandoned),
                         format!("{} vs {}", pct(d.abandonment_rate), pct(d.baseline_rate)),
-                        match (d.relative_risk, d.relative_risk_ci95) {
-                            (Some(rr), Some([a, b])) => {
+                        match (
+                            d.relative_risk,
+                            d.relative_risk_ci95,
+                            d.relative_risk_at_least,
+                        ) {
+                            (Some(rr), Some([a, b]), _) => {
                                 format!("{} ({}–{})", fixed(rr, 2), fixed(a, 2), fixed(b, 2))
                             }
-                            (Some(rr), None) => fixed(rr, 2),
+                            (Some(rr), None, _) => fixed(rr, 2),
+                            (None, _, Some(lo)) => format!("at least {}", fixed(lo, 2)),
                             _ => "–".into(),
                         },
                         pval(d.p_value),
@@ -679,6 +684,7 @@ mod tests {
                 baseline_rate: 0.0,
                 relative_risk: None,
                 relative_risk_ci95: None,
+                relative_risk_at_least: None,
                 test: s("test"),
                 p_value: 0.001,
                 q_value: 0.01,
