@@ -3,52 +3,7 @@
 //! separates perfectly. It must still be judged by its test, bounded below rather than left
 //! without a relative risk, and ranked first by the abandoned value it explains.
 
-use std::fmt::Write as _;
-
 use crate::util::*;
-
-const BASE_NS: u64 = 1_795_000_000_000_000_000;
-const S: u64 = 1_000_000_000;
-
-/// One span of a cart: its name, when it starts (seconds after `BASE_NS`), how long it takes
-/// and whether it failed.
-struct Step<'a> {
-    name: &'a str,
-    at_s: u64,
-    ms: u64,
-    error: bool,
-}
-
-/// One span as an OTLP/JSON object.
-fn span(out: &mut String, cart: u32, n: u32, step: Step, attrs: &[(&str, String)]) {
-    let Step {
-        name,
-        at_s: start_s,
-        ms,
-        error,
-    } = step;
-    if !out.is_empty() {
-        out.push(',');
-    }
-    let attrs: Vec<String> = attrs
-        .iter()
-        .map(|(k, v)| format!(r#"{{"key":"{k}","value":{{"stringValue":"{v}"}}}}"#))
-        .collect();
-    let start = BASE_NS + start_s * S;
-    let _ = write!(
-        out,
-        r#"{{"traceId":"{:032x}","spanId":"{:016x}","name":"{name}","kind":2,"startTimeUnixNano":"{start}","endTimeUnixNano":"{}","attributes":[{}],"status":{}}}"#,
-        u128::from(cart) * 1000 + u128::from(n) + 1,
-        u64::from(cart) * 1000 + u64::from(n) + 1,
-        start + ms * 1_000_000,
-        attrs.join(","),
-        if error {
-            r#"{"code":2,"message":"card declined"}"#
-        } else {
-            "{}"
-        }
-    );
-}
 
 /// A shop of 300 carts: 120 pay and complete, 60 are refused by payment and leave, 120 leave
 /// at checkout without reaching payment. Slow shipping quotes are spread evenly.
@@ -127,9 +82,7 @@ fn export() -> String {
             );
         }
     }
-    format!(
-        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop"}}}}]}},"scopeSpans":[{{"scope":{{"name":"hand-made"}},"spans":[{spans}]}}]}}]}}"#
-    ) + "\n"
+    traces_line(&spans)
 }
 
 #[test]

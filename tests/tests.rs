@@ -13,6 +13,7 @@ mod ingest;
 mod layering;
 mod loader_deviations;
 mod loader_formats;
+mod misfit;
 mod otlp_examples;
 mod queries;
 mod query_runner;

@@ -2,6 +2,7 @@
 //! cartscope's own loader, run SQL, and read results back as strings.
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -120,4 +121,58 @@ pub async fn one(ctx: &SessionContext, sql: &str) -> String {
 /// Row counts of all five tables: [traces, span_events, span_links, metrics, exemplars].
 pub fn counts(stats: &LoadStats) -> [u64; 5] {
     stats.rows.into_array()
+}
+
+// Exports built by hand, span by span, for tests that must not depend on cartscope's own
+// generator: each span its own trace (cart * 1000 + n), OTLP/JSON as an SDK writes it.
+
+/// The first instant of a hand-built export: 2026-11-18T11:06:40Z.
+pub const BASE_NS: u64 = 1_795_000_000_000_000_000;
+pub const S: u64 = 1_000_000_000;
+
+/// One span of a cart: its name, when it starts (seconds after `BASE_NS`), how long it takes
+/// and whether it failed.
+pub struct Step<'a> {
+    pub name: &'a str,
+    pub at_s: u64,
+    pub ms: u64,
+    pub error: bool,
+}
+
+/// One span as an OTLP/JSON object.
+pub fn span(out: &mut String, cart: u32, n: u32, step: Step, attrs: &[(&str, String)]) {
+    let Step {
+        name,
+        at_s: start_s,
+        ms,
+        error,
+    } = step;
+    if !out.is_empty() {
+        out.push(',');
+    }
+    let attrs: Vec<String> = attrs
+        .iter()
+        .map(|(k, v)| format!(r#"{{"key":"{k}","value":{{"stringValue":"{v}"}}}}"#))
+        .collect();
+    let start = BASE_NS + start_s * S;
+    let _ = write!(
+        out,
+        r#"{{"traceId":"{:032x}","spanId":"{:016x}","name":"{name}","kind":2,"startTimeUnixNano":"{start}","endTimeUnixNano":"{}","attributes":[{}],"status":{}}}"#,
+        u128::from(cart) * 1000 + u128::from(n) + 1,
+        u64::from(cart) * 1000 + u64::from(n) + 1,
+        start + ms * 1_000_000,
+        attrs.join(","),
+        if error {
+            r#"{"code":2,"message":"card declined"}"#
+        } else {
+            "{}"
+        }
+    );
+}
+
+/// Spans (from `span`) as one OTLP/JSON line of one resource, `service.name = shop`.
+pub fn traces_line(spans: &str) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop"}}}}]}},"scopeSpans":[{{"scope":{{"name":"hand-made"}},"spans":[{spans}]}}]}}]}}"#
+    ) + "\n"
 }

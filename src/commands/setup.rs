@@ -64,6 +64,9 @@ pub async fn open_replayed(
         },
     )
     .await?;
+    for w in &summary.warnings {
+        eprintln!("cartscope: warning: the model may not fit the data: {w}");
+    }
     Ok((ctx, summary))
 }
 
@@ -124,6 +127,7 @@ pub async fn open_report(
         period: crate::report::Period { since, until },
         as_of,
         threshold: s.threshold,
+        warnings: s.warnings.clone(),
         top: tuning.top,
         min_support: tuning.min_support,
         attributes: if tuning.attributes.is_empty() {

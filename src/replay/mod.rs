@@ -85,6 +85,8 @@ pub struct Summary {
     pub derived_points: u64,
     /// Abandonments the input had already recorded (not written again).
     pub recorded_abandonments: u64,
+    /// Signs that the model does not fit the data, each with its likely fix (`misfits`).
+    pub warnings: Vec<String>,
 }
 
 fn lit(s: &str) -> String {
@@ -704,7 +706,145 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         ctx.register_table(name, Arc::new(rows))?;
     }
     crate::sql::session::present(ctx).await?;
+    summary.warnings = misfits(ctx, m, &summary).await?;
     Ok(summary)
+}
+
+/// Above this share, "most" spans or carts: a model that fits leaves few of either.
+const MOST: f64 = 0.5;
+
+/// The span names most often seen among `sql`'s rows (name, count), as `'a' (12), 'b' (3)`.
+async fn top_names(ctx: &SessionContext, sql: &str, n: usize) -> Result<String> {
+    let mut names = Vec::new();
+    for b in ctx.sql(sql).await?.collect().await? {
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::DataType;
+        let (name, count) = (
+            cast(b.column(0), &DataType::Utf8)?,
+            cast(b.column(1), &DataType::Int64)?,
+        );
+        let (name, count) = (name.as_string::<i32>(), count.as_primitive::<Int64Type>());
+        for i in 0..b.num_rows() {
+            if name.is_valid(i) {
+                names.push((count.value(i), name.value(i).to_string()));
+            }
+        }
+    }
+    names.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    Ok(names
+        .iter()
+        .take(n)
+        .map(|(c, name)| format!("'{name}' ({c})"))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
+    let b = ctx.sql(sql).await?.collect().await?;
+    Ok(b.first()
+        .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>().cloned())
+        .filter(|a| !a.is_empty() && a.is_valid(0))
+        .map_or(0, |a| a.value(0).max(0) as u64))
+}
+
+/// Signs that the replay does not fit the data, each naming the likely fix: a stage that
+/// matched no span, no cart converting, most spans that carry a cart or user key matched by
+/// no stage, most carts with a single span. An empty list when the model fits (or when the
+/// export has no carts at all, which `detect` says in its summary).
+async fn misfits(ctx: &SessionContext, m: &Model, s: &Summary) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let any_stage = m
+        .stages
+        .iter()
+        .map(|st| stage_match("t", st))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let keys: Vec<String> = m
+        .keys
+        .cart_id
+        .iter()
+        .chain(&m.keys.user_id)
+        .cloned()
+        .collect();
+    let keyed = attr("t", &keys);
+    let unmatched_keyed = format!(
+        "SELECT t.operation_name, count(*) FROM observed_traces t \
+         WHERE {keyed} IS NOT NULL AND NOT coalesce({any_stage}, false) GROUP BY 1"
+    );
+    let seen = top_names(ctx, &unmatched_keyed, 5).await?;
+    let instead = if seen.is_empty() {
+        String::new()
+    } else {
+        format!("; spans with a cart or user key that no stage matched: {seen}")
+    };
+    for st in &m.stages {
+        let n = count(
+            ctx,
+            &format!(
+                "SELECT count(*) FROM observed_traces t WHERE {}",
+                stage_match("t", st)
+            ),
+        )
+        .await?;
+        if n == 0 {
+            out.push(format!(
+                "stage '{}' of model '{}' matched no span: give its spans = [...] or pattern the names this export uses{instead}",
+                st.name, m.name
+            ));
+        }
+    }
+    let converting = count(
+        ctx,
+        "SELECT count(DISTINCT cart_id) FROM cart_events WHERE is_success",
+    )
+    .await?;
+    if s.carts > 0 && converting == 0 {
+        let success: Vec<&str> = m
+            .stages
+            .iter()
+            .filter(|st| st.success)
+            .map(|st| st.name.as_str())
+            .collect();
+        out.push(format!(
+            "no cart converted among {} carts: the success stage{} {} of model '{}' matched no cart's span; check its span names and conditions{instead}",
+            s.carts,
+            if success.len() == 1 { "" } else { "s" },
+            success.join(", "),
+            m.name
+        ));
+    }
+    if !keys.is_empty() {
+        let total = count(
+            ctx,
+            &format!("SELECT count(*) FROM observed_traces t WHERE {keyed} IS NOT NULL"),
+        )
+        .await?;
+        let unmatched_spans = count(
+            ctx,
+            &format!("SELECT count(*) FROM observed_traces t WHERE {keyed} IS NOT NULL AND NOT coalesce({any_stage}, false)"),
+        )
+        .await?;
+        if total > 0 && unmatched_spans as f64 / total as f64 > MOST {
+            out.push(format!(
+                "{} of {} spans that carry a cart or user key ({}) match no stage of model '{}': add their names to the stages{instead}",
+                unmatched_spans,
+                total,
+                keys.join(", "),
+                m.name
+            ));
+        }
+    }
+    if s.carts > 0 {
+        let single = count(ctx, "SELECT count(*) FROM carts WHERE span_count = 1").await?;
+        if single as f64 / s.carts as f64 > MOST {
+            out.push(format!(
+                "{single} of {} carts have a single span: the cart key ({}) may be on one span of each cart only; check keys.cart_id, or set keys.session_id to join a cart's other traces",
+                s.carts,
+                keys.join(", ")
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The model's stages as a table, so queries see every stage, even one no span reached.

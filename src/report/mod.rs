@@ -74,6 +74,10 @@ pub struct Report {
     pub latency_curves: Vec<LatencyCurve>,
     /// Abandonments per hour of the period, by suspected cause.
     pub by_hour: Vec<HourRow>,
+    /// Signs that the lifecycle model does not fit the data, each with its likely fix (added
+    /// within version 1; absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -259,6 +263,8 @@ pub struct Options {
     pub period: Period,
     pub as_of: Timestamp,
     pub threshold: Duration,
+    /// The replay's misfit warnings, carried into the report.
+    pub warnings: Vec<String>,
     pub top: usize,
     pub min_support: u64,
     pub attributes: Vec<String>,
@@ -644,6 +650,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         drivers,
         latency_curves,
         by_hour,
+        warnings: o.warnings.clone(),
     })
 }
 

@@ -117,6 +117,12 @@ fn text(r: &Report, m: Markup) -> String {
         r.threshold,
         r.model
     );
+    if !r.warnings.is_empty() {
+        out.push_str(&h("Warnings: the model may not fit the data"));
+        for w in &r.warnings {
+            let _ = writeln!(out, "- {w}");
+        }
+    }
     out.push_str(&h("Summary"));
     let rate = match s.rate() {
         Some((r, [lo, hi])) => format!("{} (95% CI {} to {})", pct(r), pct(lo), pct(hi)),

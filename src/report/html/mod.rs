@@ -120,6 +120,7 @@ pub fn render(r: &Report) -> String {
     );
     p.push_str("</header>\n");
 
+    warnings(&mut p, r);
     summary(&mut p, r);
     changes(&mut p, r);
     drivers(&mut p, r);
@@ -238,6 +239,20 @@ pub fn render(r: &Report) -> String {
     );
     p.push_str("</main>\n</body>\n</html>\n");
     p
+}
+
+/// The replay's signs that the model does not fit the data, before any figure they put in
+/// doubt.
+fn warnings(p: &mut String, r: &Report) {
+    if r.warnings.is_empty() {
+        return;
+    }
+    section(p, "warnings", "Warnings: the model may not fit the data");
+    p.push_str("<ul>\n");
+    for w in &r.warnings {
+        let _ = writeln!(p, "<li>{}</li>", esc(w));
+    }
+    p.push_str("</ul>\n</section>\n");
 }
 
 fn summary(p: &mut String, r: &Report) {
@@ -707,6 +722,7 @@ mod tests {
                 hour: "2026-11-19T13:00:00Z".parse().unwrap(),
                 causes: [(s("cause"), 4), ("none".to_string(), 2)].into(),
             }],
+            warnings: vec![s("stage")],
         };
         if empty {
             r.summary = Summary::default();
