@@ -189,3 +189,84 @@ fn most_carts_with_a_single_span() {
         stderr(&o)
     );
 }
+
+/// A stage can be what a real shop records: an order placed is a server span of the checkout
+/// service, with status ok and an order id, under whatever name (here a hand-built export).
+#[test]
+fn a_stage_matched_by_an_attribute_kind_service_and_status() {
+    let mut spans = String::new();
+    for cart in 0..40u32 {
+        let id = format!("cart-{cart:04}");
+        let t = u64::from(cart) * 30;
+        let add = Step {
+            name: "cart.add_item",
+            at_s: t,
+            ms: 40,
+            error: false,
+        };
+        span(&mut spans, cart, 0, add, &[("cart.id", id.clone())]);
+        let refused = (20..30).contains(&cart);
+        let mut attrs = vec![("cart.id", id.clone())];
+        if cart < 20 {
+            attrs.push(("app.order.id", format!("order-{cart}")));
+        }
+        let place = Step {
+            name: "POST /oteldemo.CheckoutService/PlaceOrder",
+            at_s: t + 60,
+            ms: 300,
+            error: refused,
+        };
+        span(&mut spans, cart, 1, place, &attrs);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("traces.jsonl");
+    std::fs::write(&file, traces_line(&spans)).unwrap();
+    let model = |services: &str| {
+        let text = cartscope::Preset::Reference.text();
+        let (first, last) = (
+            text.find("[[stages]]").unwrap(),
+            text.rfind("[[stages]]").unwrap(),
+        );
+        let stages = format!(
+            "[[stages]]\nname = \"active\"\nspans = [\"cart.add_item\"]\n\n[[stages]]\nname = \"completed\"\n\
+             has = [\"app.order.id\"]\nkind = \"server\"\nservices = [{services}]\nstatus = \"ok\"\nsuccess = true\n\n"
+        );
+        let end = text[last..].find("[causes]").unwrap() + last;
+        let p = tmp.path().join(format!("model-{}.toml", services.len()));
+        std::fs::write(&p, format!("{}{stages}{}", &text[..first], &text[end..])).unwrap();
+        p
+    };
+    let detect = |m: &std::path::Path| {
+        cartscope(&[
+            "detect",
+            "--data",
+            file.to_str().unwrap(),
+            "--model",
+            m.to_str().unwrap(),
+            "--as-of",
+            "2026-11-18T17:06:40Z",
+            "-f",
+            "csv",
+        ])
+    };
+    let o = detect(&model("\"shop\""));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("40 carts, 20 converted, 20 abandoned"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(warnings(&o).is_empty(), "{}", stderr(&o));
+    // The same stage for another service matches nothing here, and says so.
+    let o = detect(&model("\"checkout\""));
+    assert!(
+        stderr(&o).contains("40 carts, 0 converted"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        warnings(&o).iter().any(|w| w.contains("stage 'completed'")),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -123,7 +123,33 @@ fn stage_match(alias: &str, s: &crate::replay::model::Stage) -> String {
     if let Some(p) = &s.pattern {
         any.push(format!("{alias}.operation_name ~ {}", lit(p)));
     }
-    let mut all = vec![format!("({})", any.join(" OR "))];
+    let mut all = Vec::new();
+    if !any.is_empty() {
+        all.push(format!("({})", any.join(" OR ")));
+    }
+    for k in &s.has {
+        all.push(format!("{alias}.attributes[{}] IS NOT NULL", lit(k)));
+    }
+    if let Some(k) = s.kind {
+        all.push(format!("{alias}.span_kind = {}", lit(k.as_str())));
+    }
+    if !s.services.is_empty() {
+        all.push(format!(
+            "{alias}.service_name IN ({})",
+            s.services
+                .iter()
+                .map(|n| lit(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    match s.status {
+        // OpenTelemetry leaves a successful span's status unset (server instrumentations
+        // set ok rarely): ok means "did not fail".
+        Some(StatusCode::Ok) => all.push(format!("{alias}.status_code IN ('ok', 'unset')")),
+        Some(st) => all.push(format!("{alias}.status_code = {}", lit(st.as_str()))),
+        None => {}
+    }
     for (k, v) in &s.conditions {
         all.push(format!("{alias}.attributes[{}] = {}", lit(k), lit(v)));
     }

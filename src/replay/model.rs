@@ -7,6 +7,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::tables::builders::{SpanKind, StatusCode};
 use crate::time::Duration;
 
 pub const PRESETS: [&str; 2] = ["reference", "otel-demo"];
@@ -79,6 +80,21 @@ pub struct Stage {
     pub pattern: Option<String>,
     #[serde(default, rename = "where")]
     pub conditions: std::collections::BTreeMap<String, String>,
+    /// Attributes the span must carry, whatever their values (an order id shows that an
+    /// order was placed). Alone, they match spans of any name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub has: Vec<String>,
+    /// Only spans of this kind (`server`, `client`, ...): the same operation is often a
+    /// client span in the caller and a server span in the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SpanKind>,
+    /// Only spans of these services (`service.name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Only spans with this status: `ok` (did not fail: status ok or unset, as
+    /// OpenTelemetry leaves a success), `error`, or exactly `unset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusCode>,
     #[serde(default)]
     pub success: bool,
     /// Idle time after which a cart whose furthest stage is this one is abandoned.
@@ -188,9 +204,9 @@ impl Model {
             if !names.insert(&s.name) {
                 bail!("stage '{}' is listed twice", s.name);
             }
-            if s.spans.is_empty() && s.pattern.is_none() {
+            if s.spans.is_empty() && s.pattern.is_none() && s.has.is_empty() {
                 bail!(
-                    "stage '{}' matches no span: give spans = [...] or pattern = '...'",
+                    "stage '{}' matches no span: give spans = [...], pattern = '...' or has = [...]",
                     s.name
                 );
             }
@@ -247,11 +263,34 @@ mod tests {
         let unknown = REFERENCE.replace("threshold = \"30m\"", "threshhold = \"30m\"");
         let e = format!("{:#}", Model::parse(&unknown, "m.toml").unwrap_err());
         assert!(e.contains("threshhold"), "{e}");
+        let bad_kind = REFERENCE.replace(
+            "spans = [\"checkout.complete\"]",
+            "spans = [\"checkout.complete\"]\nkind = \"sever\"",
+        );
+        let e = format!("{:#}", Model::parse(&bad_kind, "m.toml").unwrap_err());
+        assert!(e.contains("kind: unknown span kind 'sever'"), "{e}");
         let no_success = REFERENCE.replace("success = true", "");
         assert!(Model::parse(&no_success, "m").is_err());
         // A duration is typed when the model is read: a bad one names its line.
         let bad_duration = REFERENCE.replace("threshold = \"30m\"", "threshold = \"soon\"");
         let e = format!("{:#}", Model::parse(&bad_duration, "m.toml").unwrap_err());
         assert!(e.contains("'m.toml', line 6, threshold: 'soon'"), "{e}");
+    }
+
+    #[test]
+    fn stages_match_by_presence_kind_service_and_status() {
+        let text = REFERENCE.replace(
+            "spans = [\"checkout.complete\"]",
+            "has = [\"app.order.id\"]\nkind = \"SPAN_KIND_SERVER\"\nservices = [\"checkout\"]\nstatus = \"Ok\"",
+        );
+        let m = Model::parse(&text, "m.toml").unwrap();
+        let done = m.stages.last().unwrap();
+        assert!(done.spans.is_empty());
+        assert_eq!(done.has, ["app.order.id"]);
+        assert_eq!(done.kind, Some(SpanKind::Server));
+        assert_eq!(done.services, ["checkout"]);
+        assert_eq!(done.status, Some(StatusCode::Ok));
+        let again = Model::parse(&m.to_toml().unwrap(), "round trip").unwrap();
+        assert_eq!(m, again);
     }
 }

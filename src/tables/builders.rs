@@ -226,6 +226,40 @@ impl SpanKind {
     }
 }
 
+/// Written and read as the stored word (`server`); read from any spelling `from_name` takes.
+impl serde::Serialize for SpanKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SpanKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SpanKind, D::Error> {
+        let s = String::deserialize(d)?;
+        SpanKind::from_name(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown span kind '{s}' (internal, server, client, producer or consumer)"
+            ))
+        })
+    }
+}
+
+/// Written and read as the stored word (`error`); read from any spelling `from_name` takes.
+impl serde::Serialize for StatusCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StatusCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StatusCode, D::Error> {
+        let s = String::deserialize(d)?;
+        StatusCode::from_name(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown status '{s}' (ok, error or unset)"))
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StatusCode {
     #[default]
