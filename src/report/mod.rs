@@ -326,24 +326,12 @@ fn ints(bs: &[RecordBatch], i: usize) -> Vec<Option<i64>> {
     out
 }
 
+/// A count column: null and negative read as 0.
 fn counts(bs: &[RecordBatch], i: usize) -> Vec<u64> {
-    let mut out = Vec::new();
-    for b in bs {
-        let c = datafusion::arrow::compute::cast(
-            b.column(i),
-            &datafusion::arrow::datatypes::DataType::Int64,
-        )
-        .expect("cast to bigint");
-        let a = c.as_primitive::<Int64Type>();
-        out.extend((0..a.len()).map(|r| {
-            if a.is_valid(r) {
-                a.value(r).max(0) as u64
-            } else {
-                0
-            }
-        }));
-    }
-    out
+    ints(bs, i)
+        .into_iter()
+        .map(|v| v.map_or(0, |n| n.max(0) as u64))
+        .collect()
 }
 
 /// The carts of a period: those first seen in [since, until).
