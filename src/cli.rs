@@ -190,7 +190,8 @@ pub struct DetectArgs {
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Print the replay's SQL for this model instead of running it.
+    /// Explain the replay on this data instead of listing carts: the spans and carts each
+    /// stage matched, how spans were given to carts, then the SQL and the fold it ran.
     #[arg(long)]
     pub explain: bool,
 }

@@ -270,3 +270,70 @@ fn a_stage_matched_by_an_attribute_kind_service_and_status() {
         stderr(&o)
     );
 }
+
+/// `detect --explain` shows what the replay matched on this data: spans and carts per stage
+/// (a stage that matched nothing shows 0) and how spans were given to carts, before the SQL.
+#[test]
+fn explain_shows_what_each_stage_matched() {
+    let data = root("sample-data/otlp");
+    let o = cartscope(&[
+        "detect",
+        "--explain",
+        "--data",
+        data.to_str().unwrap(),
+        "-f",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let stages: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("-- spans and carts each stage matched"))
+        .skip(2)
+        .take(5)
+        .collect();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["active", "checkout", "shipping", "payment", "completed"],
+        "{out}"
+    );
+    // Every one of sample-data's 3,000 carts added to its cart.
+    assert!(stages[0].ends_with(",3000"), "{out}");
+    assert!(stages[4].starts_with("5,completed,true,"), "{out}");
+    assert!(
+        out.contains("attributed_by,spans,carts\nattribute,"),
+        "{out}"
+    );
+    assert!(out.contains("-- cart_events (as of <AS_OF_US>)"), "{out}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let model = model_file(
+        tmp.path(),
+        "\"shipping.calculate_rates\"",
+        "\"ShippingService/GetQuote\"",
+    );
+    let o = cartscope(&[
+        "detect",
+        "--explain",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        &model,
+        "-f",
+        "csv",
+    ]);
+    assert!(
+        stdout(&o).contains("\n3,shipping,false,0,0\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        warnings(&o).iter().any(|w| w.contains("stage 'shipping'")),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -9,19 +9,47 @@ use crate::commands::setup::{open_replayed, Globals};
 use crate::output::Format;
 use crate::sql::session::run_sql;
 
+/// What the replay matched on this data, per stage and by how carts were attributed, then
+/// the SQL and the fold's rules it ran. Misfit warnings go to stderr as for every replay.
+async fn explain(a: &DetectArgs, g: &Globals) -> Result<()> {
+    let (ctx, _) = open_replayed(&a.data, &a.replay, g).await?;
+    let per_stage = "SELECT s.stage_order, s.stage, s.success, count(e.span_id) AS spans, \
+        count(DISTINCT e.cart_id) AS carts \
+        FROM stages s LEFT JOIN cart_events e ON e.stage = s.stage \
+        GROUP BY s.stage_order, s.stage, s.success ORDER BY s.stage_order";
+    let attribution = "SELECT attributed_by, count(*) AS spans, count(DISTINCT cart_id) AS carts \
+        FROM cart_events GROUP BY attributed_by ORDER BY attributed_by";
+    let mut out = std::io::stdout().lock();
+    for (title, sql) in [
+        ("spans and carts each stage matched", per_stage),
+        (
+            "how spans were given to carts (a cart counts once per way)",
+            attribution,
+        ),
+    ] {
+        let (schema, batches) = run_sql(&ctx, sql).await?;
+        writeln!(out, "-- {title}")?;
+        crate::output::write_batches(&mut out, a.format, &schema, &batches, None)?;
+        writeln!(out)?;
+    }
+    let model = &a.replay.model;
+    writeln!(
+        out,
+        "-- cart_events (as of <AS_OF_US>)\n{}\n",
+        crate::replay::cart_events_sql(model, 0)
+    )?;
+    writeln!(
+        out,
+        "-- the durations of each operation (its percentile is the slower_than_p95 signal)\n{}\n",
+        crate::replay::DURATIONS_SQL
+    )?;
+    writeln!(out, "{}", crate::replay::FOLD_EXPLAINED)?;
+    Ok(())
+}
+
 pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
     if a.explain {
-        let model = &a.replay.model;
-        println!(
-            "-- cart_events (as of <AS_OF_US>)\n{}\n",
-            crate::replay::cart_events_sql(model, 0)
-        );
-        println!(
-            "-- the durations of each operation (its percentile is the slower_than_p95 signal)\n{}\n",
-            crate::replay::DURATIONS_SQL
-        );
-        println!("{}", crate::replay::FOLD_EXPLAINED);
-        return Ok(());
+        return explain(a, g).await;
     }
     let (ctx, s) = open_replayed(&a.data, &a.replay, g).await?;
     let (schema, batches) = run_sql(&ctx, "SELECT * FROM carts ORDER BY cart_id").await?;
