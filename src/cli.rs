@@ -422,3 +422,13 @@ pub struct ShellArgs {
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("4GB").unwrap(), 4_000_000_000);
+        assert_eq!(super::parse_size("512 MiB").unwrap(), 512 * 1024 * 1024);
+        assert!(super::parse_size("lots").is_err());
+    }
+}

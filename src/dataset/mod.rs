@@ -113,11 +113,11 @@ impl Manifest {
         Ok(Manifest::default())
     }
 
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(&Manifest {
-            version: VERSION,
-            ..self.clone()
-        })?;
+    /// Writes the manifest atomically, as this cartscope's version: parts written now lack
+    /// what older versions expect.
+    pub fn save(&mut self, dir: &Path) -> Result<()> {
+        self.version = VERSION;
+        let text = serde_json::to_string_pretty(self)?;
         crate::output::write_atomically(&Self::path(dir), |w| {
             w.write_all(text.as_bytes())?;
             w.write_all(b"\n")?;

@@ -214,15 +214,21 @@ impl std::str::FromStr for IncidentArg {
         // The '-' between FROM and TO is the one where both sides read as times.
         for (i, _) in span.match_indices('-') {
             if let (Some(from), Some(to)) = (When::parse(&span[..i]), When::parse(&span[i + 1..])) {
-                let arg = IncidentArg {
+                // Two times of one form are judged now; mixed ones once the day is known.
+                let backwards = match (from, to) {
+                    (When::Clock { minutes: a }, When::Clock { minutes: b }) => b <= a,
+                    (When::At(a), When::At(b)) => b <= a,
+                    _ => false,
+                };
+                if backwards {
+                    anyhow::bail!("--incident '{s}': it ends before it starts");
+                }
+                return Ok(IncidentArg {
                     kind,
                     from,
                     to,
                     text: s.to_string(),
-                };
-                // Either form alone can be judged now; mixed ones once the day is known.
-                arg.resolve(Timestamp::from_ns(0))?;
-                return Ok(arg);
+                });
             }
         }
         Err(anyhow::anyhow!("FROM-TO must be two times, like 10:00-12:00 or 2026-11-20T10:00:00Z-2026-11-20T12:00:00Z"))
@@ -234,11 +240,7 @@ impl IncidentArg {
     pub fn resolve(&self, end: Timestamp) -> anyhow::Result<Incident> {
         let day_start = end.ns() - end.ns().rem_euclid(86_400 * 1_000_000_000);
         let (from, to) = (self.from.on(day_start), self.to.on(day_start));
-        let mixed = matches!(
-            (self.from, self.to),
-            (When::Clock { .. }, When::At(_)) | (When::At(_), When::Clock { .. })
-        );
-        if to <= from && !(mixed && end.ns() == 0) {
+        if to <= from {
             anyhow::bail!("--incident '{}': it ends before it starts", self.text);
         }
         let ns = |t: i64| {

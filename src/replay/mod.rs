@@ -655,11 +655,8 @@ pub async fn latest_timestamp(ctx: &SessionContext) -> Result<Option<Timestamp>>
         SELECT CAST(max(end_time) AS BIGINT) AS t FROM observed_traces
         UNION ALL SELECT CAST(max(timestamp) AS BIGINT) FROM span_events
         UNION ALL SELECT CAST(max(timestamp) AS BIGINT) FROM observed_metrics)";
-    let batches = ctx.sql(sql).await?.collect().await?;
-    Ok(batches
-        .first()
-        .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>().cloned())
-        .and_then(|a| (!a.is_empty() && a.is_valid(0)).then(|| a.value(0)))
+    Ok(scalar_i64(ctx, sql)
+        .await?
         .and_then(|us| us.checked_mul(1000))
         .map(Timestamp::from_ns))
 }
@@ -739,46 +736,26 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
 /// Above this share, "most" spans or carts: a model that fits leaves few of either.
 const MOST: f64 = 0.5;
 
-/// The span names most often seen among `sql`'s rows (name, count), as `'a' (12), 'b' (3)`.
-async fn top_names(ctx: &SessionContext, sql: &str, n: usize) -> Result<String> {
-    let mut names = Vec::new();
-    for b in ctx.sql(sql).await?.collect().await? {
-        use datafusion::arrow::compute::cast;
-        use datafusion::arrow::datatypes::DataType;
-        let (name, count) = (
-            cast(b.column(0), &DataType::Utf8)?,
-            cast(b.column(1), &DataType::Int64)?,
-        );
-        let (name, count) = (name.as_string::<i32>(), count.as_primitive::<Int64Type>());
-        for i in 0..b.num_rows() {
-            if name.is_valid(i) {
-                names.push((count.value(i), name.value(i).to_string()));
-            }
-        }
-    }
-    names.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    Ok(names
-        .iter()
-        .take(n)
-        .map(|(c, name)| format!("'{name}' ({c})"))
-        .collect::<Vec<_>>()
-        .join(", "))
-}
-
-async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
-    let b = ctx.sql(sql).await?.collect().await?;
-    Ok(b.first()
+/// The single value of a one-row query with one BIGINT column; `None` when it is null.
+async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(batches
+        .first()
         .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>().cloned())
-        .filter(|a| !a.is_empty() && a.is_valid(0))
-        .map_or(0, |a| a.value(0).max(0) as u64))
+        .and_then(|a| (!a.is_empty() && a.is_valid(0)).then(|| a.value(0))))
 }
 
 /// Signs that the replay does not fit the data, each naming the likely fix: a stage that
 /// matched no span, no cart converting, most spans that carry a cart or user key matched by
 /// no stage, most carts with a single span. An empty list when the model fits (or when the
 /// export has no carts at all, which `detect` says in its summary).
+///
+/// The span-level checks share one pass over `observed_traces`, grouped by span name,
+/// whether the span carries a cart or user key and whether any stage matches it, with each
+/// stage's matches summed alongside; the rest read the cart-level tables.
 async fn misfits(ctx: &SessionContext, m: &Model, s: &Summary) -> Result<Vec<String>> {
-    let mut out = Vec::new();
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
     let any_stage = m
         .stages
         .iter()
@@ -792,38 +769,80 @@ async fn misfits(ctx: &SessionContext, m: &Model, s: &Summary) -> Result<Vec<Str
         .chain(&m.keys.user_id)
         .cloned()
         .collect();
-    let keyed = attr("t", &keys);
-    let unmatched_keyed = format!(
-        "SELECT t.operation_name, count(*) FROM observed_traces t \
-         WHERE {keyed} IS NOT NULL AND NOT coalesce({any_stage}, false) GROUP BY 1"
+    let per_stage = m
+        .stages
+        .iter()
+        .map(|st| {
+            format!(
+                ", sum(CASE WHEN {} THEN 1 ELSE 0 END)",
+                stage_match("t", st)
+            )
+        })
+        .collect::<String>();
+    let sql = format!(
+        "SELECT t.operation_name, {keyed} IS NOT NULL, coalesce({any_stage}, false), \
+         count(*){per_stage} FROM observed_traces t GROUP BY 1, 2, 3",
+        keyed = attr("t", &keys),
     );
-    let seen = top_names(ctx, &unmatched_keyed, 5).await?;
+    // Per stage, its spans; spans with a key, and those of them no stage matched, by name.
+    let mut stage_spans = vec![0i64; m.stages.len()];
+    let (mut keyed_spans, mut unmatched_spans) = (0i64, 0i64);
+    let mut unmatched: Vec<(i64, String)> = Vec::new();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let int = |i: usize| -> Result<Int64Array> {
+            Ok(cast(b.column(i), &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone())
+        };
+        let name = cast(b.column(0), &DataType::Utf8)?;
+        let name = name.as_string::<i32>();
+        let (keyed, matched) = (b.column(1).as_boolean(), b.column(2).as_boolean());
+        let n = int(3)?;
+        for (j, spans) in stage_spans.iter_mut().enumerate() {
+            let c = int(4 + j)?;
+            *spans += c.iter().flatten().sum::<i64>();
+        }
+        for i in 0..b.num_rows() {
+            if !keyed.value(i) {
+                continue;
+            }
+            keyed_spans += n.value(i);
+            if !matched.value(i) {
+                unmatched_spans += n.value(i);
+                if name.is_valid(i) {
+                    unmatched.push((n.value(i), name.value(i).to_string()));
+                }
+            }
+        }
+    }
+    unmatched.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let seen = unmatched
+        .iter()
+        .take(5)
+        .map(|(c, name)| format!("'{name}' ({c})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let instead = if seen.is_empty() {
         String::new()
     } else {
         format!("; spans with a cart or user key that no stage matched: {seen}")
     };
-    for st in &m.stages {
-        let n = count(
-            ctx,
-            &format!(
-                "SELECT count(*) FROM observed_traces t WHERE {}",
-                stage_match("t", st)
-            ),
-        )
-        .await?;
-        if n == 0 {
+
+    let mut out = Vec::new();
+    for (st, spans) in m.stages.iter().zip(&stage_spans) {
+        if *spans == 0 {
             out.push(format!(
                 "stage '{}' of model '{}' matched no span: give its spans = [...] or pattern the names this export uses{instead}",
                 st.name, m.name
             ));
         }
     }
-    let converting = count(
+    let converting = scalar_i64(
         ctx,
         "SELECT count(DISTINCT cart_id) FROM cart_events WHERE is_success",
     )
-    .await?;
+    .await?
+    .unwrap_or(0);
     if s.carts > 0 && converting == 0 {
         let success: Vec<&str> = m
             .stages
@@ -839,29 +858,17 @@ async fn misfits(ctx: &SessionContext, m: &Model, s: &Summary) -> Result<Vec<Str
             m.name
         ));
     }
-    if !keys.is_empty() {
-        let total = count(
-            ctx,
-            &format!("SELECT count(*) FROM observed_traces t WHERE {keyed} IS NOT NULL"),
-        )
-        .await?;
-        let unmatched_spans = count(
-            ctx,
-            &format!("SELECT count(*) FROM observed_traces t WHERE {keyed} IS NOT NULL AND NOT coalesce({any_stage}, false)"),
-        )
-        .await?;
-        if total > 0 && unmatched_spans as f64 / total as f64 > MOST {
-            out.push(format!(
-                "{} of {} spans that carry a cart or user key ({}) match no stage of model '{}': add their names to the stages{instead}",
-                unmatched_spans,
-                total,
-                keys.join(", "),
-                m.name
-            ));
-        }
+    if keyed_spans > 0 && unmatched_spans as f64 / keyed_spans as f64 > MOST {
+        out.push(format!(
+            "{unmatched_spans} of {keyed_spans} spans that carry a cart or user key ({}) match no stage of model '{}': add their names to the stages{instead}",
+            keys.join(", "),
+            m.name
+        ));
     }
     if s.carts > 0 {
-        let single = count(ctx, "SELECT count(*) FROM carts WHERE span_count = 1").await?;
+        let single = scalar_i64(ctx, "SELECT count(*) FROM carts WHERE span_count = 1")
+            .await?
+            .unwrap_or(0);
         if single as f64 / s.carts as f64 > MOST {
             out.push(format!(
                 "{single} of {} carts have a single span: the cart key ({}) may be on one span of each cart only; check keys.cart_id, or set keys.session_id to join a cart's other traces",

@@ -298,32 +298,26 @@ fn strings(bs: &[RecordBatch], i: usize) -> Vec<Option<String>> {
     out
 }
 
-fn floats(bs: &[RecordBatch], i: usize) -> Vec<Option<f64>> {
+/// Column `i` of every batch cast to `T`, nulls as `None`.
+fn primitives<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+    bs: &[RecordBatch],
+    i: usize,
+) -> Vec<Option<T::Native>> {
     let mut out = Vec::new();
     for b in bs {
-        let c = datafusion::arrow::compute::cast(
-            b.column(i),
-            &datafusion::arrow::datatypes::DataType::Float64,
-        )
-        .expect("cast to double");
-        let a = c.as_primitive::<Float64Type>();
-        out.extend((0..a.len()).map(|r| a.is_valid(r).then(|| a.value(r))));
+        let c = datafusion::arrow::compute::cast(b.column(i), &T::DATA_TYPE)
+            .expect("a numeric column casts");
+        out.extend(c.as_primitive::<T>().iter());
     }
     out
 }
 
+fn floats(bs: &[RecordBatch], i: usize) -> Vec<Option<f64>> {
+    primitives::<Float64Type>(bs, i)
+}
+
 fn ints(bs: &[RecordBatch], i: usize) -> Vec<Option<i64>> {
-    let mut out = Vec::new();
-    for b in bs {
-        let c = datafusion::arrow::compute::cast(
-            b.column(i),
-            &datafusion::arrow::datatypes::DataType::Int64,
-        )
-        .expect("cast to bigint");
-        let a = c.as_primitive::<Int64Type>();
-        out.extend((0..a.len()).map(|r| a.is_valid(r).then(|| a.value(r))));
-    }
-    out
+    primitives::<Int64Type>(bs, i)
 }
 
 /// A count column: null and negative read as 0.
