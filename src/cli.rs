@@ -64,7 +64,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Replay every cart's life and decide which were abandoned, and why.
     Detect(DetectArgs),
-    /// Show a built-in lifecycle model as a starting file.
+    /// A lifecycle model as a starting file: a preset (--print), or one suggested by the data
+    /// (--suggest).
     Model(ModelArgs),
     /// The abandonment report: figures, changes against the previous period, and why.
     Report(ReportArgs),
@@ -197,10 +198,28 @@ pub struct DetectArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["print", "suggest"])))]
 pub struct ModelArgs {
     /// Print the preset as TOML.
     #[arg(long, value_name = "PRESET", value_enum)]
-    pub print: Preset,
+    pub print: Option<Preset>,
+
+    /// Read an export and write a starting model for it as TOML, each choice commented with
+    /// its evidence (needs --data).
+    #[arg(long, requires = "data")]
+    pub suggest: bool,
+
+    /// The export to suggest a model for: files, directories, globs or datasets.
+    #[arg(long = "data", short = 'd', value_name = "INPUT", num_args = 1.., requires = "suggest")]
+    pub data: Vec<String>,
+
+    /// Stop at the first bad record (exit code 2) instead of skipping and reporting it.
+    #[arg(long, requires = "suggest")]
+    pub strict: bool,
+
+    /// Write the model to FILE (atomically) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE", requires = "suggest")]
+    pub out: Option<PathBuf>,
 }
 
 /// Where the data comes from; the same for every command that reads data.

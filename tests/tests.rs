@@ -21,3 +21,4 @@ mod report;
 mod report_html;
 mod rendered;
 mod shell;
+mod suggest;

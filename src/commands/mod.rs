@@ -13,6 +13,7 @@ pub mod check;
 pub mod detect;
 pub mod generate;
 pub mod ingest;
+pub mod model;
 pub mod query;
 pub mod report;
 pub mod schema;
@@ -46,10 +47,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Detect(a) => rt.block_on(detect::run(&a, &g)),
         Command::Report(a) => rt.block_on(report::run(&a, &g)),
         Command::Check(a) => return rt.block_on(check::run(&a, &g)),
-        Command::Model(a) => {
-            print!("{}", a.print.text());
-            Ok(())
-        }
+        Command::Model(a) => rt.block_on(model::run(&a, &g)),
     }?;
     Ok(ExitCode::SUCCESS)
 }

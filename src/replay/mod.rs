@@ -40,6 +40,7 @@
 //! nothing about a shop's naming is a constant here.
 
 pub mod model;
+pub mod suggest;
 
 use std::sync::Arc;
 
@@ -127,8 +128,16 @@ fn stage_match(alias: &str, s: &crate::replay::model::Stage) -> String {
     if !any.is_empty() {
         all.push(format!("({})", any.join(" OR ")));
     }
-    for k in &s.has {
-        all.push(format!("{alias}.attributes[{}] IS NOT NULL", lit(k)));
+    if !s.has.is_empty() {
+        // Spellings of one key: any of them.
+        all.push(format!(
+            "({})",
+            s.has
+                .iter()
+                .map(|k| format!("{alias}.attributes[{}] IS NOT NULL", lit(k)))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        ));
     }
     if let Some(k) = s.kind {
         all.push(format!("{alias}.span_kind = {}", lit(k.as_str())));
@@ -169,11 +178,14 @@ pub fn cart_events_sql(m: &Model, as_of_us: i64) -> String {
     } else {
         (attr("t", &m.keys.cart_id), String::new())
     };
+    // A span that matches several stages is the furthest of them (a placed order's
+    // `PlaceOrder` span is both the checkout and, with its order id, the completion).
     let stage_order = format!(
         "CASE {} END",
         m.stages
             .iter()
             .enumerate()
+            .rev()
             .map(|(i, s)| format!("WHEN {} THEN {}", stage_match("t", s), i + 1))
             .collect::<Vec<_>>()
             .join(" ")
@@ -182,6 +194,7 @@ pub fn cart_events_sql(m: &Model, as_of_us: i64) -> String {
         "CASE {} END",
         m.stages
             .iter()
+            .rev()
             .map(|s| format!("WHEN {} THEN {}", stage_match("t", s), lit(&s.name)))
             .collect::<Vec<_>>()
             .join(" ")

@@ -80,8 +80,8 @@ pub struct Stage {
     pub pattern: Option<String>,
     #[serde(default, rename = "where")]
     pub conditions: std::collections::BTreeMap<String, String>,
-    /// Attributes the span must carry, whatever their values (an order id shows that an
-    /// order was placed). Alone, they match spans of any name.
+    /// Attributes of which the span must carry one, whatever its value (the spellings of an
+    /// order id, which shows that an order was placed). Alone, they match spans of any name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub has: Vec<String>,
     /// Only spans of this kind (`server`, `client`, ...): the same operation is often a
