@@ -14,6 +14,7 @@ mod layering;
 mod loader_deviations;
 mod loader_formats;
 mod misfit;
+mod otel_demo;
 mod otlp_examples;
 mod queries;
 mod query_runner;
