@@ -79,6 +79,14 @@ fn a_stage_that_matched_no_span_and_no_cart_converting() {
             "{cmd:?}: {}",
             stderr(&o)
         );
+        // Each names the way to a model that fits this data.
+        assert!(
+            w.iter().all(|l| l.ends_with(
+                "; or let `cartscope model --suggest --data ...` write a model from this data"
+            )),
+            "{cmd:?}: {}",
+            stderr(&o)
+        );
         if cmd[0] == "report" {
             let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             let ws = r["warnings"].as_array().unwrap();

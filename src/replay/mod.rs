@@ -890,6 +890,10 @@ async fn misfits(ctx: &SessionContext, m: &Model, s: &Summary) -> Result<Vec<Str
             ));
         }
     }
+    // Every warning ends with the way to a model that fits.
+    for w in &mut out {
+        w.push_str("; or let `cartscope model --suggest --data ...` write a model from this data");
+    }
     Ok(out)
 }
 
