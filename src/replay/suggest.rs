@@ -228,6 +228,12 @@ struct KeyStats {
     fractional: usize,
 }
 
+impl KeyStats {
+    fn money(&self) -> bool {
+        self.fractional * 2 > self.spans
+    }
+}
+
 /// A key and its other spellings (keys whose values are largely the same).
 struct Group {
     keys: Vec<u32>,
@@ -237,15 +243,221 @@ struct Group {
     traces_per_value: f64,
 }
 
+/// What the evidence left open: said in the file and on stderr.
+#[derive(Default)]
+struct Doubts {
+    weak: Vec<String>,
+    notes: Vec<String>,
+}
+
 pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
     let d = read(ctx).await?;
     if d.spans.is_empty() {
         anyhow::bail!("the data has no spans: a model is read off the spans of an export");
     }
-    let mut notes: Vec<String> = Vec::new();
-    let mut weak: Vec<String> = Vec::new();
+    let mut doubts = Doubts::default();
+    let keys = Keys::choose(&d, &mut doubts)?;
+    let carts = carts(&d, &keys);
+    let steps = Steps::find(&d, &keys, &carts)?;
+    let active = steps.first(&mut doubts);
+    let done = success(&d, &keys, &carts, &steps, active, &mut doubts);
+    let stages = middle_stages(&steps, active, &done, &mut doubts);
+    let value = number(&d, &keys, &carts, false);
+    let count = number(&d, &keys, &carts, true);
+    if value.is_none() {
+        doubts.notes.push("no number on the carts' spans looks like the cart's value (money that grows as items are added): total_value left empty, so revenue figures are 0".into());
+    }
+    if count.is_none() {
+        doubts.notes.push(
+            "no whole number on the carts' spans looks like the item count: item_count left empty"
+                .into(),
+        );
+    }
+    let toml = write(&Choices {
+        d: &d,
+        keys: &keys,
+        steps: &steps,
+        active,
+        stages: &stages,
+        done: &done,
+        value: &value,
+        count: &count,
+        gaps: &gaps(&d, &carts),
+        doubts: &doubts,
+    });
+    let model = Model::parse(&toml, "suggested").context("the suggested model does not parse")?;
+    Ok(Suggestion {
+        toml,
+        model,
+        weak: doubts.weak,
+        carts: carts.len(),
+    })
+}
 
-    // --- Attribute keys.
+/// The cart key, the user key, and the evidence for them.
+struct Keys {
+    groups: Vec<Group>,
+    stats: HashMap<u32, KeyStats>,
+    traces: usize,
+    cart: usize,
+    user: Option<usize>,
+    cart_is_user: bool,
+    evidence: Vec<String>,
+}
+
+impl Keys {
+    fn choose(d: &Data, doubts: &mut Doubts) -> Result<Keys> {
+        let (stats, groups, traces) = key_groups(d);
+        if groups.is_empty() {
+            anyhow::bail!(
+                "no attribute looks like a cart or user id: none has many values that each recur in several traces. Name the key in a model by hand (cartscope model --print reference)"
+            );
+        }
+        let mut k = Keys {
+            groups,
+            stats,
+            traces,
+            cart: 0,
+            user: None,
+            cart_is_user: false,
+            evidence: Vec::new(),
+        };
+        let n = k.groups.len();
+        if let Some(c) = (0..n).find(|&g| k.hint(d, g, CART_WORDS)) {
+            k.cart = c;
+            k.evidence
+                .push(format!("cart key, named as one, {}", k.describe(d, c)));
+        } else if let Some((a, b, share)) = k.finer_pair(d) {
+            // The finer of two keys where each value of one goes with one value of the other.
+            k.cart = a;
+            k.user = Some(b);
+            k.evidence.push(format!("cart key {}", k.describe(d, a)));
+            k.evidence.push(format!(
+                "{:.0}% of its values go with a single value of '{}', which has fewer values, each with several of them: the cart's owner, not the cart",
+                100.0 * share,
+                k.names(d, b).join("' or '")
+            ));
+        } else if k.hint(d, 0, USER_WORDS) || n == 1 && k.hint(d, 0, &["session", "client"]) {
+            // One key, the owner's: the cart is its user's.
+            k.cart_is_user = true;
+            k.evidence.push(format!(
+                "no cart key: a cart is its user's (cart_is_user); user key {}",
+                k.describe(d, 0)
+            ));
+        } else {
+            k.evidence.push(format!("cart key {}", k.describe(d, 0)));
+            doubts.weak.push(format!(
+                "the cart key '{}' was chosen only because its values group the most spans into several traces each, and its name does not say whose they are; check that it is a cart's (or set cart_is_user = true and move it to user_id if it is the user's)",
+                k.names(d, 0).join("' or '")
+            ));
+        }
+        if k.user.is_none() && !k.cart_is_user {
+            k.user = (0..n).find(|&g| g != k.cart && k.hint(d, g, USER_WORDS));
+            if let Some(u) = k.user {
+                k.evidence
+                    .push(format!("user key, named as one, {}", k.describe(d, u)));
+            }
+        }
+        for g in 0..n {
+            if g != k.cart && Some(g) != k.user {
+                doubts.notes.push(format!(
+                    "also groups traces, not used: {}{}",
+                    k.describe(d, g),
+                    if k.hint(d, g, &["session"]) {
+                        " (a session: set keys.session_id to it to join a cart's traces that lack the cart key)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        Ok(k)
+    }
+
+    /// Of two groups A and B where (nearly) each value of A goes with one value of B and not
+    /// the other way round: (A, B, the share).
+    fn finer_pair(&self, d: &Data) -> Option<(usize, usize, f64)> {
+        let n = self.groups.len();
+        for a in 0..n {
+            for b in 0..n {
+                if a == b || self.groups[a].values.len() <= self.groups[b].values.len() {
+                    continue;
+                }
+                let (ab, seen) = self.depends(d, a, b);
+                let (ba, _) = self.depends(d, b, a);
+                if seen > 0 && ab >= 0.98 && ba < 0.9 {
+                    return Some((a, b, ab));
+                }
+            }
+        }
+        None
+    }
+
+    /// Functional dependence: the share of A's values that go with a single value of B, and
+    /// how many of A's values were seen beside one of B's.
+    fn depends(&self, d: &Data, a: usize, b: usize) -> (f64, usize) {
+        let mut m: HashMap<u32, HashSet<u32>> = HashMap::new();
+        for s in &d.spans {
+            if let (Some(va), Some(vb)) = (self.carried(s, a), self.carried(s, b)) {
+                m.entry(va).or_default().insert(vb);
+            }
+        }
+        let single = m.values().filter(|s| s.len() == 1).count();
+        (single as f64 / m.len().max(1) as f64, m.len())
+    }
+
+    /// The value of group `g` that a span carries.
+    fn carried(&self, s: &Span, g: usize) -> Option<u32> {
+        s.attrs
+            .iter()
+            .find(|(k, _)| self.groups[g].keys.contains(k))
+            .map(|(_, v)| *v)
+    }
+
+    /// The cart's value on a span.
+    fn cart_of(&self, s: &Span) -> Option<u32> {
+        self.carried(s, self.cart)
+    }
+
+    fn is_grouping(&self, k: u32) -> bool {
+        self.groups.iter().any(|g| g.keys.contains(&k))
+    }
+
+    fn hint(&self, d: &Data, g: usize, words: &[&str]) -> bool {
+        self.groups[g].keys.iter().any(|k| hinted(d.s(*k), words))
+    }
+
+    fn names(&self, d: &Data, g: usize) -> Vec<String> {
+        self.groups[g]
+            .keys
+            .iter()
+            .map(|k| d.s(*k).to_string())
+            .collect()
+    }
+
+    fn describe(&self, d: &Data, g: usize) -> String {
+        let gr = &self.groups[g];
+        format!(
+            "{}: on {} of {} spans ({}), in {} of {} traces; {} values, {:.1} traces each",
+            self.names(d, g)
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            gr.spans,
+            d.spans.len(),
+            pct(gr.spans, d.spans.len()),
+            gr.traces,
+            self.traces,
+            gr.values.len(),
+            gr.traces_per_value
+        )
+    }
+}
+
+/// Every key's shape, the keys that group traces (many values, each in more than one trace,
+/// none of them money) with their spellings merged, and the number of traces.
+fn key_groups(d: &Data) -> (HashMap<u32, KeyStats>, Vec<Group>, usize) {
     let mut stats: HashMap<u32, KeyStats> = HashMap::new();
     let mut key_trace: HashSet<(u32, u32)> = HashSet::new();
     let mut key_value: HashSet<(u32, u32)> = HashSet::new();
@@ -261,8 +473,8 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
                     e.fractional += 1;
                 }
             }
-            if e.fractional * 2 > e.spans {
-                continue; // money, not a key: no need to count its traces
+            if e.money() {
+                continue; // not a key: no need to count its traces
             }
             if key_trace.insert((k, s.trace)) {
                 e.traces += 1;
@@ -277,7 +489,6 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
     }
     drop(key_trace);
     drop(key_value_trace);
-    // Keys that group traces: many values, each in more than one trace, none of them money.
     let mut groupers: Vec<u32> = stats
         .iter()
         .filter(|(k, st)| {
@@ -285,7 +496,7 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
             st.values >= 5
                 && tpv >= 1.3
                 && st.values as f64 >= 0.05 * st.traces as f64
-                && st.fractional * 2 <= st.spans
+                && !st.money()
                 && !(hinted(d.s(**k), MONEY_OR_COUNT) && st.numeric == st.spans)
         })
         .map(|(k, _)| *k)
@@ -298,7 +509,6 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
             set.insert(*v);
         }
     }
-    drop(key_value);
     // Spellings of one key: largely the same values.
     let mut groups: Vec<Group> = Vec::new();
     for k in &groupers {
@@ -324,126 +534,15 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
             }),
         }
     }
-    if groups.is_empty() {
-        anyhow::bail!(
-            "no attribute looks like a cart or user id: none has many values that each recur in several traces. Name the key in a model by hand (cartscope model --print reference)"
-        );
-    }
-    let group_of = |k: u32| groups.iter().position(|g| g.keys.contains(&k));
-    // Which value of each group a span carries.
-    let carried = |s: &Span, g: usize| -> Option<u32> {
-        s.attrs
-            .iter()
-            .find(|(k, _)| groups[g].keys.contains(k))
-            .map(|(_, v)| *v)
-    };
-    // Functional dependence: share of A's values that go with a single value of B.
-    let depends = |a: usize, b: usize| -> (f64, usize) {
-        let mut m: HashMap<u32, HashSet<u32>> = HashMap::new();
-        for s in &d.spans {
-            if let (Some(va), Some(vb)) = (carried(s, a), carried(s, b)) {
-                m.entry(va).or_default().insert(vb);
-            }
-        }
-        let single = m.values().filter(|s| s.len() == 1).count();
-        (single as f64 / m.len().max(1) as f64, m.len())
-    };
-    let key_names =
-        |g: usize| -> Vec<String> { groups[g].keys.iter().map(|k| d.s(*k).to_string()).collect() };
-    let describe = |g: usize| -> String {
-        let gr = &groups[g];
-        format!(
-            "{}: on {} of {} spans ({}), in {} of {} traces; {} values, {:.1} traces each",
-            key_names(g)
-                .iter()
-                .map(|k| format!("'{k}'"))
-                .collect::<Vec<_>>()
-                .join(" or "),
-            gr.spans,
-            d.spans.len(),
-            pct(gr.spans, d.spans.len()),
-            gr.traces,
-            traces.len(),
-            gr.values.len(),
-            gr.traces_per_value
-        )
-    };
-    let any_hint = |g: usize, words: &[&str]| groups[g].keys.iter().any(|k| hinted(d.s(*k), words));
+    (stats, groups, traces.len())
+}
 
-    let mut cart_group: Option<usize> = (0..groups.len()).find(|&g| any_hint(g, CART_WORDS));
-    let mut user_group: Option<usize> = None;
-    let mut cart_is_user = false;
-    let mut key_evidence = Vec::new();
-    if let Some(c) = cart_group {
-        key_evidence.push(format!("cart key, named as one, {}", describe(c)));
-    } else {
-        // The finer of two keys where each value of one goes with one value of the other.
-        'pairs: for a in 0..groups.len() {
-            for b in 0..groups.len() {
-                if a == b || groups[a].values.len() <= groups[b].values.len() {
-                    continue;
-                }
-                let (ab, n) = depends(a, b);
-                let (ba, _) = depends(b, a);
-                if n > 0 && ab >= 0.98 && ba < 0.9 {
-                    cart_group = Some(a);
-                    user_group = Some(b);
-                    key_evidence.push(format!("cart key {}", describe(a)));
-                    key_evidence.push(format!(
-                        "{:.0}% of its values go with a single value of '{}', which has fewer values, each with several of them: the cart's owner, not the cart",
-                        100.0 * ab,
-                        key_names(b).join("' or '")
-                    ));
-                    break 'pairs;
-                }
-            }
-        }
-    }
-    let cart = match cart_group {
-        Some(c) => c,
-        None => {
-            // One key: the cart is its owner's (or the key is the cart's, unnamed).
-            let g = 0;
-            if any_hint(g, USER_WORDS) || groups.len() == 1 && any_hint(g, &["session", "client"]) {
-                cart_is_user = true;
-                key_evidence.push(format!(
-                    "no cart key: a cart is its user's (cart_is_user); user key {}",
-                    describe(g)
-                ));
-            } else {
-                key_evidence.push(format!("cart key {}", describe(g)));
-                weak.push(format!(
-                    "the cart key '{}' was chosen only because its values group the most spans into several traces each, and its name does not say whose they are; check that it is a cart's (or set cart_is_user = true and move it to user_id if it is the user's)",
-                    key_names(g).join("' or '")
-                ));
-            }
-            g
-        }
-    };
-    if user_group.is_none() && !cart_is_user {
-        user_group = (0..groups.len()).find(|&g| g != cart && any_hint(g, USER_WORDS));
-        if let Some(u) = user_group {
-            key_evidence.push(format!("user key, named as one, {}", describe(u)));
-        }
-    }
-    for (g, _) in groups.iter().enumerate() {
-        if g != cart && Some(g) != user_group {
-            notes.push(format!(
-                "also groups traces, not used: {}{}",
-                describe(g),
-                if any_hint(g, &["session"]) {
-                    " (a session: set keys.session_id to it to join a cart's traces that lack the cart key)"
-                } else {
-                    ""
-                }
-            ));
-        }
-    }
-
-    // --- Carts: every span of a trace that carries the cart key.
+/// The carts: every span of a trace that carries the cart key (the least value where a trace
+/// has several, as the replay does), each cart's spans in start order, carts by key.
+fn carts(d: &Data, keys: &Keys) -> Vec<(u32, Vec<usize>)> {
     let mut trace_cart: HashMap<u32, u32> = HashMap::new();
     for s in &d.spans {
-        if let Some(v) = carried(s, cart) {
+        if let Some(v) = keys.cart_of(s) {
             let e = trace_cart.entry(s.trace).or_insert(v);
             if d.s(v) < d.s(*e) {
                 *e = v;
@@ -456,267 +555,303 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
             carts.entry(*c).or_default().push(i);
         }
     }
-    for v in carts.values_mut() {
+    let mut list: Vec<(u32, Vec<usize>)> = carts.into_iter().collect();
+    for (_, v) in &mut list {
         v.sort_by_key(|&i| (d.spans[i].start, d.spans[i].end));
     }
-    let n_carts = carts.len();
-    let mut cart_list: Vec<(&u32, &Vec<usize>)> = carts.iter().collect();
-    cart_list.sort_by_key(|(c, _)| d.s(**c));
+    list.sort_by(|a, b| d.s(a.0).cmp(d.s(b.0)));
+    list
+}
 
-    // --- Span names in carts.
-    #[derive(Default)]
-    struct NameStats {
-        carts: usize,
-        spans_in_carts: usize,
-        keyed: usize,
-        errors: usize,
-        services: BTreeMap<u32, usize>,
-        durations: Vec<i64>,
-    }
-    let mut names: HashMap<u32, NameStats> = HashMap::new();
-    let mut total_by_name: HashMap<u32, usize> = HashMap::new();
-    for s in &d.spans {
-        *total_by_name.entry(s.name).or_default() += 1;
-    }
-    for (_, idx) in &cart_list {
-        let mut seen = HashSet::new();
-        for &i in idx.iter() {
-            let s = &d.spans[i];
-            let n = names.entry(s.name).or_default();
-            n.spans_in_carts += 1;
-            n.keyed += usize::from(carried(s, cart).is_some());
-            n.errors += usize::from(s.error);
-            *n.services.entry(s.service).or_default() += 1;
-            n.durations.push(s.end - s.start);
-            if seen.insert(s.name) {
-                n.carts += 1;
+/// One span name's shape inside the carts.
+#[derive(Default)]
+struct NameStats {
+    carts: usize,
+    spans: usize,
+    keyed: usize,
+    errors: usize,
+    services: BTreeMap<u32, usize>,
+}
+
+/// The steps carts take: span names that look like a shop's steps, a client span and the
+/// server span of the same call as one step (named by the outer), in the order carts reach them.
+struct Steps<'a> {
+    d: &'a Data,
+    names: HashMap<u32, NameStats>,
+    /// Each candidate name's step.
+    step_of: HashMap<u32, u32>,
+    /// Each step's names.
+    members: BTreeMap<u32, Vec<u32>>,
+    /// The steps, earliest first.
+    ordered: Vec<u32>,
+    /// Per step, per cart: the first start of any of its names.
+    first: HashMap<u32, HashMap<u32, i64>>,
+    n_carts: usize,
+    min_carts: usize,
+}
+
+impl<'a> Steps<'a> {
+    fn find(d: &'a Data, keys: &Keys, carts: &[(u32, Vec<usize>)]) -> Result<Steps<'a>> {
+        let mut names: HashMap<u32, NameStats> = HashMap::new();
+        let mut total_by_name: HashMap<u32, usize> = HashMap::new();
+        for s in &d.spans {
+            *total_by_name.entry(s.name).or_default() += 1;
+        }
+        for (_, idx) in carts {
+            let mut seen = HashSet::new();
+            for &i in idx {
+                let s = &d.spans[i];
+                let n = names.entry(s.name).or_default();
+                n.spans += 1;
+                n.keyed += usize::from(keys.cart_of(s).is_some());
+                n.errors += usize::from(s.error);
+                *n.services.entry(s.service).or_default() += 1;
+                if seen.insert(s.name) {
+                    n.carts += 1;
+                }
             }
         }
+        let shop_words: Vec<&str> = [CHECKOUT_WORDS, SHIPPING_WORDS, PAYMENT_WORDS, DONE_WORDS]
+            .concat()
+            .into_iter()
+            .chain(CART_WORDS.iter().copied())
+            .collect();
+        let min_carts = (carts.len() / 100).max(3);
+        // Candidates: in enough carts, mostly inside carts, and carrying the key (or named
+        // like a shop's step: a payment service's span often carries no cart key).
+        let mut candidates: Vec<u32> = names
+            .iter()
+            .filter(|(n, st)| {
+                st.carts >= min_carts
+                    && !d.s(**n).is_empty()
+                    && st.spans * 2 >= total_by_name[n]
+                    && (st.keyed * 5 >= st.spans || hinted(d.s(**n), &shop_words))
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        candidates.sort_by_key(|n| d.s(*n).to_string());
+        let step_of = fold_calls(d, carts, &names, &candidates);
+        let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &n in &candidates {
+            members.entry(step_of[&n]).or_default().push(n);
+        }
+        let mut first: HashMap<u32, HashMap<u32, i64>> = HashMap::new();
+        for (c, idx) in carts {
+            for &i in idx {
+                let s = &d.spans[i];
+                if let Some(st) = step_of.get(&s.name) {
+                    first.entry(*st).or_default().entry(*c).or_insert(s.start);
+                }
+            }
+        }
+        let mut steps = Steps {
+            d,
+            names,
+            step_of,
+            members,
+            ordered: Vec::new(),
+            first,
+            n_carts: carts.len(),
+            min_carts,
+        };
+        steps.ordered = steps.order();
+        if steps.ordered.is_empty() {
+            anyhow::bail!(
+                "no span name recurs across the carts keyed by '{}': nothing to make stages of",
+                keys.names(d, keys.cart).join("' or '")
+            );
+        }
+        Ok(steps)
     }
-    let shop_words: Vec<&str> = [CHECKOUT_WORDS, SHIPPING_WORDS, PAYMENT_WORDS, DONE_WORDS]
-        .concat()
-        .into_iter()
-        .chain(CART_WORDS.iter().copied())
-        .collect();
-    let min_carts = (n_carts / 100).max(3);
-    let mut candidates: Vec<u32> = names
-        .iter()
-        .filter(|(n, st)| {
-            let total = total_by_name[n];
-            st.carts >= min_carts
-                && !d.s(**n).is_empty()
-                && st.spans_in_carts * 2 >= total
-                && (st.keyed * 5 >= st.spans_in_carts || hinted(d.s(**n), &shop_words))
-        })
-        .map(|(n, _)| *n)
-        .collect();
-    candidates.sort_by_key(|n| d.s(*n).to_string());
 
-    // A client span and the server span of the same call are one step: the inner one's parent
-    // is the outer one, nearly always, and lasts nearly as long.
+    /// The steps, sorted by how many other steps each usually comes before.
+    fn order(&self) -> Vec<u32> {
+        let ids: Vec<u32> = self.members.keys().copied().collect();
+        let before = |a: u32, b: u32| -> Option<f64> {
+            let (fa, fb) = (self.first.get(&a)?, self.first.get(&b)?);
+            let (mut n, mut k) = (0usize, 0usize);
+            for (c, ta) in fa {
+                if let Some(tb) = fb.get(c) {
+                    n += 1;
+                    k += usize::from(ta < tb);
+                }
+            }
+            (n > 0).then(|| k as f64 / n as f64)
+        };
+        let wins = |a: u32| {
+            ids.iter()
+                .filter(|&&b| b != a && before(a, b).is_some_and(|p| p > 0.5))
+                .count()
+        };
+        let mut ordered = ids.clone();
+        ordered.sort_by_key(|&a| (std::cmp::Reverse(wins(a)), self.d.s(a).to_string()));
+        ordered
+    }
+
+    /// The first stage: the step most carts take, the earlier of equals.
+    fn first(&self, doubts: &mut Doubts) -> u32 {
+        let active = *self
+            .ordered
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, st)| (self.carts(**st), std::cmp::Reverse(*i)))
+            .map(|(_, st)| st)
+            .unwrap_or(&self.ordered[0]);
+        if self.carts(active) * 2 < self.n_carts {
+            doubts.weak.push(format!(
+                "no step is reached by most carts; the first stage '{}' is in {} of them",
+                self.names(active).join("', '"),
+                pct(self.carts(active), self.n_carts)
+            ));
+        }
+        active
+    }
+
+    fn step(&self, name: u32) -> Option<u32> {
+        self.step_of.get(&name).copied()
+    }
+
+    fn carts(&self, st: u32) -> usize {
+        self.first.get(&st).map_or(0, |m| m.len())
+    }
+
+    fn names(&self, st: u32) -> Vec<String> {
+        let mut v: Vec<String> = self.members[&st]
+            .iter()
+            .map(|n| self.d.s(*n).to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn sum(&self, st: u32, f: impl Fn(&NameStats) -> usize) -> usize {
+        self.members[&st].iter().map(|n| f(&self.names[n])).sum()
+    }
+
+    fn quoted(&self, st: u32) -> String {
+        self.names(st)
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+
+    fn evidence(&self, st: u32) -> String {
+        let mut services: BTreeMap<&str, usize> = BTreeMap::new();
+        for n in &self.members[&st] {
+            for (s, c) in &self.names[n].services {
+                *services.entry(self.d.s(*s)).or_default() += c;
+            }
+        }
+        let spans = self.sum(st, |n| n.spans);
+        format!(
+            "{}: in {} of {} carts ({}), {:.1} per cart, {} carry the cart key, {} failed; service {}",
+            self.quoted(st),
+            self.carts(st),
+            self.n_carts,
+            pct(self.carts(st), self.n_carts),
+            spans as f64 / self.carts(st).max(1) as f64,
+            pct(self.sum(st, |n| n.keyed), spans),
+            pct(self.sum(st, |n| n.errors), spans),
+            services.keys().copied().collect::<Vec<_>>().join(", "),
+        )
+    }
+}
+
+/// Folds a client span and the server span of the same call into one step: the inner one's
+/// parent is the outer one, nearly always, and it lies inside it and lasts nearly as long.
+/// Returns each candidate's step (the outermost name).
+fn fold_calls(
+    d: &Data,
+    carts: &[(u32, Vec<usize>)],
+    names: &HashMap<u32, NameStats>,
+    candidates: &[u32],
+) -> HashMap<u32, u32> {
     let by_id: HashMap<(u32, u32), usize> = d
         .spans
         .iter()
         .enumerate()
         .map(|(i, s)| ((s.trace, s.id), i))
         .collect();
-    let mut child_of: HashMap<(u32, u32), usize> = HashMap::new();
-    for (_, idx) in &cart_list {
-        for &i in idx.iter() {
+    let mut pairs: HashMap<(u32, u32), usize> = HashMap::new();
+    for (_, idx) in carts {
+        for &i in idx {
             let s = &d.spans[i];
             let Some(p) = s.parent.and_then(|p| by_id.get(&(s.trace, p))) else {
                 continue;
             };
             let ps = &d.spans[*p];
-            let (dc, dp) = (s.end - s.start, ps.end - ps.start);
             // Inside its parent's time (1 ms of clock skew allowed) and nearly as long.
             let inside = s.start + 1000 >= ps.start && s.end <= ps.end + 1000;
-            if ps.name != s.name && inside && dc as f64 >= 0.6 * dp as f64 {
-                *child_of.entry((s.name, ps.name)).or_default() += 1;
+            let long = (s.end - s.start) as f64 >= 0.6 * (ps.end - ps.start) as f64;
+            if ps.name != s.name && inside && long {
+                *pairs.entry((s.name, ps.name)).or_default() += 1;
             }
         }
     }
-    let mut step_of: HashMap<u32, u32> = candidates.iter().map(|n| (*n, *n)).collect();
-    for &inner in &candidates {
-        for &outer in &candidates {
-            let pairs = child_of.get(&(inner, outer)).copied().unwrap_or(0);
-            let (ni, no) = (names[&inner].spans_in_carts, names[&outer].spans_in_carts);
-            if inner != outer && pairs as f64 >= 0.8 * ni as f64 && pairs as f64 >= 0.8 * no as f64
+    let mut up: HashMap<u32, u32> = candidates.iter().map(|n| (*n, *n)).collect();
+    for &inner in candidates {
+        for &outer in candidates {
+            let n = pairs.get(&(inner, outer)).copied().unwrap_or(0) as f64;
+            if inner != outer
+                && n >= 0.8 * names[&inner].spans as f64
+                && n >= 0.8 * names[&outer].spans as f64
             {
-                step_of.insert(inner, outer);
+                up.insert(inner, outer);
             }
         }
     }
-    let root = |mut n: u32| {
-        for _ in 0..8 {
-            let up = step_of[&n];
-            if up == n {
-                break;
-            }
-            n = up;
-        }
-        n
-    };
-    let mut steps: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for &n in &candidates {
-        steps.entry(root(n)).or_default().push(n);
-    }
-    // Per step, per cart: the first start of any of its names.
-    let step_ids: Vec<u32> = steps.keys().copied().collect();
-    let mut first: HashMap<u32, HashMap<u32, i64>> = HashMap::new();
-    for (c, idx) in &cart_list {
-        for &i in idx.iter() {
-            let s = &d.spans[i];
-            if let Some(st) = step_of.get(&s.name).map(|_| root(s.name)) {
-                first.entry(st).or_default().entry(**c).or_insert(s.start);
-            }
-        }
-    }
-    let carts_of = |st: u32| first.get(&st).map_or(0, |m| m.len());
-    // Order: how many other steps a step usually comes before.
-    let before = |a: u32, b: u32| -> Option<f64> {
-        let (fa, fb) = (first.get(&a)?, first.get(&b)?);
-        let (mut n, mut k) = (0usize, 0usize);
-        for (c, ta) in fa {
-            if let Some(tb) = fb.get(c) {
-                n += 1;
-                k += usize::from(ta < tb);
-            }
-        }
-        (n > 0).then(|| k as f64 / n as f64)
-    };
-    let mut ordered = step_ids.clone();
-    let wins = |a: u32| -> usize {
-        step_ids
-            .iter()
-            .filter(|&&b| b != a && before(a, b).is_some_and(|p| p > 0.5))
-            .count()
-    };
-    ordered.sort_by_key(|&a| (std::cmp::Reverse(wins(a)), d.s(a).to_string()));
-    if ordered.is_empty() {
-        anyhow::bail!(
-            "no span name recurs across the carts keyed by '{}': nothing to make stages of",
-            key_names(cart).join("' or '")
-        );
-    }
-    let step_names = |st: u32| -> Vec<String> {
-        let mut v: Vec<String> = steps[&st].iter().map(|n| d.s(*n).to_string()).collect();
-        v.sort();
-        v
-    };
-    let step_spans = |st: u32| {
-        steps[&st]
-            .iter()
-            .map(|n| names[n].spans_in_carts)
-            .sum::<usize>()
-    };
-    let step_keyed = |st: u32| steps[&st].iter().map(|n| names[n].keyed).sum::<usize>();
-    let step_errors = |st: u32| steps[&st].iter().map(|n| names[n].errors).sum::<usize>();
-    let step_services = |st: u32| -> String {
-        let mut svc: BTreeMap<&str, usize> = BTreeMap::new();
-        for n in &steps[&st] {
-            for (s, c) in &names[n].services {
-                *svc.entry(d.s(*s)).or_default() += c;
-            }
-        }
-        svc.keys().copied().collect::<Vec<_>>().join(", ")
-    };
-    let step_evidence = |st: u32| -> String {
-        format!(
-            "{}: in {} of {} carts ({}), {:.1} per cart, {} carry the cart key, {} failed; service {}",
-            step_names(st)
-                .iter()
-                .map(|n| format!("'{n}'"))
-                .collect::<Vec<_>>()
-                .join(" and "),
-            carts_of(st),
-            n_carts,
-            pct(carts_of(st), n_carts),
-            step_spans(st) as f64 / carts_of(st).max(1) as f64,
-            pct(step_keyed(st), step_spans(st)),
-            pct(step_errors(st), step_spans(st)),
-            step_services(st),
-        )
-    };
-
-    // --- The first stage: what nearly every cart does, first.
-    let active = *ordered
+    candidates
         .iter()
-        .max_by_key(|&&st| {
-            (
-                carts_of(st),
-                std::cmp::Reverse(ordered.iter().position(|x| *x == st)),
-            )
+        .map(|&n| {
+            let mut top = n;
+            for _ in 0..8 {
+                if up[&top] == top {
+                    break;
+                }
+                top = up[&top];
+            }
+            (n, top)
         })
-        .unwrap_or(&ordered[0]);
-    if carts_of(active) * 2 < n_carts {
-        weak.push(format!(
-            "no step is reached by most carts; the first stage '{}' is in {} of them",
-            step_names(active).join("', '"),
-            pct(carts_of(active), n_carts)
-        ));
-    }
+        .collect()
+}
 
-    // --- The success stage: after it, the cart does nothing more.
-    struct Done {
-        step: u32,
-        has: Vec<String>,
-        status_ok: bool,
-        carts: usize,
-        terminal: f64,
-        why: String,
-    }
-    let mut best: Option<(f64, Done)> = None;
-    for &st in &ordered {
+/// The success stage.
+struct Done {
+    step: u32,
+    has: Vec<String>,
+    status_ok: bool,
+    why: String,
+}
+
+/// The success stage: the step (with, where it tells a placed order from a failed attempt,
+/// an attribute unique to each span, such as an order id, and status ok) after which a cart
+/// does nothing more.
+fn success(
+    d: &Data,
+    keys: &Keys,
+    carts: &[(u32, Vec<usize>)],
+    steps: &Steps,
+    active: u32,
+    doubts: &mut Doubts,
+) -> Done {
+    let mut best: Option<(f64, Done, f64)> = None;
+    for &st in &steps.ordered {
         if st == active {
             continue;
         }
-        // Attributes unique to each span that carries them (an order id), on part of the
-        // step's spans: they can tell a placed order from a failed attempt.
-        let mut attr_spans: HashMap<u32, (usize, HashSet<u32>)> = HashMap::new();
-        for (_, idx) in &cart_list {
-            for &i in idx.iter() {
-                let s = &d.spans[i];
-                if root_opt(&step_of, s.name, &root) != Some(st) {
-                    continue;
-                }
-                for &(k, v) in &s.attrs {
-                    let e = attr_spans.entry(k).or_default();
-                    e.0 += 1;
-                    e.1.insert(v);
-                }
-            }
-        }
-        let total = step_spans(st);
-        let mut order_keys: Vec<(u32, usize)> = attr_spans
-            .iter()
-            .filter(|(k, (n, vals))| {
-                *n >= 3
-                    && vals.len() as f64 >= 0.95 * *n as f64
-                    && group_of(**k).is_none()
-                    && stats.get(k).is_some_and(|s| s.fractional * 2 <= s.spans)
-            })
-            .map(|(k, (n, _))| (*k, *n))
-            .collect();
-        order_keys.sort_by_key(|(k, n)| {
-            (
-                !hinted(d.s(*k), ORDER_ID_WORDS),
-                std::cmp::Reverse(*n),
-                d.s(*k).to_string(),
-            )
-        });
-        let has_errors = step_errors(st) > 0;
+        let total = steps.sum(st, |n| n.spans);
+        let order_key = order_key(d, keys, carts, steps, st);
+        // An order id on every span of the step says the same as its name: only a key on
+        // part of them is worth a condition.
+        let order_on_all = order_key.filter(|(_, n)| *n >= total).map(|(k, _)| k);
+        let has_errors = steps.sum(st, |n| n.errors) > 0;
         let mut variants: Vec<(Vec<String>, bool)> = vec![(vec![], false)];
         if has_errors {
             variants.push((vec![], true));
         }
-        // An order id on every span of the step says the same as its name: only a key on
-        // part of them is worth a condition.
-        let order_on_all = order_keys.first().filter(|(_, n)| *n >= total);
-        if let Some((k, n)) = order_keys.first() {
-            if *n < total {
-                variants.push((vec![d.s(*k).to_string()], has_errors));
-            }
+        if let Some((k, _)) = order_key.filter(|(_, n)| *n < total) {
+            variants.push((vec![d.s(k).to_string()], has_errors));
         }
         for (has, ok) in variants {
             let hk: Vec<u32> = has
@@ -724,45 +859,40 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
                 .filter_map(|h| d.strings.ids.get(h).copied())
                 .collect();
             let (mut reached, mut terminal) = (0usize, 0usize);
-            for (_, idx) in &cart_list {
+            for (_, idx) in carts {
                 let m = idx.iter().copied().find(|&i| {
                     let s = &d.spans[i];
-                    root_opt(&step_of, s.name, &root) == Some(st)
+                    steps.step(s.name) == Some(st)
                         && (!ok || !s.error)
                         && (hk.is_empty() || s.attrs.iter().any(|(k, _)| hk.contains(k)))
                 });
                 let Some(m) = m else { continue };
                 reached += 1;
+                // Nothing starts after it ends (1 s allowed).
                 let end = d.spans[m].end;
                 if !idx.iter().any(|&i| d.spans[i].start > end + 1_000_000) {
                     terminal += 1;
                 }
             }
-            if reached < min_carts || reached as f64 > 0.98 * n_carts as f64 {
+            if reached < steps.min_carts || reached as f64 > 0.98 * steps.n_carts as f64 {
                 continue;
             }
             let t = terminal as f64 / reached as f64;
-            let named = step_names(st).iter().any(|n| hinted(n, DONE_WORDS));
-            let score =
-                t + if has.is_empty() && order_on_all.is_none() {
-                    0.0
-                } else {
-                    0.1
-                } + if named { 0.05 } else { 0.0 }
-                    + if ok { 0.01 } else { 0.0 };
+            let named = steps.names(st).iter().any(|n| hinted(n, DONE_WORDS));
+            let with_id = !has.is_empty() || order_on_all.is_some();
+            let score = t
+                + if with_id { 0.1 } else { 0.0 }
+                + if named { 0.05 } else { 0.0 }
+                + if ok { 0.01 } else { 0.0 };
             let every = match order_on_all {
-                Some((k, _)) if has.is_empty() => {
-                    format!(" (each carries its own '{}': an order id)", d.s(*k))
+                Some(k) if has.is_empty() => {
+                    format!(" (each carries its own '{}': an order id)", d.s(k))
                 }
                 _ => String::new(),
             };
             let why = format!(
                 "{}{every}{}{}: reached by {} of {} carts ({}); in {} of them the cart does nothing after it",
-                step_names(st)
-                    .iter()
-                    .map(|n| format!("'{n}'"))
-                    .collect::<Vec<_>>()
-                    .join(" and "),
+                steps.quoted(st),
                 if has.is_empty() {
                     String::new()
                 } else {
@@ -773,71 +903,111 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
                 },
                 if ok { " that did not fail" } else { "" },
                 reached,
-                n_carts,
-                pct(reached, n_carts),
+                steps.n_carts,
+                pct(reached, steps.n_carts),
                 pct(terminal, reached),
             );
-            if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                best = Some((
-                    score,
-                    Done {
-                        step: st,
-                        has,
-                        status_ok: ok,
-                        carts: reached,
-                        terminal: t,
-                        why,
-                    },
-                ));
+            if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+                let done = Done {
+                    step: st,
+                    has,
+                    status_ok: ok,
+                    why,
+                };
+                best = Some((score, done, t));
             }
         }
     }
-    let done = match best {
-        Some((_, d)) => d,
+    match best {
+        Some((_, done, terminal)) => {
+            if terminal < 0.8 {
+                doubts.weak.push(format!(
+                    "the success stage is weakly supported: {} (a completed order is usually a cart's last step)",
+                    done.why
+                ));
+            }
+            done
+        }
         None => {
-            let st = *ordered.last().unwrap_or(&active);
-            weak.push(format!(
+            let st = *steps.ordered.last().unwrap_or(&active);
+            doubts.weak.push(format!(
                 "no step looks like a completed order (one that part of the carts reach and then do nothing more); the last step '{}' stands in: name the span that shows an order was placed",
-                step_names(st).join("', '")
+                steps.names(st).join("', '")
             ));
             Done {
                 step: st,
                 has: vec![],
                 status_ok: false,
-                carts: carts_of(st),
-                terminal: 0.0,
                 why: String::new(),
             }
         }
-    };
-    if !done.why.is_empty() && done.terminal < 0.8 {
-        weak.push(format!(
-            "the success stage is weakly supported: {} (a completed order is usually a cart's last step)",
-            done.why
-        ));
     }
+}
 
-    // --- The stages between: named by what they do where their names say it.
+/// The attribute most like an order id on a step's spans (a value unique to each span that
+/// carries it, not a grouping key, not money), with the number of spans carrying it.
+fn order_key(
+    d: &Data,
+    keys: &Keys,
+    carts: &[(u32, Vec<usize>)],
+    steps: &Steps,
+    st: u32,
+) -> Option<(u32, usize)> {
+    let mut seen: HashMap<u32, (usize, HashSet<u32>)> = HashMap::new();
+    for (_, idx) in carts {
+        for &i in idx {
+            let s = &d.spans[i];
+            if steps.step(s.name) != Some(st) {
+                continue;
+            }
+            for &(k, v) in &s.attrs {
+                let e = seen.entry(k).or_default();
+                e.0 += 1;
+                e.1.insert(v);
+            }
+        }
+    }
+    seen.into_iter()
+        .filter(|(k, (n, vals))| {
+            *n >= 3
+                && vals.len() as f64 >= 0.95 * *n as f64
+                && !keys.is_grouping(*k)
+                && keys.stats.get(k).is_some_and(|s| !s.money())
+        })
+        .map(|(k, (n, _))| (k, n))
+        .min_by_key(|(k, n)| {
+            (
+                !hinted(d.s(*k), ORDER_ID_WORDS),
+                std::cmp::Reverse(*n),
+                d.s(*k).to_string(),
+            )
+        })
+}
+
+/// The stages between the first and the success, named by what they do where their names
+/// say it (steps named alike are one stage), else `step_N`: (name, steps, evidence).
+fn middle_stages(
+    steps: &Steps,
+    active: u32,
+    done: &Done,
+    doubts: &mut Doubts,
+) -> Vec<(String, Vec<u32>, String)> {
     let done_is_whole_step = done.has.is_empty() && !done.status_ok;
     let mut stages: Vec<(String, Vec<u32>, String)> = Vec::new();
     let mut unnamed = 0;
-    for &st in &ordered {
+    for &st in &steps.ordered {
         if st == active || (st == done.step && done_is_whole_step) {
             continue;
         }
-        if carts_of(st) < min_carts {
-            continue;
-        }
-        let n = step_names(st);
-        let role = if n.iter().any(|x| hinted(x, CHECKOUT_WORDS)) {
-            Some("checkout")
-        } else if n.iter().any(|x| hinted(x, SHIPPING_WORDS)) {
-            Some("shipping")
-        } else if n.iter().any(|x| hinted(x, PAYMENT_WORDS)) {
-            Some("payment")
-        } else {
-            None
-        };
+        let n = steps.names(st);
+        let role = [
+            ("checkout", CHECKOUT_WORDS),
+            ("shipping", SHIPPING_WORDS),
+            ("payment", PAYMENT_WORDS),
+        ]
+        .into_iter()
+        .find(|(_, words)| n.iter().any(|x| hinted(x, words)))
+        .map(|(r, _)| r);
         let name = match role {
             Some(r) => r.to_string(),
             None => {
@@ -848,21 +1018,31 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
         match stages.iter_mut().find(|(n, _, _)| *n == name) {
             Some(s) => {
                 s.1.push(st);
-                s.2.push_str(&format!("\n#   and {}", step_evidence(st)));
+                s.2.push_str(&format!("\n#   and {}", steps.evidence(st)));
             }
-            None => stages.push((name, vec![st], step_evidence(st))),
+            None => stages.push((name, vec![st], steps.evidence(st))),
         }
     }
     if unnamed > 0 {
-        notes.push(format!(
-            "{unnamed} stage{} named step_N: no word in {} says what {} (rename them as you like: only their order counts)",
-            if unnamed == 1 { "" } else { "s are" },
-            if unnamed == 1 { "its span names" } else { "their span names" },
-            if unnamed == 1 { "it does" } else { "they do" },
-        ));
+        doubts.notes.push(if unnamed == 1 {
+            "1 stage is named step_N: no word in its span names says what it does (rename it as you like: only the order counts)".to_string()
+        } else {
+            format!("{unnamed} stages are named step_N: no word in their span names says what they do (rename them as you like: only their order counts)")
+        });
     }
+    stages
+}
 
-    // --- Value and item count: numbers on the cart's spans that grow within a cart.
+/// The cart's value (`integer` false: money, with fractions) or item count (whole numbers):
+/// the number on the carts' spans that covers most carts, grows within a cart and never
+/// falls. (The key, the evidence.)
+fn number(
+    d: &Data,
+    keys: &Keys,
+    carts: &[(u32, Vec<usize>)],
+    integer: bool,
+) -> Option<(u32, String)> {
+    #[derive(Default)]
     struct NumStats {
         carts: usize,
         grows: usize,
@@ -873,33 +1053,22 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
         spans: usize,
     }
     let mut nums: HashMap<u32, NumStats> = HashMap::new();
-    for (_, idx) in &cart_list {
+    for (_, idx) in carts {
         let mut per: HashMap<u32, Vec<(i64, f64)>> = HashMap::new();
-        for &i in idx.iter() {
+        for &i in idx {
             let s = &d.spans[i];
-            if carried(s, cart).is_none() && !cart_is_user {
+            if keys.cart_of(s).is_none() {
                 continue;
             }
             for &(k, v) in &s.attrs {
-                if group_of(k).is_some() {
-                    continue;
-                }
-                if let Some(x) = d.num(v) {
+                if let (false, Some(x)) = (keys.is_grouping(k), d.num(v)) {
                     per.entry(k).or_default().push((s.end, x));
                 }
             }
         }
         for (k, mut obs) in per {
             obs.sort_by_key(|o| o.0);
-            let e = nums.entry(k).or_insert(NumStats {
-                carts: 0,
-                grows: 0,
-                several: 0,
-                decreases: 0,
-                pairs: 0,
-                integer: 0,
-                spans: 0,
-            });
+            let e = nums.entry(k).or_default();
             e.carts += 1;
             e.spans += obs.len();
             e.integer += obs.iter().filter(|(_, x)| x.fract() == 0.0).count();
@@ -916,86 +1085,83 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
             }
         }
     }
-    let pick_number = |integer: bool, words: &[&str]| -> Option<(u32, String)> {
-        let mut best: Option<(f64, u32, String)> = None;
-        for (k, st) in &nums {
-            let int_share = st.integer as f64 / st.spans.max(1) as f64;
-            let fits = if integer {
-                int_share >= 0.99
-            } else {
-                int_share < 0.7
-            };
-            let cover = st.carts as f64 / n_carts.max(1) as f64;
-            let grows = st.grows as f64 / st.several.max(1) as f64;
-            let steady = 1.0 - st.decreases as f64 / st.pairs.max(1) as f64;
-            if !fits || cover < 0.3 || (st.several > 0 && (grows < 0.2 || steady < 0.8)) {
-                continue;
-            }
-            let score = cover + steady + if hinted(d.s(*k), words) { 0.5 } else { 0.0 };
-            let why = format!(
-                "'{}': on {} of {} carts ({}); {} of the carts seen more than once have it grow, {} of successive readings never fall{}",
-                d.s(*k),
-                st.carts,
-                n_carts,
-                pct(st.carts, n_carts),
-                pct(st.grows, st.several),
-                pct(st.pairs - st.decreases, st.pairs),
-                if integer { "; whole numbers" } else { "; with fractions (money)" }
-            );
-            if best
-                .as_ref()
-                .is_none_or(|(b, bk, _)| score > *b || (score == *b && d.s(*k) < d.s(*bk)))
-            {
-                best = Some((score, *k, why));
-            }
+    let words = if integer { COUNT_WORDS } else { VALUE_WORDS };
+    let mut best: Option<(f64, u32, String)> = None;
+    for (k, st) in &nums {
+        let int_share = st.integer as f64 / st.spans.max(1) as f64;
+        let fits = if integer {
+            int_share >= 0.99
+        } else {
+            int_share < 0.7
+        };
+        let cover = st.carts as f64 / carts.len().max(1) as f64;
+        let grows = st.grows as f64 / st.several.max(1) as f64;
+        let steady = 1.0 - st.decreases as f64 / st.pairs.max(1) as f64;
+        if !fits || cover < 0.3 || (st.several > 0 && (grows < 0.2 || steady < 0.8)) {
+            continue;
         }
-        best.map(|(_, k, w)| (k, w))
-    };
-    let value = pick_number(false, VALUE_WORDS);
-    let count = pick_number(true, COUNT_WORDS);
-    if value.is_none() {
-        notes.push("no number on the carts' spans looks like the cart's value (money that grows as items are added): total_value left empty, so revenue figures are 0".into());
-    }
-    if count.is_none() {
-        notes.push(
-            "no whole number on the carts' spans looks like the item count: item_count left empty"
-                .into(),
+        let score = cover + steady + if hinted(d.s(*k), words) { 0.5 } else { 0.0 };
+        let why = format!(
+            "'{}': on {} of {} carts ({}); {} of the carts seen more than once have it grow, {} of successive readings never fall{}",
+            d.s(*k),
+            st.carts,
+            carts.len(),
+            pct(st.carts, carts.len()),
+            pct(st.grows, st.several),
+            pct(st.pairs - st.decreases, st.pairs),
+            if integer { "; whole numbers" } else { "; with fractions (money)" }
         );
+        if best
+            .as_ref()
+            .is_none_or(|(b, bk, _)| score > *b || (score == *b && d.s(*k) < d.s(*bk)))
+        {
+            best = Some((score, *k, why));
+        }
     }
+    best.map(|(_, k, w)| (k, w))
+}
 
-    // --- Idle gaps, for the threshold.
+/// The idle gaps inside carts (a span starting after all earlier ones ended), in
+/// microseconds, sorted.
+fn gaps(d: &Data, carts: &[(u32, Vec<usize>)]) -> Vec<i64> {
     let mut gaps: Vec<i64> = Vec::new();
-    for (_, idx) in &cart_list {
+    for (_, idx) in carts {
         let mut max_end: Option<i64> = None;
-        for &i in idx.iter() {
+        for &i in idx {
             let s = &d.spans[i];
-            if let Some(e) = max_end {
-                if s.start > e {
-                    gaps.push(s.start - e);
-                }
+            if let Some(e) = max_end.filter(|e| s.start > *e) {
+                gaps.push(s.start - e);
             }
             max_end = Some(max_end.map_or(s.end, |e| e.max(s.end)));
         }
     }
     gaps.sort_unstable();
+    gaps
+}
+
+/// Everything the file says.
+struct Choices<'a> {
+    d: &'a Data,
+    keys: &'a Keys,
+    steps: &'a Steps<'a>,
+    active: u32,
+    stages: &'a [(String, Vec<u32>, String)],
+    done: &'a Done,
+    value: &'a Option<(u32, String)>,
+    count: &'a Option<(u32, String)>,
+    gaps: &'a [i64],
+    doubts: &'a Doubts,
+}
+
+/// The model as TOML, each choice under the comment that gives its evidence.
+fn write(c: &Choices) -> String {
+    let (d, keys, steps) = (c.d, c.keys, c.steps);
     let q = |p: f64| -> String {
-        if gaps.is_empty() {
+        if c.gaps.is_empty() {
             return "-".into();
         }
-        let i = ((p * gaps.len() as f64).ceil() as usize).clamp(1, gaps.len()) - 1;
-        crate::time::format_duration((gaps[i].max(0) as u64 / 1000) * 1_000_000)
-    };
-
-    // --- The file.
-    let user_keys: Vec<String> = if cart_is_user {
-        key_names(cart)
-    } else {
-        user_group.map(key_names).unwrap_or_default()
-    };
-    let cart_keys: Vec<String> = if cart_is_user {
-        vec![]
-    } else {
-        key_names(cart)
+        let i = ((p * c.gaps.len() as f64).ceil() as usize).clamp(1, c.gaps.len()) - 1;
+        crate::time::format_duration((c.gaps[i].max(0) as u64 / 1000) * 1_000_000)
     };
     let mut t = String::new();
     let _ = writeln!(
@@ -1004,12 +1170,12 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
          # Each choice is commented with its evidence; read the notes, then edit what does not fit.\n\
          # `cartscope detect --explain --model THIS_FILE` shows what each stage matches.",
         d.spans.len(),
-        traces.len()
+        keys.traces
     );
-    for w in &weak {
+    for w in &c.doubts.weak {
         let _ = writeln!(t, "# WEAK EVIDENCE: {w}");
     }
-    for n in &notes {
+    for n in &c.doubts.notes {
         let _ = writeln!(t, "# note: {n}");
     }
     let _ = writeln!(t, "name = \"suggested\"");
@@ -1024,51 +1190,39 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
         q(1.0)
     );
     let _ = writeln!(t, "\n[keys]");
-    for e in &key_evidence {
+    for e in &keys.evidence {
         let _ = writeln!(t, "# {e}");
     }
+    let cart_names = keys.names(d, keys.cart);
+    let (cart_keys, user_keys) = if keys.cart_is_user {
+        (vec![], cart_names)
+    } else {
+        (
+            cart_names,
+            keys.user.map(|u| keys.names(d, u)).unwrap_or_default(),
+        )
+    };
     let _ = writeln!(t, "cart_id = {}", list(&cart_keys));
     let _ = writeln!(t, "user_id = {}", list(&user_keys));
     let _ = writeln!(t, "session_id = []");
-    match &count {
-        Some((_, why)) => {
-            let _ = writeln!(t, "# item count {why}");
+    for (what, setting, found) in [
+        ("item count", "item_count", c.count),
+        ("value", "total_value", c.value),
+    ] {
+        match found {
+            Some((_, why)) => {
+                let _ = writeln!(t, "# {what} {why}");
+            }
+            None => {
+                let _ = writeln!(t, "# {what}: none found");
+            }
         }
-        None => {
-            let _ = writeln!(t, "# item count: none found");
-        }
+        let keys: Vec<String> = found.iter().map(|(k, _)| d.s(*k).to_string()).collect();
+        let _ = writeln!(t, "{setting} = {}", list(&keys));
     }
-    let _ = writeln!(
-        t,
-        "item_count = {}",
-        list(
-            &count
-                .iter()
-                .map(|(k, _)| d.s(*k).to_string())
-                .collect::<Vec<_>>()
-        )
-    );
-    match &value {
-        Some((_, why)) => {
-            let _ = writeln!(t, "# value {why}");
-        }
-        None => {
-            let _ = writeln!(t, "# value: none found");
-        }
-    }
-    let _ = writeln!(
-        t,
-        "total_value = {}",
-        list(
-            &value
-                .iter()
-                .map(|(k, _)| d.s(*k).to_string())
-                .collect::<Vec<_>>()
-        )
-    );
-    let _ = writeln!(t, "cart_is_user = {cart_is_user}");
+    let _ = writeln!(t, "cart_is_user = {}", keys.cart_is_user);
 
-    let write_stage = |t: &mut String, name: &str, why: &str, spans: &[String], extra: &str| {
+    let stage = |t: &mut String, name: &str, why: &str, spans: &[String], extra: &str| {
         let _ = writeln!(t, "\n# {why}");
         let _ = writeln!(
             t,
@@ -1077,35 +1231,35 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
             list(spans)
         );
     };
-    write_stage(
+    stage(
         &mut t,
         "active",
         &format!(
             "Adding to the cart, the step most carts take and take first: {}",
-            step_evidence(active)
+            steps.evidence(c.active)
         ),
-        &step_names(active),
+        &steps.names(c.active),
         "",
     );
-    for (name, sts, why) in &stages {
-        let mut spans: Vec<String> = sts.iter().flat_map(|s| step_names(*s)).collect();
+    for (name, sts, why) in c.stages {
+        let mut spans: Vec<String> = sts.iter().flat_map(|s| steps.names(*s)).collect();
         spans.sort();
-        write_stage(&mut t, name, why, &spans, "");
+        stage(&mut t, name, why, &spans, "");
     }
     let mut extra = String::new();
-    if !done.has.is_empty() {
-        let _ = write!(extra, "\nhas = {}", list(&done.has));
+    if !c.done.has.is_empty() {
+        let _ = write!(extra, "\nhas = {}", list(&c.done.has));
     }
-    if done.status_ok {
+    if c.done.status_ok {
         extra.push_str("\nstatus = \"ok\"");
     }
     extra.push_str("\nsuccess = true");
-    let why = if done.why.is_empty() {
+    let why = if c.done.why.is_empty() {
         "The success stage: no evidence; see WEAK EVIDENCE above".to_string()
     } else {
-        format!("The success stage, an order placed: {}", done.why)
+        format!("The success stage, an order placed: {}", c.done.why)
     };
-    write_stage(&mut t, "completed", &why, &step_names(done.step), &extra);
+    stage(&mut t, "completed", &why, &steps.names(c.done.step), &extra);
     let _ = writeln!(
         t,
         "\n# The cause rules and the rows the replay writes for each abandonment (defaults).\n\
@@ -1114,16 +1268,5 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
          stage_attribute = \"cart.stage\"\nabandoned_stage = \"abandoned\"\n\
          cart_id_attribute = \"cart.id\"\nservice_name = \"cart\""
     );
-    let model = Model::parse(&t, "suggested").context("the suggested model does not parse")?;
-    let _ = done.carts;
-    Ok(Suggestion {
-        toml: t,
-        model,
-        weak,
-        carts: n_carts,
-    })
-}
-
-fn root_opt(step_of: &HashMap<u32, u32>, n: u32, root: &impl Fn(u32) -> u32) -> Option<u32> {
-    step_of.contains_key(&n).then(|| root(n))
+    t
 }
