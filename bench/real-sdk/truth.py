@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""truth.json for one SDK run: the plan's truth with the trace ids that SDK chose.
+
+    truth.py --plan PLAN.json --ids IDS.json --export FILE --out truth.json
+
+First checks the export against the plan, independently of cartscope: every span the plan
+says was exported is in FILE exactly once, under the ids the driver captured, with its planned
+name and its start and end time to the nanosecond, and nothing else is there. Any difference
+fails the run. Then writes the truth in `cartscope generate`'s format (version 1: generator,
+carts, totals).
+
+FILE is OTLP/JSON lines (ids in hex, or base64 as protobuf's JSON mapping writes them) or
+length-framed OTLP protobuf (.binpb; needs opentelemetry-proto).
+"""
+
+import argparse
+import base64
+import datetime
+import json
+import math
+import os
+import re
+import struct
+import sys
+
+HEX = re.compile(r"^[0-9a-fA-F]*$")
+
+
+def id_hex(v, size):
+    if isinstance(v, bytes):
+        return v.hex()
+    if len(v) == 2 * size and HEX.match(v):
+        return v.lower()
+    return base64.b64decode(v).hex()
+
+
+def spans_of_json(path):
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            doc = json.loads(line)
+            for rs in doc.get("resourceSpans", []):
+                service = None
+                for kv in rs.get("resource", {}).get("attributes", []):
+                    if kv["key"] == "service.name":
+                        service = kv["value"].get("stringValue")
+                for ss in rs.get("scopeSpans", []):
+                    for s in ss.get("spans", []):
+                        yield (
+                            id_hex(s["traceId"], 16),
+                            id_hex(s["spanId"], 8),
+                            s["name"],
+                            service,
+                            int(s["startTimeUnixNano"]),
+                            int(s["endTimeUnixNano"]),
+                        )
+
+
+def spans_of_framed(path):
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    with open(path, "rb") as f:
+        data = f.read()
+    off = 0
+    while off < len(data):
+        if off + 4 > len(data):
+            raise ValueError(f"{path}: a truncated length at byte {off}")
+        (n,) = struct.unpack(">I", data[off : off + 4])
+        body = data[off + 4 : off + 4 + n]
+        if len(body) != n:
+            raise ValueError(f"{path}: a truncated frame at byte {off}")
+        off += 4 + n
+        msg = trace_pb2.TracesData()
+        msg.ParseFromString(body)
+        for rs in msg.resource_spans:
+            service = None
+            for kv in rs.resource.attributes:
+                if kv.key == "service.name":
+                    service = kv.value.string_value
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    yield (
+                        s.trace_id.hex(),
+                        s.span_id.hex(),
+                        s.name,
+                        service,
+                        s.start_time_unix_nano,
+                        s.end_time_unix_nano,
+                    )
+
+
+def check_export(plan, ids, path):
+    """Problems found comparing the export with the plan (empty: they agree)."""
+    want = {}
+    for ti, spans in enumerate(plan["traces"]):
+        tid = ids["trace_ids"][ti]
+        for si, s in enumerate(spans):
+            if s["exported"]:
+                want[(tid, ids["span_ids"][ti][si])] = (s["name"], s["service"], int(s["start"]), int(s["end"]))
+    read = spans_of_framed if path.endswith(".binpb") else spans_of_json
+    seen = set()
+    problems = []
+    for tid, sid, name, service, start, end in read(path):
+        key = (tid, sid)
+        if key in seen:
+            problems.append(f"span {tid}/{sid} ({name}) exported twice")
+        seen.add(key)
+        w = want.get(key)
+        if w is None:
+            problems.append(f"span {tid}/{sid} ({name}) is not in the plan")
+        elif w != (name, service, start, end):
+            problems.append(f"span {tid}/{sid}: exported {(name, service, start, end)}, planned {w}")
+    missing = [k for k in want if k not in seen]
+    if missing:
+        problems.append(f"{len(missing)} of {len(want)} planned spans are not in the export, e.g. {missing[0]}")
+    return problems, len(seen)
+
+
+def shortest(x):
+    """A double in its shortest form, as cartscope's truth writes it: 30, not 30.0."""
+    r = repr(float(x))
+    if "e" in r:
+        m, e = r.split("e")
+        r = f"{m}e{int(e)}"
+    return r[:-2] if r.endswith(".0") else r
+
+
+def time_of(ns):
+    """RFC 3339 with microseconds (truncated) and Z, as cartscope writes times."""
+    s, rest = divmod(ns, 1_000_000_000)
+    t = datetime.datetime.fromtimestamp(s, datetime.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + ".%06dZ" % (rest // 1000)
+
+
+def round6(x):
+    return math.floor(x * 1e6 + 0.5) / 1e6
+
+
+def cart_line(t, trace_id):
+    # Field by field as cartscope's Truth serialises (the order of its struct).
+    parts = [
+        ("cart_id", json.dumps(t["cart_id"])),
+        ("user_id", json.dumps(t["user_id"])),
+        ("outcome", json.dumps(t["outcome"])),
+        ("last_stage", json.dumps(t["last_stage"])),
+        ("item_count", str(int(t["item_count"]))),
+        ("value", shortest(t["value"])),
+        ("first_seen", json.dumps(time_of(t["first_seen"]))),
+        ("last_activity", json.dumps(time_of(t["last_activity"]))),
+        ("last_operation", json.dumps(t["last_operation"])),
+        ("last_op_duration_ms", shortest(t["last_op_duration_ms"])),
+        ("last_op_status", json.dumps(t["last_op_status"])),
+        ("last_trace_id", json.dumps(trace_id)),
+        ("suspected_cause", json.dumps(t["suspected_cause"])),
+        ("span_count", str(int(t["span_count"]))),
+    ]
+    return "{" + ",".join(f'"{k}":{v}' for k, v in parts) + "}"
+
+
+def write_truth(plan, ids, out):
+    totals = {"carts": 0, "converted": 0, "abandoned": 0, "active": 0, "recovered": 0}
+    abandoned_value = 0.0
+    causes = {}
+    spans = 0
+    lines = []
+    for t in plan["truth"]:
+        totals["carts"] += 1
+        totals[t["outcome"]] += 1
+        if t["outcome"] == "abandoned":
+            abandoned_value += t["value"]
+            causes[t["suspected_cause"]] = causes.get(t["suspected_cause"], 0) + 1
+        spans += t["span_count"]
+        lines.append(cart_line(t, ids["trace_ids"][t["last_trace"]]))
+    decided = totals["abandoned"] + totals["converted"]
+    totals["abandonment_rate"] = round6(totals["abandoned"] / decided) if decided else 0.0
+    totals["abandoned_value"] = round(abandoned_value * 100.0) / 100.0
+    totals["causes"] = dict(sorted(causes.items()))
+    totals["spans"] = spans
+    totals["noise_spans"] = plan["noise_spans"]
+    totals["metric_points"] = 0
+    generator = {
+        k: (plan["generator"][k] if k != "end" else time_of(int(plan["end_ns"])))
+        for k in sorted(plan["generator"])
+    }
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write('{"version":1,"generator":')
+        f.write(json.dumps(generator, separators=(",", ":")))
+        f.write(',"carts":[')
+        for i, line in enumerate(lines):
+            f.write("\n" if i == 0 else ",\n")
+            f.write(line)
+        f.write('\n],"totals":')
+        f.write(json.dumps(totals, separators=(",", ":")))
+        f.write("}\n")
+    os.replace(tmp, out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--plan", required=True)
+    ap.add_argument("--ids", required=True)
+    ap.add_argument("--export", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    with open(a.plan) as f:
+        plan = json.load(f)
+    with open(a.ids) as f:
+        ids = json.load(f)
+    problems, _ = check_export(plan, ids, a.export)
+    if problems:
+        for p in problems[:10]:
+            print(f"truth.py: {a.export}: {p}", file=sys.stderr)
+        if len(problems) > 10:
+            print(f"truth.py: ... {len(problems)} problems in all", file=sys.stderr)
+        sys.exit(1)
+    write_truth(plan, ids, a.out)
+
+
+if __name__ == "__main__":
+    main()
