@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::util::*;
 
 /// Runs detect as of the truth's end and compares every cart with the truth.
-fn compare_with_truth(data: &Path, truth: &Path, model: &str) {
+pub(crate) fn compare_with_truth(data: &Path, truth: &Path, model: &str) {
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(truth).unwrap()).unwrap();
     let end = truth["generator"]["end"].as_str().unwrap();

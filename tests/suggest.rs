@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::util::*;
 
 /// Runs `model --suggest` on DATA, asserts it succeeded, and returns (the TOML, stderr).
-fn suggest(data: &Path) -> (String, String) {
+pub(crate) fn suggest(data: &Path) -> (String, String) {
     let o = cartscope(&["model", "--suggest", "--data", data.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     (stdout(&o), stderr(&o))
@@ -18,7 +18,12 @@ fn suggest(data: &Path) -> (String, String) {
 /// The share of the truth's carts on which `detect --model MODEL` agrees in every field the
 /// truth has: outcome, last stage (through `stage`, for renamed stages), last operation, its
 /// duration and status, the cause, item count, value, span count and last trace.
-fn agreement(data: &Path, truth: &Path, model: &Path, stage: &dyn Fn(&str) -> String) -> f64 {
+pub(crate) fn agreement(
+    data: &Path,
+    truth: &Path,
+    model: &Path,
+    stage: &dyn Fn(&str) -> String,
+) -> f64 {
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(truth).unwrap()).unwrap();
     let end = truth["generator"]["end"].as_str().unwrap();
@@ -73,7 +78,7 @@ fn agreement(data: &Path, truth: &Path, model: &Path, stage: &dyn Fn(&str) -> St
     agree as f64 / carts.len() as f64
 }
 
-fn same_stage(s: &str) -> String {
+pub(crate) fn same_stage(s: &str) -> String {
     s.to_string()
 }
 

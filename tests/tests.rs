@@ -17,6 +17,7 @@ mod misfit;
 mod otel_demo;
 mod otlp_examples;
 mod queries;
+mod real_sdk;
 mod query_runner;
 mod report;
 mod report_html;

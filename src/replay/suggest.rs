@@ -180,7 +180,10 @@ const CART_WORDS: &[&str] = &["cart", "basket"];
 const USER_WORDS: &[&str] = &["user", "customer", "account", "buyer", "shopper"];
 const MONEY_OR_COUNT: &[&str] = &["count", "item", "total", "value", "amount", "price"];
 const CHECKOUT_WORDS: &[&str] = &["checkout", "placeorder", "submitorder", "createorder"];
-const SHIPPING_WORDS: &[&str] = &["ship", "quote", "deliver", "freight", "rates"];
+const SHIPPING_WORDS: &[&str] = &["ship", "quote", "deliver", "freight"];
+/// Attributes of database client spans (OpenTelemetry's semantic conventions, old and new):
+/// a query is part of a step, never a step.
+const DB_KEYS: &[&str] = &["db.system", "db.system.name"];
 const PAYMENT_WORDS: &[&str] = &["pay", "charge", "authoriz", "authoris", "card", "billing"];
 const DONE_WORDS: &[&str] = &[
     "complete", "confirm", "order", "purchase", "success", "publish", "placed",
@@ -611,21 +614,31 @@ impl<'a> Steps<'a> {
                 }
             }
         }
-        let shop_words: Vec<&str> = [CHECKOUT_WORDS, SHIPPING_WORDS, PAYMENT_WORDS, DONE_WORDS]
-            .concat()
-            .into_iter()
-            .chain(CART_WORDS.iter().copied())
+        // Words of the steps after the cart: a payment service's span often carries no cart
+        // key, and is a step all the same (a table named cart_items is not).
+        let step_words: Vec<&str> =
+            [CHECKOUT_WORDS, SHIPPING_WORDS, PAYMENT_WORDS, DONE_WORDS].concat();
+        let db: HashSet<u32> = DB_KEYS
+            .iter()
+            .filter_map(|k| d.strings.ids.get(*k).copied())
+            .collect();
+        let queries: HashSet<u32> = d
+            .spans
+            .iter()
+            .filter(|s| s.attrs.iter().any(|(k, _)| db.contains(k)))
+            .map(|s| s.name)
             .collect();
         let min_carts = (carts.len() / 100).max(3);
-        // Candidates: in enough carts, mostly inside carts, and carrying the key (or named
-        // like a shop's step: a payment service's span often carries no cart key).
+        // Candidates: in enough carts, mostly inside carts, not database queries, and
+        // carrying the key or named like a step.
         let mut candidates: Vec<u32> = names
             .iter()
             .filter(|(n, st)| {
                 st.carts >= min_carts
                     && !d.s(**n).is_empty()
+                    && !queries.contains(n)
                     && st.spans * 2 >= total_by_name[n]
-                    && (st.keyed * 5 >= st.spans || hinted(d.s(**n), &shop_words))
+                    && (st.keyed * 5 >= st.spans || hinted(d.s(**n), &step_words))
             })
             .map(|(n, _)| *n)
             .collect();
