@@ -4,9 +4,16 @@
 #   bench/run.sh [--sizes "10k 100k 1M"] [--runs 3] [--queries "funnel ..."|all|none]
 #                [--profile release|debug] [--bin PATH] [--no-duckdb] [--smoke]
 #                [--no-detect] [--no-ingest] [--work DIR] [--results FILE]
+#                [--sdk-sizes "10k 100k"|none]
 #
 # For each size (carts) it generates an export with `cartscope generate` (kept in the work
-# folder and reused), then times, alternating A B A B:
+# folder and reused), and for each of --sdk-sizes the same kind of shop written by the real
+# OpenTelemetry SDKs (bench/real-sdk/make.sh: the JS SDK's OTLP/HTTP JSON, the Python SDK's
+# OTLP/HTTP protobuf, and the same Python bodies in protobuf's JSON mapping; rows labelled
+# "SIZE js", "SIZE py-proto", "SIZE py-json"). DuckDB reads OTLP/JSON only (not protobuf's
+# JSON mapping, whose enums are names) and the floor JSON only: for py-proto the peer column
+# is cartscope reading the same Python export as py-json. It times,
+# alternating A B A B:
 #   ingest  `cartscope ingest` of traces.jsonl       vs DuckDB read_ndjson + 3 unnests to Parquet
 #   floor   serde_json into IgnoredAny over the same bytes, one core (bench/floor)
 #   detect  `cartscope detect -f csv` over the dataset vs bench/duckdb/replay.sql + detect.sql
@@ -34,6 +41,7 @@ ingest=1
 smoke=0
 work="$ROOT/bench/work"
 results=""
+sdk_sizes="10k 100k"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -48,7 +56,8 @@ while [ $# -gt 0 ]; do
         --smoke) smoke=1; shift ;;
         --work) work="$2"; shift 2 ;;
         --results) results="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        --sdk-sizes) sdk_sizes="$2"; shift 2 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -56,7 +65,9 @@ if [ "$smoke" = 1 ]; then
     sizes=200
     runs=1
     work="$ROOT/bench/work/smoke"
+    sdk_sizes=none
 fi
+[ "$sdk_sizes" = none ] && sdk_sizes=""
 results=${results:-$work/results.md}
 mkdir -p "$work"
 
@@ -156,42 +167,9 @@ elif [ "$queries" = none ]; then
     queries=""
 fi
 
-for size in $sizes; do
-    n=$(carts_of "$size")
-    gen="$work/gen-$n"
-    if [ ! -f "$gen/otlp/traces.jsonl" ]; then
-        say "generating $n carts"
-        rm -rf "$gen"
-        "$bin" --no-progress generate --carts "$n" --out "$gen" >/dev/null
-    fi
-    traces="$gen/otlp/traces.jsonl"
-    bytes=$(stat -c %s "$traces")
-    say "size $size: $n carts, traces.jsonl $((bytes / 1000000)) MB"
-
-    # The dataset detect and the queries read: traces and metrics, ingested once, untimed.
-    ds="$work/ds-$n"
-    if [ ! -f "$ds/_cartscope.json" ]; then
-        rm -rf "$ds"
-        "$bin" --no-progress ingest "$gen/otlp" --out "$ds" >/dev/null
-    fi
-
-    for run in $(seq 1 "$runs"); do
-        [ "$ingest" = 1 ] || break
-        rm -rf "$work/ingest-out" "$work/flat.parquet"
-        measure "$size" ingest cartscope "$bytes" "$work/out.txt" -- \
-            "$bin" --no-progress ingest "$traces" --out "$work/ingest-out"
-        if [ -n "$PY" ]; then
-            measure "$size" ingest duckdb "$bytes" "$work/out.txt" -- \
-                "$PY" "$DDB/run.py" "$DDB/flatten.sql" "INPUT=$traces" "OUTPUT=$work/flat.parquet"
-        fi
-        if [ -n "$floor" ]; then
-            measure "$size" ingest floor "$bytes" "$work/floor.txt" -- "$floor" "$traces"
-        fi
-    done
-    rm -rf "$work/ingest-out" "$work/flat.parquet"
-
-    tasks=$queries
-    [ "$detect" = 1 ] && tasks="detect $tasks"
+# bench_tasks LABEL DS TASKS: times detect and each library query over the dataset DS.
+bench_tasks() {
+    local size=$1 ds=$2 tasks=$3 task run
     for task in $tasks; do
         for run in $(seq 1 "$runs"); do
             if [ "$task" = detect ]; then
@@ -210,7 +188,75 @@ for size in $sizes; do
             true
         done
     done
+}
+
+# bench_export LABEL TRACES DATA_FOR_INGEST DS TASKS [PEER_TRACES]: times ingest of TRACES,
+# then detect and TASKS over the dataset DS (ingested from DATA_FOR_INGEST once, untimed).
+# JSON is compared with DuckDB and the floor; a protobuf export with PEER_TRACES, the same
+# data as JSON, read by cartscope.
+bench_export() {
+    local size=$1 traces=$2 source=$3 ds=$4 tasks=$5 peer=${6:-}
+    local bytes
+    bytes=$(stat -c %s "$traces")
+    say "$size: $(basename "$traces") $((bytes / 1000000)) MB"
+    if [ ! -f "$ds/_cartscope.json" ]; then
+        rm -rf "$ds"
+        "$bin" --no-progress ingest "$source" --out "$ds" >/dev/null
+    fi
+    for run in $(seq 1 "$runs"); do
+        [ "$ingest" = 1 ] || break
+        rm -rf "$work/ingest-out" "$work/flat.parquet"
+        measure "$size" ingest cartscope "$bytes" "$work/out.txt" -- \
+            "$bin" --no-progress ingest "$traces" --out "$work/ingest-out"
+        if [ -n "$peer" ]; then
+            rm -rf "$work/ingest-out"
+            measure "$size" ingest json "$bytes" "$work/out.txt" -- \
+                "$bin" --no-progress ingest "$peer" --out "$work/ingest-out"
+            continue
+        fi
+        if [ -n "$PY" ] && [ "${duckdb_ingest:-1}" = 1 ]; then
+            measure "$size" ingest duckdb "$bytes" "$work/out.txt" -- \
+                "$PY" "$DDB/run.py" "$DDB/flatten.sql" "INPUT=$traces" "OUTPUT=$work/flat.parquet"
+        fi
+        if [ -n "$floor" ]; then
+            measure "$size" ingest floor "$bytes" "$work/floor.txt" -- "$floor" "$traces"
+        fi
+    done
+    rm -rf "$work/ingest-out" "$work/flat.parquet"
+    [ "$detect" = 1 ] && tasks="detect $tasks"
+    bench_tasks "$size" "$ds" "$tasks"
+}
+
+for size in $sizes; do
+    n=$(carts_of "$size")
+    gen="$work/gen-$n"
+    if [ ! -f "$gen/otlp/traces.jsonl" ]; then
+        say "generating $n carts"
+        rm -rf "$gen"
+        "$bin" --no-progress generate --carts "$n" --out "$gen" >/dev/null
+    fi
+    bench_export "$size" "$gen/otlp/traces.jsonl" "$gen/otlp" "$work/ds-$n" "$queries"
 done
+
+# The real SDKs' exports: ingest and detect (the queries read the same kind of dataset).
+for size in $sdk_sizes; do
+    n=$(carts_of "$size")
+    sdk="$work/sdk-$n"
+    if [ ! -f "$sdk/py-json/traces.jsonl" ]; then
+        say "writing $n carts through the real OpenTelemetry SDKs (bench/real-sdk/make.sh)"
+        rm -rf "$sdk"
+        "$ROOT/bench/real-sdk/make.sh" "$sdk" --carts "$n" --seed 7
+    fi
+    bench_export "$size js" "$sdk/js/traces.jsonl" "$sdk/js/traces.jsonl" "$work/ds-sdk-js-$n" ""
+    # DuckDB's flatten.sql reads OTLP/JSON's numeric enums, not protobuf's JSON mapping
+    # (enum names, base64 ids): py-json's ingest is compared with the floor only.
+    duckdb_ingest=0 bench_export "$size py-json" "$sdk/py-json/traces.jsonl" \
+        "$sdk/py-json/traces.jsonl" "$work/ds-sdk-py-$n" ""
+    # The same dataset as py-json: its detect is timed once, above.
+    detect=0 bench_export "$size py-proto" "$sdk/py-proto/traces.binpb" \
+        "$sdk/py-proto/traces.binpb" "$work/ds-sdk-py-$n" "" "$sdk/py-json/traces.jsonl"
+done
+
 
 # ---- the table ---------------------------------------------------------------------------
 machine="$(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2}') GB RAM"

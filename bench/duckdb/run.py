@@ -6,15 +6,28 @@ Every ${KEY} in the SQL files is replaced by VALUE. SCRIPT.sql runs as it is; wi
 QUERY.sql (one SELECT, no trailing semicolon needed) runs after it and its result is written
 to RESULT.csv with a header, the way `cartscope query -f csv` writes it.
 """
+import os
 import sys
 import time
 
 import duckdb
 
 
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sample-data", "parquet")
+
+
 def fill(text, values):
     for k, v in values.items():
         text = text.replace("${" + k + "}", v)
+    # A dataset without a table's folder (an export with no metrics): read the table's schema
+    # from sample-data's dataset, with no rows, as cartscope shows an empty table.
+    data = values.get("DATA")
+    if data:
+        for table in ("traces", "span_events", "metrics", "exemplars"):
+            if not os.path.isdir(os.path.join(data, table)):
+                src = f"read_parquet('{data}/{table}/*/*.parquet', hive_partitioning = true, union_by_name = true)"
+                empty = f"(SELECT * FROM read_parquet('{SAMPLE}/{table}/*/*.parquet', hive_partitioning = true, union_by_name = true) LIMIT 0)"
+                text = text.replace(src, empty)
     return text
 
 
