@@ -38,9 +38,30 @@ pub struct Cli {
     pub no_progress: bool,
 
     /// Cap the memory queries and the replay use (like 4GB or 512MB): sorts, aggregations
-    /// and windows then spill to temporary files [default: no cap].
+    /// and windows then spill to temporary files [default: no cap]. Not bounded by it: raw
+    /// exports given to --data, which are loaded into memory (`cartscope ingest` them to read
+    /// them in place), the replay's cart_events and carts (a row per cart span and per cart),
+    /// and the loader's check for repeated spans (16 bytes per span).
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
     pub memory_limit: Option<usize>,
+
+    /// Write CSV and TSV cells as they are. By default a text cell starting with =, +, -, @,
+    /// a tab or a carriage return gets a leading ' so that a spreadsheet does not run it as
+    /// a formula (telemetry strings are whatever users typed).
+    #[arg(long, global = true)]
+    pub raw: bool,
+
+    /// The largest record read whole: a line, a JSON document, a protobuf message or a
+    /// (decompressed) frame. A larger one is skipped and reported; the rest of the file is
+    /// read [default: 256MiB, far above any real export's].
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub max_record_size: Option<usize>,
+
+    /// The most a compressed file may expand (decompressed bytes per compressed byte) past
+    /// its first 64 MiB; beyond it the stream is taken for a decompression bomb and the rest
+    /// of the file is skipped and reported [default: 250; real exports expand 5-20 times].
+    #[arg(long, global = true, value_name = "RATIO", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_expansion: Option<u64>,
 
     #[command(subcommand)]
     pub command: Command,

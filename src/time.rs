@@ -96,6 +96,13 @@ pub fn format_ns(ns: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Microseconds since the epoch as RFC 3339 (any year chrono can write; else the number).
+pub fn format_micros(us: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .unwrap_or_else(|| format!("{us} microseconds after 1970"))
+}
+
 /// A duration in its shortest exact form (`1h30m`, `45s`).
 pub fn format_duration(ns: u64) -> String {
     let mut s = String::new();

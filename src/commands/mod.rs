@@ -25,12 +25,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let threads = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    crate::output::set_raw(cli.raw);
     if let Some(bytes) = cli.memory_limit {
         crate::sql::session::set_memory_limit(bytes);
     }
+    let defaults = crate::read::load::Limits::default();
     let g = Globals {
         threads,
         progress: !cli.no_progress,
+        limits: crate::read::load::Limits {
+            max_record: cli.max_record_size.unwrap_or(defaults.max_record),
+            max_expansion: cli.max_expansion.unwrap_or(defaults.max_expansion),
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)

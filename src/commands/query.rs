@@ -37,6 +37,9 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
         // now() is the as-of time here too: --as-of, else the data's latest timestamp; an
         // empty export without --as-of leaves now() alone.
         let latest = crate::replay::latest_timestamp(&ctx).await?;
+        if let Some(w) = crate::replay::implausible_times(&ctx).await? {
+            eprintln!("cartscope: warning: {w}");
+        }
         if a.replay.as_of.is_some() || latest.is_some() {
             let as_of = crate::commands::setup::as_of(&a.replay, latest)?;
             crate::sql::session::pin_now(&ctx, as_of);

@@ -11,6 +11,7 @@ use crate::time::{Day, TimeArg, Timestamp};
 pub struct Globals {
     pub threads: usize,
     pub progress: bool,
+    pub limits: crate::read::load::Limits,
 }
 
 impl Globals {
@@ -20,6 +21,7 @@ impl Globals {
             progress: self.progress,
             threads: self.threads,
             hash_inputs: false,
+            limits: self.limits,
         }
     }
 }
@@ -53,6 +55,9 @@ pub async fn open_replayed(
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
     let ctx = open_data(data, g).await?;
     let latest = crate::replay::latest_timestamp(&ctx).await?;
+    if let Some(w) = crate::replay::implausible_times(&ctx).await? {
+        eprintln!("cartscope: warning: {w}");
+    }
     let as_of = as_of(r, latest)?;
     crate::sql::session::pin_now(&ctx, as_of);
     let summary = crate::replay::run(
@@ -66,6 +71,12 @@ pub async fn open_replayed(
     .await?;
     for w in &summary.warnings {
         eprintln!("cartscope: warning: the model may not fit the data: {w}");
+    }
+    if summary.duplicate_spans > 0 {
+        eprintln!(
+            "cartscope: note: {} spans of carts were exported more than once (the same trace and span id): the replay counts each once",
+            summary.duplicate_spans
+        );
     }
     Ok((ctx, summary))
 }

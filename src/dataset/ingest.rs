@@ -137,6 +137,7 @@ pub fn ingest(
             d.display()
         );
     }
+    load::admit_unreadable(&inputs.unreadable, opts, &mut load::LoadStats::default())?;
     let manifest = Manifest::load_or_new(out)?;
     std::fs::create_dir_all(out)?;
     let orphans = manifest.remove_orphans(out)?;
@@ -306,7 +307,7 @@ pub fn ingest(
                     // Hashed while read and found to be a copy after all (another file of its
                     // size was ingested under a different hash first): its parts go.
                     for p in &parts {
-                        let _ = std::fs::remove_file(out.join(p));
+                        let _ = std::fs::remove_file(dataset::pending(&out.join(p)));
                     }
                     for (t, n) in file_rows {
                         st.duplicate_rows[t] += n;
@@ -333,10 +334,12 @@ pub fn ingest(
                     bytes: std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0),
                     rows,
                     bad_records: bad,
-                    parts,
+                    parts: parts.clone(),
                 });
-                // Committed file by file: an interrupted ingest keeps what it finished.
+                // Committed file by file: an interrupted ingest keeps what it finished. The
+                // parts get their .parquet names only once the manifest lists them.
                 st.manifest.save(out)?;
+                dataset::commit_parts(out, &parts)?;
                 st.written.push((f.path.display().to_string(), file_rows));
                 Ok(())
             },
@@ -349,6 +352,7 @@ pub fn ingest(
     for (t, d) in st.duplicate_rows {
         stats.rows[t] -= d;
     }
+    load::admit_unreadable(&inputs.unreadable, &opts, &mut stats)?;
     Ok(IngestReport {
         stats,
         written: st.written,

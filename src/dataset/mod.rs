@@ -4,9 +4,12 @@
 //! timestamps and no unsigned integers so DuckDB, Spark and Trino read it as it is.
 //!
 //! `_cartscope.json` (the manifest) lists every ingested input by content hash and the part
-//! files it produced. It is the commit point: parts are renamed into place first and the
-//! manifest is replaced atomically last, so a crash leaves at worst unlisted parts, which
-//! readers ignore and the next ingest deletes.
+//! files it produced. It is the commit point: parts are written as `part-....parquet.pending`
+//! (a name no `*.parquet` glob matches, so DuckDB, Spark or Trino reading the folder never
+//! see an unfinished input), the manifest listing them is replaced atomically, and only then
+//! are they renamed to `.parquet`. A crash leaves at worst pending parts: those no input
+//! lists are deleted by the next ingest; those the manifest already lists are read as they
+//! are and renamed into place by the next ingest.
 
 pub mod ingest;
 
@@ -129,18 +132,28 @@ impl Manifest {
         self.inputs.iter().find(|i| i.hash == hash)
     }
 
-    /// The part files of `table`, as full paths.
+    /// The part files of `table`, as full paths (a listed part whose rename was cut short
+    /// by a crash is read under its pending name).
     pub fn parts(&self, dir: &Path, table: Table) -> Vec<PathBuf> {
         let prefix = format!("{}/", table.name());
         self.inputs
             .iter()
             .flat_map(|i| i.parts.iter())
             .filter(|p| p.starts_with(&prefix))
-            .map(|p| dir.join(p))
+            .map(|p| {
+                let p = dir.join(p);
+                let pending = pending(&p);
+                if !p.exists() && pending.exists() {
+                    pending
+                } else {
+                    p
+                }
+            })
             .collect()
     }
 
-    /// Deletes part files no input lists (left by an ingest that was interrupted).
+    /// Finishes what an interrupted ingest left: renames the pending parts the manifest
+    /// lists into place, and deletes the part files no input lists.
     pub fn remove_orphans(&self, dir: &Path) -> Result<usize> {
         let listed: std::collections::HashSet<PathBuf> = self
             .inputs
@@ -160,6 +173,21 @@ impl Manifest {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with("part-") || n.starts_with(".part-"));
+                if e.file_type().is_file() && is_part {
+                    if let Some(done) = p.to_str().and_then(|s| s.strip_suffix(PENDING)) {
+                        let done = PathBuf::from(done);
+                        if listed.contains(&done) {
+                            if !done.exists() {
+                                std::fs::rename(p, &done).with_context(|| {
+                                    format!("cannot rename '{}' into place", p.display())
+                                })?;
+                            } else {
+                                std::fs::remove_file(p)?;
+                            }
+                            continue;
+                        }
+                    }
+                }
                 if e.file_type().is_file() && is_part && !listed.contains(p) {
                     std::fs::remove_file(p).with_context(|| {
                         format!("cannot remove the unfinished file '{}'", p.display())
@@ -331,8 +359,30 @@ pub fn part_properties(table: Table) -> WriterProperties {
 /// `dir`). The rows are put in order a slice at a time, so writing needs little more memory
 /// than the batches themselves. The file appears under its final name only once
 /// complete.
+/// What a part file's name ends with until the manifest lists it.
+pub const PENDING: &str = ".pending";
+
+/// The name a part is written under until it is committed.
+pub fn pending(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(PENDING);
+    PathBuf::from(s)
+}
+
+/// Renames the parts `rels` (relative to `dir`) from their pending names into place, once
+/// the manifest lists them.
+pub fn commit_parts(dir: &Path, rels: &[String]) -> Result<()> {
+    for rel in rels {
+        let done = dir.join(rel);
+        std::fs::rename(pending(&done), &done)
+            .with_context(|| format!("cannot rename '{}' into place", done.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a part under its pending name (see `commit_parts`).
 pub fn write_part(dir: &Path, table: Table, rel: &str, batches: &[RecordBatch]) -> Result<()> {
-    let path = dir.join(rel);
+    let path = pending(&dir.join(rel));
     let schema = table.schema();
     let order = time_order(table, batches)?;
     let refs: Vec<&RecordBatch> = batches.iter().collect();

@@ -258,7 +258,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
             strict: true,
             progress: opts.progress,
             threads: opts.threads,
-            hash_inputs: false,
+            ..Default::default()
         };
         crate::dataset::ingest::ingest(&inputs, &dir, &load)?;
         files.push(dir);

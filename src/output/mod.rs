@@ -123,9 +123,24 @@ pub fn write_batches(
         }
         Format::Csv | Format::Tsv => {
             let sep = if format == Format::Csv { ',' } else { '\t' };
-            let header: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            let raw = RAW.load(std::sync::atomic::Ordering::Relaxed);
+            let text: Vec<bool> = schema
+                .fields()
+                .iter()
+                .map(|f| !raw && !is_numeric(f.data_type()))
+                .collect();
+            let header: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| neutralise(f.name(), !raw))
+                .collect();
             write_delimited(w, &header, sep)?;
             for row in cells(batches, max_rows)? {
+                let row: Vec<String> = row
+                    .iter()
+                    .zip(&text)
+                    .map(|(c, t)| neutralise(c, *t))
+                    .collect();
                 write_delimited(w, &row, sep)?;
             }
         }
@@ -186,6 +201,26 @@ fn limit(batches: &[RecordBatch], max_rows: Option<usize>) -> Vec<RecordBatch> {
         left -= n;
     }
     out
+}
+
+/// `--raw`: CSV and TSV cells as they are, formulas included.
+static RAW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes CSV and TSV cells as they are from now on (`--raw`).
+pub fn set_raw(raw: bool) {
+    RAW.store(raw, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A text cell that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return: span names and attributes are whatever a shopper or a
+/// service wrote) gets a leading `'`, as OWASP recommends against CSV injection. Numbers are
+/// left alone: their columns are typed.
+fn neutralise(cell: &str, text: bool) -> String {
+    if text && cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
 }
 
 fn write_delimited(w: &mut dyn Write, row: &[String], sep: char) -> Result<()> {

@@ -17,6 +17,10 @@ pub struct Inputs {
     pub files: Vec<InputFile>,
     /// Directories written by `cartscope ingest`.
     pub datasets: Vec<PathBuf>,
+    /// What could not be read as a file: special files (a FIFO, a device, a socket) and
+    /// directory entries that fail (a dangling link, a loop, no permission). Reported like
+    /// bad records (and fatal under `--strict`); the rest is read.
+    pub unreadable: Vec<BadRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +69,42 @@ pub fn resolve(inputs: &[impl AsRef<str>]) -> Result<Inputs> {
     Ok(out)
 }
 
+/// What a path that is neither a regular file nor a directory is, for the report.
+fn special_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn unreadable(path: &Path, reason: String) -> BadRecord {
+    BadRecord {
+        file: path.to_path_buf(),
+        at: Location::File,
+        reason,
+    }
+}
+
 fn add_path(out: &mut Inputs, path: &Path, discovered: bool) -> Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    if !meta.is_dir() && !meta.is_file() {
+        // Reading a FIFO would wait for a writer forever; a device never ends.
+        out.unreadable.push(unreadable(
+            path,
+            format!(
+                "{}: only regular files are read; skipped",
+                special_kind(meta.file_type())
+            ),
+        ));
+        return Ok(());
+    }
     if meta.is_dir() {
         if path.join(MANIFEST).is_file() {
             out.datasets.push(path.to_path_buf());
@@ -80,7 +117,27 @@ fn add_path(out: &mut Inputs, path: &Path, discovered: bool) -> Result<()> {
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !hidden(e.path()));
         for entry in walker {
-            let entry = entry.with_context(|| format!("cannot walk '{}'", path.display()))?;
+            let entry = match entry {
+                Ok(e) => e,
+                // A dangling link, a link loop, a folder that cannot be listed: reported, and
+                // the rest of the tree is read.
+                Err(e) => {
+                    let at = e.path().unwrap_or(path).to_path_buf();
+                    let reason = if e.loop_ancestor().is_some() {
+                        "a symbolic link loop; skipped".to_string()
+                    } else {
+                        match e.io_error() {
+                            Some(io) if io.kind() == io::ErrorKind::NotFound => {
+                                "a dangling symbolic link; skipped".to_string()
+                            }
+                            Some(io) => format!("cannot be read ({io}); skipped"),
+                            None => format!("{e}; skipped"),
+                        }
+                    };
+                    out.unreadable.push(unreadable(&at, reason));
+                    continue;
+                }
+            };
             if entry.file_type().is_dir()
                 && entry.depth() > 0
                 && entry.path().join(MANIFEST).is_file()
@@ -90,6 +147,14 @@ fn add_path(out: &mut Inputs, path: &Path, discovered: bool) -> Result<()> {
             }
             // Documentation beside the data (a README) is not telemetry and not worth a note.
             let is_doc = entry.path().extension().is_some_and(|e| e == "md");
+            let t = entry.file_type();
+            if !t.is_file() && !t.is_dir() && !t.is_symlink() {
+                out.unreadable.push(unreadable(
+                    entry.path(),
+                    format!("{}: only regular files are read; skipped", special_kind(t)),
+                ));
+                continue;
+            }
             if entry.file_type().is_file()
                 && !is_doc
                 && !inside_dataset(entry.path(), &out.datasets)
@@ -253,37 +318,136 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// Bytes any compressed file may decompress to before its expansion ratio is checked.
+pub const EXPANSION_FREE: u64 = 64 << 20;
+
+/// Stops a decompressing stream that expands more than `max_ratio` times the compressed
+/// bytes read (past `EXPANSION_FREE`): a decompression bomb costs an error, not the disk
+/// or the memory.
+struct ExpansionGuard<R> {
+    inner: R,
+    compressed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    start: u64,
+    out: u64,
+    max_ratio: u64,
+}
+
+impl<R: Read> Read for ExpansionGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out = self.out.saturating_add(n as u64);
+        if self.out > EXPANSION_FREE {
+            let read = self
+                .compressed
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(self.start)
+                .max(1);
+            if self.out > read.saturating_mul(self.max_ratio) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "it expands more than {} times ({} bytes from {read} compressed): a decompression bomb or a corrupt stream (--max-expansion raises the limit)",
+                        self.max_ratio, self.out
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// Opens a file, undoes its compression, and tells what the stream holds. The returned
-/// reader yields the whole decompressed stream, including the bytes looked at.
+/// reader yields the whole decompressed stream, including the bytes looked at; it fails once
+/// the stream expands more than `max_expansion` times.
 pub fn open(
     path: &Path,
     counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
     hasher: Option<FileHasher>,
+    max_expansion: u64,
 ) -> Result<(Compression, Content, Box<dyn Read + Send>)> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    let start = counter.load(std::sync::atomic::Ordering::Relaxed);
     let raw = io::BufReader::with_capacity(
         1 << 20,
         CountingReader {
             inner: file,
-            counter,
+            counter: counter.clone(),
             hasher,
         },
     );
     let (head, raw) =
         peek(Box::new(raw), 8).with_context(|| format!("cannot read '{}'", path.display()))?;
     let compression = sniff_compression(&head);
+    let guard = |inner: Box<dyn Read + Send>| -> Box<dyn Read + Send> {
+        Box::new(ExpansionGuard {
+            inner,
+            compressed: counter.clone(),
+            start,
+            out: 0,
+            max_ratio: max_expansion,
+        })
+    };
     let stream: Box<dyn Read + Send> = match compression {
         Compression::None => raw,
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(raw))),
-        Compression::Zstd => Box::new(
+        Compression::Gzip => guard(Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::new(raw),
+        ))),
+        Compression::Zstd => guard(Box::new(
             zstd::stream::read::Decoder::new(raw)
                 .with_context(|| format!("cannot start zstd decoding of '{}'", path.display()))?,
-        ),
+        )),
     };
     let (head, stream) = peek(stream, 4096)
         .with_context(|| format!("cannot decompress '{}' ({compression:?})", path.display()))?;
+    let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&head);
+    if head.len() == 4096 && text.iter().all(|b| b.is_ascii_whitespace()) {
+        // Whitespace as far as the head goes: look past it, however long it is.
+        let (content, stream) = past_whitespace(stream)
+            .with_context(|| format!("cannot decompress '{}' ({compression:?})", path.display()))?;
+        return Ok((compression, content, stream));
+    }
     Ok((compression, sniff_content(&head), stream))
+}
+
+/// Reads past leading whitespace (and a byte-order mark) of any length, in constant memory,
+/// and tells what follows: JSON (handed on after as many newlines as were passed, so line
+/// numbers stay right), nothing (Empty), or something else (Unknown: no other content may
+/// start with whitespace).
+fn past_whitespace(mut r: Box<dyn Read + Send>) -> io::Result<(Content, Box<dyn Read + Send>)> {
+    let mut newlines = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut first = true;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok((Content::Empty, Box::new(io::empty()))),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut chunk = &buf[..n];
+        if first {
+            chunk = chunk.strip_prefix(b"\xef\xbb\xbf").unwrap_or(chunk);
+            first = false;
+        }
+        match chunk.iter().position(|b| !b.is_ascii_whitespace()) {
+            None => newlines += memchr::memchr_iter(b'\n', chunk).count() as u64,
+            Some(p) => {
+                newlines += memchr::memchr_iter(b'\n', &chunk[..p]).count() as u64;
+                let rest = chunk[p..].to_vec();
+                let content = if matches!(rest[0], b'{' | b'[') {
+                    Content::Json
+                } else {
+                    Content::Unknown
+                };
+                let replay = io::repeat(b'\n')
+                    .take(newlines)
+                    .chain(io::Cursor::new(rest))
+                    .chain(r);
+                return Ok((content, Box::new(replay)));
+            }
+        }
+    }
 }
 
 /// Reads up to `n` bytes and gives them back together with a reader that replays them.

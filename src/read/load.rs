@@ -40,6 +40,7 @@ pub struct LoadOptions {
     pub threads: usize,
     /// Hash every file's bytes (xxh3-128) as it is read, for `on_file_done`.
     pub hash_inputs: bool,
+    pub limits: Limits,
 }
 
 impl Default for LoadOptions {
@@ -49,6 +50,26 @@ impl Default for LoadOptions {
             progress: false,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             hash_inputs: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What one record and one compressed stream may grow to: far above real exports, so a
+/// corrupt or hostile file costs a reported skip, not all the memory there is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest line, JSON document, protobuf message or decompressed frame read whole.
+    pub max_record: usize,
+    /// Decompressed bytes per compressed byte, past the first `input::EXPANSION_FREE` bytes.
+    pub max_expansion: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record: 256 << 20,
+            max_expansion: 250,
         }
     }
 }
@@ -68,13 +89,103 @@ pub struct LoadStats {
     pub bad_total: u64,
     /// Files found in a directory or glob that hold no telemetry, with what they hold.
     pub skipped_files: Vec<(PathBuf, String)>,
+    pub spans: SpanChecks,
+}
+
+/// Spans loaded as they are but worth a note: repeated (the same trace and span id twice,
+/// as overlapping exports give; the replay counts each once), without a trace or span id,
+/// or ending before they start.
+#[derive(Debug, Default, Clone)]
+pub struct SpanChecks {
+    seen: std::collections::HashSet<u128>,
+    pub duplicates: u64,
+    pub empty_ids: u64,
+    pub negative_durations: u64,
+}
+
+impl SpanChecks {
+    /// Checks the spans of one `traces` batch.
+    pub fn check(&mut self, batch: &RecordBatch) {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::Float64Type;
+        let col = |name: &str| batch.column_by_name(name);
+        let (Some(trace), Some(span)) = (col("trace_id"), col("span_id")) else {
+            return;
+        };
+        let (Some(trace), Some(span)) = (trace.as_string_opt::<i32>(), span.as_string_opt::<i32>())
+        else {
+            return;
+        };
+        for i in 0..batch.num_rows() {
+            if trace.is_null(i) || span.is_null(i) {
+                self.empty_ids += 1;
+                continue;
+            }
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(trace.value(i).as_bytes());
+            h.update(b"/");
+            h.update(span.value(i).as_bytes());
+            if !self.seen.insert(h.digest128()) {
+                self.duplicates += 1;
+            }
+        }
+        if let Some(d) = col("duration_ms").and_then(|d| d.as_primitive_opt::<Float64Type>()) {
+            self.negative_durations += d.iter().flatten().filter(|d| *d < 0.0).count() as u64;
+        }
+    }
+
+    /// What is worth a note, one line each.
+    pub fn notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let one = |n: u64, singular: &'static str, plural: &'static str| {
+            if n == 1 {
+                singular
+            } else {
+                plural
+            }
+        };
+        if self.duplicates > 0 {
+            out.push(format!(
+                "{} {} a span read before (the same trace and span id, as overlapping exports give): the replay and its figures count each once",
+                self.duplicates,
+                one(self.duplicates, "span repeats", "spans repeat"),
+            ));
+        }
+        if self.empty_ids > 0 {
+            out.push(format!(
+                "{} span{} without a trace or span id: loaded, but no cart can claim them through their trace",
+                self.empty_ids,
+                plural(self.empty_ids)
+            ));
+        }
+        if self.negative_durations > 0 {
+            out.push(format!(
+                "{} {} (a negative duration_ms): loaded as written; a clock is off",
+                self.negative_durations,
+                one(
+                    self.negative_durations,
+                    "span ends before it starts",
+                    "spans end before they start"
+                ),
+            ));
+        }
+        out
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// How many bad records are kept in full; the rest are only counted.
 pub const BAD_SHOWN: usize = 10;
 
 impl LoadStats {
-    fn add_bad(&mut self, b: BadRecord) {
+    pub fn add_bad(&mut self, b: BadRecord) {
         self.bad_total += 1;
         if self.bad.len() < BAD_SHOWN {
             self.bad.push(b);
@@ -88,6 +199,9 @@ pub fn report_skipped(stats: &crate::read::load::LoadStats) {
     report_bad_records(&stats.bad, stats.bad_total);
     for (path, what) in &stats.skipped_files {
         eprintln!("cartscope: passed over '{}': {what}", path.display());
+    }
+    for note in stats.spans.notes() {
+        eprintln!("cartscope: note: {note}");
     }
 }
 
@@ -191,8 +305,9 @@ pub fn load(
             let cancel = cancel.clone();
             let out_tx = out_tx.clone();
             let hash = opts.hash_inputs;
+            let limits = opts.limits;
             scope.spawn(move || {
-                if let Err(e) = read_all(files, hash, &work_tx, &read_bytes, &cancel) {
+                if let Err(e) = read_all(files, hash, limits, &work_tx, &read_bytes, &cancel) {
                     let _ = out_tx.send(Err(e));
                 }
             });
@@ -201,7 +316,8 @@ pub fn load(
             let work_rx: Receiver<Item> = work_rx.clone();
             let out_tx: Sender<Result<Output>> = out_tx.clone();
             let cancel = cancel.clone();
-            scope.spawn(move || worker(files, work_rx, out_tx, &cancel));
+            let max_record = opts.limits.max_record;
+            scope.spawn(move || worker(files, work_rx, out_tx, &cancel, max_record));
         }
         drop(work_rx);
         drop(out_tx);
@@ -232,6 +348,9 @@ pub fn load(
                     for (t, batches) in out.tables {
                         for b in batches {
                             stats.rows[t] += b.num_rows() as u64;
+                            if t == Table::Traces {
+                                stats.spans.check(&b);
+                            }
                             sink(out.file, t, b)?;
                         }
                     }
@@ -257,6 +376,7 @@ fn worker(
     rx: Receiver<Item>,
     tx: Sender<Result<Output>>,
     cancel: &AtomicBool,
+    max_record: usize,
 ) {
     let mut scratch = Scratch::default();
     for item in rx.iter() {
@@ -292,7 +412,7 @@ fn worker(
             ),
             Work::Frames { frames } => {
                 for (n, frame) in frames {
-                    parse_frame(path, n, &frame, &mut b, &mut scratch, &mut out);
+                    parse_frame(path, n, &frame, max_record, &mut b, &mut scratch, &mut out);
                 }
             }
             Work::Ready(tables) => out.tables = tables,
@@ -447,6 +567,7 @@ fn parse_frame(
     path: &Path,
     n: u64,
     frame: &[u8],
+    max_record: usize,
     b: &mut TableBuilders,
     scratch: &mut Scratch,
     out: &mut Output,
@@ -459,8 +580,18 @@ fn parse_frame(
     };
     let decompressed;
     let payload = if input::sniff_compression(frame) == Compression::Zstd {
-        match zstd::decode_all(frame) {
-            Ok(d) => {
+        // Decompressed up to the record limit, never whole: a frame can claim any size.
+        let mut d = Vec::new();
+        let read = zstd::stream::read::Decoder::new(frame)
+            .and_then(|z| z.take(max_record as u64 + 1).read_to_end(&mut d));
+        match read {
+            Ok(_) if d.len() > max_record => {
+                out.bad.push(bad(format!(
+                    "zstd frame decompresses to more than {max_record} bytes (--max-record-size); skipped"
+                )));
+                return;
+            }
+            Ok(_) => {
                 decompressed = d;
                 &decompressed[..]
             }
@@ -496,6 +627,7 @@ fn parse_frame(
 fn read_all(
     files: &[InputFile],
     hash: bool,
+    limits: Limits,
     tx: &Sender<Item>,
     read_bytes: &Arc<AtomicU64>,
     cancel: &AtomicBool,
@@ -512,7 +644,7 @@ fn read_all(
     };
     for (i, f) in files.iter().enumerate() {
         let hasher = hash.then(input::FileHasher::default);
-        let result = read_file(i, f, hasher.clone(), &mut send, read_bytes);
+        let result = read_file(i, f, hasher.clone(), limits, &mut send, read_bytes);
         match result {
             Ok(()) => {}
             // A file that breaks off mid-stream (a truncated gzip, an I/O error) is a bad
@@ -542,19 +674,35 @@ fn read_file(
     idx: usize,
     f: &InputFile,
     hasher: Option<input::FileHasher>,
+    limits: Limits,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
     read_bytes: &Arc<AtomicU64>,
 ) -> Result<()> {
     let path = &f.path;
-    let (compression, content, mut stream) = input::open(path, read_bytes.clone(), hasher)?;
+    let (compression, content, mut stream) =
+        input::open(path, read_bytes.clone(), hasher, limits.max_expansion)?;
+    let max = limits.max_record;
     match content {
-        Content::Json => read_json(idx, &mut *stream, send).with_context(|| read_err(path, compression)),
-        Content::Framed => read_frames(idx, path, &mut *stream, send).with_context(|| read_err(path, compression)),
+        Content::Json => read_json(idx, path, &mut *stream, max, send).with_context(|| read_err(path, compression)),
+        Content::Framed => read_frames(idx, path, &mut *stream, max, send).with_context(|| read_err(path, compression)),
         Content::Protobuf => {
             let mut all = Vec::new();
-            stream
+            (&mut *stream)
+                .take(max as u64 + 1)
                 .read_to_end(&mut all)
                 .with_context(|| read_err(path, compression))?;
+            if all.len() > max {
+                return send(
+                    idx,
+                    Work::Bad(BadRecord {
+                        file: path.to_path_buf(),
+                        at: Location::File,
+                        reason: format!(
+                            "the protobuf message is larger than {max} bytes (--max-record-size); skipped"
+                        ),
+                    }),
+                );
+            }
             send(idx, Work::Frames { frames: vec![(1, all)] })
         }
         Content::Parquet if compression == Compression::None => {
@@ -572,7 +720,7 @@ fn read_file(
             "'{}' is a compressed Parquet file: decompress it first (Parquet compresses its own pages)",
             path.display()
         )),
-        Content::Empty => Ok(()),
+        Content::Empty => send(idx, Work::Skipped("empty, or only whitespace".into())),
         Content::Unknown => not_telemetry(idx, f, "not OTLP/JSON, OTLP protobuf or Parquet", send),
     }
 }
@@ -602,7 +750,9 @@ fn not_telemetry(
 
 fn read_json(
     idx: usize,
+    path: &Path,
     r: &mut dyn Read,
+    max_record: usize,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
 ) -> Result<()> {
     let mut buf = Vec::with_capacity(2 * CHUNK);
@@ -654,8 +804,46 @@ fn read_json(
         if eof {
             return Ok(());
         }
-        // Without a cut the buffer holds part of one long document: it grows (there is no
-        // line-length limit).
+        // Without a cut the buffer holds part of one long document: it grows, up to the
+        // record limit.
+        if buf.len() > max_record {
+            let bad = |reason: String| {
+                Work::Bad(BadRecord {
+                    file: path.to_path_buf(),
+                    at: Location::Line(line),
+                    reason,
+                })
+            };
+            if !lines {
+                return send(idx, bad(format!(
+                    "a JSON document longer than {max_record} bytes (--max-record-size); the rest of the file is skipped"
+                )));
+            }
+            send(
+                idx,
+                bad(format!(
+                    "the line is longer than {max_record} bytes (--max-record-size); skipped"
+                )),
+            )?;
+            // Passed over up to the end of the line, in constant memory.
+            buf.clear();
+            let found = loop {
+                match input::read_more(r, &mut buf, CHUNK) {
+                    Ok(0) => break None,
+                    Ok(_) => match memchr::memchr(b'\n', &buf) {
+                        Some(p) => break Some(p),
+                        None => buf.clear(),
+                    },
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("the stream breaks off in line {line}")))
+                    }
+                }
+            };
+            let Some(p) = found else { return Ok(()) };
+            buf.drain(..=p);
+            line += 1;
+        }
         read = input::read_more(r, &mut buf, CHUNK).map(|n| n < CHUNK);
     }
 }
@@ -664,6 +852,7 @@ fn read_frames(
     idx: usize,
     path: &Path,
     r: &mut dyn Read,
+    max_record: usize,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
 ) -> Result<()> {
     let mut frames = Vec::new();
@@ -688,6 +877,35 @@ fn read_frames(
             return Ok(Some(format!(
                     "length prefix {want} is not plausible: the framing is corrupt; the rest of the file is skipped"
                 )));
+        }
+        if want > max_record {
+            // Passed over unread, and the frames after it are read.
+            let skipped = std::io::copy(&mut r.take(want as u64), &mut std::io::sink())?;
+            if skipped < want as u64 {
+                return Ok(Some(format!(
+                    "frame is truncated: {skipped} of {want} bytes; skipped"
+                )));
+            }
+            if !frames.is_empty() {
+                send(
+                    idx,
+                    Work::Frames {
+                        frames: std::mem::take(&mut frames),
+                    },
+                )?;
+                size = 0;
+            }
+            send(
+                idx,
+                Work::Bad(BadRecord {
+                    file: path.to_path_buf(),
+                    at: Location::Frame(n),
+                    reason: format!(
+                        "frame of {want} bytes is larger than {max_record} (--max-record-size); skipped"
+                    ),
+                }),
+            )?;
+            continue;
         }
         let mut frame = vec![0u8; want];
         let got = read_exact_or_eof(r, &mut frame)?;
@@ -735,6 +953,22 @@ fn read_exact_or_eof(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize>
         }
     }
     Ok(got)
+}
+
+/// Admits what the inputs could not read as files (special files, bad directory entries):
+/// under `--strict` the first is the error; otherwise they are counted as bad records.
+pub fn admit_unreadable(
+    unreadable: &[BadRecord],
+    opts: &LoadOptions,
+    stats: &mut LoadStats,
+) -> Result<()> {
+    if let (true, Some(b)) = (opts.strict, unreadable.first()) {
+        return Err(StrictError(b.clone()).into());
+    }
+    for b in unreadable {
+        stats.add_bad(b.clone());
+    }
+    Ok(())
 }
 
 /// Loads everything into memory: one list of batches per table.

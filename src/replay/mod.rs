@@ -88,6 +88,136 @@ pub struct Summary {
     pub recorded_abandonments: u64,
     /// Signs that the model does not fit the data, each with its likely fix (`misfits`).
     pub warnings: Vec<String>,
+    /// Cart spans exported more than once (the same trace and span id), counted once.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duplicate_spans: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Keeps one row of each span (trace and span id) of each cart in `cart_events`:
+/// overlapping exports repeat spans, and each is to count once. Of differing copies the one that ended last
+/// (then the longer, then by status and name) is kept, whatever order they came in.
+fn dedupe_events(parts: Vec<Vec<RecordBatch>>) -> Result<(Vec<Vec<RecordBatch>>, u64)> {
+    use datafusion::arrow::compute::{cast, filter_record_batch};
+    use datafusion::arrow::datatypes::DataType;
+    type Rank = (i64, u64, String, String);
+    let text = |b: &RecordBatch, name: &str| -> Result<StringArray> {
+        let c = b.column_by_name(name).context("a cart_events column")?;
+        Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
+    };
+    // Per cart: a span a session gives to two carts belongs to both.
+    let key = |c: &StringArray, t: &StringArray, s: &StringArray, i: usize| -> Option<u128> {
+        if c.is_null(i) || t.is_null(i) || s.is_null(i) {
+            return None;
+        }
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for part in [c.value(i), t.value(i), s.value(i)] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        Some(h.digest128())
+    };
+    let rank = |b: &RecordBatch, i: usize| -> Result<Rank> {
+        let end = cast(
+            b.column_by_name("end_time").context("end_time")?,
+            &DataType::Int64,
+        )?;
+        let end = end.as_primitive::<Int64Type>();
+        let ms = cast(
+            b.column_by_name("duration_ms").context("duration_ms")?,
+            &DataType::Float64,
+        )?;
+        let ms = ms.as_primitive::<Float64Type>();
+        let (status, op) = (text(b, "status_code")?, text(b, "operation")?);
+        let s = |a: &StringArray| {
+            if a.is_valid(i) {
+                a.value(i).to_string()
+            } else {
+                String::new()
+            }
+        };
+        Ok((
+            if end.is_valid(i) {
+                end.value(i)
+            } else {
+                i64::MIN
+            },
+            if ms.is_valid(i) {
+                ms.value(i).to_bits()
+            } else {
+                0
+            },
+            s(&status),
+            s(&op),
+        ))
+    };
+    // Pass 1: the best copy of each repeated span.
+    let mut first: std::collections::HashMap<u128, (usize, usize, usize)> = Default::default();
+    let mut best: std::collections::HashMap<u128, ((usize, usize, usize), Rank)> =
+        Default::default();
+    for (p, part) in parts.iter().enumerate() {
+        for (bi, b) in part.iter().enumerate() {
+            let (c, t, sp) = (
+                text(b, "cart_id")?,
+                text(b, "trace_id")?,
+                text(b, "span_id")?,
+            );
+            for i in 0..b.num_rows() {
+                let Some(k) = key(&c, &t, &sp, i) else {
+                    continue;
+                };
+                match first.get(&k) {
+                    None => {
+                        first.insert(k, (p, bi, i));
+                    }
+                    Some(&(fp, fb, fi)) => {
+                        let here = rank(b, i)?;
+                        let current = match best.get(&k) {
+                            Some((_, r)) => r.clone(),
+                            None => rank(&parts[fp][fb], fi)?,
+                        };
+                        if here > current {
+                            best.insert(k, ((p, bi, i), here));
+                        } else {
+                            best.entry(k).or_insert(((fp, fb, fi), current));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if best.is_empty() {
+        return Ok((parts, 0));
+    }
+    // Pass 2: repeated spans keep only their best copy.
+    let mut dropped = 0u64;
+    let mut out = Vec::with_capacity(parts.len());
+    for (p, part) in parts.iter().enumerate() {
+        let mut kept = Vec::with_capacity(part.len());
+        for (bi, b) in part.iter().enumerate() {
+            let (c, t, sp) = (
+                text(b, "cart_id")?,
+                text(b, "trace_id")?,
+                text(b, "span_id")?,
+            );
+            let mask: BooleanArray = (0..b.num_rows())
+                .map(|i| {
+                    Some(match key(&c, &t, &sp, i).and_then(|k| best.get(&k)) {
+                        Some((at, _)) => *at == (p, bi, i),
+                        None => true,
+                    })
+                })
+                .collect();
+            let b = filter_record_batch(b, &mask)?;
+            dropped += (mask.len() - b.num_rows()) as u64;
+            kept.push(b);
+        }
+        out.push(kept);
+    }
+    Ok((out, dropped))
 }
 
 fn lit(s: &str) -> String {
@@ -396,7 +526,7 @@ impl Cart<'_> {
         let mut came_back = false;
         for (time, end, _) in &self.starts {
             if let (Some(t), Some(p)) = (time, prev_end) {
-                if *t >= p + r.threshold_us {
+                if *t >= p.saturating_add(r.threshold_us) {
                     came_back = true;
                 }
             }
@@ -415,7 +545,7 @@ impl Cart<'_> {
             "converted"
         } else if self
             .last_activity
-            .is_some_and(|l| r.as_of_us - l >= threshold_us)
+            .is_some_and(|l| r.as_of_us.saturating_sub(l) >= threshold_us)
         {
             "abandoned"
         } else if came_back {
@@ -437,9 +567,11 @@ impl Cart<'_> {
             (Some(op), Some(d)) => r.p_ms.get(*op).is_some_and(|p| d > *p),
             _ => false,
         };
-        let error_before_idle = self
-            .last_activity
-            .is_some_and(|l| self.error_ends.iter().any(|e| *e >= l - r.window_us));
+        let error_before_idle = self.last_activity.is_some_and(|l| {
+            self.error_ends
+                .iter()
+                .any(|e| *e >= l.saturating_sub(r.window_us))
+        });
         let retry = self.attempts.values().any(|n| *n > 1);
 
         out.cart_id.append_value(self.id);
@@ -453,7 +585,7 @@ impl Cart<'_> {
         out.abandoned_at.push(
             self.last_activity
                 .filter(|_| abandoned)
-                .map(|l| l + threshold_us),
+                .map(|l| l.saturating_add(threshold_us)),
         );
         out.last_operation.append_option(self.last_operation);
         out.last_op_duration_ms.push(self.last_op_duration_ms);
@@ -664,14 +796,82 @@ fn fold_carts(events: &[RecordBatch], r: &Rules) -> Result<RecordBatch> {
 
 /// The default as-of time: the latest timestamp in the data.
 pub async fn latest_timestamp(ctx: &SessionContext) -> Result<Option<Timestamp>> {
-    let sql = "SELECT max(t) FROM (
+    let (lo, hi) = PLAUSIBLE_US;
+    let sql = format!(
+        "SELECT max(t) FROM (
         SELECT CAST(max(end_time) AS BIGINT) AS t FROM observed_traces
+            WHERE CAST(end_time AS BIGINT) >= {lo} AND CAST(end_time AS BIGINT) < {hi}
         UNION ALL SELECT CAST(max(timestamp) AS BIGINT) FROM span_events
-        UNION ALL SELECT CAST(max(timestamp) AS BIGINT) FROM observed_metrics)";
-    Ok(scalar_i64(ctx, sql)
+            WHERE CAST(timestamp AS BIGINT) >= {lo} AND CAST(timestamp AS BIGINT) < {hi}
+        UNION ALL SELECT CAST(max(timestamp) AS BIGINT) FROM observed_metrics
+            WHERE CAST(timestamp AS BIGINT) >= {lo} AND CAST(timestamp AS BIGINT) < {hi})"
+    );
+    Ok(scalar_i64(ctx, &sql)
         .await?
         .and_then(|us| us.checked_mul(1000))
         .map(Timestamp::from_ns))
+}
+
+/// Timestamps outside [2000-01-01, 2200-01-01), in microseconds, are taken for a wrong clock
+/// or a corrupt value (OTLP allows any u64 of nanoseconds, up to the year 2554): rows keep
+/// them, but the default as-of time is not taken from them, and they are reported.
+pub const PLAUSIBLE_US: (i64, i64) = (946_684_800_000_000, 7_258_118_400_000_000);
+
+/// A warning naming the rows whose times are outside `PLAUSIBLE_US`, if there are any.
+pub async fn implausible_times(ctx: &SessionContext) -> Result<Option<String>> {
+    let (lo, hi) = PLAUSIBLE_US;
+    let out = |c: &str| format!("(CAST({c} AS BIGINT) < {lo} OR CAST({c} AS BIGINT) >= {hi})");
+    let sql = format!(
+        "SELECT what, n, example, CAST(t AS BIGINT) FROM (
+            SELECT 'span' AS what, count(*) AS n, min(trace_id || '/' || span_id) AS example,
+                   max(CASE WHEN {se} THEN start_time ELSE end_time END) AS t
+            FROM observed_traces WHERE {se} OR {ee}
+            UNION ALL
+            SELECT 'span event', count(*), min(trace_id || '/' || span_id), max(timestamp)
+            FROM span_events WHERE {ev}
+            UNION ALL
+            SELECT 'metric point', count(*), min(name), max(timestamp)
+            FROM observed_metrics WHERE {mt}) WHERE n > 0",
+        se = out("start_time"),
+        ee = out("end_time"),
+        ev = out("timestamp"),
+        mt = out("timestamp"),
+    );
+    let mut parts = Vec::new();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::DataType;
+        let what = cast(b.column(0), &DataType::Utf8)?;
+        let n = cast(b.column(1), &DataType::Int64)?;
+        let ex = cast(b.column(2), &DataType::Utf8)?;
+        let t = cast(b.column(3), &DataType::Int64)?;
+        let (what, n, ex, t) = (
+            what.as_string::<i32>(),
+            n.as_primitive::<Int64Type>(),
+            ex.as_string::<i32>(),
+            t.as_primitive::<Int64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            let when = if t.is_valid(i) {
+                crate::time::format_micros(t.value(i))
+            } else {
+                "no time".into()
+            };
+            parts.push(format!(
+                "{} {}{} (e.g. {}, at {when})",
+                n.value(i),
+                what.value(i),
+                if n.value(i) == 1 { "" } else { "s" },
+                if ex.is_valid(i) { ex.value(i) } else { "?" },
+            ));
+        }
+    }
+    Ok((!parts.is_empty()).then(|| {
+        format!(
+            "{} stamped outside 2000-2200: kept, but not taken for the data's latest time (the default --as-of); check the exporter's clock",
+            parts.join(", ")
+        )
+    }))
 }
 
 /// Runs the replay and registers `carts`, `cart_events`, `abandonments`, `cart_exemplars` and
@@ -696,6 +896,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     let events = datafusion::physical_plan::collect_partitioned(plan, ctx.task_ctx())
         .await
         .context("the lifecycle model's cart_events query failed")?;
+    let (events, duplicates) = dedupe_events(events)?;
     let all_events: Vec<RecordBatch> = events.iter().flatten().cloned().collect();
     ctx.register_table(
         "cart_events",
@@ -720,6 +921,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     let (derived, mut summary) = derive(ctx, m, &carts).await?;
     summary.as_of = opts.as_of;
     summary.threshold = threshold;
+    summary.duplicate_spans = duplicates;
 
     ctx.register_table(
         "carts",

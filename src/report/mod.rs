@@ -88,7 +88,7 @@ pub struct Period {
 
 impl Period {
     pub fn length_ns(&self) -> i64 {
-        self.until.ns() - self.since.ns()
+        self.until.ns().saturating_sub(self.since.ns())
     }
 }
 

@@ -40,7 +40,9 @@ impl Data {
     /// Loads the raw files of `inputs` (reporting bad records on stderr) and keeps its
     /// datasets to be read in place.
     pub fn load(inputs: &Inputs, opts: &LoadOptions) -> Result<(Data, LoadStats)> {
-        let (mem, stats) = load::load_into_memory(&inputs.files, opts)?;
+        load::admit_unreadable(&inputs.unreadable, opts, &mut LoadStats::default())?;
+        let (mem, mut stats) = load::load_into_memory(&inputs.files, opts)?;
+        load::admit_unreadable(&inputs.unreadable, opts, &mut stats)?;
         crate::read::load::report_skipped(&stats);
         if stats.log_documents > 0 {
             eprintln!(
@@ -162,8 +164,18 @@ fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvide
                 .with_context(|| format!("bad dataset file path '{}'", p.display()))
         })
         .collect::<Result<Vec<_>>>()?;
+    // The files are named one by one; a part still under its pending name (a crash cut its
+    // rename short) is read all the same.
+    let extension = if parts
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e != "parquet"))
+    {
+        ""
+    } else {
+        ".parquet"
+    };
     let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(table.schema());

@@ -600,6 +600,11 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
         );
         assert_eq!(esc("a\u{0}b\u{1b}c\td"), "a\u{FFFD}b\u{FFFD}c\td");
+        // Bidirectional controls cannot reorder the page: they are shown, not obeyed.
+        assert_eq!(
+            esc("cart-\u{202E}gnp.exe\u{2066}x\u{2069}\u{200F}"),
+            "cart-[U+202E]gnp.exe[U+2066]x[U+2069][U+200F]"
+        );
         assert_eq!(
             breakable("service.version = 3.3.0 <b>"),
             "service.<wbr>version = 3.3.0 &lt;b&gt;"

@@ -2,12 +2,21 @@
 //! precision with grouped thousands, so the same report gives the same bytes.
 
 /// The one escape for every string that is not the page's own markup: `& < > " '` become
-/// entities (safe in text and in quoted attribute values), and control characters, which
-/// HTML does not allow, become U+FFFD.
+/// entities (safe in text and in quoted attribute values), control characters, which HTML
+/// does not allow, become U+FFFD, and the invisible bidirectional controls (embeddings,
+/// overrides, isolates, marks: U+202A-202E, U+2066-2069, U+200E, U+200F, U+061C) are shown
+/// as `[U+202E]`: written raw, one in a cart id could reverse what follows it on the page.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
+            '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{061C}' => {
+                out.push_str(&format!("[U+{:04X}]", c as u32));
+            }
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
