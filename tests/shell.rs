@@ -193,6 +193,7 @@ async fn completion_of_real_table_and_column_names() {
     let g = cartscope::Globals {
         threads: 2,
         progress: false,
+        limits: Default::default(),
     };
     let (ctx, _) = cartscope::open_replayed(&data, &replay, &g).await.unwrap();
     let names = cartscope::Names::load(&ctx).await.unwrap();

@@ -9,6 +9,7 @@ mod drivers;
 mod flags;
 mod formats;
 mod generate;
+mod hostile;
 mod ingest;
 mod layering;
 mod loader_deviations;
