@@ -38,6 +38,8 @@ pub use commands::run;
 pub use commands::setup::{open_replayed, Globals};
 pub use commands::shell::Names;
 pub use output::{is_broken_pipe, value_string};
+#[doc(hidden)]
+pub use read::fuzzing;
 pub use read::input::{resolve, Location};
 pub use read::load::{load_into_memory, LoadOptions, LoadStats, StrictError};
 pub use replay::model::{Model, Preset};

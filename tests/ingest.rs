@@ -288,3 +288,129 @@ async fn derived_rows_live_apart_and_datasets_with_the_old_derived_column_still_
         one(&ctx, "SELECT count(*) FROM traces").await
     );
 }
+
+/// Rows of `table` that a glob reader (DuckDB, Spark, Trino: `TABLE/*/*.parquet`) sees in a
+/// dataset folder, read here with the parquet crate.
+fn glob_rows(dir: &Path, table: &str) -> i64 {
+    let pattern = format!("{}/{table}/*/*.parquet", dir.display());
+    glob::glob(&pattern)
+        .unwrap()
+        .map(|p| {
+            let f = std::fs::File::open(p.unwrap()).unwrap();
+            SerializedFileReader::new(f)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows()
+        })
+        .sum()
+}
+
+/// Rows of traces cartscope reads from the dataset (through its manifest).
+fn manifest_rows(dir: &Path) -> i64 {
+    let o = cmd()
+        .args(["tables", "-f", "csv", "--data"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("traces,"))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn ingest_killed_at_any_point_leaves_the_old_or_the_new_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen = tmp.path().join("gen");
+    generate(&gen, &["--carts", "1500", "--seed", "3"]);
+    let (metrics, traces) = (
+        gen.join("otlp/metrics.jsonl"),
+        gen.join("otlp/traces.jsonl"),
+    );
+    // How long an uninterrupted append takes, and what it gives.
+    let full = tmp.path().join("full");
+    ingest(&full, std::slice::from_ref(&metrics));
+    let started = std::time::Instant::now();
+    ingest(&full, std::slice::from_ref(&traces));
+    let took = started.elapsed();
+    let new_rows = manifest_rows(&full);
+    assert!(new_rows > 0);
+    assert_eq!(glob_rows(&full, "traces"), new_rows);
+
+    // Kills spread over the append, from its first instant to past its end.
+    let (mut old, mut new) = (0, 0);
+    for k in 0..8u32 {
+        let ds = tmp.path().join(format!("ds{k}"));
+        ingest(&ds, std::slice::from_ref(&metrics));
+        let mut child = cmd()
+            .arg("ingest")
+            .arg(&traces)
+            .arg("--out")
+            .arg(&ds)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(took * k / 6);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Old (no traces) or new (all of them), read through the manifest and by glob alike.
+        let seen = manifest_rows(&ds);
+        assert!(seen == 0 || seen == new_rows, "kill {k}: {seen} rows");
+        if seen == 0 {
+            old += 1;
+        } else {
+            new += 1;
+        }
+        assert_eq!(
+            glob_rows(&ds, "traces"),
+            seen,
+            "kill {k}: the glob sees another state"
+        );
+        // Running it again completes it exactly once.
+        let o = ingest(&ds, std::slice::from_ref(&traces));
+        assert_eq!(
+            manifest_rows(&ds),
+            new_rows,
+            "kill {k}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(glob_rows(&ds, "traces"), new_rows, "kill {k}");
+        let pending: Vec<_> = walkdir::WalkDir::new(&ds)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".pending"))
+            .collect();
+        assert!(pending.is_empty(), "kill {k}: {pending:?}");
+    }
+    // The kills landed before the commit and after it.
+    assert!(old > 0 && new > 0, "old {old}, new {new}");
+}
+
+#[tokio::test]
+async fn a_listed_part_still_pending_is_read_and_then_renamed_into_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    ingest(&out, &[fixture("otlp-examples/proto-examples-trace.json")]);
+    // What a crash between committing the manifest and renaming the part leaves.
+    let part = parts(&out)
+        .into_iter()
+        .find(|p| p.starts_with(out.join("traces")))
+        .unwrap();
+    let pending = PathBuf::from(format!("{}.pending", part.display()));
+    std::fs::rename(&part, &pending).unwrap();
+    assert_eq!(glob_rows(&out, "traces"), 0, "no glob reader sees it yet");
+    let (ctx, _) = load(std::slice::from_ref(&out)).await;
+    assert_eq!(one(&ctx, "SELECT count(*) FROM traces").await, "1");
+    // The next ingest finishes the rename.
+    ingest(
+        &out,
+        &[fixture("otlp-examples/goauto-nethttp-fileexporter.jsonl")],
+    );
+    assert!(part.exists() && !pending.exists());
+    assert!(glob_rows(&out, "traces") >= 1);
+}

@@ -3,6 +3,8 @@
 //! `parquet`: Parquet in cartscope's or the ClickHouse exporter's schema), and the parallel,
 //! streaming loader (`load`).
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input;
 pub mod load;
 pub mod otlp;
