@@ -72,6 +72,31 @@ pub fn file(bytes: &[u8], path: &Path) -> usize {
 mod tests {
     use super::*;
 
+    /// Every input a fuzzer once found a problem with (fuzz/regressions/TARGET/), through its
+    /// target again: each must return.
+    #[test]
+    fn the_fuzzers_findings_stay_fixed() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = 0;
+        for (target, run) in [
+            ("otlp_json", otlp_json as fn(&[u8]) -> usize),
+            ("otlp_proto", otlp_proto),
+        ] {
+            for e in std::fs::read_dir(root.join(target)).into_iter().flatten() {
+                let bytes = std::fs::read(e.unwrap().path()).unwrap();
+                run(&bytes);
+                seen += 1;
+            }
+        }
+        for e in std::fs::read_dir(root.join("file")).into_iter().flatten() {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            file(&bytes, &dir.path().join("f"));
+            seen += 1;
+        }
+        assert!(seen > 0, "no regression inputs under {}", root.display());
+    }
+
     const SPAN: &str = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"x","startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#;
 
     #[test]
