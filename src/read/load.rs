@@ -121,11 +121,8 @@ impl SpanChecks {
                 self.empty_ids += 1;
                 continue;
             }
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            h.update(trace.value(i).as_bytes());
-            h.update(b"/");
-            h.update(span.value(i).as_bytes());
-            if !self.seen.insert(h.digest128()) {
+            let key = crate::tables::schema::span_key(&[trace.value(i), span.value(i)]);
+            if !self.seen.insert(key) {
                 self.duplicates += 1;
             }
         }
@@ -886,15 +883,7 @@ fn read_frames(
                     "frame is truncated: {skipped} of {want} bytes; skipped"
                 )));
             }
-            if !frames.is_empty() {
-                send(
-                    idx,
-                    Work::Frames {
-                        frames: std::mem::take(&mut frames),
-                    },
-                )?;
-                size = 0;
-            }
+            hand_on(idx, &mut frames, &mut size, send)?;
             send(
                 idx,
                 Work::Bad(BadRecord {
@@ -917,13 +906,7 @@ fn read_frames(
         size += want;
         frames.push((n, frame));
         if size >= CHUNK {
-            send(
-                idx,
-                Work::Frames {
-                    frames: std::mem::take(&mut frames),
-                },
-            )?;
-            size = 0;
+            hand_on(idx, &mut frames, &mut size, send)?;
         }
     })();
     if !frames.is_empty() {
@@ -939,6 +922,25 @@ fn read_frames(
             }),
         )?;
     }
+    Ok(())
+}
+
+/// Hands the frames read so far on to the workers.
+fn hand_on(
+    idx: usize,
+    frames: &mut Vec<(u64, Vec<u8>)>,
+    size: &mut usize,
+    send: &mut dyn FnMut(usize, Work) -> Result<()>,
+) -> Result<()> {
+    if !frames.is_empty() {
+        send(
+            idx,
+            Work::Frames {
+                frames: std::mem::take(frames),
+            },
+        )?;
+    }
+    *size = 0;
     Ok(())
 }
 

@@ -104,87 +104,86 @@ fn dedupe_events(parts: Vec<Vec<RecordBatch>>) -> Result<(Vec<Vec<RecordBatch>>,
     use datafusion::arrow::compute::{cast, filter_record_batch};
     use datafusion::arrow::datatypes::DataType;
     type Rank = (i64, u64, String, String);
-    let text = |b: &RecordBatch, name: &str| -> Result<StringArray> {
-        let c = b.column_by_name(name).context("a cart_events column")?;
-        Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
-    };
-    // Per cart: a span a session gives to two carts belongs to both.
-    let key = |c: &StringArray, t: &StringArray, s: &StringArray, i: usize| -> Option<u128> {
-        if c.is_null(i) || t.is_null(i) || s.is_null(i) {
-            return None;
-        }
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for part in [c.value(i), t.value(i), s.value(i)] {
-            h.update(&(part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        Some(h.digest128())
-    };
-    let rank = |b: &RecordBatch, i: usize| -> Result<Rank> {
-        let end = cast(
-            b.column_by_name("end_time").context("end_time")?,
-            &DataType::Int64,
-        )?;
-        let end = end.as_primitive::<Int64Type>();
-        let ms = cast(
-            b.column_by_name("duration_ms").context("duration_ms")?,
-            &DataType::Float64,
-        )?;
-        let ms = ms.as_primitive::<Float64Type>();
-        let (status, op) = (text(b, "status_code")?, text(b, "operation")?);
-        let s = |a: &StringArray| {
-            if a.is_valid(i) {
-                a.value(i).to_string()
-            } else {
-                String::new()
-            }
+    /// One batch's columns, cast once, and each row's key.
+    struct Cols {
+        keys: Vec<Option<u128>>,
+        end: Int64Array,
+        ms: Float64Array,
+        status: StringArray,
+        op: StringArray,
+    }
+    let cols = |b: &RecordBatch| -> Result<Cols> {
+        let col = |name: &str, ty: &DataType| -> Result<ArrayRef> {
+            Ok(cast(
+                b.column_by_name(name).context("a cart_events column")?,
+                ty,
+            )?)
         };
-        Ok((
-            if end.is_valid(i) {
-                end.value(i)
+        let text = |name: &str| -> Result<StringArray> {
+            Ok(col(name, &DataType::Utf8)?.as_string::<i32>().clone())
+        };
+        let (c, t, sp) = (text("cart_id")?, text("trace_id")?, text("span_id")?);
+        // Per cart: a span a session gives to two carts belongs to both.
+        let keys = (0..b.num_rows())
+            .map(|i| {
+                (c.is_valid(i) && t.is_valid(i) && sp.is_valid(i))
+                    .then(|| schema::span_key(&[c.value(i), t.value(i), sp.value(i)]))
+            })
+            .collect();
+        Ok(Cols {
+            keys,
+            end: col("end_time", &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone(),
+            ms: col("duration_ms", &DataType::Float64)?
+                .as_primitive::<Float64Type>()
+                .clone(),
+            status: text("status_code")?,
+            op: text("operation")?,
+        })
+    };
+    let rank = |c: &Cols, i: usize| -> Rank {
+        let s = |a: &StringArray| a.is_valid(i).then(|| a.value(i).to_string());
+        (
+            if c.end.is_valid(i) {
+                c.end.value(i)
             } else {
                 i64::MIN
             },
-            if ms.is_valid(i) {
-                ms.value(i).to_bits()
+            if c.ms.is_valid(i) {
+                c.ms.value(i).to_bits()
             } else {
                 0
             },
-            s(&status),
-            s(&op),
-        ))
+            s(&c.status).unwrap_or_default(),
+            s(&c.op).unwrap_or_default(),
+        )
     };
+    let all: Vec<Vec<Cols>> = parts
+        .iter()
+        .map(|part| part.iter().map(&cols).collect::<Result<_>>())
+        .collect::<Result<_>>()?;
     // Pass 1: the best copy of each repeated span.
     let mut first: std::collections::HashMap<u128, (usize, usize, usize)> = Default::default();
     let mut best: std::collections::HashMap<u128, ((usize, usize, usize), Rank)> =
         Default::default();
-    for (p, part) in parts.iter().enumerate() {
-        for (bi, b) in part.iter().enumerate() {
-            let (c, t, sp) = (
-                text(b, "cart_id")?,
-                text(b, "trace_id")?,
-                text(b, "span_id")?,
-            );
-            for i in 0..b.num_rows() {
-                let Some(k) = key(&c, &t, &sp, i) else {
+    for (p, part) in all.iter().enumerate() {
+        for (bi, c) in part.iter().enumerate() {
+            for (i, k) in c.keys.iter().enumerate() {
+                let Some(k) = *k else { continue };
+                let Some(&(fp, fb, fi)) = first.get(&k) else {
+                    first.insert(k, (p, bi, i));
                     continue;
                 };
-                match first.get(&k) {
-                    None => {
-                        first.insert(k, (p, bi, i));
-                    }
-                    Some(&(fp, fb, fi)) => {
-                        let here = rank(b, i)?;
-                        let current = match best.get(&k) {
-                            Some((_, r)) => r.clone(),
-                            None => rank(&parts[fp][fb], fi)?,
-                        };
-                        if here > current {
-                            best.insert(k, ((p, bi, i), here));
-                        } else {
-                            best.entry(k).or_insert(((fp, fb, fi), current));
-                        }
-                    }
+                let here = rank(c, i);
+                let current = match best.get(&k) {
+                    Some((_, r)) => r.clone(),
+                    None => rank(&all[fp][fb], fi),
+                };
+                if here > current {
+                    best.insert(k, ((p, bi, i), here));
+                } else {
+                    best.entry(k).or_insert(((fp, fb, fi), current));
                 }
             }
         }
@@ -198,14 +197,12 @@ fn dedupe_events(parts: Vec<Vec<RecordBatch>>) -> Result<(Vec<Vec<RecordBatch>>,
     for (p, part) in parts.iter().enumerate() {
         let mut kept = Vec::with_capacity(part.len());
         for (bi, b) in part.iter().enumerate() {
-            let (c, t, sp) = (
-                text(b, "cart_id")?,
-                text(b, "trace_id")?,
-                text(b, "span_id")?,
-            );
-            let mask: BooleanArray = (0..b.num_rows())
-                .map(|i| {
-                    Some(match key(&c, &t, &sp, i).and_then(|k| best.get(&k)) {
+            let mask: BooleanArray = all[p][bi]
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    Some(match k.and_then(|k| best.get(&k)) {
                         Some((at, _)) => *at == (p, bi, i),
                         None => true,
                     })

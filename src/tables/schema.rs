@@ -315,6 +315,18 @@ pub fn type_name(dt: &DataType) -> String {
     }
 }
 
+/// A 128-bit key for a span's identity from its parts (trace and span id, and its cart where
+/// that counts): the repeat checks of the loader and the replay use it. Each part is
+/// length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+pub fn span_key(parts: &[&str]) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in parts {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.digest128()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
