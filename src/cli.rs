@@ -38,10 +38,11 @@ pub struct Cli {
     pub no_progress: bool,
 
     /// Cap the memory queries and the replay use (like 4GB or 512MB): sorts, aggregations
-    /// and windows then spill to temporary files [default: no cap]. Not bounded by it: raw
-    /// exports given to --data, which are loaded into memory (`cartscope ingest` them to read
-    /// them in place), the replay's cart_events and carts (a row per cart span and per cart),
-    /// and the loader's check for repeated spans (16 bytes per span).
+    /// and joins then spill to temporary files [default: a quarter of the machine's memory].
+    /// Not bounded by it: raw exports given to --data, which are loaded into memory
+    /// (`cartscope ingest` them to read them in place), the loader's check for repeated spans
+    /// (16 bytes per span) and, in the replay, a few things that grow with the number of
+    /// operation names or of abandonments the input recorded itself.
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
     pub memory_limit: Option<usize>,
 
@@ -191,6 +192,11 @@ pub struct ReplayArgs {
     /// Idle time after which a cart is abandoned [default: the model's, 30m].
     #[arg(long, value_name = "DURATION", value_parser = parse_from::<Duration>)]
     pub threshold: Option<Duration>,
+
+    /// Replay again, even when a replay of this dataset with this model, threshold and
+    /// as-of time was kept from an earlier run (in DATASET/replays/).
+    #[arg(long)]
+    pub refresh: bool,
 }
 
 #[derive(Debug, Args)]

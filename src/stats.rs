@@ -608,6 +608,7 @@ pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
 }
 
 /// `nearest_rank` of values in any order, by selection (O(n), no sort); reorders them.
+#[cfg(test)]
 pub fn nearest_rank_unsorted(values: &mut [f64], q: f64) -> Option<f64> {
     let r = rank(values.len(), q)?;
     let (_, at, _) = values.select_nth_unstable_by(r - 1, f64::total_cmp);

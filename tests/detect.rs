@@ -241,6 +241,7 @@ async fn derived_rows_follow_the_instrumentation_and_are_not_duplicated() {
         &cartscope::ReplayOptions {
             as_of,
             threshold: None,
+            ..Default::default()
         },
     )
     .await
@@ -437,6 +438,7 @@ async fn spans_are_attributed_through_the_session_within_the_active_window() {
         &cartscope::ReplayOptions {
             as_of,
             threshold: None,
+            ..Default::default()
         },
     )
     .await

@@ -254,6 +254,7 @@ async fn derived_rows_live_apart_and_datasets_with_the_old_derived_column_still_
         &cartscope::ReplayOptions {
             as_of: "2026-11-20T12:00:00Z".parse().unwrap(),
             threshold: None,
+            ..Default::default()
         },
     )
     .await

@@ -210,6 +210,7 @@ fn carts(data: &Path) -> Vec<Vec<String>> {
         let opts = cartscope::ReplayOptions {
             as_of: cartscope::Timestamp::from_ns((BASE_NS + 3 * 3600 * 1_000_000_000) as i64),
             threshold: None,
+            ..Default::default()
         };
         cartscope::replay(&ctx, &cartscope::Model::load("reference").unwrap(), &opts)
             .await

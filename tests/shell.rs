@@ -189,6 +189,7 @@ async fn completion_of_real_table_and_column_names() {
         model: cartscope::Model::load("reference").unwrap(),
         as_of: None,
         threshold: None,
+        refresh: false,
     };
     let g = cartscope::Globals {
         threads: 2,

@@ -22,6 +22,7 @@ mod queries;
 mod real_sdk;
 mod query_runner;
 mod report;
+mod replay_store;
 mod report_html;
 mod rendered;
 mod shell;

@@ -31,9 +31,20 @@ pub async fn open_data(
     data: &crate::cli::DataArgs,
     g: &Globals,
 ) -> Result<datafusion::prelude::SessionContext> {
+    Ok(open_inputs(data, g).await?.0)
+}
+
+/// As `open_data`, with the inputs `--data` named.
+async fn open_inputs(
+    data: &crate::cli::DataArgs,
+    g: &Globals,
+) -> Result<(
+    datafusion::prelude::SessionContext,
+    crate::read::input::Inputs,
+)> {
     let inputs = crate::read::input::resolve(&data.data)?;
     let (data, _stats) = crate::sql::session::Data::load(&inputs, &g.load_options(data.strict))?;
-    crate::sql::session::context(data, g.threads).await
+    Ok((crate::sql::session::context(data, g.threads).await?, inputs))
 }
 
 /// The as-of time the replay args ask for, given the data's latest timestamp.
@@ -53,7 +64,7 @@ pub async fn open_replayed(
     r: &crate::cli::ReplayArgs,
     g: &Globals,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
-    let ctx = open_data(data, g).await?;
+    let (ctx, inputs) = open_inputs(data, g).await?;
     let latest = crate::replay::latest_timestamp(&ctx).await?;
     if let Some(w) = crate::replay::implausible_times(&ctx).await? {
         eprintln!("cartscope: warning: {w}");
@@ -66,6 +77,13 @@ pub async fn open_replayed(
         &crate::replay::ReplayOptions {
             as_of,
             threshold: r.threshold,
+            // Kept beside the dataset only when the data is nothing but datasets.
+            keep_beside: if inputs.files.is_empty() && inputs.unreadable.is_empty() {
+                inputs.datasets.clone()
+            } else {
+                Vec::new()
+            },
+            refresh: r.refresh,
         },
     )
     .await?;

@@ -258,3 +258,14 @@ pub fn value_string(a: &dyn Array, i: usize) -> Result<String> {
     let opts = format_options();
     Ok(ArrayFormatter::try_new(a, &opts)?.value(i).to_string())
 }
+
+/// A size as `--memory-limit` takes it: `512.0 MB`, `1.5 GB` (decimal units).
+pub fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
+        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} KB", n / 1e3),
+        n => format!("{n} B"),
+    }
+}

@@ -3,22 +3,33 @@
 //!
 //! How: which spans belong to which cart is DataFusion SQL generated from the lifecycle model
 //! (`cart_events`, printed by `cartscope detect --explain`), so it runs wherever DataFusion
-//! runs (Ballista included) and an analyst can read it. The per-cart judgement is a fold in
-//! Rust over `cart_events` grouped by cart: each cart's few events ordered and judged at once.
-//! It was SQL too, with ordered `last_value` aggregates and a window per cart; on this
-//! machine DataFusion spent most of a replay in those (100k carts: about 5 s of 7 s; the
-//! fold takes 0.2 s), where DuckDB ran the same SQL in 2.5 s.
-//! The rules are listed in `FOLD_EXPLAINED`, which `--explain` prints.
+//! runs (Ballista included) and an analyst can read it. DataFusion sorts its rows per cart
+//! (`EVENT_ORDER`), and the per-cart judgement is a fold in Rust over that stream: each
+//! cart's few events judged at once, then dropped. It was SQL too, with ordered
+//! `last_value` aggregates and a window per cart; DataFusion spent most of a replay in those
+//! (100k carts: about 5 s of 7 s; the fold takes 0.2 s). The rules are listed in
+//! `FOLD_EXPLAINED`, which `--explain` prints.
 //!
-//! `cart_events` is held in memory, as `carts` is: the replay and the library's queries read
-//! it many times, and as a view each reading would join the spans to their carts again.
-//! Neither is bounded by `--memory-limit` (one row per cart, and one per cart span).
+//! Every table the replay makes (`cart_events`, `carts`, the derived rows) is written to
+//! Parquet as the fold goes and read back through listing tables (`store`): beside an
+//! ingested dataset it is kept and reused by every later command with the same data, model,
+//! threshold and as-of time.
+//!
+//! Memory. Bounded by `--memory-limit` (DataFusion's memory pool; past it, operators spill
+//! to disk): the `cart_events` query's aggregation and its sort per cart; its join of spans
+//! to their carts is a hash join until the pool refuses its table, then a sort-merge join,
+//! whose sorts spill. Bounded by construction: the fold (one sorted batch and the cart
+//! running across its end, 16k folded carts before they are written) and the Parquet
+//! writers (a 64k-row group each). Not bounded: the percentile selection (per distinct
+//! operation name, a sparse histogram or at most 64k durations), the set of carts whose
+//! abandonment the input recorded already (a string per such cart: none for most exports),
+//! and what comes before the replay (raw exports given to --data are loaded into memory).
 //!
 //! Figures, measured on this project's 2-core machine, release build, with
 //! `/usr/bin/time -v cartscope detect --data DS -f csv` on a 1,000,000-cart export
-//! (`cartscope generate --carts 1000000`, 5.95M spans, ingested to a 342 MB dataset), other
-//! work running: 16.1 s and peak RSS 2.9 GB with the fold; 68 s and 5.5 GB with the SQL
-//! before it. The output's totals equal the generator's truth.
+//! (`cartscope generate --carts 1000000`, 5.95M spans, ingested): 16.1 s and peak RSS
+//! 2.9 GB with the fold over tables held in memory; 68 s and 5.5 GB with the SQL before it.
+//! The figures of the replay as it is now are in bench/RESULTS.md ("The replay at scale").
 //!
 //! Steps:
 //! 1. `cart_events`: each span that names a cart (its cart-id attribute, or with
@@ -40,6 +51,7 @@
 //! nothing about a shop's naming is a constant here.
 
 pub mod model;
+pub mod store;
 pub mod suggest;
 
 use std::sync::Arc;
@@ -49,8 +61,11 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListBuilder, RecordBatch,
     StringArray, StringBuilder, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type, SchemaRef, TimestampMicrosecondType};
 use datafusion::datasource::MemTable;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::SessionContext;
 
 use crate::replay::model::Model;
@@ -61,16 +76,22 @@ use crate::tables::builders::{
 use crate::tables::schema::{self, PerTable, Table};
 use crate::time::{Duration, Timestamp};
 
-/// When and how strictly the replay judges.
-#[derive(Debug, Clone)]
+/// When and how strictly the replay judges, and where it is kept.
+#[derive(Debug, Clone, Default)]
 pub struct ReplayOptions {
     pub as_of: Timestamp,
     /// Overrides the model's threshold.
     pub threshold: Option<Duration>,
+    /// The datasets the data is exactly (no raw files besides): the replay is kept beside
+    /// the first and reused while they, the model and the clock are unchanged. Empty: the
+    /// replay goes to a temporary folder.
+    pub keep_beside: Vec<std::path::PathBuf>,
+    /// Replay again even when a kept replay matches.
+    pub refresh: bool,
 }
 
 /// What the replay found.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub as_of: Timestamp,
     pub threshold: Duration,
@@ -89,7 +110,7 @@ pub struct Summary {
     /// Signs that the model does not fit the data, each with its likely fix (`misfits`).
     pub warnings: Vec<String>,
     /// Cart spans exported more than once (the same trace and span id), counted once.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub duplicate_spans: u64,
 }
 
@@ -97,124 +118,55 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// Keeps one row of each span (trace and span id) of each cart in `cart_events`:
-/// overlapping exports repeat spans, and each is to count once. Of differing copies the one that ended last
-/// (then the longer, then by status and name) is kept, whatever order they came in.
-fn dedupe_events(parts: Vec<Vec<RecordBatch>>) -> Result<(Vec<Vec<RecordBatch>>, u64)> {
-    use datafusion::arrow::compute::{cast, filter_record_batch};
-    use datafusion::arrow::datatypes::DataType;
-    type Rank = (i64, u64, String, String);
-    /// One batch's columns, cast once, and each row's key.
-    struct Cols {
-        keys: Vec<Option<u128>>,
-        end: Int64Array,
-        ms: Float64Array,
-        status: StringArray,
-        op: StringArray,
+/// Which of one cart's events (rows in sort order) to keep: one row of each span (trace and
+/// span id). Overlapping exports repeat spans, and each is to count once. Of differing
+/// copies the one that ended last (then the longer, then by status and name) is kept; of
+/// equal ones the first in sort order.
+fn dedupe_cart(rows: &[(usize, usize)], cols: &[EventColumns], keep: &mut Vec<bool>) -> u64 {
+    keep.clear();
+    keep.resize(rows.len(), true);
+    if rows.len() < 2 {
+        return 0;
     }
-    let cols = |b: &RecordBatch| -> Result<Cols> {
-        let col = |name: &str, ty: &DataType| -> Result<ArrayRef> {
-            Ok(cast(
-                b.column_by_name(name).context("a cart_events column")?,
-                ty,
-            )?)
-        };
-        let text = |name: &str| -> Result<StringArray> {
-            Ok(col(name, &DataType::Utf8)?.as_string::<i32>().clone())
-        };
-        let (c, t, sp) = (text("cart_id")?, text("trace_id")?, text("span_id")?);
-        // Per cart: a span a session gives to two carts belongs to both.
-        let keys = (0..b.num_rows())
-            .map(|i| {
-                (c.is_valid(i) && t.is_valid(i) && sp.is_valid(i))
-                    .then(|| schema::span_key(&[c.value(i), t.value(i), sp.value(i)]))
-            })
-            .collect();
-        Ok(Cols {
-            keys,
-            end: col("end_time", &DataType::Int64)?
-                .as_primitive::<Int64Type>()
-                .clone(),
-            ms: col("duration_ms", &DataType::Float64)?
-                .as_primitive::<Float64Type>()
-                .clone(),
-            status: text("status_code")?,
-            op: text("operation")?,
-        })
+    let span = |j: usize| {
+        let (bi, i) = rows[j];
+        let c = &cols[bi];
+        Some((text_at(&c.trace, i)?, text_at(&c.span, i)?))
     };
-    let rank = |c: &Cols, i: usize| -> Rank {
-        let s = |a: &StringArray| a.is_valid(i).then(|| a.value(i).to_string());
+    let rank = |j: usize| {
+        let (bi, i) = rows[j];
+        let c = &cols[bi];
         (
-            if c.end.is_valid(i) {
-                c.end.value(i)
-            } else {
-                i64::MIN
-            },
-            if c.ms.is_valid(i) {
-                c.ms.value(i).to_bits()
-            } else {
-                0
-            },
-            s(&c.status).unwrap_or_default(),
-            s(&c.op).unwrap_or_default(),
+            opt(&c.end, i).map_or(i64::MIN, |i| c.end.value(i)),
+            opt(&c.dur, i).map_or(0, |i| c.dur.value(i).to_bits()),
+            text_at(&c.status, i).unwrap_or_default(),
+            text_at(&c.op, i).unwrap_or_default(),
         )
     };
-    let all: Vec<Vec<Cols>> = parts
-        .iter()
-        .map(|part| part.iter().map(&cols).collect::<Result<_>>())
-        .collect::<Result<_>>()?;
-    // Pass 1: the best copy of each repeated span.
-    let mut first: std::collections::HashMap<u128, (usize, usize, usize)> = Default::default();
-    let mut best: std::collections::HashMap<u128, ((usize, usize, usize), Rank)> =
-        Default::default();
-    for (p, part) in all.iter().enumerate() {
-        for (bi, c) in part.iter().enumerate() {
-            for (i, k) in c.keys.iter().enumerate() {
-                let Some(k) = *k else { continue };
-                let Some(&(fp, fb, fi)) = first.get(&k) else {
-                    first.insert(k, (p, bi, i));
-                    continue;
-                };
-                let here = rank(c, i);
-                let current = match best.get(&k) {
-                    Some((_, r)) => r.clone(),
-                    None => rank(&all[fp][fb], fi),
-                };
-                if here > current {
-                    best.insert(k, ((p, bi, i), here));
-                } else {
-                    best.entry(k).or_insert(((fp, fb, fi), current));
-                }
+    let mut ids: Vec<(&str, &str, usize)> = (0..rows.len())
+        .filter_map(|j| span(j).map(|(t, s)| (t, s, j)))
+        .collect();
+    ids.sort_unstable();
+    let mut dropped = 0;
+    for run in ids.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        if run.len() < 2 {
+            continue;
+        }
+        // In sort order: a later copy wins only when it ranks strictly higher.
+        let mut best = run[0].2;
+        for &(_, _, j) in &run[1..] {
+            if rank(j) > rank(best) {
+                best = j;
+            }
+        }
+        for &(_, _, j) in run {
+            if j != best {
+                keep[j] = false;
+                dropped += 1;
             }
         }
     }
-    if best.is_empty() {
-        return Ok((parts, 0));
-    }
-    // Pass 2: repeated spans keep only their best copy.
-    let mut dropped = 0u64;
-    let mut out = Vec::with_capacity(parts.len());
-    for (p, part) in parts.iter().enumerate() {
-        let mut kept = Vec::with_capacity(part.len());
-        for (bi, b) in part.iter().enumerate() {
-            let mask: BooleanArray = all[p][bi]
-                .keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| {
-                    Some(match k.and_then(|k| best.get(&k)) {
-                        Some((at, _)) => *at == (p, bi, i),
-                        None => true,
-                    })
-                })
-                .collect();
-            let b = filter_record_batch(b, &mask)?;
-            dropped += (mask.len() - b.num_rows()) as u64;
-            kept.push(b);
-        }
-        out.push(kept);
-    }
-    Ok((out, dropped))
+    dropped
 }
 
 fn lit(s: &str) -> String {
@@ -390,7 +342,13 @@ pub const DURATIONS_SQL: &str = "SELECT operation_name, duration_ms FROM observe
      WHERE duration_ms IS NOT NULL AND operation_name IS NOT NULL";
 
 /// Each operation's percentile duration, nearest rank: the ceil(p * n)-th smallest of its n
-/// durations. One streaming pass and a selection per operation, not a sort of every span.
+/// durations, exactly, in memory that grows with the number of operations, not of spans.
+/// A radix selection: each streaming pass over the durations counts, per operation, the
+/// values under the next 16 bits of their order-preserving bit pattern among those that
+/// share the bits fixed so far, and fixes the 16 bits of the bucket that holds the rank;
+/// once a bucket holds few enough values, the next pass keeps them and selects in them.
+/// Two passes in practice (durations of one operation sharing 16 bits are rare beyond
+/// 64k); at most five.
 async fn percentiles(
     ctx: &SessionContext,
     p: f64,
@@ -398,36 +356,145 @@ async fn percentiles(
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::DataType;
     use futures::StreamExt;
-    let mut durations: std::collections::HashMap<String, Vec<f64>> =
-        std::collections::HashMap::new();
-    let mut stream = ctx
-        .sql(DURATIONS_SQL)
-        .await?
-        .execute_stream()
-        .await
-        .context("the replay's percentile query failed")?;
-    while let Some(b) = stream.next().await {
-        let b = b.context("the replay's percentile query failed")?;
-        let ops = cast(b.column(0), &DataType::Utf8)?;
-        let ms = cast(b.column(1), &DataType::Float64)?;
-        let (ops, ms) = (ops.as_string::<i32>(), ms.as_primitive::<Float64Type>());
-        for i in 0..b.num_rows() {
-            if ops.is_null(i) || ms.is_null(i) {
-                continue;
-            }
-            let (op, d) = (ops.value(i), ms.value(i));
-            match durations.get_mut(op) {
-                Some(v) => v.push(d),
-                None => {
-                    durations.insert(op.to_string(), vec![d]);
+    let mut sel = Percentiles::new(p);
+    loop {
+        let mut stream = ctx
+            .sql(DURATIONS_SQL)
+            .await?
+            .execute_stream()
+            .await
+            .context("the replay's percentile query failed")?;
+        while let Some(b) = stream.next().await {
+            let b = b.context("the replay's percentile query failed")?;
+            let ops = cast(b.column(0), &DataType::Utf8)?;
+            let ms = cast(b.column(1), &DataType::Float64)?;
+            let (ops, ms) = (ops.as_string::<i32>(), ms.as_primitive::<Float64Type>());
+            for i in 0..b.num_rows() {
+                if ops.is_valid(i) && ms.is_valid(i) {
+                    sel.see(ops.value(i), ms.value(i));
                 }
             }
         }
+        if !sel.end_pass() {
+            return Ok(sel.finish());
+        }
     }
-    Ok(durations
-        .into_iter()
-        .filter_map(|(op, mut v)| Some((op, crate::stats::nearest_rank_unsorted(&mut v, p)?)))
-        .collect())
+}
+
+/// The radix selection of `percentiles`, fed one pass of (operation, duration) at a time.
+struct Percentiles {
+    p: f64,
+    first: bool,
+    sel: std::collections::HashMap<String, Sel>,
+}
+
+/// One operation's selection.
+#[derive(Default)]
+struct Sel {
+    /// The top `bits` bits every candidate shares.
+    prefix: u64,
+    bits: u32,
+    /// The 1-based rank sought among the candidates (0 until the first pass counts).
+    rank: u64,
+    hist: std::collections::HashMap<u16, u64>,
+    kept: Option<Vec<f64>>,
+    done: Option<f64>,
+}
+
+impl Percentiles {
+    /// Values kept for a selection once the candidates are this few.
+    const FEW: u64 = 1 << 16;
+
+    fn new(p: f64) -> Percentiles {
+        Percentiles {
+            p,
+            first: true,
+            sel: Default::default(),
+        }
+    }
+
+    /// f64::total_cmp's order as unsigned integers.
+    fn key(d: f64) -> u64 {
+        let b = d.to_bits();
+        if b >> 63 == 1 {
+            !b
+        } else {
+            b | 1 << 63
+        }
+    }
+
+    fn unkey(k: u64) -> f64 {
+        f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+    }
+
+    fn see(&mut self, op: &str, d: f64) {
+        let s = match self.sel.get_mut(op) {
+            Some(s) => s,
+            None if self.first => self.sel.entry(op.to_string()).or_default(),
+            None => return,
+        };
+        if s.done.is_some() {
+            return;
+        }
+        let k = Self::key(d);
+        if s.bits > 0 && k >> (64 - s.bits) != s.prefix {
+            return;
+        }
+        match &mut s.kept {
+            Some(v) => v.push(d),
+            None => *s.hist.entry((k << s.bits >> 48) as u16).or_default() += 1,
+        }
+    }
+
+    /// Narrows every open selection after a pass; whether another pass is needed.
+    fn end_pass(&mut self) -> bool {
+        self.first = false;
+        let mut open = false;
+        for s in self.sel.values_mut() {
+            if s.done.is_some() {
+                continue;
+            }
+            if let Some(mut v) = s.kept.take() {
+                let r = usize::try_from(s.rank)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1, v.len());
+                let (_, at, _) = v.select_nth_unstable_by(r - 1, f64::total_cmp);
+                s.done = Some(*at);
+                continue;
+            }
+            if s.rank == 0 {
+                let n: u64 = s.hist.values().sum();
+                let r = (self.p * n as f64).ceil() as u64;
+                s.rank = r.clamp(1, n.max(1));
+            }
+            let mut buckets: Vec<(u16, u64)> = s.hist.drain().collect();
+            buckets.sort_unstable();
+            let mut below = 0;
+            for (bucket, n) in buckets {
+                if below + n >= s.rank {
+                    s.prefix = (s.prefix << 16) | u64::from(bucket);
+                    s.bits += 16;
+                    s.rank -= below;
+                    if s.bits == 64 {
+                        s.done = Some(Self::unkey(s.prefix));
+                    } else if n <= Self::FEW {
+                        s.kept = Some(Vec::with_capacity(n as usize));
+                    }
+                    break;
+                }
+                below += n;
+            }
+            open |= s.done.is_none();
+        }
+        open
+    }
+
+    fn finish(self) -> std::collections::HashMap<String, f64> {
+        self.sel
+            .into_iter()
+            .filter_map(|(op, s)| Some((op, s.done?)))
+            .collect()
+    }
 }
 
 /// What the fold computes per cart, for `cartscope detect --explain`.
@@ -674,121 +741,134 @@ fn opt<T: Array>(a: &T, i: usize) -> Option<usize> {
     a.is_valid(i).then_some(i)
 }
 
-/// Folds `cart_events` into one row per cart, in cart order: the `carts` table. The events
-/// are grouped by cart (row references, nothing copied), and each cart's are ordered by
-/// end_time, time and span_id (nulls last, as SQL orders them).
-fn fold_carts(events: &[RecordBatch], r: &Rules) -> Result<RecordBatch> {
-    let cols = events
+impl<'a> Cart<'a> {
+    /// Adds one event (the cart's events come in (end_time, time, span_id) order).
+    fn add(&mut self, c: &'a EventColumns, i: usize) {
+        let t = opt(&c.time, i).map(|i| c.time.value(i));
+        let e = opt(&c.end, i).map(|i| c.end.value(i));
+        let order = opt(&c.order, i).map(|i| c.order.value(i));
+        self.first_seen = match (self.first_seen, t) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_activity = match (self.last_activity, e) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.stage_order = match (self.stage_order, order) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(u) = text_at(&c.user, i) {
+            self.user_id = Some(u);
+        }
+        if let Some(j) = opt(&c.items, i) {
+            self.item_count = Some(c.items.value(j));
+        }
+        if let Some(j) = opt(&c.value, i) {
+            self.total_value = Some(c.value.value(j));
+        }
+        let (op, status, trace) = (
+            text_at(&c.op, i),
+            text_at(&c.status, i),
+            text_at(&c.trace, i),
+        );
+        self.last_operation = op;
+        self.last_op_duration_ms = opt(&c.dur, i).map(|i| c.dur.value(i));
+        self.last_op_status = status;
+        self.last_trace_id = trace;
+        self.converted |= c.success.is_valid(i) && c.success.value(i);
+        self.span_count += 1;
+        self.starts.push((t, e, text_at(&c.span, i)));
+        if let (Some("error"), Some(e)) = (status, e) {
+            self.error_ends.push(e);
+        }
+        *self.attempts.entry((trace, op)).or_default() += 1;
+    }
+}
+
+/// The sort order the fold reads `cart_events` in: each cart's events together, ordered
+/// by end_time, time and span_id (nulls last), then trace_id so that the order is total.
+pub const EVENT_ORDER: &str = "cart_id, end_time ASC NULLS LAST, time ASC NULLS LAST, \
+     span_id ASC NULLS LAST, trace_id ASC NULLS LAST";
+
+/// Folds `cart_events` rows, sorted in `EVENT_ORDER`, into one `carts` row per cart,
+/// appended to `out`. The batches hold whole carts (a cart's rows may run across them).
+/// Returns the rows kept (each span of a cart once; see `dedupe_cart`) as (batch, row),
+/// and how many repeats were dropped.
+fn fold_sorted(
+    batches: &[RecordBatch],
+    r: &Rules,
+    out: &mut CartColumns,
+) -> Result<(Vec<(usize, usize)>, u64)> {
+    let cols = batches
         .iter()
         .map(EventColumns::new)
         .collect::<Result<Vec<_>>>()?;
-    let mut by_cart: std::collections::HashMap<&str, Vec<(u32, u32)>> =
-        std::collections::HashMap::new();
-    for (bi, c) in cols.iter().enumerate() {
-        for i in 0..c.cart.len() {
-            // cart_events has no row without a cart.
-            if c.cart.is_valid(i) {
-                by_cart
-                    .entry(c.cart.value(i))
-                    .or_default()
-                    .push((bi as u32, i as u32));
-            }
-        }
-    }
-    let mut ids: Vec<&str> = by_cart.keys().copied().collect();
-    ids.sort_unstable();
-    let mut out = CartColumns::default();
-    for id in ids {
-        let mut rows = by_cart.remove(id).unwrap_or_default();
-        let key = |&(bi, i): &(u32, u32)| {
-            let (c, i) = (&cols[bi as usize], i as usize);
-            let end = opt(&c.end, i).map(|i| c.end.value(i));
-            let time = opt(&c.time, i).map(|i| c.time.value(i));
-            let span = opt(&c.span, i).map(|i| c.span.value(i));
-            (
-                end.is_none(),
-                end,
-                time.is_none(),
-                time,
-                span.is_none(),
-                span,
-            )
-        };
-        rows.sort_by_cached_key(key);
+    // cart_events has no row without a cart.
+    let rows: Vec<(usize, usize)> = cols
+        .iter()
+        .enumerate()
+        .flat_map(|(bi, c)| {
+            (0..c.cart.len())
+                .filter(|&i| c.cart.is_valid(i))
+                .map(move |i| (bi, i))
+        })
+        .collect();
+    let cart_of = |&(bi, i): &(usize, usize)| cols[bi].cart.value(i);
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut keep = Vec::new();
+    let mut dropped = 0;
+    for group in rows.chunk_by(|a, b| cart_of(a) == cart_of(b)) {
+        dropped += dedupe_cart(group, &cols, &mut keep);
         let mut cart = Cart {
-            id,
+            id: cart_of(&group[0]),
             ..Cart::default()
         };
-        for (bi, i) in rows {
-            let (c, i) = (&cols[bi as usize], i as usize);
-            let t = opt(&c.time, i).map(|i| c.time.value(i));
-            let e = opt(&c.end, i).map(|i| c.end.value(i));
-            let order = opt(&c.order, i).map(|i| c.order.value(i));
-            cart.first_seen = match (cart.first_seen, t) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            cart.last_activity = match (cart.last_activity, e) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            cart.stage_order = match (cart.stage_order, order) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            if let Some(u) = text_at(&c.user, i) {
-                cart.user_id = Some(u);
+        for (&(bi, i), k) in group.iter().zip(&keep) {
+            if *k {
+                kept.push((bi, i));
+                cart.add(&cols[bi], i);
             }
-            if let Some(j) = opt(&c.items, i) {
-                cart.item_count = Some(c.items.value(j));
-            }
-            if let Some(j) = opt(&c.value, i) {
-                cart.total_value = Some(c.value.value(j));
-            }
-            let (op, status, trace) = (
-                text_at(&c.op, i),
-                text_at(&c.status, i),
-                text_at(&c.trace, i),
-            );
-            cart.last_operation = op;
-            cart.last_op_duration_ms = opt(&c.dur, i).map(|i| c.dur.value(i));
-            cart.last_op_status = status;
-            cart.last_trace_id = trace;
-            cart.converted |= c.success.is_valid(i) && c.success.value(i);
-            cart.span_count += 1;
-            cart.starts.push((t, e, text_at(&c.span, i)));
-            if let (Some("error"), Some(e)) = (status, e) {
-                cart.error_ends.push(e);
-            }
-            *cart.attempts.entry((trace, op)).or_default() += 1;
         }
-        cart.finish(r, &mut out);
+        cart.finish(r, out);
     }
-    let ts = |v: Vec<Option<i64>>| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
-    };
-    let mut o = out;
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(o.cart_id.finish()),
-        Arc::new(o.user_id.finish()),
-        ts(o.first_seen),
-        ts(o.last_activity),
-        Arc::new(o.last_stage.finish()),
-        Arc::new(datafusion::arrow::array::Int64Array::from(o.item_count)),
-        Arc::new(datafusion::arrow::array::Float64Array::from(o.total_value)),
-        Arc::new(o.outcome.finish()),
-        ts(o.abandoned_at),
-        Arc::new(o.last_operation.finish()),
-        Arc::new(datafusion::arrow::array::Float64Array::from(
-            o.last_op_duration_ms,
-        )),
-        Arc::new(o.last_op_status.finish()),
-        Arc::new(o.last_trace_id.finish()),
-        Arc::new(o.suspected_cause.finish()),
-        Arc::new(datafusion::arrow::array::Int64Array::from(o.span_count)),
-        Arc::new(o.signals.finish()),
-    ];
-    Ok(RecordBatch::try_new(schema::carts_schema(), cols)?)
+    Ok((kept, dropped))
+}
+
+impl CartColumns {
+    fn len(&self) -> usize {
+        self.span_count.len()
+    }
+
+    /// The rows appended so far as a `carts` batch; the builders start again empty.
+    fn take(&mut self) -> Result<RecordBatch> {
+        let ts = |v: Vec<Option<i64>>| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+        };
+        let o = self;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(o.cart_id.finish()),
+            Arc::new(o.user_id.finish()),
+            ts(std::mem::take(&mut o.first_seen)),
+            ts(std::mem::take(&mut o.last_activity)),
+            Arc::new(o.last_stage.finish()),
+            Arc::new(Int64Array::from(std::mem::take(&mut o.item_count))),
+            Arc::new(Float64Array::from(std::mem::take(&mut o.total_value))),
+            Arc::new(o.outcome.finish()),
+            ts(std::mem::take(&mut o.abandoned_at)),
+            Arc::new(o.last_operation.finish()),
+            Arc::new(Float64Array::from(std::mem::take(
+                &mut o.last_op_duration_ms,
+            ))),
+            Arc::new(o.last_op_status.finish()),
+            Arc::new(o.last_trace_id.finish()),
+            Arc::new(o.suspected_cause.finish()),
+            Arc::new(Int64Array::from(std::mem::take(&mut o.span_count))),
+            Arc::new(o.signals.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema::carts_schema(), cols)?)
+    }
 }
 
 /// The default as-of time: the latest timestamp in the data.
@@ -871,78 +951,348 @@ pub async fn implausible_times(ctx: &SessionContext) -> Result<Option<String>> {
     }))
 }
 
-/// Runs the replay and registers `carts`, `cart_events`, `abandonments`, `cart_exemplars` and
-/// its derived rows (`derived_traces`, `derived_metrics`, seen through the `traces` and
-/// `metrics` views).
+/// Runs the replay, or finds it kept beside the dataset, and registers `carts`,
+/// `cart_events`, `abandonments`, `cart_exemplars` and its derived rows (`derived_traces`,
+/// `derived_metrics`, seen through the `traces` and `metrics` views).
 pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Result<Summary> {
     let threshold = opts.threshold.unwrap_or(m.threshold);
+    let key = if opts.keep_beside.is_empty() {
+        None
+    } else {
+        Some(store::Key::new(
+            &opts.keep_beside,
+            m,
+            threshold,
+            opts.as_of,
+        )?)
+    };
+    if let (Some(k), false) = (&key, opts.refresh) {
+        if let Some(found) = store::Replay::find(&opts.keep_beside, k) {
+            // A damaged replay is replayed again, as a missing one is.
+            let whole = found.summary::<Summary>().and_then(|s| {
+                for f in store::FILES {
+                    crate::sql::session::parquet_schema(&found.path(f))?;
+                }
+                Ok(s)
+            });
+            match whole {
+                Ok(summary) => {
+                    register(ctx, m, &found.dir).await?;
+                    return Ok(summary);
+                }
+                Err(e) => eprintln!("cartscope: note: replaying again: {e:#}"),
+            }
+        }
+    }
+    let replay = store::Replay::begin(ctx, &opts.keep_beside, key)?;
+    let mut summary = match write(ctx, m, opts, threshold, &replay).await {
+        Err(e) if exhausted(&e) && ctx.copied_config().options().optimizer.prefer_hash_join => {
+            // A hash join's table of every cart trace is held whole; a sort-merge join
+            // sorts both sides, and sorts spill.
+            eprintln!(
+                "cartscope: note: the spans' join to their carts did not fit in the memory the replay may use ({}): joining by sorting instead, which spills to disk",
+                crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
+            );
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .optimizer
+                .prefer_hash_join = false;
+            write(ctx, m, opts, threshold, &replay)
+                .await
+                .map_err(out_of_memory)?
+        }
+        r => r.map_err(out_of_memory)?,
+    };
+    register(ctx, m, &replay.dir).await?;
+    summary.warnings = misfits(ctx, m, &summary).await?;
+    let written = replay.dir.clone();
+    let dir = replay.commit(&summary)?;
+    if dir != written {
+        register(ctx, m, &dir).await?;
+    }
+    Ok(summary)
+}
+
+/// An error that is DataFusion running out of its memory pool, said in cartscope's terms.
+fn out_of_memory(e: anyhow::Error) -> anyhow::Error {
+    if exhausted(&e) {
+        e.context(format!(
+            "the replay needs more memory than the {} it may use: raise --memory-limit",
+            crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
+        ))
+    } else {
+        e
+    }
+}
+
+/// Whether an error is DataFusion running out of its memory pool.
+fn exhausted(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<datafusion::error::DataFusionError>()
+            .is_some_and(|d| {
+                matches!(
+                    d.find_root(),
+                    datafusion::error::DataFusionError::ResourcesExhausted(_)
+                )
+            })
+    })
+}
+
+/// Carts per `carts` batch written (and derived from) at a time.
+const CART_CHUNK: usize = 16 * 1024;
+
+/// The replay's Parquet files, written as the fold goes.
+struct Writers {
+    events: ArrowWriter<std::fs::File>,
+    carts: ArrowWriter<std::fs::File>,
+    derived: PerTable<Option<ArrowWriter<std::fs::File>>>,
+}
+
+impl Writers {
+    fn new(r: &store::Replay, events: SchemaRef) -> Result<Writers> {
+        let open = |name: &str, schema: SchemaRef| -> Result<ArrowWriter<std::fs::File>> {
+            let p = r.path(name);
+            let f = std::fs::File::create(&p)
+                .with_context(|| format!("cannot create '{}'", p.display()))?;
+            // Small row groups: a writer holds one in memory, and readers split on them.
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+                .set_max_row_group_row_count(Some(64 * 1024))
+                .build();
+            Ok(ArrowWriter::try_new(f, schema, Some(props))?)
+        };
+        let mut derived = PerTable::default();
+        derived[Table::Traces] = Some(open(store::DERIVED_TRACES, Table::Traces.schema())?);
+        derived[Table::Metrics] = Some(open(store::DERIVED_METRICS, Table::Metrics.schema())?);
+        Ok(Writers {
+            events: open(store::CART_EVENTS, events)?,
+            carts: open(store::CARTS, schema::carts_schema())?,
+            derived,
+        })
+    }
+
+    /// Writes the carts folded so far and the rows derived from them.
+    fn flush(&mut self, out: &mut CartColumns, deriver: &mut Deriver) -> Result<()> {
+        if out.len() == 0 {
+            return Ok(());
+        }
+        let carts = out.take()?;
+        self.carts.write(&carts)?;
+        deriver.push(&carts);
+        for (table, batches) in deriver.take() {
+            if let Some(w) = &mut self.derived[table] {
+                for b in batches {
+                    w.write(&b)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close(self) -> Result<()> {
+        self.events.close()?;
+        self.carts.close()?;
+        for w in self.derived.into_values().flatten() {
+            w.close()?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the last cart of a sorted batch starts.
+fn last_cart_start(cart: &StringArray) -> usize {
+    let n = cart.len();
+    let last = text_at(cart, n - 1);
+    (0..n)
+        .rev()
+        .take_while(|&i| text_at(cart, i) == last)
+        .last()
+        .unwrap_or(0)
+}
+
+/// The replay proper: `cart_events` sorted per cart (DataFusion's sort, which spills to
+/// disk past the memory limit), streamed through the fold a few carts at a time, and every
+/// table written to `r`'s Parquet files as it goes.
+async fn write(
+    ctx: &SessionContext,
+    m: &Model,
+    opts: &ReplayOptions,
+    threshold: Duration,
+    r: &store::Replay,
+) -> Result<Summary> {
+    use datafusion::arrow::compute::{cast, concat_batches, interleave_record_batch};
+    use datafusion::arrow::datatypes::DataType;
+    use futures::StreamExt;
     let as_of_us = opts.as_of.micros();
     let threshold_us = threshold.micros();
-
-    // Held in memory, as `carts` is: the replay reads it several times, and so do the
-    // library's queries; as a view, each reading would join the spans to their carts again.
-    let events = ctx
-        .sql(&cart_events_sql(m, as_of_us))
-        .await
-        .context("the lifecycle model's cart_events query failed")?;
-    let plan = events
-        .create_physical_plan()
-        .await
-        .context("the lifecycle model's cart_events query failed")?;
-    let events_schema = plan.schema();
-    let events = datafusion::physical_plan::collect_partitioned(plan, ctx.task_ctx())
-        .await
-        .context("the lifecycle model's cart_events query failed")?;
-    let (events, duplicates) = dedupe_events(events)?;
-    let all_events: Vec<RecordBatch> = events.iter().flatten().cloned().collect();
-    ctx.register_table(
-        "cart_events",
-        Arc::new(MemTable::try_new(events_schema, events)?),
-    )?;
     let p_ms = percentiles(ctx, m.causes.percentile).await?;
-    let mut stages = Vec::new();
-    for s in &m.stages {
-        let thr = s.threshold.map_or(threshold_us, Duration::micros);
-        stages.push((s.name.clone(), thr));
-    }
     let rules = Rules {
         as_of_us,
-        stages,
+        stages: m
+            .stages
+            .iter()
+            .map(|s| {
+                let thr = s.threshold.map_or(threshold_us, Duration::micros);
+                (s.name.clone(), thr)
+            })
+            .collect(),
         threshold_us,
         window_us: m.causes.error_window.micros(),
         slow_ms: m.causes.slow_ms,
         p_ms,
     };
-    let carts = vec![fold_carts(&all_events, &rules)?];
-    drop(all_events);
-    let (derived, mut summary) = derive(ctx, m, &carts).await?;
+    let mut deriver = Deriver::new(ctx, m).await?;
+    let failed = "the lifecycle model's cart_events query failed";
+    let sql = format!(
+        "SELECT * FROM ({}) ORDER BY {EVENT_ORDER}",
+        cart_events_sql(m, as_of_us)
+    );
+    let df = ctx.sql(&sql).await.context(failed)?;
+    let plan = df.create_physical_plan().await.context(failed)?;
+    let events_schema: SchemaRef = plan.schema();
+    let mut stream =
+        datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx()).context(failed)?;
+    let mut w = Writers::new(r, events_schema.clone())?;
+    let mut out = CartColumns::default();
+    let mut duplicates = 0;
+    let mut fold = |batches: &[RecordBatch],
+                    out: &mut CartColumns,
+                    w: &mut Writers,
+                    deriver: &mut Deriver|
+     -> Result<()> {
+        let (kept, dropped) = fold_sorted(batches, &rules, out)?;
+        duplicates += dropped;
+        if dropped == 0 {
+            for b in batches {
+                w.events.write(b)?;
+            }
+        } else {
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            w.events.write(&interleave_record_batch(&refs, &kept)?)?;
+        }
+        if out.len() >= CART_CHUNK {
+            w.flush(out, deriver)?;
+        }
+        Ok(())
+    };
+    // The rows of the last cart seen, which may go on in the next batch.
+    let mut carry: Option<RecordBatch> = None;
+    while let Some(b) = stream.next().await {
+        let b = b.context(failed)?;
+        if b.num_rows() == 0 {
+            continue;
+        }
+        let cart = cast(
+            b.column_by_name("cart_id")
+                .context("cart_events has no cart_id")?,
+            &DataType::Utf8,
+        )?;
+        let cut = last_cart_start(cart.as_string::<i32>());
+        let mut done = Vec::with_capacity(2);
+        if let Some(c) = carry.take() {
+            let c_cart = cast(
+                c.column_by_name("cart_id").context("cart_id")?,
+                &DataType::Utf8,
+            )?;
+            if cut == 0
+                && text_at(c_cart.as_string::<i32>(), 0) == text_at(cart.as_string::<i32>(), 0)
+            {
+                carry = Some(concat_batches(&events_schema, [&c, &b])?);
+                continue;
+            }
+            done.push(c);
+        }
+        if cut > 0 {
+            done.push(b.slice(0, cut));
+        }
+        carry = Some(b.slice(cut, b.num_rows() - cut));
+        if !done.is_empty() {
+            fold(&done, &mut out, &mut w, &mut deriver)?;
+        }
+    }
+    if let Some(c) = carry {
+        fold(&[c], &mut out, &mut w, &mut deriver)?;
+    }
+    w.flush(&mut out, &mut deriver)?;
+    w.close()?;
+    let (spills, bytes) = spilled(plan.as_ref());
+    if spills > 0 {
+        eprintln!(
+            "cartscope: note: the replay spilled {} to disk {spills} times to stay within the memory it may use ({}); a larger --memory-limit would save that",
+            crate::output::human_bytes(bytes as u64),
+            crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
+        );
+    }
+    let mut summary = deriver.finish();
     summary.as_of = opts.as_of;
     summary.threshold = threshold;
     summary.duplicate_spans = duplicates;
+    Ok(summary)
+}
 
-    ctx.register_table(
-        "carts",
-        // In cart_id order, as the fold wrote it: `ORDER BY cart_id` then costs nothing.
-        Arc::new(
-            MemTable::try_new(schema::carts_schema(), vec![carts])?.with_sort_order(vec![vec![
-                datafusion::prelude::col("cart_id").sort(true, false),
-            ]]),
+/// How often a finished plan's operators spilled, and how many bytes.
+fn spilled(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> (usize, usize) {
+    let (mut n, mut bytes) = plan.metrics().map_or((0, 0), |m| {
+        (m.spill_count().unwrap_or(0), m.spilled_bytes().unwrap_or(0))
+    });
+    for c in plan.children() {
+        let (cn, cb) = spilled(c.as_ref());
+        n += cn;
+        bytes += cb;
+    }
+    (n, bytes)
+}
+
+/// Registers the replay's tables from the files in `dir`, and the views over them.
+async fn register(ctx: &SessionContext, m: &Model, dir: &std::path::Path) -> Result<()> {
+    use crate::sql::session::parquet_table;
+    let events = dir.join(store::CART_EVENTS);
+    let events_schema = crate::sql::session::parquet_schema(&events)?;
+    let tables = [
+        ("cart_events", parquet_table(&events, events_schema, None)?),
+        (
+            "carts",
+            // In cart_id order, as the fold wrote it: `ORDER BY cart_id` then costs nothing.
+            parquet_table(
+                &dir.join(store::CARTS),
+                schema::carts_schema(),
+                Some("cart_id"),
+            )?,
         ),
-    )?;
+        (
+            "derived_traces",
+            parquet_table(
+                &dir.join(store::DERIVED_TRACES),
+                Table::Traces.schema(),
+                None,
+            )?,
+        ),
+        (
+            "derived_metrics",
+            parquet_table(
+                &dir.join(store::DERIVED_METRICS),
+                Table::Metrics.schema(),
+                None,
+            )?,
+        ),
+    ];
+    for (name, t) in tables {
+        ctx.deregister_table(name)?;
+        ctx.register_table(name, t)?;
+    }
+    ctx.deregister_table("stages")?;
     register_stages(ctx, m)?;
+    for view in ["abandonments", "cart_exemplars"] {
+        ctx.deregister_table(view)?;
+    }
     ctx.sql("CREATE VIEW abandonments AS SELECT *, outcome = 'recovered' AS recovered FROM carts WHERE outcome IN ('abandoned', 'recovered')")
         .await?;
     ctx.sql("CREATE VIEW cart_exemplars AS SELECT e.*, c.cart_id FROM exemplars e JOIN (SELECT DISTINCT trace_id, cart_id FROM cart_events) c ON e.trace_id = c.trace_id")
         .await?;
-    for table in [Table::Traces, Table::Metrics] {
-        let name = table.derived_name().context("a table of derived rows")?;
-        let rows = MemTable::try_new(table.schema(), vec![derived[table].clone()])?;
-        ctx.deregister_table(name)?;
-        ctx.register_table(name, Arc::new(rows))?;
-    }
     crate::sql::session::present(ctx).await?;
-    summary.warnings = misfits(ctx, m, &summary).await?;
-    Ok(summary)
+    Ok(())
 }
 
 /// Above this share, "most" spans or carts: a model that fits leaves few of either.
@@ -1133,42 +1483,71 @@ fn id_of<const N: usize>(seed: &str, salt: u64) -> [u8; N] {
 }
 
 /// The rows the instrumentation's background worker would have written for each abandoned
-/// cart, except those the input already has.
-async fn derive(
-    ctx: &SessionContext,
-    m: &Model,
-    carts: &[RecordBatch],
-) -> Result<(PerTable<Vec<RecordBatch>>, Summary)> {
-    let d = &m.derived;
-    let recorded_spans = string_set(
-        ctx,
-        &format!(
-            "SELECT DISTINCT attributes[{}] FROM observed_traces WHERE operation_name = {} AND attributes[{}] IS NOT NULL",
-            lit(&d.cart_id_attribute),
-            lit(&d.span_name),
-            lit(&d.cart_id_attribute)
-        ),
-    )
-    .await?;
-    let recorded_points = string_set(
-        ctx,
-        &format!(
-            "SELECT DISTINCT attributes[{}] FROM observed_metrics WHERE name = {} AND attributes[{}] = {} AND attributes[{}] IS NOT NULL",
-            lit(&d.cart_id_attribute),
-            lit(&d.metric_name),
-            lit(&d.stage_attribute),
-            lit(&d.abandoned_stage),
-            lit(&d.cart_id_attribute)
-        ),
-    )
-    .await?;
-    let mut b = TableBuilders::default();
-    let mut s = Summary::default();
-    let mut res = Attrs::default();
-    res.push("service.name", Some(&d.service_name));
-    res.push("cartscope.derived", Some("true"));
-    let mut value_text = String::new();
-    for batch in carts {
+/// cart, except those the input already has, built a batch of carts at a time; and the
+/// summary's counts.
+struct Deriver<'m> {
+    d: &'m crate::replay::model::Derived,
+    recorded_spans: std::collections::HashSet<String>,
+    recorded_points: std::collections::HashSet<String>,
+    b: TableBuilders,
+    s: Summary,
+    res: Attrs,
+    value_text: String,
+}
+
+impl<'m> Deriver<'m> {
+    /// Reads which carts the input recorded as abandoned already (held in memory: one
+    /// string per recorded cart, none for an export that records no abandonment).
+    async fn new(ctx: &SessionContext, m: &'m Model) -> Result<Deriver<'m>> {
+        let d = &m.derived;
+        let recorded_spans = string_set(
+            ctx,
+            &format!(
+                "SELECT DISTINCT attributes[{}] FROM observed_traces WHERE operation_name = {} AND attributes[{}] IS NOT NULL",
+                lit(&d.cart_id_attribute),
+                lit(&d.span_name),
+                lit(&d.cart_id_attribute)
+            ),
+        )
+        .await?;
+        let recorded_points = string_set(
+            ctx,
+            &format!(
+                "SELECT DISTINCT attributes[{}] FROM observed_metrics WHERE name = {} AND attributes[{}] = {} AND attributes[{}] IS NOT NULL",
+                lit(&d.cart_id_attribute),
+                lit(&d.metric_name),
+                lit(&d.stage_attribute),
+                lit(&d.abandoned_stage),
+                lit(&d.cart_id_attribute)
+            ),
+        )
+        .await?;
+        let mut res = Attrs::default();
+        res.push("service.name", Some(&d.service_name));
+        res.push("cartscope.derived", Some("true"));
+        Ok(Deriver {
+            d,
+            recorded_spans,
+            recorded_points,
+            b: TableBuilders::default(),
+            s: Summary::default(),
+            res,
+            value_text: String::new(),
+        })
+    }
+
+    /// Counts a batch of `carts` and derives the rows of its abandoned carts.
+    fn push(&mut self, batch: &RecordBatch) {
+        let Deriver {
+            d,
+            recorded_spans,
+            recorded_points,
+            b,
+            s,
+            res,
+            value_text,
+        } = self;
+        let (b, s, res) = (b, s, &*res);
         let str_col = |n: &str| {
             batch
                 .column_by_name(n)
@@ -1182,7 +1561,7 @@ async fn derive(
             str_col("last_op_status"),
             str_col("suspected_cause"),
         ) else {
-            continue;
+            return;
         };
         let count = batch
             .column_by_name("item_count")
@@ -1228,14 +1607,14 @@ async fn derive(
                 }
                 if let Some(v) = v {
                     value_text.clear();
-                    crate::read::otlp::values::write_f64(&mut value_text, v);
-                    attrs.push("cart.total_value", Some(&value_text));
+                    crate::read::otlp::values::write_f64(value_text, v);
+                    attrs.push("cart.total_value", Some(value_text));
                 }
                 attrs.push("cart.last_operation", opt(&op).as_deref());
                 if let Some(ms) = dur.as_ref().filter(|d| d.is_valid(i)) {
                     value_text.clear();
-                    crate::read::otlp::values::write_f64(&mut value_text, ms.value(i));
-                    attrs.push("cart.last_op_duration_ms", Some(&value_text));
+                    crate::read::otlp::values::write_f64(value_text, ms.value(i));
+                    attrs.push("cart.last_op_duration_ms", Some(value_text));
                 }
                 attrs.push("cart.last_op_status", opt(&status).as_deref());
                 attrs.push(
@@ -1259,7 +1638,7 @@ async fn derive(
                     Some(env!("CARGO_PKG_VERSION")),
                     &Attrs::default(),
                 );
-                b.traces.end_resource(1, 0, &res);
+                b.traces.end_resource(1, 0, res);
                 s.derived_spans += 1;
             }
             if !recorded_points.contains(cart) {
@@ -1282,19 +1661,29 @@ async fn derive(
                 b.metrics.append_point(&head, &p);
                 b.metrics
                     .end_scope(1, Some("cartscope.replay"), Some(env!("CARGO_PKG_VERSION")));
-                b.metrics.end_resource(1, 0, &res);
+                b.metrics.end_resource(1, 0, res);
                 s.derived_points += 1;
             }
         }
     }
-    let decided = s.abandoned + s.converted;
-    s.abandonment_rate = if decided > 0 {
-        s.abandoned as f64 / decided as f64
-    } else {
-        0.0
-    };
-    s.abandoned_value = (s.abandoned_value * 100.0).round() / 100.0;
-    Ok((b.take(), s))
+
+    /// The derived rows built since the last call.
+    fn take(&mut self) -> PerTable<Vec<RecordBatch>> {
+        self.b.take()
+    }
+
+    /// The summary's counts, once every cart was pushed.
+    fn finish(self) -> Summary {
+        let mut s = self.s;
+        let decided = s.abandoned + s.converted;
+        s.abandonment_rate = if decided > 0 {
+            s.abandoned as f64 / decided as f64
+        } else {
+            0.0
+        };
+        s.abandoned_value = (s.abandoned_value * 100.0).round() / 100.0;
+        s
+    }
 }
 
 async fn string_set(ctx: &SessionContext, sql: &str) -> Result<std::collections::HashSet<String>> {
@@ -1308,4 +1697,59 @@ async fn string_set(ctx: &SessionContext, sql: &str) -> Result<std::collections:
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Percentiles;
+
+    /// The radix selection against a sort, on durations that need every kind of pass:
+    /// spread out, piled on one value (past the few kept at once), negative, and mixed.
+    #[test]
+    fn percentiles_select_the_nearest_rank_exactly() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut data: Vec<(String, f64)> = Vec::new();
+        for _ in 0..50_000 {
+            data.push(("spread".into(), (next() % 1_000_000) as f64 / 7.0));
+        }
+        for i in 0..200_000 {
+            // 4/5 of one value, the rest just beside it: one 16-bit bucket, then more.
+            let d = if i % 5 == 0 {
+                12.5 + f64::EPSILON * (i % 3) as f64
+            } else {
+                12.5
+            };
+            data.push(("piled".into(), d));
+        }
+        for _ in 0..1000 {
+            data.push(("signed".into(), (next() % 2000) as f64 - 1000.0));
+        }
+        data.push(("one".into(), 3.25));
+        for p in [0.0, 0.5, 0.95, 0.999, 1.0] {
+            let mut sel = Percentiles::new(p);
+            let mut passes = 0;
+            loop {
+                passes += 1;
+                for (op, d) in &data {
+                    sel.see(op, *d);
+                }
+                if !sel.end_pass() {
+                    break;
+                }
+            }
+            assert!(passes <= 5, "{passes} passes");
+            let got = sel.finish();
+            for op in ["spread", "piled", "signed", "one"] {
+                let mut v: Vec<f64> = data.iter().filter(|(o, _)| o == op).map(|x| x.1).collect();
+                let want = crate::stats::nearest_rank_unsorted(&mut v, p).unwrap();
+                assert_eq!(got[op].to_bits(), want.to_bits(), "{op} at p={p}");
+            }
+        }
+    }
 }

@@ -70,6 +70,10 @@ pub fn config(threads: usize) -> SessionConfig {
         .with_target_partitions(threads.max(1))
         .with_information_schema(true);
     c.options_mut().execution.time_zone = Some("UTC".into());
+    // Each sort holds this back for merging what it spilled (10 MB by default): under a
+    // small --memory-limit, a share of it, so that a sort per core still fits.
+    let reserve = &mut c.options_mut().execution.sort_spill_reservation_bytes;
+    *reserve = (*reserve).min(memory_limit() / (8 * threads.max(1)));
     c
 }
 
@@ -81,17 +85,32 @@ pub fn set_memory_limit(bytes: usize) {
     let _ = MEMORY_LIMIT.set(bytes);
 }
 
+/// The cap on query execution's memory: --memory-limit, else a quarter of the machine's
+/// memory (6 GB of 24), so that a replay of any size spills before the machine swaps; 4 GiB
+/// where the machine's memory cannot be read.
+pub fn memory_limit() -> usize {
+    *MEMORY_LIMIT.get_or_init(|| {
+        let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+            let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            kb.checked_mul(1024)
+        });
+        total.map_or(4 << 30, |t| t / 4)
+    })
+}
+
 /// Builds the session with every canonical table and the `spans` view registered.
 pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
-    let ctx = match MEMORY_LIMIT.get() {
-        Some(&bytes) => {
-            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-                .with_memory_limit(bytes, 1.0)
-                .build_arc()?;
-            SessionContext::new_with_config_rt(config(threads), runtime)
-        }
-        None => SessionContext::new_with_config(config(threads)),
-    };
+    // A fair share per spilling operator (sorts and aggregations run side by side), and
+    // the five largest consumers named when the cap is hit.
+    let pool = datafusion::execution::memory_pool::TrackConsumersPool::new(
+        datafusion::execution::memory_pool::FairSpillPool::new(memory_limit()),
+        std::num::NonZeroUsize::new(5).context("five")?,
+    );
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config(threads), runtime);
     ctx.register_udf(crate::sql::udf::AttrNumber::double());
     ctx.register_udf(crate::sql::udf::AttrNumber::int());
     let manifests = data
@@ -180,6 +199,36 @@ fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvide
         .with_listing_options(options)
         .with_schema(table.schema());
     Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// A Parquet file as a table of `schema`; `sorted_by` names the column its rows are in
+/// ascending order of, when they are.
+pub fn parquet_table(
+    path: &std::path::Path,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    sorted_by: Option<&str>,
+) -> Result<Arc<dyn TableProvider>> {
+    let url = ListingTableUrl::parse(path.to_string_lossy())
+        .with_context(|| format!("bad file path '{}'", path.display()))?;
+    let mut options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    if let Some(c) = sorted_by {
+        options =
+            options.with_file_sort_order(vec![vec![datafusion::prelude::col(c).sort(true, false)]]);
+    }
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// The Arrow schema a Parquet file was written with.
+pub fn parquet_schema(path: &std::path::Path) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+    let f =
+        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    let b = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .with_context(|| format!("'{}' is not a readable Parquet file", path.display()))?;
+    Ok(b.schema().clone())
 }
 
 /// Pins `now()` and `CURRENT_TIMESTAMP` to the as-of time.

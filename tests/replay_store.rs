@@ -1,0 +1,183 @@
+//! The replay at any size: under a small `--memory-limit` it finds the same carts, and beside
+//! an ingested dataset it is kept, reused while nothing that determines it changed, and
+//! never used partial or stale.
+//!
+//! Data: sample-data (written by `cartscope generate`) and the real JS and Python SDK
+//! exports of tests/fixtures/real-sdk.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::{cartscope, fixture, root, stderr, stdout};
+
+fn detect(args: &[&str]) -> (String, String) {
+    let o = cartscope(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    (stdout(&o), stderr(&o))
+}
+
+/// The kept replays of a dataset (folder names), pending ones aside.
+fn kept(ds: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(ds.join("replays"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The identity of a kept replay's carts file: a new replay writes a new file.
+fn carts_file(ds: &Path, name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(ds.join("replays").join(name).join("carts.parquet"))
+        .expect("a kept replay has carts.parquet")
+        .ino()
+}
+
+fn ingest(ds: &Path, input: &Path) {
+    let o = cartscope(&[
+        "ingest",
+        &input.display().to_string(),
+        "--out",
+        &ds.display().to_string(),
+    ]);
+    assert!(o.status.success(), "ingest: {}", stderr(&o));
+}
+
+#[test]
+fn a_small_memory_limit_finds_the_same_carts() {
+    for data in [
+        root("sample-data/otlp"),
+        root("sample-data/parquet"),
+        fixture("real-sdk/js"),
+        fixture("real-sdk/py-proto"),
+    ] {
+        let data = data.display().to_string();
+        let args = ["detect", "--data", &data, "-f", "csv", "--refresh"];
+        let (free, _) = detect(&args);
+        let mut small = vec!["--memory-limit", "16MB"];
+        small.extend(args);
+        let (bounded, _) = detect(&small);
+        assert!(free.lines().count() > 100, "{data}: {free}");
+        assert_eq!(free, bounded, "{data}: the carts differ under 16MB");
+        // The report too, byte for byte.
+        let report = ["report", "--data", &data, "-f", "json"];
+        let (free, _) = detect(&report);
+        let mut small = vec!["--memory-limit", "16MB"];
+        small.extend(report);
+        assert_eq!(
+            free,
+            detect(&small).0,
+            "{data}: the report differs under 16MB"
+        );
+    }
+}
+
+#[test]
+fn too_little_memory_says_which_flag_to_raise() {
+    let data = root("sample-data/otlp").display().to_string();
+    let o = cartscope(&["--memory-limit", "1MB", "detect", "--data", &data]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "the replay needs more memory than the 1.0 MB it may use: raise --memory-limit"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_replay_is_kept_beside_its_dataset_and_reused_while_it_is_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    ingest(&ds, &fixture("real-sdk/js"));
+    let d = ds.display().to_string();
+    let args = ["detect", "--data", &d, "-f", "csv"];
+
+    let (first, _) = detect(&args);
+    let names = kept(&ds);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let file = carts_file(&ds, &names[0]);
+
+    // Reused: the same files, the same carts; and by the library's queries and the report.
+    assert_eq!(detect(&args).0, first);
+    let o = cartscope(&["query", "funnel", "--data", &d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cartscope(&["report", "--data", &d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(kept(&ds), names);
+    assert_eq!(
+        carts_file(&ds, &names[0]),
+        file,
+        "the kept replay was written again"
+    );
+
+    // --refresh replays again, to the same carts.
+    let mut refresh = args.to_vec();
+    refresh.push("--refresh");
+    assert_eq!(detect(&refresh).0, first);
+    assert_eq!(kept(&ds), names);
+    assert_ne!(
+        carts_file(&ds, &names[0]),
+        file,
+        "--refresh reused the replay"
+    );
+
+    // Another clock or model is another replay, kept beside the first.
+    let mut other = args.to_vec();
+    other.extend(["--as-of", "-1h"]);
+    let (earlier, _) = detect(&other);
+    assert_ne!(earlier, first);
+    assert_eq!(kept(&ds).len(), 2);
+    let mut model = args.to_vec();
+    model.extend(["--threshold", "2h"]);
+    detect(&model);
+    assert_eq!(kept(&ds).len(), 3);
+
+    // New data in the dataset: the kept replays are stale, replaced by one of the new data.
+    ingest(&ds, &fixture("real-sdk/py-proto"));
+    let (more, _) = detect(&args);
+    assert_ne!(more, first);
+    let now = kept(&ds);
+    assert_eq!(now.len(), 1, "stale replays were kept: {now:?}");
+    assert!(!names.contains(&now[0]));
+}
+
+#[test]
+fn a_partial_replay_is_never_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    ingest(&ds, &fixture("real-sdk/py-proto"));
+    let d = ds.display().to_string();
+    let args = ["detect", "--data", &d, "-f", "csv"];
+    let (first, _) = detect(&args);
+    let names = kept(&ds);
+    let dir: PathBuf = ds.join("replays").join(&names[0]);
+
+    // A replay cut short before its summary: replayed again, not read.
+    std::fs::remove_file(dir.join("summary.json")).unwrap();
+    let file = carts_file(&ds, &names[0]);
+    // What a killed run leaves: a pending folder of a process that is gone.
+    let dead = ds.join("replays").join(".pending-4000000000-x");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("carts.parquet"), b"half a file").unwrap();
+
+    assert_eq!(detect(&args).0, first);
+    assert_ne!(carts_file(&ds, &names[0]), file);
+    assert!(dir.join("summary.json").is_file());
+    assert!(!dead.exists(), "the dead run's pending folder is left");
+
+    // A damaged file in a kept replay: said, and replayed again.
+    std::fs::write(dir.join("carts.parquet"), b"not parquet").unwrap();
+    let (again, err) = detect(&args);
+    assert_eq!(again, first);
+    assert!(
+        err.contains("replaying again") && err.contains("carts.parquet"),
+        "{err}"
+    );
+    assert!(!detect(&args).1.contains("replaying again"));
+}
