@@ -52,7 +52,12 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
         return explain(a, g).await;
     }
     let (ctx, s) = open_replayed(&a.data, &a.replay, g).await?;
-    let (schema, batches) = run_sql(&ctx, "SELECT * FROM carts ORDER BY cart_id").await?;
+    // Streamed: the carts are written as they are read, never all held.
+    let carts = ctx
+        .sql("SELECT * FROM carts ORDER BY cart_id")
+        .await?
+        .execute_stream()
+        .await?;
 
     // Terminal formats get the summary first; machine formats keep stdout to the rows and
     // put the summary on stderr.
@@ -85,28 +90,22 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
         } else {
             eprintln!("cartscope: {summary}");
         }
-        let max = human.then_some(a.max_rows);
-        crate::output::write_batches(&mut out, a.format, &schema, &batches, max)?;
+        out.flush()?;
     }
+    let max = human.then_some(a.max_rows);
+    crate::output::stream_to_stdout(carts, a.format, max).await?;
 
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create '{}'", dir.display()))?;
         for table in ["carts", "cart_events", "abandonments"] {
-            let (schema, batches) = run_sql(&ctx, &format!("SELECT * FROM {table}")).await?;
+            let rows = ctx
+                .sql(&format!("SELECT * FROM {table}"))
+                .await?
+                .execute_stream()
+                .await?;
             let path = dir.join(format!("{table}.parquet"));
-            crate::output::write_atomically(&path, |w| {
-                let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
-                    w,
-                    schema.clone(),
-                    Some(crate::output::writer_properties()),
-                )?;
-                for b in &batches {
-                    writer.write(b)?;
-                }
-                writer.close()?;
-                Ok(())
-            })?;
+            crate::output::stream_to_file(rows, Format::Parquet, &path).await?;
         }
         eprintln!(
             "cartscope: wrote carts, cart_events and abandonments to {}",

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
@@ -58,17 +58,27 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
         Some(n) => df.limit(0, Some(n))?,
         None => df,
     };
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(|e| sql_error(&name, &sql, e))?;
+    // Streamed: rows are written as they come, never all held.
+    let rows = df
+        .execute_stream()
+        .await
+        .map_err(|e| sql_error(&name, &sql, e))?;
     match &a.output {
-        Some(path) => crate::output::write_atomically(path, |w| {
-            crate::output::write_batches(w, a.format, &schema, &batches, None)
-        })
-        .with_context(|| format!("cannot write '{}'", path.display())),
-        None => {
-            let mut out = std::io::stdout().lock();
-            crate::output::write_batches(&mut out, a.format, &schema, &batches, None)
-        }
+        Some(path) => crate::output::stream_to_file(rows, a.format, path)
+            .await
+            .map_err(|e| query_error(&name, &sql, e)),
+        None => crate::output::stream_to_stdout(rows, a.format, None)
+            .await
+            .map_err(|e| query_error(&name, &sql, e)),
+    }
+}
+
+/// An error while the rows stream: the query's failure (located in its SQL) if DataFusion
+/// raised it, else the output's.
+fn query_error(name: &str, sql: &str, e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<datafusion::error::DataFusionError>() {
+        Ok(d) => sql_error(name, sql, d),
+        Err(e) => e,
     }
 }
 

@@ -14,30 +14,60 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> Result<()>,
 ) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create directory '{}'", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in '{}'", dir.display()))?;
+    let mut f = AtomicFile::create(path)?;
     {
-        let mut buf = std::io::BufWriter::new(tmp.as_file_mut());
+        let mut buf = std::io::BufWriter::new(f.tmp.as_file_mut());
         write(&mut buf)?;
         buf.flush()
             .with_context(|| format!("cannot write '{}'", path.display()))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot write '{}'", path.display()))?;
-    let file = tmp.persist(path).with_context(|| {
-        format!(
-            "cannot move the finished file into place at '{}'",
-            path.display()
-        )
-    })?;
-    readable_by_all(&file)
+    f.commit()
+}
+
+/// A file being written atomically, for writers that need to own their file (and so cannot
+/// borrow it in `write_atomically`'s closure): `writer`, then `commit` once it is flushed.
+/// Dropped without `commit`, it leaves nothing.
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<AtomicFile> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory '{}'", dir.display()))?;
+        let tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot create a temporary file in '{}'", dir.display()))?;
+        Ok(AtomicFile {
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A buffered writer of the temporary file; flush it before `commit`.
+    pub fn writer(&self) -> Result<std::io::BufWriter<std::fs::File>> {
+        Ok(std::io::BufWriter::new(self.tmp.as_file().try_clone()?))
+    }
+
+    /// Moves the finished file into place.
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write '{}'", path.display()))?;
+        let file = self.tmp.persist(&path).with_context(|| {
+            format!(
+                "cannot move the finished file into place at '{}'",
+                path.display()
+            )
+        })?;
+        readable_by_all(&file)
+    }
 }
 
 /// Temporary files are created private (0600); a finished output file is an ordinary one.

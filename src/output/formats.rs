@@ -1,0 +1,300 @@
+//! Result tables in every output format: a whole result at once (`write_batches`), and the
+//! pieces the streaming writer (`sink`) writes a batch at a time.
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use super::files::writer_properties;
+use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table as Grid};
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+/// How results are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    /// A table for the terminal.
+    #[default]
+    Table,
+    Csv,
+    Tsv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    Markdown,
+    /// Apache Parquet (binary: give --output, or pipe it).
+    Parquet,
+}
+
+fn format_options() -> FormatOptions<'static> {
+    FormatOptions::default()
+        .with_null("")
+        .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.fZ"))
+        .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.f"))
+}
+
+/// Cell text for every row of every column.
+fn cells(batches: &[RecordBatch], max_rows: Option<usize>) -> Result<Vec<Vec<String>>> {
+    let opts = format_options();
+    let mut rows = Vec::new();
+    'outer: for b in batches {
+        let fmts = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for r in 0..b.num_rows() {
+            if max_rows.is_some_and(|m| rows.len() >= m) {
+                break 'outer;
+            }
+            rows.push(
+                fmts.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+fn is_numeric(dt: &DataType) -> bool {
+    dt.is_numeric()
+}
+
+/// Writes `batches` (all of `schema`) in `format`. `max_rows` limits the rows shown in the
+/// terminal formats; machine formats write everything they are given.
+pub fn write_batches(
+    w: &mut dyn Write,
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    max_rows: Option<usize>,
+) -> Result<()> {
+    match format {
+        Format::Parquet => {
+            // ArrowWriter needs a Send writer; the result is buffered, then written out.
+            let mut buf = Vec::new();
+            let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
+                &mut buf,
+                schema.clone(),
+                Some(writer_properties()),
+            )?;
+            for b in limit(batches, max_rows) {
+                writer.write(&b)?;
+            }
+            writer.close()?;
+            w.write_all(&buf)?;
+        }
+        Format::Table => {
+            let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+            write_table(w, schema, batches, max_rows, total)?;
+        }
+        Format::Csv | Format::Tsv => {
+            write_delimited_rows(w, format, schema, batches, max_rows, true)?
+        }
+        Format::Markdown => {
+            let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+            let header: Vec<String> = schema.fields().iter().map(|f| esc(f.name())).collect();
+            writeln!(w, "| {} |", header.join(" | "))?;
+            let rule: Vec<&str> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    if is_numeric(f.data_type()) {
+                        "---:"
+                    } else {
+                        "---"
+                    }
+                })
+                .collect();
+            writeln!(w, "| {} |", rule.join(" | "))?;
+            for row in cells(batches, max_rows)? {
+                let row: Vec<String> = row.iter().map(|c| esc(c)).collect();
+                writeln!(w, "| {} |", row.join(" | "))?;
+            }
+        }
+        Format::Json | Format::Ndjson => {
+            let limited = limit(batches, max_rows);
+            let refs: Vec<&RecordBatch> = limited.iter().collect();
+            if format == Format::Json {
+                let mut wr = datafusion::arrow::json::ArrayWriter::new(&mut *w);
+                wr.write_batches(&refs)?;
+                wr.finish()?;
+                if refs.iter().all(|b| b.num_rows() == 0) {
+                    // arrow writes nothing for no rows; an empty array is still JSON.
+                    write!(w, "[]")?;
+                }
+                writeln!(w)?;
+            } else {
+                let mut wr = datafusion::arrow::json::LineDelimitedWriter::new(&mut *w);
+                wr.write_batches(&refs)?;
+                wr.finish()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The terminal table of `batches`, at most `max_rows` of the `total` rows there were.
+pub(super) fn write_table(
+    w: &mut dyn Write,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    max_rows: Option<usize>,
+    total: usize,
+) -> Result<()> {
+    {
+        {
+            let rows = cells(batches, max_rows)?;
+            let mut grid = Grid::new();
+            grid.load_preset(presets::UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Disabled)
+                .set_header(schema.fields().iter().map(|f| f.name().as_str()));
+            for row in &rows {
+                grid.add_row(row.iter().zip(schema.fields()).map(|(c, f)| {
+                    let cell = Cell::new(c);
+                    if is_numeric(f.data_type()) {
+                        cell.set_alignment(CellAlignment::Right)
+                    } else {
+                        cell
+                    }
+                }));
+            }
+            writeln!(w, "{grid}")?;
+            if rows.len() < total {
+                writeln!(
+                    w,
+                    "{} of {total} rows shown (raise --max-rows to see more)",
+                    rows.len()
+                )?;
+            } else {
+                writeln!(w, "{total} row{}", if total == 1 { "" } else { "s" })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// CSV or TSV rows of `batches` (at most `max_rows`), after the header row if asked.
+pub(super) fn write_delimited_rows(
+    w: &mut dyn Write,
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    max_rows: Option<usize>,
+    header_row: bool,
+) -> Result<()> {
+    {
+        {
+            let sep = if format == Format::Csv { ',' } else { '\t' };
+            let raw = RAW.load(std::sync::atomic::Ordering::Relaxed);
+            let text: Vec<bool> = schema
+                .fields()
+                .iter()
+                .map(|f| !raw && !is_numeric(f.data_type()))
+                .collect();
+            let header: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| neutralise(f.name(), !raw))
+                .collect();
+            if header_row {
+                write_delimited(w, &header, sep)?;
+            }
+            for row in cells(batches, max_rows)? {
+                let row: Vec<String> = row
+                    .iter()
+                    .zip(&text)
+                    .map(|(c, t)| neutralise(c, *t))
+                    .collect();
+                write_delimited(w, &row, sep)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn limit(batches: &[RecordBatch], max_rows: Option<usize>) -> Vec<RecordBatch> {
+    let Some(mut left) = max_rows else {
+        return batches.to_vec();
+    };
+    let mut out = Vec::new();
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let n = b.num_rows().min(left);
+        out.push(b.slice(0, n));
+        left -= n;
+    }
+    out
+}
+
+/// `--raw`: CSV and TSV cells as they are, formulas included.
+static RAW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes CSV and TSV cells as they are from now on (`--raw`).
+pub fn set_raw(raw: bool) {
+    RAW.store(raw, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A text cell that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return: span names and attributes are whatever a shopper or a
+/// service wrote) gets a leading `'`, as OWASP recommends against CSV injection. Numbers are
+/// left alone: their columns are typed.
+fn neutralise(cell: &str, text: bool) -> String {
+    if text && cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+fn write_delimited(w: &mut dyn Write, row: &[String], sep: char) -> Result<()> {
+    let mut line = String::new();
+    for (i, c) in row.iter().enumerate() {
+        if i > 0 {
+            line.push(sep);
+        }
+        if sep == ',' && (c.contains([',', '"', '\n', '\r'])) {
+            line.push('"');
+            line.push_str(&c.replace('"', "\"\""));
+            line.push('"');
+        } else if sep == '\t' {
+            line.push_str(&c.replace(['\t', '\n'], " "));
+        } else {
+            line.push_str(c);
+        }
+    }
+    writeln!(w, "{line}")?;
+    Ok(())
+}
+
+/// Whether an error chain ends in a closed pipe (`cartscope ... | head`), which is success.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<datafusion::arrow::error::ArrowError>()
+                .is_some_and(|a| matches!(a, datafusion::arrow::error::ArrowError::IoError(_, io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+    })
+}
+
+/// A small helper for array values in tests and summaries.
+pub fn value_string(a: &dyn Array, i: usize) -> Result<String> {
+    let opts = format_options();
+    Ok(ArrayFormatter::try_new(a, &opts)?.value(i).to_string())
+}
+
+/// A size as `--memory-limit` takes it: `512.0 MB`, `1.5 GB` (decimal units).
+pub fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
+        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} KB", n / 1e3),
+        n => format!("{n} B"),
+    }
+}
