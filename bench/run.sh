@@ -4,7 +4,8 @@
 #   bench/run.sh [--sizes "10k 100k 1M"] [--runs 3] [--queries "funnel ..."|all|none]
 #                [--profile release|debug] [--bin PATH] [--no-duckdb] [--smoke]
 #                [--no-detect] [--no-ingest] [--work DIR] [--results FILE]
-#                [--sdk-sizes "10k 100k"|none]
+#                [--sdk-sizes "10k 100k"|none] [--memory-limit SIZE] [--compress zstd]
+#                [--report]
 #
 # For each size (carts) it generates an export with `cartscope generate` (kept in the work
 # folder and reused), and for each of --sdk-sizes the same kind of shop written by the real
@@ -16,8 +17,14 @@
 # alternating A B A B:
 #   ingest  `cartscope ingest` of traces.jsonl       vs DuckDB read_ndjson + 3 unnests to Parquet
 #   floor   serde_json into IgnoredAny over the same bytes, one core (bench/floor)
-#   detect  `cartscope detect -f csv` over the dataset vs bench/duckdb/replay.sql + detect.sql
-#   query   `cartscope query NAME -f csv` (each)     vs replay.sql + bench/duckdb/queries/NAME.sql
+#   detect  `cartscope detect -f csv --refresh` over the dataset (a whole replay)
+#                                                    vs bench/duckdb/replay.sql + detect.sql
+#   report  `cartscope report -f json --refresh` (with --report; no DuckDB peer)
+#   query   `cartscope query NAME -f csv` (each), over the replay detect kept beside the
+#           dataset vs bench/duckdb/kept.sql + queries/NAME.sql over the same Parquet files
+# --memory-limit caps both: cartscope's flag, and DuckDB's memory_limit setting. With
+# --compress zstd the generated exports are zstd-compressed JSON (for sizes whose plain JSON
+# would not fit the disk: 10M carts is about 32 GB plain, 3.6 GB compressed).
 # Wall time is measured here, peak memory (max RSS) by /usr/bin/time -v. It prints a table
 # of medians, MB/s, ratios (DuckDB time / cartscope time: above 1 means cartscope is faster)
 # and peak RSS, and writes it as markdown (bench/work/results.md unless --results).
@@ -42,6 +49,9 @@ smoke=0
 work="$ROOT/bench/work"
 results=""
 sdk_sizes="10k 100k"
+memory_limit=""
+compress=""
+report=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -57,7 +67,10 @@ while [ $# -gt 0 ]; do
         --work) work="$2"; shift 2 ;;
         --results) results="$2"; shift 2 ;;
         --sdk-sizes) sdk_sizes="$2"; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        --memory-limit) memory_limit="$2"; shift 2 ;;
+        --compress) compress="$2"; shift 2 ;;
+        --report) report=1; shift ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -123,6 +136,12 @@ if [ "$duckdb" = 1 ]; then
     [ "$duckdb" = 1 ] && PY="$venv/bin/python"
 fi
 DDB="$ROOT/bench/duckdb"
+# cartscope as every timed run calls it; DuckDB gets the same memory cap.
+CS=("$bin" --no-progress)
+if [ -n "$memory_limit" ]; then
+    CS+=(--memory-limit "$memory_limit")
+    export DUCKDB_MEMORY_LIMIT="$memory_limit"
+fi
 
 # ---- measuring ---------------------------------------------------------------------------
 raw="$work/raw.tsv"
@@ -167,23 +186,35 @@ elif [ "$queries" = none ]; then
     queries=""
 fi
 
-# bench_tasks LABEL DS TASKS: times detect and each library query over the dataset DS.
+# kept_replay DS: the folder of the replay cartscope kept beside the dataset DS last.
+kept_replay() {
+    ls -td "$1"/replays/*/ 2>/dev/null | head -1 | sed 's:/$::'
+}
+
+# bench_tasks LABEL DS TASKS: times detect, report and each library query over the dataset
+# DS. detect replays from scratch (--refresh) and keeps the replay; the queries read it.
 bench_tasks() {
     local size=$1 ds=$2 tasks=$3 task run
     for task in $tasks; do
         for run in $(seq 1 "$runs"); do
             if [ "$task" = detect ]; then
                 measure "$size" detect cartscope 0 "$work/a.csv" -- \
-                    "$bin" --no-progress detect --data "$ds" -f csv
+                    "${CS[@]}" detect --data "$ds" -f csv --refresh
                 [ -n "$PY" ] && measure "$size" detect duckdb 0 "$work/b.csv" -- \
                     "$PY" "$DDB/run.py" "$DDB/replay.sql" --then "$DDB/detect.sql" \
                     --out /dev/stdout "DATA=$ds"
+            elif [ "$task" = report ]; then
+                measure "$size" report cartscope 0 "$work/a.csv" -- \
+                    "${CS[@]}" report --data "$ds" -f json --refresh
             else
+                if [ -z "$(kept_replay "$ds")" ]; then
+                    "${CS[@]}" detect --data "$ds" -f csv >/dev/null
+                fi
                 measure "$size" "query $task" cartscope 0 "$work/a.csv" -- \
-                    "$bin" --no-progress query "$task" --data "$ds" -f csv
+                    "${CS[@]}" query "$task" --data "$ds" -f csv
                 [ -n "$PY" ] && measure "$size" "query $task" duckdb 0 "$work/b.csv" -- \
-                    "$PY" "$DDB/run.py" "$DDB/replay.sql" --then "$DDB/queries/$task.sql" \
-                    --out /dev/stdout "DATA=$ds"
+                    "$PY" "$DDB/run.py" "$DDB/kept.sql" --then "$DDB/queries/$task.sql" \
+                    --out /dev/stdout "DATA=$ds" "REPLAY=$(kept_replay "$ds")"
             fi
             true
         done
@@ -207,22 +238,24 @@ bench_export() {
         [ "$ingest" = 1 ] || break
         rm -rf "$work/ingest-out" "$work/flat.parquet"
         measure "$size" ingest cartscope "$bytes" "$work/out.txt" -- \
-            "$bin" --no-progress ingest "$traces" --out "$work/ingest-out"
+            "${CS[@]}" ingest "$traces" --out "$work/ingest-out"
         if [ -n "$peer" ]; then
             rm -rf "$work/ingest-out"
             measure "$size" ingest json "$bytes" "$work/out.txt" -- \
-                "$bin" --no-progress ingest "$peer" --out "$work/ingest-out"
+                "${CS[@]}" ingest "$peer" --out "$work/ingest-out"
             continue
         fi
         if [ -n "$PY" ] && [ "${duckdb_ingest:-1}" = 1 ]; then
             measure "$size" ingest duckdb "$bytes" "$work/out.txt" -- \
                 "$PY" "$DDB/run.py" "$DDB/flatten.sql" "INPUT=$traces" "OUTPUT=$work/flat.parquet"
         fi
-        if [ -n "$floor" ]; then
+        # The floor parses plain JSON only.
+        if [ -n "$floor" ] && [[ "$traces" == *.jsonl ]]; then
             measure "$size" ingest floor "$bytes" "$work/floor.txt" -- "$floor" "$traces"
         fi
     done
     rm -rf "$work/ingest-out" "$work/flat.parquet"
+    [ "$report" = 1 ] && tasks="report $tasks"
     [ "$detect" = 1 ] && tasks="detect $tasks"
     bench_tasks "$size" "$ds" "$tasks"
 }
@@ -230,12 +263,18 @@ bench_export() {
 for size in $sizes; do
     n=$(carts_of "$size")
     gen="$work/gen-$n"
-    if [ ! -f "$gen/otlp/traces.jsonl" ]; then
+    traces="$gen/otlp/traces.jsonl"
+    gen_args=()
+    if [ "$compress" = zstd ]; then
+        traces="$traces.zst"
+        gen_args=(--compress zstd)
+    fi
+    if [ ! -f "$traces" ]; then
         say "generating $n carts"
         rm -rf "$gen"
-        "$bin" --no-progress generate --carts "$n" --out "$gen" >/dev/null
+        "$bin" --no-progress generate --carts "$n" --out "$gen" "${gen_args[@]}" >/dev/null
     fi
-    bench_export "$size" "$gen/otlp/traces.jsonl" "$gen/otlp" "$work/ds-$n" "$queries"
+    bench_export "$size" "$traces" "$gen/otlp" "$work/ds-$n" "$queries"
 done
 
 # The real SDKs' exports: ingest and detect (the queries read the same kind of dataset).

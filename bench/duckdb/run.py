@@ -2,7 +2,8 @@
 
     run.py SCRIPT.sql [--then QUERY.sql --out RESULT.csv] [KEY=VALUE ...]
 
-Every ${KEY} in the SQL files is replaced by VALUE. SCRIPT.sql runs as it is; with --then,
+Every ${KEY} in the SQL files is replaced by VALUE. DUCKDB_MEMORY_LIMIT (like 1GB), when
+set, caps DuckDB's memory as --memory-limit caps cartscope's. SCRIPT.sql runs as it is; with --then,
 QUERY.sql (one SELECT, no trailing semicolon needed) runs after it and its result is written
 to RESULT.csv with a header, the way `cartscope query -f csv` writes it.
 """
@@ -45,6 +46,9 @@ def main(argv):
             values[k] = v
     started = time.perf_counter()
     con = duckdb.connect()
+    # The same cap as cartscope's --memory-limit, when the bench gives one.
+    if os.environ.get("DUCKDB_MEMORY_LIMIT"):
+        con.execute(f"SET memory_limit = '{os.environ['DUCKDB_MEMORY_LIMIT']}'")
     con.execute(fill(open(script).read(), values))
     if then:
         q = fill(open(then).read(), values).strip().rstrip(";")

@@ -36,6 +36,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         limits: crate::read::load::Limits {
             max_record: cli.max_record_size.unwrap_or(defaults.max_record),
             max_expansion: cli.max_expansion.unwrap_or(defaults.max_expansion),
+            // An eighth of the memory cap, at about 35 bytes a span (a hash table of 16-byte
+            // keys that doubles as it grows).
+            repeat_check_spans: crate::sql::session::memory_limit() / 8 / 35,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

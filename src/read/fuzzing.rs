@@ -15,6 +15,7 @@ use crate::tables::builders::TableBuilders;
 pub const LIMITS: Limits = Limits {
     max_record: 1 << 20,
     max_expansion: 250,
+    repeat_check_spans: 1 << 16,
 };
 
 /// OTLP/JSON: each line (or the whole input, when it is not JSON lines) as a document into

@@ -63,6 +63,9 @@ pub struct Limits {
     pub max_record: usize,
     /// Decompressed bytes per compressed byte, past the first `input::EXPANSION_FREE` bytes.
     pub max_expansion: u64,
+    /// The most spans the check for repeated spans remembers (about 35 bytes each): past
+    /// them it stops, and says so; the replay still counts each span of a cart once.
+    pub repeat_check_spans: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +73,7 @@ impl Default for Limits {
         Limits {
             max_record: 256 << 20,
             max_expansion: 250,
+            repeat_check_spans: 32 << 20,
         }
     }
 }
@@ -95,15 +99,36 @@ pub struct LoadStats {
 /// Spans loaded as they are but worth a note: repeated (the same trace and span id twice,
 /// as overlapping exports give; the replay counts each once), without a trace or span id,
 /// or ending before they start.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct SpanChecks {
     seen: std::collections::HashSet<u128>,
+    /// The most spans `seen` holds, and whether spans came past it.
+    cap: usize,
+    stopped: bool,
     pub duplicates: u64,
     pub empty_ids: u64,
     pub negative_durations: u64,
 }
 
+impl Default for SpanChecks {
+    fn default() -> Self {
+        SpanChecks::with_cap(Limits::default().repeat_check_spans)
+    }
+}
+
 impl SpanChecks {
+    /// Checks for repeats among at most `cap` spans.
+    pub fn with_cap(cap: usize) -> SpanChecks {
+        SpanChecks {
+            seen: Default::default(),
+            cap,
+            stopped: false,
+            duplicates: 0,
+            empty_ids: 0,
+            negative_durations: 0,
+        }
+    }
+
     /// Checks the spans of one `traces` batch.
     pub fn check(&mut self, batch: &RecordBatch) {
         use datafusion::arrow::array::{Array, AsArray};
@@ -122,7 +147,10 @@ impl SpanChecks {
                 continue;
             }
             let key = crate::tables::schema::span_key(&[trace.value(i), span.value(i)]);
-            if !self.seen.insert(key) {
+            if self.seen.len() >= self.cap {
+                self.stopped |= !self.seen.contains(&key);
+                self.duplicates += u64::from(self.seen.contains(&key));
+            } else if !self.seen.insert(key) {
                 self.duplicates += 1;
             }
         }
@@ -146,6 +174,12 @@ impl SpanChecks {
                 "{} {} a span read before (the same trace and span id, as overlapping exports give): the replay and its figures count each once",
                 self.duplicates,
                 one(self.duplicates, "span repeats", "spans repeat"),
+            ));
+        }
+        if self.stopped {
+            out.push(format!(
+                "the check for repeated spans remembered the first {} spans only (its share of --memory-limit): repeats among later ones are not counted here, and the replay still counts each span of a cart once",
+                self.cap
             ));
         }
         if self.empty_ids > 0 {
@@ -279,6 +313,7 @@ pub fn load(
 ) -> Result<LoadStats> {
     let mut stats = LoadStats {
         files: files.len(),
+        spans: SpanChecks::with_cap(opts.limits.repeat_check_spans),
         ..LoadStats::default()
     };
     if files.is_empty() {

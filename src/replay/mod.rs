@@ -966,6 +966,8 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
             opts.as_of,
         )?)
     };
+    // A kept replay found damaged is replaced, as --refresh replaces one.
+    let mut damaged = false;
     if let (Some(k), false) = (&key, opts.refresh) {
         if let Some(found) = store::Replay::find(&opts.keep_beside, k) {
             // A damaged replay is replayed again, as a missing one is.
@@ -980,18 +982,32 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
                     register(ctx, m, &found.dir).await?;
                     return Ok(summary);
                 }
-                Err(e) => eprintln!("cartscope: note: replaying again: {e:#}"),
+                Err(e) => {
+                    eprintln!("cartscope: note: replaying again: {e:#}");
+                    damaged = true;
+                }
             }
         }
     }
     let replay = store::Replay::begin(ctx, &opts.keep_beside, key)?;
-    let mut summary = match write(ctx, m, opts, threshold, &replay).await {
-        Err(e) if exhausted(&e) && ctx.copied_config().options().optimizer.prefer_hash_join => {
-            // A hash join's table of every cart trace is held whole; a sort-merge join
-            // sorts both sides, and sorts spill.
+    // Past the memory it may use, the replay tries again more frugally: first the join
+    // (a hash join holds its table of every cart trace whole; a sort-merge join sorts
+    // both sides, and sorts spill), then the sorts (side by side, one partition's merge
+    // can hold what another needs to take in a single batch; one at a time, each has it
+    // all).
+    let partitions = ctx.copied_config().target_partitions();
+    let limit = crate::output::human_bytes(crate::sql::session::memory_limit() as u64);
+    let mut summary = loop {
+        let e = match write(ctx, m, opts, threshold, &replay).await {
+            Ok(s) => break s,
+            Err(e) => e,
+        };
+        let config = ctx.copied_config();
+        if !exhausted(&e) {
+            return Err(e);
+        } else if config.options().optimizer.prefer_hash_join {
             eprintln!(
-                "cartscope: note: the spans' join to their carts did not fit in the memory the replay may use ({}): joining by sorting instead, which spills to disk",
-                crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
+                "cartscope: note: the spans' join to their carts did not fit in the memory the replay may use ({limit}): joining by sorting instead, which spills to disk"
             );
             ctx.state_ref()
                 .write()
@@ -999,16 +1015,30 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
                 .options_mut()
                 .optimizer
                 .prefer_hash_join = false;
-            write(ctx, m, opts, threshold, &replay)
-                .await
-                .map_err(out_of_memory)?
+        } else if config.target_partitions() > 1 {
+            eprintln!(
+                "cartscope: note: the replay's sorts did not fit side by side in the memory it may use ({limit}): sorting one at a time instead"
+            );
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .execution
+                .target_partitions = 1;
+        } else {
+            return Err(out_of_memory(e));
         }
-        r => r.map_err(out_of_memory)?,
     };
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .execution
+        .target_partitions = partitions;
     register(ctx, m, &replay.dir).await?;
     summary.warnings = misfits(ctx, m, &summary).await?;
     let written = replay.dir.clone();
-    let dir = replay.commit(&summary)?;
+    let dir = replay.commit(&summary, opts.refresh || damaged)?;
     if dir != written {
         register(ctx, m, &dir).await?;
     }
@@ -1040,6 +1070,12 @@ fn exhausted(e: &anyhow::Error) -> bool {
     })
 }
 
+/// What the fold hands the writer thread.
+enum Written {
+    Events(RecordBatch),
+    Carts(RecordBatch),
+}
+
 /// Carts per `carts` batch written (and derived from) at a time.
 const CART_CHUNK: usize = 16 * 1024;
 
@@ -1057,10 +1093,15 @@ impl Writers {
             let f = std::fs::File::create(&p)
                 .with_context(|| format!("cannot create '{}'", p.display()))?;
             // Small row groups: a writer holds one in memory, and readers split on them.
-            let props = WriterProperties::builder()
+            let mut props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-                .set_max_row_group_row_count(Some(64 * 1024))
-                .build();
+                .set_max_row_group_row_count(Some(64 * 1024));
+            // Ids are all different: a dictionary only costs (interning was 5% of a
+            // 100k-cart detect's samples).
+            for c in ["cart_id", "trace_id", "span_id", "user_id", "last_trace_id"] {
+                props = props.set_column_dictionary_enabled(c.into(), false);
+            }
+            let props = props.build();
             Ok(ArrowWriter::try_new(f, schema, Some(props))?)
         };
         let mut derived = PerTable::default();
@@ -1073,14 +1114,10 @@ impl Writers {
         })
     }
 
-    /// Writes the carts folded so far and the rows derived from them.
-    fn flush(&mut self, out: &mut CartColumns, deriver: &mut Deriver) -> Result<()> {
-        if out.len() == 0 {
-            return Ok(());
-        }
-        let carts = out.take()?;
-        self.carts.write(&carts)?;
-        deriver.push(&carts);
+    /// Writes a batch of carts and the rows derived from them.
+    fn carts(&mut self, carts: &RecordBatch, deriver: &mut Deriver) -> Result<()> {
+        self.carts.write(carts)?;
+        deriver.push(carts);
         for (table, batches) in deriver.take() {
             if let Some(w) = &mut self.derived[table] {
                 for b in batches {
@@ -1154,31 +1191,44 @@ async fn write(
     let events_schema: SchemaRef = plan.schema();
     let mut stream =
         datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx()).context(failed)?;
+    // Parquet is encoded on a thread of its own, while the fold reads on: a few batches
+    // in flight at most.
     let mut w = Writers::new(r, events_schema.clone())?;
+    let (tx, rx) = crossbeam_channel::bounded::<Written>(4);
+    let writer = std::thread::spawn(move || -> Result<Summary> {
+        for batch in rx {
+            match batch {
+                Written::Events(b) => w.events.write(&b)?,
+                Written::Carts(c) => w.carts(&c, &mut deriver)?,
+            }
+        }
+        w.close()?;
+        Ok(deriver.finish())
+    });
     let mut out = CartColumns::default();
     let mut duplicates = 0;
-    let mut fold = |batches: &[RecordBatch],
-                    out: &mut CartColumns,
-                    w: &mut Writers,
-                    deriver: &mut Deriver|
-     -> Result<()> {
+    let mut fold = |batches: &[RecordBatch], out: &mut CartColumns, last: bool| -> Result<bool> {
         let (kept, dropped) = fold_sorted(batches, &rules, out)?;
         duplicates += dropped;
+        let mut sent = true;
         if dropped == 0 {
             for b in batches {
-                w.events.write(b)?;
+                sent &= tx.send(Written::Events(b.clone())).is_ok();
             }
         } else {
             let refs: Vec<&RecordBatch> = batches.iter().collect();
-            w.events.write(&interleave_record_batch(&refs, &kept)?)?;
+            let b = interleave_record_batch(&refs, &kept)?;
+            sent &= tx.send(Written::Events(b)).is_ok();
         }
-        if out.len() >= CART_CHUNK {
-            w.flush(out, deriver)?;
+        if out.len() >= CART_CHUNK || (last && out.len() > 0) {
+            sent &= tx.send(Written::Carts(out.take()?)).is_ok();
         }
-        Ok(())
+        Ok(sent)
     };
     // The rows of the last cart seen, which may go on in the next batch.
     let mut carry: Option<RecordBatch> = None;
+    // False once the writer has stopped (on an error, which joining it returns).
+    let mut writing = true;
     while let Some(b) = stream.next().await {
         let b = b.context(failed)?;
         if b.num_rows() == 0 {
@@ -1209,14 +1259,20 @@ async fn write(
         }
         carry = Some(b.slice(cut, b.num_rows() - cut));
         if !done.is_empty() {
-            fold(&done, &mut out, &mut w, &mut deriver)?;
+            writing = fold(&done, &mut out, false)?;
+            if !writing {
+                break;
+            }
         }
     }
-    if let Some(c) = carry {
-        fold(&[c], &mut out, &mut w, &mut deriver)?;
+    if writing {
+        let last = carry.map_or_else(Vec::new, |c| vec![c]);
+        fold(&last, &mut out, true)?;
     }
-    w.flush(&mut out, &mut deriver)?;
-    w.close()?;
+    drop(tx);
+    let mut summary = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the replay's writer thread panicked"))??;
     let (spills, bytes) = spilled(plan.as_ref());
     if spills > 0 {
         eprintln!(
@@ -1225,7 +1281,6 @@ async fn write(
             crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
         );
     }
-    let mut summary = deriver.finish();
     summary.as_of = opts.as_of;
     summary.threshold = threshold;
     summary.duplicate_spans = duplicates;
@@ -1485,8 +1540,8 @@ fn id_of<const N: usize>(seed: &str, salt: u64) -> [u8; N] {
 /// The rows the instrumentation's background worker would have written for each abandoned
 /// cart, except those the input already has, built a batch of carts at a time; and the
 /// summary's counts.
-struct Deriver<'m> {
-    d: &'m crate::replay::model::Derived,
+struct Deriver {
+    d: crate::replay::model::Derived,
     recorded_spans: std::collections::HashSet<String>,
     recorded_points: std::collections::HashSet<String>,
     b: TableBuilders,
@@ -1495,11 +1550,11 @@ struct Deriver<'m> {
     value_text: String,
 }
 
-impl<'m> Deriver<'m> {
+impl Deriver {
     /// Reads which carts the input recorded as abandoned already (held in memory: one
     /// string per recorded cart, none for an export that records no abandonment).
-    async fn new(ctx: &SessionContext, m: &'m Model) -> Result<Deriver<'m>> {
-        let d = &m.derived;
+    async fn new(ctx: &SessionContext, m: &Model) -> Result<Deriver> {
+        let d = m.derived.clone();
         let recorded_spans = string_set(
             ctx,
             &format!(

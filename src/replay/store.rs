@@ -163,9 +163,10 @@ impl Replay {
     }
 
     /// Writes the summary last and, for a persisted replay, renames the folder to its key
-    /// (replacing an older replay of the same key, as `--refresh` asks) and drops stale
-    /// and surplus replays beside it. Returns where the files now are.
-    pub fn commit(mut self, s: &impl serde::Serialize) -> Result<PathBuf> {
+    /// and drops stale and surplus replays beside it. Returns where the files now are.
+    /// When another run kept the same replay meanwhile, its copy stays (it may be being
+    /// read) and this one is dropped, unless `replace` (`--refresh`) asks for this one.
+    pub fn commit(mut self, s: &impl serde::Serialize, replace: bool) -> Result<PathBuf> {
         let write = |name: &str, text: String| {
             crate::output::write_atomically(&self.dir.join(name), |w| {
                 w.write_all(text.as_bytes())?;
@@ -179,9 +180,14 @@ impl Replay {
         let (Some(target), Some(key)) = (self.target.take(), self.key.take()) else {
             return Ok(self.dir.clone());
         };
+        if target.exists() && !replace && target.join(SUMMARY).is_file() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            self.dir = target.clone();
+            return Ok(target);
+        }
         if target.exists() {
-            // Another run finished the same replay first, or --refresh replaces it: move
-            // it aside (a rename, so a reader never sees half a folder), then delete it.
+            // --refresh replaces the kept replay (or a partial one is in the way): move it
+            // aside (a rename, so a reader never sees half a folder), then delete it.
             let old = target.with_file_name(format!(
                 "{PENDING}{}-old-{}",
                 std::process::id(),

@@ -110,14 +110,15 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))
         .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(config(threads), runtime);
-    ctx.register_udf(crate::sql::udf::AttrNumber::double());
-    ctx.register_udf(crate::sql::udf::AttrNumber::int());
     let manifests = data
         .datasets
         .iter()
         .map(|d| Manifest::load(d).map(|m| (d.clone(), m)))
         .collect::<Result<Vec<_>>>()?;
+    let ctx =
+        SessionContext::new_with_config_rt(config(partitions(&data, &manifests, threads)), runtime);
+    ctx.register_udf(crate::sql::udf::AttrNumber::double());
+    ctx.register_udf(crate::sql::udf::AttrNumber::int());
     for (table, batches) in data.mem {
         let mut providers: Vec<Arc<dyn TableProvider>> = Vec::new();
         if !batches.is_empty() || manifests.is_empty() {
@@ -151,6 +152,44 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
     }
     present(&ctx).await?;
     Ok(ctx)
+}
+
+/// Decoded rows per byte of the dataset's Parquet (zstd, ids unencoded): about 6 on
+/// `cartscope generate`'s and the real SDKs' exports (1M carts: 298 MB of Parquet, 1.8 GB
+/// of cart_events and spans in Arrow).
+const PARQUET_EXPANSION: u64 = 6;
+
+/// How many partitions queries run in. Sorts side by side share the memory cap, and one
+/// partition's finished in-memory sort holds what another needs to take in even a single
+/// batch (DataFusion does not spill a sort that is being merged): past the cap they fail
+/// where one sort at a time spills and goes on (100k carts under 64 MB: two partitions
+/// fail, one finishes). So when the data is larger than the cap, one partition, and a note.
+fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) -> usize {
+    if threads <= 1 {
+        return threads.max(1);
+    }
+    let in_memory: u64 = data
+        .mem
+        .values()
+        .flatten()
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum();
+    let on_disk: u64 = manifests
+        .iter()
+        .flat_map(|(dir, m)| Table::ALL.into_iter().flat_map(move |t| m.parts(dir, t)))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let size = in_memory + on_disk.saturating_mul(PARQUET_EXPANSION);
+    if size <= memory_limit() as u64 {
+        return threads;
+    }
+    eprintln!(
+        "cartscope: note: the data (about {} decoded) is larger than the memory queries may use ({}): they run in one partition, so that their sorts spill to disk rather than fail (a larger --memory-limit lets them use every core)",
+        crate::output::human_bytes(size),
+        crate::output::human_bytes(memory_limit() as u64)
+    );
+    1
 }
 
 /// (Re)creates the views over observed and derived rows: `traces`, `metrics`, and `spans`
