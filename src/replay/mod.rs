@@ -1225,8 +1225,8 @@ async fn write(
         }
         Ok(sent)
     };
-    // The rows of the last cart seen, which may go on in the next batch.
-    let mut carry: Option<RecordBatch> = None;
+    // The rows of the last cart seen, which may go on in the next batch, and its id.
+    let mut carry: Option<(RecordBatch, Option<String>)> = None;
     // False once the writer has stopped (on an error, which joining it returns).
     let mut writing = true;
     while let Some(b) = stream.next().await {
@@ -1241,15 +1241,10 @@ async fn write(
         )?;
         let cut = last_cart_start(cart.as_string::<i32>());
         let mut done = Vec::with_capacity(2);
-        if let Some(c) = carry.take() {
-            let c_cart = cast(
-                c.column_by_name("cart_id").context("cart_id")?,
-                &DataType::Utf8,
-            )?;
-            if cut == 0
-                && text_at(c_cart.as_string::<i32>(), 0) == text_at(cart.as_string::<i32>(), 0)
-            {
-                carry = Some(concat_batches(&events_schema, [&c, &b])?);
+        let cart = cart.as_string::<i32>();
+        if let Some((c, id)) = carry.take() {
+            if cut == 0 && id.as_deref() == text_at(cart, 0) {
+                carry = Some((concat_batches(&events_schema, [&c, &b])?, id));
                 continue;
             }
             done.push(c);
@@ -1257,7 +1252,10 @@ async fn write(
         if cut > 0 {
             done.push(b.slice(0, cut));
         }
-        carry = Some(b.slice(cut, b.num_rows() - cut));
+        carry = Some((
+            b.slice(cut, b.num_rows() - cut),
+            text_at(cart, cut).map(str::to_string),
+        ));
         if !done.is_empty() {
             writing = fold(&done, &mut out, false)?;
             if !writing {
@@ -1266,7 +1264,7 @@ async fn write(
         }
     }
     if writing {
-        let last = carry.map_or_else(Vec::new, |c| vec![c]);
+        let last = carry.map_or_else(Vec::new, |(c, _)| vec![c]);
         fold(&last, &mut out, true)?;
     }
     drop(tx);
@@ -1302,38 +1300,36 @@ fn spilled(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> (usize, usize
 
 /// Registers the replay's tables from the files in `dir`, and the views over them.
 async fn register(ctx: &SessionContext, m: &Model, dir: &std::path::Path) -> Result<()> {
-    use crate::sql::session::parquet_table;
     let events = dir.join(store::CART_EVENTS);
-    let events_schema = crate::sql::session::parquet_schema(&events)?;
     let tables = [
-        ("cart_events", parquet_table(&events, events_schema, None)?),
+        (
+            "cart_events",
+            store::CART_EVENTS,
+            crate::sql::session::parquet_schema(&events)?,
+            None,
+        ),
+        // In cart_id order, as the fold wrote it: `ORDER BY cart_id` then costs nothing.
         (
             "carts",
-            // In cart_id order, as the fold wrote it: `ORDER BY cart_id` then costs nothing.
-            parquet_table(
-                &dir.join(store::CARTS),
-                schema::carts_schema(),
-                Some("cart_id"),
-            )?,
+            store::CARTS,
+            schema::carts_schema(),
+            Some("cart_id"),
         ),
         (
             "derived_traces",
-            parquet_table(
-                &dir.join(store::DERIVED_TRACES),
-                Table::Traces.schema(),
-                None,
-            )?,
+            store::DERIVED_TRACES,
+            Table::Traces.schema(),
+            None,
         ),
         (
             "derived_metrics",
-            parquet_table(
-                &dir.join(store::DERIVED_METRICS),
-                Table::Metrics.schema(),
-                None,
-            )?,
+            store::DERIVED_METRICS,
+            Table::Metrics.schema(),
+            None,
         ),
     ];
-    for (name, t) in tables {
+    for (name, file, schema, sorted) in tables {
+        let t = crate::sql::session::parquet_table(&[dir.join(file)], schema, sorted)?;
         ctx.deregister_table(name)?;
         ctx.register_table(name, t)?;
     }

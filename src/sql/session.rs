@@ -215,16 +215,25 @@ pub async fn present(ctx: &SessionContext) -> Result<()> {
 }
 
 fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {
-    let urls = parts
+    parquet_table(parts, table.schema(), None)
+}
+
+/// Parquet files, named one by one, as a table of `schema`; `sorted_by` names the column
+/// each file's rows are in ascending order of, when they are. A dataset part still under
+/// its pending name (a crash cut its rename short) is read all the same.
+pub fn parquet_table(
+    files: &[PathBuf],
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    sorted_by: Option<&str>,
+) -> Result<Arc<dyn TableProvider>> {
+    let urls = files
         .iter()
         .map(|p| {
             ListingTableUrl::parse(p.to_string_lossy())
-                .with_context(|| format!("bad dataset file path '{}'", p.display()))
+                .with_context(|| format!("bad file path '{}'", p.display()))
         })
         .collect::<Result<Vec<_>>>()?;
-    // The files are named one by one; a part still under its pending name (a crash cut its
-    // rename short) is read all the same.
-    let extension = if parts
+    let extension = if files
         .iter()
         .any(|p| p.extension().is_some_and(|e| e != "parquet"))
     {
@@ -232,30 +241,13 @@ fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvide
     } else {
         ".parquet"
     };
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .with_schema(table.schema());
-    Ok(Arc::new(ListingTable::try_new(config)?))
-}
-
-/// A Parquet file as a table of `schema`; `sorted_by` names the column its rows are in
-/// ascending order of, when they are.
-pub fn parquet_table(
-    path: &std::path::Path,
-    schema: datafusion::arrow::datatypes::SchemaRef,
-    sorted_by: Option<&str>,
-) -> Result<Arc<dyn TableProvider>> {
-    let url = ListingTableUrl::parse(path.to_string_lossy())
-        .with_context(|| format!("bad file path '{}'", path.display()))?;
     let mut options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
     if let Some(c) = sorted_by {
         options =
             options.with_file_sort_order(vec![vec![datafusion::prelude::col(c).sort(true, false)]]);
     }
-    let config = ListingTableConfig::new(url)
+    let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
