@@ -5,7 +5,7 @@
 #                [--profile release|debug] [--bin PATH] [--no-duckdb] [--smoke]
 #                [--no-detect] [--no-ingest] [--work DIR] [--results FILE]
 #                [--sdk-sizes "10k 100k"|none] [--memory-limit SIZE] [--compress zstd]
-#                [--report]
+#                [--report] [--no-raw]
 #
 # For each size (carts) it generates an export with `cartscope generate` (kept in the work
 # folder and reused), and for each of --sdk-sizes the same kind of shop written by the real
@@ -18,7 +18,9 @@
 #   ingest  `cartscope ingest` of traces.jsonl       vs DuckDB read_ndjson + 3 unnests to Parquet
 #   floor   serde_json into IgnoredAny over the same bytes, one core (bench/floor)
 #   detect  `cartscope detect -f csv --refresh` over the dataset (a whole replay)
-#                                                    vs bench/duckdb/replay.sql + detect.sql
+#                                     vs bench/duckdb/dataset.sql + replay.sql + detect.sql
+#   detect raw  `cartscope detect -f csv` straight from the raw traces export (OTLP/JSON)
+#                                     vs bench/duckdb/raw.sql + replay.sql + detect.sql
 #   report  `cartscope report -f json --refresh` (with --report; no DuckDB peer)
 #   query   `cartscope query NAME -f csv` (each), over the replay detect kept beside the
 #           dataset vs bench/duckdb/kept.sql + queries/NAME.sql over the same Parquet files
@@ -52,6 +54,7 @@ sdk_sizes="10k 100k"
 memory_limit=""
 compress=""
 report=0
+raw_detect=1
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -70,7 +73,8 @@ while [ $# -gt 0 ]; do
         --memory-limit) memory_limit="$2"; shift 2 ;;
         --compress) compress="$2"; shift 2 ;;
         --report) report=1; shift ;;
-        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+        --no-raw) raw_detect=0; shift ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -201,7 +205,7 @@ bench_tasks() {
                 measure "$size" detect cartscope 0 "$work/a.csv" -- \
                     "${CS[@]}" detect --data "$ds" -f csv --refresh
                 [ -n "$PY" ] && measure "$size" detect duckdb 0 "$work/b.csv" -- \
-                    "$PY" "$DDB/run.py" "$DDB/replay.sql" --then "$DDB/detect.sql" \
+                    "$PY" "$DDB/run.py" "$DDB/dataset.sql" "$DDB/replay.sql" --then "$DDB/detect.sql" \
                     --out /dev/stdout "DATA=$ds"
             elif [ "$task" = report ]; then
                 measure "$size" report cartscope 0 "$work/a.csv" -- \
@@ -255,6 +259,18 @@ bench_export() {
         fi
     done
     rm -rf "$work/ingest-out" "$work/flat.parquet"
+    # The replay straight from the raw export, beside DuckDB's from the same JSON (raw.sql
+    # reads OTLP/JSON's numeric enums: not protobuf's JSON mapping, nor protobuf).
+    for run in $(seq 1 "$runs"); do
+        [ "$detect" = 1 ] && [ "$raw_detect" = 1 ] && [ -z "$peer" ] || break
+        measure "$size" "detect raw" cartscope "$bytes" "$work/a.csv" -- \
+            "${CS[@]}" detect --data "$traces" -f csv
+        if [ -n "$PY" ] && [ "${duckdb_ingest:-1}" = 1 ]; then
+            measure "$size" "detect raw" duckdb "$bytes" "$work/b.csv" -- \
+                "$PY" "$DDB/run.py" "$DDB/raw.sql" "$DDB/replay.sql" --then "$DDB/detect.sql" \
+                --out /dev/stdout "INPUT=$traces"
+        fi
+    done
     [ "$report" = 1 ] && tasks="report $tasks"
     [ "$detect" = 1 ] && tasks="detect $tasks"
     bench_tasks "$size" "$ds" "$tasks"

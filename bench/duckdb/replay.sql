@@ -1,15 +1,11 @@
 -- cartscope's replay (`cartscope detect --explain`, default `reference` model) written for
--- DuckDB over the same ingested Parquet dataset: the tables as views over the part files,
--- the as-of time (the latest timestamp in the data), `cart_events`, `carts` (materialised,
--- as cartscope holds it in memory), `stages`, and the derived abandonment points
--- (`metrics_all`, what cartscope adds to `metrics`). ${DATA} is the dataset folder. A dataset
--- holds observed rows only (the derived ones were never stored), so nothing filters on them.
+-- DuckDB, after dataset.sql (an ingested Parquet dataset) or raw.sql (a raw OTLP/JSON export)
+-- has made the tables: the as-of time (the latest timestamp in the data), `cart_events`,
+-- `carts` (materialised, as cartscope writes it), `stages`, and the derived abandonment points
+-- (`metrics_all`, what cartscope adds to `metrics`). The input holds observed rows only (the
+-- derived ones were never stored), so nothing filters on them.
 -- Differences from DataFusion's dialect: epoch_us(t) for CAST(t AS BIGINT), last(x ORDER BY)
 -- for last_value(x ORDER BY).
-CREATE VIEW traces AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/traces/*/*.parquet', hive_partitioning = true, union_by_name = true);
-CREATE VIEW span_events AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/span_events/*/*.parquet', hive_partitioning = true, union_by_name = true);
-CREATE VIEW metrics AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/metrics/*/*.parquet', hive_partitioning = true, union_by_name = true);
-CREATE VIEW exemplars AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/exemplars/*/*.parquet', hive_partitioning = true, union_by_name = true);
 
 SET VARIABLE as_of_us = (SELECT max(t) FROM (
     SELECT epoch_us(max(end_time)) AS t FROM traces

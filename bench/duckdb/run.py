@@ -1,9 +1,10 @@
 """Runs one DuckDB benchmark job (bench/run.sh calls it under /usr/bin/time -v).
 
-    run.py SCRIPT.sql [--then QUERY.sql --out RESULT.csv] [KEY=VALUE ...]
+    run.py SCRIPT.sql [SCRIPT.sql ...] [--then QUERY.sql --out RESULT.csv] [KEY=VALUE ...]
 
 Every ${KEY} in the SQL files is replaced by VALUE. DUCKDB_MEMORY_LIMIT (like 1GB), when
-set, caps DuckDB's memory as --memory-limit caps cartscope's. SCRIPT.sql runs as it is; with --then,
+set, caps DuckDB's memory as --memory-limit caps cartscope's. The SCRIPTs run as they are, in
+order, in one connection; with --then,
 QUERY.sql (one SELECT, no trailing semicolon needed) runs after it and its result is written
 to RESULT.csv with a header, the way `cartscope query -f csv` writes it.
 """
@@ -33,14 +34,16 @@ def fill(text, values):
 
 
 def main(argv):
-    script, then, out, values = argv[0], None, None, {}
-    rest = argv[1:]
+    scripts, then, out, values = [], None, None, {}
+    rest = list(argv)
     while rest:
         a = rest.pop(0)
         if a == "--then":
             then = rest.pop(0)
         elif a == "--out":
             out = rest.pop(0)
+        elif a.endswith(".sql"):
+            scripts.append(a)
         else:
             k, v = a.split("=", 1)
             values[k] = v
@@ -49,7 +52,8 @@ def main(argv):
     # The same cap as cartscope's --memory-limit, when the bench gives one.
     if os.environ.get("DUCKDB_MEMORY_LIMIT"):
         con.execute(f"SET memory_limit = '{os.environ['DUCKDB_MEMORY_LIMIT']}'")
-    con.execute(fill(open(script).read(), values))
+    for script in scripts:
+        con.execute(fill(open(script).read(), values))
     if then:
         q = fill(open(then).read(), values).strip().rstrip(";")
         con.execute(f"COPY ({q}) TO '{out}' (HEADER, DELIMITER ',')")

@@ -94,6 +94,7 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
     }
     let max = human.then_some(a.max_rows);
     crate::output::stream_to_stdout(carts, a.format, max).await?;
+    crate::output::phase("detect: carts written");
 
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir)

@@ -42,9 +42,13 @@ async fn open_inputs(
     datafusion::prelude::SessionContext,
     crate::read::input::Inputs,
 )> {
+    crate::output::phase("start");
     let inputs = crate::read::input::resolve(&data.data)?;
     let (data, _stats) = crate::sql::session::Data::load(&inputs, &g.load_options(data.strict))?;
-    Ok((crate::sql::session::context(data, g.threads).await?, inputs))
+    crate::output::phase("load");
+    let ctx = crate::sql::session::context(data, g.threads).await?;
+    crate::output::phase("session");
+    Ok((ctx, inputs))
 }
 
 /// The as-of time the replay args ask for, given the data's latest timestamp.
@@ -66,9 +70,11 @@ pub async fn open_replayed(
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
     let (ctx, inputs) = open_inputs(data, g).await?;
     let latest = crate::replay::latest_timestamp(&ctx).await?;
+    crate::output::phase("latest timestamp");
     if let Some(w) = crate::replay::implausible_times(&ctx).await? {
         eprintln!("cartscope: warning: {w}");
     }
+    crate::output::phase("implausible times");
     let as_of = as_of(r, latest)?;
     crate::sql::session::pin_now(&ctx, as_of);
     let summary = crate::replay::run(

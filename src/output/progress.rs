@@ -20,3 +20,21 @@ pub fn progress_bar(enabled: bool, total_bytes: u64, msg: &'static str) -> Progr
     pb.set_message(msg);
     pb
 }
+
+/// With `CARTSCOPE_TIMINGS` set in the environment, each named phase's wall time since the
+/// previous one, on stderr: where a command spends its time, for profiling (bench/), without
+/// a profiler. Silent otherwise.
+pub fn phase(name: &str) {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    if !*ON.get_or_init(|| std::env::var_os("CARTSCOPE_TIMINGS").is_some()) {
+        return;
+    }
+    let now = Instant::now();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let since = last.map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+    eprintln!("cartscope: timing: {name}: {since:.3} s");
+    *last = Some(now);
+}

@@ -1035,13 +1035,16 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         .options_mut()
         .execution
         .target_partitions = partitions;
+    crate::output::phase("replay: written");
     register(ctx, m, &replay.dir).await?;
     summary.warnings = misfits(ctx, m, &summary).await?;
+    crate::output::phase("replay: misfits");
     let written = replay.dir.clone();
     let dir = replay.commit(&summary, opts.refresh || damaged)?;
     if dir != written {
         register(ctx, m, &dir).await?;
     }
+    crate::output::phase("replay: committed");
     Ok(summary)
 }
 
@@ -1165,6 +1168,7 @@ async fn write(
     let as_of_us = opts.as_of.micros();
     let threshold_us = threshold.micros();
     let p_ms = percentiles(ctx, m.causes.percentile).await?;
+    crate::output::phase("replay: percentiles");
     let rules = Rules {
         as_of_us,
         stages: m
@@ -1181,6 +1185,7 @@ async fn write(
         p_ms,
     };
     let mut deriver = Deriver::new(ctx, m).await?;
+    crate::output::phase("replay: recorded abandonments");
     let failed = "the lifecycle model's cart_events query failed";
     let sql = format!(
         "SELECT * FROM ({}) ORDER BY {EVENT_ORDER}",
@@ -1268,6 +1273,7 @@ async fn write(
         fold(&last, &mut out, true)?;
     }
     drop(tx);
+    crate::output::phase("replay: cart_events sorted and folded");
     let mut summary = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the replay's writer thread panicked"))??;
