@@ -39,8 +39,9 @@ pub struct Cli {
 
     /// Cap the memory queries and the replay use (like 4GB or 512MB): sorts, aggregations
     /// and joins then spill to temporary files [default: a quarter of the machine's memory].
-    /// Not bounded by it: raw exports given to --data, which are loaded into memory
-    /// (`cartscope ingest` them to read them in place), the loader's check for repeated spans
+    /// Raw exports given to --data are loaded into memory while they would take at most
+    /// half of it, else read through a temporary dataset (`cartscope ingest` them to read
+    /// them in place every time). Not bounded by it: the loader's check for repeated spans
     /// (16 bytes per span) and, in the replay, a few things that grow with the number of
     /// operation names or of abandonments the input recorded itself.
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]

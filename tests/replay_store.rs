@@ -60,9 +60,17 @@ fn a_small_memory_limit_finds_the_same_carts() {
         let (free, _) = detect(&args);
         let mut small = vec!["--memory-limit", "16MB"];
         small.extend(args);
-        let (bounded, _) = detect(&small);
+        let (bounded, note) = detect(&small);
         assert!(free.lines().count() > 100, "{data}: {free}");
         assert_eq!(free, bounded, "{data}: the carts differ under 16MB");
+        // sample-data's 12 MB of raw JSON would take more than half of 16MB: read through
+        // a temporary dataset.
+        let spilled = note.contains("they are read through a temporary dataset instead");
+        assert_eq!(
+            spilled,
+            data.ends_with("sample-data/otlp"),
+            "{data}: {note}"
+        );
         // The report too, byte for byte.
         let report = ["report", "--data", &data, "-f", "json"];
         let (free, _) = detect(&report);
@@ -74,6 +82,43 @@ fn a_small_memory_limit_finds_the_same_carts() {
             "{data}: the report differs under 16MB"
         );
     }
+}
+
+/// A raw export too large for the memory cap is read through a temporary dataset, which is
+/// removed when the command ends, and the queries over it answer as over the export in
+/// memory. Data: sample-data (generated).
+#[test]
+fn a_raw_export_too_large_for_memory_spills_to_a_temporary_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = root("sample-data/otlp").display().to_string();
+    let run = |limit: &str| {
+        let o = crate::util::cmd()
+            .env("TMPDIR", tmp.path())
+            .args([
+                "--memory-limit",
+                limit,
+                "query",
+                "funnel",
+                "--data",
+                &data,
+                "-f",
+                "csv",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        (stdout(&o), stderr(&o))
+    };
+    let (held, note) = run("1GB");
+    assert!(!note.contains("temporary dataset"), "{note}");
+    let (spilled, note) = run("16MB");
+    assert!(
+        note.contains("the raw exports (about ") && note.contains("temporary dataset"),
+        "{note}"
+    );
+    assert_eq!(held, spilled);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]

@@ -74,6 +74,7 @@ pub async fn load_with(paths: &[PathBuf], opts: LoadOptions) -> (SessionContext,
     let data = Data {
         mem,
         datasets: inputs.datasets.clone(),
+        scratch: None,
     };
     let ctx = cartscope::context(data, 2).await.expect("session");
     (ctx, stats)

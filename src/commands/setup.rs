@@ -45,7 +45,16 @@ async fn open_inputs(
     crate::output::phase("start");
     let inputs = crate::read::input::resolve(&data.data)?;
     let (data, _stats) = crate::sql::session::Data::load(&inputs, &g.load_options(data.strict))?;
-    crate::output::phase("load");
+    let held: usize = data
+        .mem
+        .values()
+        .flatten()
+        .map(|b| b.get_array_memory_size())
+        .sum();
+    crate::output::phase(&format!(
+        "load ({} held in memory)",
+        crate::output::human_bytes(held as u64)
+    ));
     let ctx = crate::sql::session::context(data, g.threads).await?;
     crate::output::phase("session");
     Ok((ctx, inputs))

@@ -137,6 +137,16 @@ pub fn ingest(
             d.display()
         );
     }
+    ingest_resolved(inputs, out, opts)
+}
+
+/// As `ingest`, of inputs already resolved: their raw files (and what could not be read);
+/// their datasets are not read.
+pub fn ingest_resolved(
+    inputs: input::Inputs,
+    out: &std::path::Path,
+    opts: &load::LoadOptions,
+) -> Result<IngestReport> {
     load::admit_unreadable(&inputs.unreadable, opts, &mut load::LoadStats::default())?;
     let manifest = Manifest::load_or_new(out)?;
     std::fs::create_dir_all(out)?;

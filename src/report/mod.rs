@@ -522,7 +522,9 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         o.period.since.micros(),
         o.period.until.micros()
     );
+    crate::output::phase("report: summaries, funnel, groups");
     let operations = operation_stats(ctx, &span_period).await?;
+    crate::output::phase("report: operation stats");
     let b = batches(
         ctx,
         &format!(
@@ -612,7 +614,9 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         }
     }
 
+    crate::output::phase("report: last operations, top carts, hours");
     let (drivers, latency_curves) = drivers(ctx, m, o, &cur).await?;
+    crate::output::phase("report: drivers and latency curves");
     Ok(Report {
         version: REPORT_VERSION,
         generator: format!("cartscope {}", env!("CARGO_PKG_VERSION")),
@@ -774,6 +778,7 @@ async fn drivers(
         strings(&b, 4),
     );
     let stage_col: Vec<i64> = counts(&b, 5).into_iter().map(|x| x as i64).collect();
+    crate::output::phase("report: drivers: operations per cart");
     let mut latency: BTreeMap<String, Vec<(f64, bool)>> = BTreeMap::new();
     let mut op_stage: BTreeMap<String, i64> = BTreeMap::new();
     for r in 0..cid.len() {
@@ -835,6 +840,7 @@ async fn drivers(
         }
     }
 
+    crate::output::phase("report: drivers: attributes per cart");
     // Numeric covariates, split at the median of the carts that reached their stage.
     let mut numeric = |name: &str, stage: i64, xs: Vec<Option<f64>>| {
         let mut known: Vec<f64> = (0..n)

@@ -34,30 +34,108 @@ pub struct Data {
     pub mem: PerTable<Vec<RecordBatch>>,
     /// Datasets written by `cartscope ingest`, read in place.
     pub datasets: Vec<PathBuf>,
+    /// The temporary dataset that raw exports too large for memory were ingested into
+    /// (`Data::load`): one of `datasets`, removed when the session reading it ends.
+    pub scratch: Option<tempfile::TempDir>,
+}
+
+/// Keeps `Data::scratch` alive as long as the session that reads from it.
+struct SpilledInputs(#[allow(dead_code)] tempfile::TempDir);
+
+/// Decoded bytes per byte of a compressed raw export, for `in_memory_estimate`: OTLP/JSON
+/// compresses 5 to 20 times (`cartscope generate --carts 10000000 --compress zstd`: 7.2 GB
+/// of zstd for 32 GB of JSON).
+const COMPRESSED_EXPANSION: u64 = 8;
+
+/// About how much memory loading the raw `files` takes: the Arrow batches of an OTLP/JSON
+/// export are about as large as its text (measured in bench/RESULTS.md, "The replay at
+/// scale"), a compressed file's `COMPRESSED_EXPANSION` times its size.
+fn in_memory_estimate(files: &[crate::read::input::InputFile]) -> u64 {
+    use std::io::Read;
+    files
+        .iter()
+        .map(|f| {
+            let len = std::fs::metadata(&f.path).map_or(0, |m| m.len());
+            let mut head = [0u8; 4];
+            let n = std::fs::File::open(&f.path)
+                .and_then(|mut r| r.read(&mut head))
+                .unwrap_or(0);
+            match crate::read::input::sniff_compression(&head[..n]) {
+                crate::read::input::Compression::None => len,
+                _ => len.saturating_mul(COMPRESSED_EXPANSION),
+            }
+        })
+        .sum()
 }
 
 impl Data {
     /// Loads the raw files of `inputs` (reporting bad records on stderr) and keeps its
     /// datasets to be read in place.
+    ///
+    /// Raw exports that would take more than half the memory queries may use
+    /// (`memory_limit`) are not held: they are ingested into a temporary dataset, in the
+    /// bounded memory of `cartscope ingest`, and read in place from it.
     pub fn load(inputs: &Inputs, opts: &LoadOptions) -> Result<(Data, LoadStats)> {
         load::admit_unreadable(&inputs.unreadable, opts, &mut LoadStats::default())?;
+        let estimate = in_memory_estimate(&inputs.files);
+        if estimate > memory_limit() as u64 / 2 {
+            return Data::spill(inputs, opts, estimate);
+        }
         let (mem, mut stats) = load::load_into_memory(&inputs.files, opts)?;
         load::admit_unreadable(&inputs.unreadable, opts, &mut stats)?;
-        crate::read::load::report_skipped(&stats);
-        if stats.log_documents > 0 {
-            eprintln!(
-                "cartscope: {} log document{} skipped (cartscope reads traces and metrics)",
-                stats.log_documents,
-                if stats.log_documents == 1 { "" } else { "s" }
-            );
-        }
+        report_loaded(&stats);
         Ok((
             Data {
                 mem,
                 datasets: inputs.datasets.clone(),
+                scratch: None,
             },
             stats,
         ))
+    }
+
+    /// Ingests the raw files of `inputs` into a temporary dataset, read in place beside
+    /// the datasets `inputs` names.
+    fn spill(inputs: &Inputs, opts: &LoadOptions, estimate: u64) -> Result<(Data, LoadStats)> {
+        let human = crate::output::human_bytes;
+        eprintln!(
+            "cartscope: note: the raw exports (about {} decoded) would take more than half the memory cartscope may use ({}): they are read through a temporary dataset instead, in bounded memory (`cartscope ingest` them once to read them in place every time, or raise --memory-limit)",
+            human(estimate),
+            human(memory_limit() as u64)
+        );
+        let tmp = tempfile::Builder::new()
+            .prefix("cartscope-input-")
+            .tempdir()
+            .context("cannot create a temporary folder for the raw exports")?;
+        let raw = Inputs {
+            files: inputs.files.clone(),
+            datasets: Vec::new(),
+            unreadable: inputs.unreadable.clone(),
+        };
+        let report = crate::dataset::ingest::ingest_resolved(raw, tmp.path(), opts)?;
+        report_loaded(&report.stats);
+        let mut datasets = inputs.datasets.clone();
+        datasets.push(tmp.path().to_path_buf());
+        Ok((
+            Data {
+                mem: PerTable::default(),
+                datasets,
+                scratch: Some(tmp),
+            },
+            report.stats,
+        ))
+    }
+}
+
+/// Says on stderr what a load skipped.
+fn report_loaded(stats: &LoadStats) {
+    crate::read::load::report_skipped(stats);
+    if stats.log_documents > 0 {
+        eprintln!(
+            "cartscope: {} log document{} skipped (cartscope reads traces and metrics)",
+            stats.log_documents,
+            if stats.log_documents == 1 { "" } else { "s" }
+        );
     }
 }
 
@@ -117,6 +195,13 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
         .collect::<Result<Vec<_>>>()?;
     let ctx =
         SessionContext::new_with_config_rt(config(partitions(&data, &manifests, threads)), runtime);
+    let mut data = data;
+    if let Some(tmp) = data.scratch.take() {
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(SpilledInputs(tmp)));
+    }
     ctx.register_udf(crate::sql::udf::AttrNumber::double());
     ctx.register_udf(crate::sql::udf::AttrNumber::int());
     for (table, batches) in data.mem {
