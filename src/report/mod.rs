@@ -808,35 +808,52 @@ async fn drivers(
         latency.entry(op.clone()).or_default().push((d, !bad[i]));
     }
 
-    // Attribute values of the cart's spans and their resources.
-    for (k, expr) in o.attributes.iter().zip(&attrs_case) {
-        let b = batches(
-            ctx,
-            &format!(
-                "WITH pop AS ({pop_sql})
-                 SELECT e.cart_id, t.service_name, {expr} AS v, coalesce(min(e.stage_order), 1)
+    // Attribute values of the cart's spans and their resources: every attribute from one
+    // join of the cart's events to their spans (one join per attribute took 42 of the 55 s
+    // of a 1M-cart report), each span's values unnested as (attribute, value) pairs.
+    if !attrs_case.is_empty() {
+        let pairs = attrs_case
+            .iter()
+            .enumerate()
+            .map(|(k, expr)| format!("named_struct('k', {k}, 'v', {expr})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH pop AS ({pop_sql}),
+             kv AS (
+                 SELECT e.cart_id, t.service_name, e.stage_order,
+                        unnest(make_array({pairs})) AS kv
                  FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
-                 JOIN observed_traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id
-                 WHERE {expr} IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-            ),
-        )
-        .await?;
-        let (cid, svc, v) = (strings(&b, 0), strings(&b, 1), strings(&b, 2));
-        let st: Vec<i64> = counts(&b, 3).into_iter().map(|x| x as i64).collect();
-        // Resource attributes that vary by service (a version) are named with their service.
-        let per_service = k.starts_with("service.");
-        for r in 0..cid.len() {
-            let (Some(c), Some(v)) = (&cid[r], &v[r]) else {
-                continue;
-            };
-            let Some(&i) = index.get(c.as_str()) else {
-                continue;
-            };
-            let label = match (&svc[r], per_service) {
-                (Some(s), true) => format!("{k} = {v} ({s})"),
-                _ => format!("{k} = {v}"),
-            };
-            add("attribute", label, st[r], i);
+                 JOIN observed_traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id)
+             SELECT kv['k'], cart_id, service_name, kv['v'], coalesce(min(stage_order), 1)
+             FROM kv WHERE kv['v'] IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        );
+        // Streamed: a batch of rows at a time, never the whole result.
+        let mut rows = ctx.sql(&sql).await?.execute_stream().await?;
+        while let Some(b) = futures::StreamExt::next(&mut rows).await {
+            let b = [b?];
+            let (which, cid, svc, v) =
+                (ints(&b, 0), strings(&b, 1), strings(&b, 2), strings(&b, 3));
+            let st = counts(&b, 4);
+            for r in 0..cid.len() {
+                let (Some(k), Some(c), Some(v)) = (
+                    which[r].and_then(|k| o.attributes.get(k as usize)),
+                    &cid[r],
+                    &v[r],
+                ) else {
+                    continue;
+                };
+                let Some(&i) = index.get(c.as_str()) else {
+                    continue;
+                };
+                // Resource attributes that vary by service (a version) are named with
+                // their service.
+                let label = match (&svc[r], k.starts_with("service.")) {
+                    (Some(s), true) => format!("{k} = {v} ({s})"),
+                    _ => format!("{k} = {v}"),
+                };
+                add("attribute", label, st[r] as i64, i);
+            }
         }
     }
 
