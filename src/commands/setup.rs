@@ -78,12 +78,11 @@ pub async fn open_replayed(
     g: &Globals,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
     let (ctx, inputs) = open_inputs(data, g).await?;
-    let latest = crate::replay::latest_timestamp(&ctx).await?;
-    crate::output::phase("latest timestamp");
-    if let Some(w) = crate::replay::implausible_times(&ctx).await? {
+    let (latest, warning) = crate::replay::data_times(&ctx).await?;
+    if let Some(w) = warning {
         eprintln!("cartscope: warning: {w}");
     }
-    crate::output::phase("implausible times");
+    crate::output::phase("latest and implausible times");
     let as_of = as_of(r, latest)?;
     crate::sql::session::pin_now(&ctx, as_of);
     let summary = crate::replay::run(

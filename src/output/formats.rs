@@ -35,16 +35,23 @@ fn format_options() -> FormatOptions<'static> {
         .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.f"))
 }
 
+/// A cell formatter for each column of `b`.
+fn formatters<'a>(
+    b: &'a RecordBatch,
+    opts: &'a FormatOptions<'a>,
+) -> Result<Vec<ArrayFormatter<'a>>> {
+    Ok(b.columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), opts))
+        .collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
 /// Cell text for every row of every column.
 fn cells(batches: &[RecordBatch], max_rows: Option<usize>) -> Result<Vec<Vec<String>>> {
     let opts = format_options();
     let mut rows = Vec::new();
     'outer: for b in batches {
-        let fmts = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let fmts = formatters(b, &opts)?;
         for r in 0..b.num_rows() {
             if max_rows.is_some_and(|m| rows.len() >= m) {
                 break 'outer;
@@ -208,11 +215,7 @@ pub(super) fn write_delimited_rows(
     let opts = format_options();
     let mut left = max_rows.unwrap_or(usize::MAX);
     for b in batches {
-        let fmts = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let fmts = formatters(b, &opts)?;
         for r in 0..b.num_rows() {
             if left == 0 {
                 return Ok(());

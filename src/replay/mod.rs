@@ -873,14 +873,24 @@ impl CartColumns {
     }
 }
 
+/// The data's latest plausible time (the default as-of time) and, if there are any, a
+/// warning naming the rows stamped outside `PLAUSIBLE_US`: both from one look at each time
+/// column's bounds.
+pub async fn data_times(ctx: &SessionContext) -> Result<(Option<Timestamp>, Option<String>)> {
+    let b = time_bounds(ctx).await?;
+    Ok((
+        latest_timestamp(ctx, &b).await?,
+        implausible_times(ctx, &b).await?,
+    ))
+}
+
 /// The default as-of time: the latest timestamp in the data.
 ///
 /// When every time column's largest value is plausible (`PLAUSIBLE_US`), that is the answer,
 /// and an ingested dataset gives it from its Parquet statistics without reading a row (on
 /// the 1M-cart dataset, 0.3 s of every `query` before); else the plausible times are scanned.
-pub async fn latest_timestamp(ctx: &SessionContext) -> Result<Option<Timestamp>> {
+async fn latest_timestamp(ctx: &SessionContext, b: &TimeBounds) -> Result<Option<Timestamp>> {
     let (lo, hi) = PLAUSIBLE_US;
-    let b = time_bounds(ctx).await?;
     let latest = if [b.end_time, b.event, b.point]
         .iter()
         .all(|(_, max)| max.is_none_or(|m| m < hi))
@@ -958,8 +968,8 @@ async fn time_bounds(ctx: &SessionContext) -> Result<TimeBounds> {
 pub const PLAUSIBLE_US: (i64, i64) = (946_684_800_000_000, 7_258_118_400_000_000);
 
 /// A warning naming the rows whose times are outside `PLAUSIBLE_US`, if there are any.
-pub async fn implausible_times(ctx: &SessionContext) -> Result<Option<String>> {
-    if time_bounds(ctx).await?.plausible() {
+async fn implausible_times(ctx: &SessionContext, b: &TimeBounds) -> Result<Option<String>> {
+    if b.plausible() {
         return Ok(None);
     }
     let (lo, hi) = PLAUSIBLE_US;
