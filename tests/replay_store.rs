@@ -259,3 +259,55 @@ fn the_output_at_100k_carts_is_what_it_was_before() {
         assert_eq!(digest, golden_detect, "the carts differ: {carts:?}");
     }
 }
+
+/// Under a memory cap smaller than the data, each query runs across every core when the
+/// columns it reads fit in the cap, and in one partition when they do not; the rows are the
+/// same either way. Data: sample-data's dataset (generated): its spans' columns decode to
+/// about 4.5 MB, a kept replay's carts to a few KB.
+#[test]
+fn each_query_uses_every_core_when_what_it_reads_fits_the_memory_cap() {
+    let data = root("sample-data/parquet").display().to_string();
+    let run = |limit: &str, sql: &str| {
+        let o = crate::util::cmd()
+            .env("CARTSCOPE_TIMINGS", "1")
+            .args([
+                "--threads",
+                "2",
+                "--memory-limit",
+                limit,
+                "query",
+                "-e",
+                sql,
+                "--data",
+                &data,
+                "-f",
+                "csv",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{sql}: {}", stderr(&o));
+        let err = stderr(&o);
+        let parts = err
+            .lines()
+            .find_map(|l| l.split("runs in ").nth(1))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("no partitions said: {err}"))
+            .to_string();
+        (stdout(&o), parts)
+    };
+    let carts = "SELECT cart_id, outcome, last_operation FROM carts ORDER BY outcome, cart_id";
+    let (small, parts) = run("4MB", carts);
+    assert_eq!(parts, "2", "the carts' columns fit in 4MB");
+    assert!(small.lines().count() > 1000, "{small}");
+    assert_eq!(small, run("1GB", carts).0);
+    let spans = "SELECT trace_id, span_id FROM traces WHERE duration_ms > 1000";
+    let (small, parts) = run("4MB", spans);
+    assert_eq!(parts, "1", "the spans' columns do not fit in 4MB");
+    let sorted = |s: String| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert!(small.lines().count() > 100, "{small}");
+    assert_eq!(sorted(small), sorted(run("1GB", spans).0));
+}

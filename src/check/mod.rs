@@ -723,7 +723,11 @@ fn judge(
 
 /// The single value an sql rule's query returns: one row, one column, a number.
 async fn sql_value(ctx: &SessionContext, sql: &str) -> Result<Result<f64, String>> {
-    let batches = ctx.sql(sql).await?.collect().await?;
+    let df = ctx.sql(sql).await?;
+    let (df, before) = crate::sql::session::fit_partitions(ctx, df);
+    let batches = df.collect().await;
+    crate::sql::session::set_partitions(ctx, before);
+    let batches = batches?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let cols = batches.first().map_or(0, |b| b.num_columns());
     if rows != 1 || cols != 1 {

@@ -20,7 +20,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use crate::dataset::Manifest;
 use crate::read::input::Inputs;
@@ -195,6 +195,10 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
         .collect::<Result<Vec<_>>>()?;
     let ctx =
         SessionContext::new_with_config_rt(config(partitions(&data, &manifests, threads)), runtime);
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .set_extension(Arc::new(Threads(threads.max(1))));
     let mut data = data;
     if let Some(tmp) = data.scratch.take() {
         ctx.state_ref()
@@ -249,6 +253,8 @@ const PARQUET_EXPANSION: u64 = 6;
 /// batch (DataFusion does not spill a sort that is being merged): past the cap they fail
 /// where one sort at a time spills and goes on (100k carts under 64 MB: two partitions
 /// fail, one finishes). So when the data is larger than the cap, one partition, and a note.
+/// This is the session's rule, which the replay and the report follow; `query`, `shell` and
+/// `check` apply it again to each query's own tables (`fit_partitions`).
 fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) -> usize {
     if threads <= 1 {
         return threads.max(1);
@@ -270,11 +276,145 @@ fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) ->
         return threads;
     }
     eprintln!(
-        "cartscope: note: the data (about {} decoded) is larger than the memory queries may use ({}): they run in one partition, so that their sorts spill to disk rather than fail (a larger --memory-limit lets them use every core)",
+        "cartscope: note: the data (about {} decoded) is larger than the memory queries may use ({}): the replay and queries that read most of it run in one partition, so that their sorts spill to disk rather than fail (a larger --memory-limit lets them use every core)",
         crate::output::human_bytes(size),
         crate::output::human_bytes(memory_limit() as u64)
     );
     1
+}
+
+/// The threads the session was opened with, for `fit_partitions`.
+struct Threads(usize);
+
+/// Sets the partitions one query runs in, from what it reads: every thread when the tables
+/// it scans (views followed to theirs; all their columns, counted as decoded) fit in the
+/// memory queries may use, else one partition, the session-wide rule of `partitions` applied
+/// to this query's tables alone. A library query over a kept replay reads a few columns of
+/// `carts` and `cart_events`, a few percent of the export, and so uses every core however
+/// large the export is. A DataFrame plans with the settings of when it was made, so this
+/// takes the query's and returns it made again, with the partitions set before for
+/// `set_partitions` to put back.
+pub fn fit_partitions(ctx: &SessionContext, df: DataFrame) -> (DataFrame, usize) {
+    let before = ctx.copied_config().target_partitions();
+    let Some(threads) = ctx.state().config().get_extension::<Threads>() else {
+        return (df, before);
+    };
+    let (_, plan) = df.into_parts();
+    let bytes = scanned_bytes(ctx, &plan);
+    let parts = if bytes <= memory_limit() as u64 {
+        threads.0
+    } else {
+        1
+    };
+    set_partitions(ctx, parts);
+    crate::output::phase(&format!(
+        "query reads about {}, runs in {parts} partition(s)",
+        crate::output::human_bytes(bytes)
+    ));
+    (DataFrame::new(ctx.state(), plan), before)
+}
+
+/// Sets the partitions the next queries run in.
+pub fn set_partitions(ctx: &SessionContext, parts: usize) {
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .execution
+        .target_partitions = parts.max(1);
+}
+
+/// About how many bytes the columns a plan scans hold decoded (Parquet files by their size
+/// times `PARQUET_EXPANSION`, times the share of the file the scanned columns take; in-memory
+/// tables by their arrays), following views and subqueries. The plan is optimized first, so
+/// that each scan names the columns the query reads. A scan of something else counts nothing.
+fn scanned_bytes(ctx: &SessionContext, plan: &datafusion::logical_expr::LogicalPlan) -> u64 {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let optimized = ctx.state().optimize(plan).ok();
+    let mut total = 0u64;
+    let _ = optimized
+        .as_ref()
+        .unwrap_or(plan)
+        .apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
+                    let bytes = provider_bytes(ctx, provider.as_ref(), scan.projection.as_deref());
+                    total = total.saturating_add(bytes);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    total
+}
+
+/// What `scanned_bytes` counts for one table, `projection` its columns read (all if `None`).
+fn provider_bytes(
+    ctx: &SessionContext,
+    provider: &dyn TableProvider,
+    projection: Option<&[usize]>,
+) -> u64 {
+    let schema = provider.schema();
+    let read = |i: usize| projection.is_none_or(|p| p.contains(&i));
+    if let Some(listing) = provider.downcast_ref::<ListingTable>() {
+        let files: Vec<PathBuf> = listing
+            .table_paths()
+            .iter()
+            .filter_map(|u| u.get_url().to_file_path().ok())
+            .collect();
+        let on_disk: u64 = files
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let all = on_disk.saturating_mul(PARQUET_EXPANSION);
+        if projection.is_none() {
+            return all;
+        }
+        // The files of a table share its columns: the first one's footer tells their shares.
+        let share = files.first().and_then(|f| {
+            let file = std::fs::File::open(f).ok()?;
+            let meta = datafusion::parquet::file::metadata::ParquetMetaDataReader::new()
+                .parse_and_finish(&file)
+                .ok()?;
+            let (mut wanted, mut total) = (0u64, 0u64);
+            for rg in meta.row_groups() {
+                for c in rg.columns() {
+                    let size = c.compressed_size().max(0) as u64;
+                    total += size;
+                    let top = c.column_path().parts().first().map(String::as_str);
+                    let index = top.and_then(|n| schema.index_of(n).ok());
+                    if index.is_none_or(read) {
+                        wanted += size;
+                    }
+                }
+            }
+            (total > 0).then(|| wanted as f64 / total as f64)
+        });
+        return (all as f64 * share.unwrap_or(1.0)) as u64;
+    }
+    if let Some(mem) = provider.downcast_ref::<MemTable>() {
+        return mem
+            .batches
+            .iter()
+            .map(|part| {
+                part.try_read()
+                    .map(|batches| {
+                        batches
+                            .iter()
+                            .flat_map(|b| b.columns().iter().enumerate())
+                            .filter(|(i, _)| read(*i))
+                            .map(|(_, c)| c.get_array_memory_size() as u64)
+                            .sum()
+                    })
+                    .unwrap_or(0)
+            })
+            .sum();
+    }
+    match provider.get_logical_plan() {
+        Some(plan) => scanned_bytes(ctx, &plan),
+        None => 0,
+    }
 }
 
 /// (Re)creates the views over observed and derived rows: `traces`, `metrics`, and `spans`
