@@ -19,7 +19,7 @@
 pub mod html;
 pub mod render;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -693,7 +693,98 @@ fn rank(out: &mut [Driver]) {
     });
 }
 
-/// The population of the driver analysis and each cart's candidate properties.
+/// Runs `sql` and hands its rows to `each`, a batch at a time, never the whole result.
+async fn each_batch(
+    ctx: &SessionContext,
+    sql: &str,
+    mut each: impl FnMut(&[RecordBatch]),
+) -> Result<()> {
+    let mut rows = ctx.sql(sql).await?.execute_stream().await?;
+    while let Some(b) = futures::StreamExt::next(&mut rows).await {
+        each(&[b?]);
+    }
+    Ok(())
+}
+
+/// One cart's slowest span of one checkout operation (`drivers`).
+struct CartOperation {
+    /// The cart: its place in the population.
+    cart: u32,
+    /// The operation: its place in the operations' names.
+    operation: u32,
+    /// NaN when unknown (16 bytes a row where an `Option` takes 24).
+    duration_ms: f64,
+}
+
+impl CartOperation {
+    fn duration_ms(&self) -> Option<f64> {
+        (!self.duration_ms.is_nan()).then_some(self.duration_ms)
+    }
+}
+
+/// The candidates of `drivers`: (kind, label) -> (the stage it shows at, the carts that have
+/// it, maybe twice).
+#[derive(Default)]
+struct Features {
+    map: BTreeMap<(String, String), (i64, Vec<u32>)>,
+    /// The carts' places the lists hold room for.
+    room: usize,
+}
+
+impl Features {
+    fn add(&mut self, kind: &str, label: String, stage: i64, i: u32) {
+        let e = self
+            .map
+            .entry((kind.to_string(), label))
+            .or_insert((stage, Vec::new()));
+        e.0 = e.0.min(stage);
+        let before = e.1.capacity();
+        e.1.push(i);
+        self.room += e.1.capacity() - before;
+    }
+
+    fn bytes(&self) -> usize {
+        self.room * std::mem::size_of::<u32>()
+    }
+}
+
+/// What `drivers` holds, reserved in the memory pool of --memory-limit as it grows, so that
+/// the queries running beside it spill sooner and the whole stays within the cap. Past the
+/// cap it holds it all the same (a note says so): the analysis needs it.
+struct Held {
+    reservation: datafusion::execution::memory_pool::MemoryReservation,
+    over: bool,
+}
+
+impl Held {
+    fn new(ctx: &SessionContext) -> Self {
+        let pool = &ctx.runtime_env().memory_pool;
+        Self {
+            reservation: datafusion::execution::memory_pool::MemoryConsumer::new(
+                "the report's driver analysis",
+            )
+            .register(pool),
+            over: false,
+        }
+    }
+
+    fn set(&mut self, bytes: usize) {
+        if self.over || self.reservation.try_resize(bytes).is_ok() {
+            return;
+        }
+        self.over = true;
+        eprintln!(
+            "cartscope: note: the report's driver analysis holds more than --memory-limit leaves it ({} and growing, about 60 bytes per decided cart and more per property it has): it goes on past the cap",
+            crate::output::human_bytes(bytes as u64)
+        );
+    }
+}
+
+/// The population of the driver analysis and each cart's candidate properties. What it holds
+/// grows with the decided carts and is reserved in the memory pool (`Held`), so it is kept
+/// small: per cart, its outcome, value, item count and furthest stage; per cart and checkout
+/// operation, 16 bytes; per cart and candidate it has, 4 bytes (about 150 MB at 1M carts).
+/// Carts are numbered in SQL (their place in cart_id order), so that no cart id is held.
 async fn drivers(
     ctx: &SessionContext,
     m: &Model,
@@ -705,40 +796,40 @@ async fn drivers(
     // Every decided cart of the period with the furthest stage it reached; each driver is then
     // judged among the carts that reached the stage where it shows (its own stage).
     let pop_sql = format!(
-        "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
+        "SELECT row_number() OVER (ORDER BY c.cart_id) - 1 AS i, c.cart_id,
+                c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
                 coalesce(c.item_count, 0) AS n, f.s AS furthest
          FROM carts c JOIN (SELECT cart_id, max(stage_order) AS s FROM cart_events GROUP BY cart_id) f
            ON c.cart_id = f.cart_id
-         WHERE {cur} AND c.outcome IN ('abandoned', 'converted')
-         ORDER BY c.cart_id"
+         WHERE {cur} AND c.outcome IN ('abandoned', 'converted')"
     );
-    let b = batches(ctx, &pop_sql).await?;
-    let ids: Vec<String> = strings(&b, 0)
-        .into_iter()
-        .map(|s| s.unwrap_or_default())
-        .collect();
-    let bad: Vec<bool> = strings(&b, 1)
-        .into_iter()
-        .map(|s| s.as_deref() == Some("true"))
-        .collect();
-    let value = floats(&b, 2);
-    let items = floats(&b, 3);
-    let furthest: Vec<i64> = counts(&b, 4).into_iter().map(|x| x as i64).collect();
-    let index: HashMap<&str, usize> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let n = ids.len();
-    // (kind, label) -> (the stage it shows at, the carts that have it)
-    let mut features: BTreeMap<(String, String), (i64, HashSet<usize>)> = BTreeMap::new();
-    let mut add = |kind: &str, label: String, stage: i64, i: usize| {
-        let e = features
-            .entry((kind.to_string(), label))
-            .or_insert((stage, HashSet::new()));
-        e.0 = e.0.min(stage);
-        e.1.insert(i);
+    let (mut bad, mut value, mut items, mut furthest) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    each_batch(
+        ctx,
+        &format!("SELECT bad, v, n, furthest FROM ({pop_sql}) ORDER BY i"),
+        |b| {
+            bad.extend(
+                strings(b, 0)
+                    .into_iter()
+                    .map(|s| s.as_deref() == Some("true")),
+            );
+            value.extend(floats(b, 1));
+            items.extend(floats(b, 2));
+            furthest.extend(counts(b, 3).into_iter().map(|x| x as i64));
+        },
+    )
+    .await?;
+    let n = bad.len();
+    let mut held = Held::new(ctx);
+    let per_cart_bytes = 1 + 3 * std::mem::size_of::<Option<f64>>();
+    held.set(n * per_cart_bytes);
+    // A cart of the population by its number in a later query's row.
+    let cart = |i: Option<i64>| {
+        i.and_then(|i| u32::try_from(i).ok())
+            .filter(|&i| (i as usize) < n)
     };
+    let mut features = Features::default();
 
     // Operations of the checkout stages: slow, slower than their own p95, failed.
     let attrs_case = o
@@ -751,7 +842,12 @@ async fn drivers(
             )
         })
         .collect::<Vec<_>>();
-    let b = batches(
+    let mut names: Vec<String> = Vec::new();
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let mut per_cart: Vec<CartOperation> = Vec::new();
+    // Each operation's stage: that of the last cart (in cart_id order) it shows in.
+    let mut op_stage: BTreeMap<String, i64> = BTreeMap::new();
+    each_batch(
         ctx,
         &format!(
             "WITH pop AS ({pop_sql}),
@@ -761,52 +857,54 @@ async fn drivers(
                              FROM observed_traces WHERE duration_ms IS NOT NULL),
                   p95 AS (SELECT operation_name, duration_ms AS p95 FROM ranked
                           WHERE rn = greatest(CAST(ceil(0.95 * cnt) AS BIGINT), 1))
-             SELECT e.cart_id, e.operation, max(e.duration_ms), bool_or(e.status_code = 'error'),
+             SELECT pop.i, e.operation, max(e.duration_ms), bool_or(e.status_code = 'error'),
                     bool_or(e.duration_ms > p95.p95), coalesce(min(e.stage_order), {checkout_order})
              FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
              LEFT JOIN p95 ON e.operation = p95.operation_name
              WHERE e.stage_order >= {checkout_order}
-             GROUP BY e.cart_id, e.operation ORDER BY 1, 2"
+             GROUP BY pop.i, e.operation ORDER BY 1, 2"
         ),
+        |b| {
+            let (cid, opcol, dur, failed, over) =
+                (ints(b, 0), strings(b, 1), floats(b, 2), strings(b, 3), strings(b, 4));
+            let stage_col = counts(b, 5);
+            for r in 0..cid.len() {
+                let (Some(i), Some(op)) = (cart(cid[r]), &opcol[r]) else {
+                    continue;
+                };
+                let d = dur[r].unwrap_or(0.0);
+                let st = stage_col[r] as i64;
+                op_stage.insert(op.clone(), st);
+                if d > slow {
+                    features.add(
+                        "slow_operation",
+                        format!("{op} slower than {slow} ms"),
+                        st,
+                        i,
+                    );
+                }
+                if over[r].as_deref() == Some("true") {
+                    features.add("slow_operation", format!("{op} slower than its p95"), st, i);
+                }
+                if failed[r].as_deref() == Some("true") {
+                    features.add("failed_operation", format!("{op} failed"), st, i);
+                }
+                let operation = *ids.entry(op.clone()).or_insert_with(|| {
+                    names.push(op.clone());
+                    names.len() as u32 - 1
+                });
+                per_cart.push(CartOperation {
+                    cart: i,
+                    operation,
+                    duration_ms: dur[r].unwrap_or(f64::NAN),
+                });
+            }
+            held.set(n * per_cart_bytes + per_cart.capacity() * std::mem::size_of::<CartOperation>() + features.bytes());
+        },
     )
     .await?;
-    let (cid, opcol, dur, failed, over) = (
-        strings(&b, 0),
-        strings(&b, 1),
-        floats(&b, 2),
-        strings(&b, 3),
-        strings(&b, 4),
-    );
-    let stage_col: Vec<i64> = counts(&b, 5).into_iter().map(|x| x as i64).collect();
+    per_cart.shrink_to_fit();
     crate::output::phase("report: drivers: operations per cart");
-    let mut latency: BTreeMap<String, Vec<(f64, bool)>> = BTreeMap::new();
-    let mut op_stage: BTreeMap<String, i64> = BTreeMap::new();
-    for r in 0..cid.len() {
-        let (Some(c), Some(op)) = (&cid[r], &opcol[r]) else {
-            continue;
-        };
-        let Some(&i) = index.get(c.as_str()) else {
-            continue;
-        };
-        let d = dur[r].unwrap_or(0.0);
-        let st = stage_col[r];
-        op_stage.insert(op.clone(), st);
-        if d > slow {
-            add(
-                "slow_operation",
-                format!("{op} slower than {slow} ms"),
-                st,
-                i,
-            );
-        }
-        if over[r].as_deref() == Some("true") {
-            add("slow_operation", format!("{op} slower than its p95"), st, i);
-        }
-        if failed[r].as_deref() == Some("true") {
-            add("failed_operation", format!("{op} failed"), st, i);
-        }
-        latency.entry(op.clone()).or_default().push((d, !bad[i]));
-    }
 
     // Attribute values of the cart's spans and their resources: every attribute from one
     // join of the cart's events to their spans (one join per attribute took 42 of the 55 s
@@ -821,29 +919,22 @@ async fn drivers(
         let sql = format!(
             "WITH pop AS ({pop_sql}),
              kv AS (
-                 SELECT e.cart_id, t.service_name, e.stage_order,
+                 SELECT pop.i, t.service_name, e.stage_order,
                         unnest(make_array({pairs})) AS kv
                  FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
                  JOIN observed_traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id)
-             SELECT kv['k'], cart_id, service_name, kv['v'], coalesce(min(stage_order), 1)
-             FROM kv WHERE kv['v'] IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+             SELECT kv['k'], i, service_name, kv['v'], coalesce(min(stage_order), 1)
+             FROM kv WHERE kv['v'] IS NOT NULL GROUP BY 1, 2, 3, 4"
         );
-        // Streamed: a batch of rows at a time, never the whole result.
-        let mut rows = ctx.sql(&sql).await?.execute_stream().await?;
-        while let Some(b) = futures::StreamExt::next(&mut rows).await {
-            let b = [b?];
-            let (which, cid, svc, v) =
-                (ints(&b, 0), strings(&b, 1), strings(&b, 2), strings(&b, 3));
-            let st = counts(&b, 4);
+        each_batch(ctx, &sql, |b| {
+            let (which, cid, svc, v) = (ints(b, 0), ints(b, 1), strings(b, 2), strings(b, 3));
+            let st = counts(b, 4);
             for r in 0..cid.len() {
-                let (Some(k), Some(c), Some(v)) = (
+                let (Some(k), Some(i), Some(v)) = (
                     which[r].and_then(|k| o.attributes.get(k as usize)),
-                    &cid[r],
+                    cart(cid[r]),
                     &v[r],
                 ) else {
-                    continue;
-                };
-                let Some(&i) = index.get(c.as_str()) else {
                     continue;
                 };
                 // Resource attributes that vary by service (a version) are named with
@@ -852,14 +943,20 @@ async fn drivers(
                     (Some(s), true) => format!("{k} = {v} ({s})"),
                     _ => format!("{k} = {v}"),
                 };
-                add("attribute", label, st[r] as i64, i);
+                features.add("attribute", label, st[r] as i64, i);
             }
-        }
+            held.set(
+                n * per_cart_bytes
+                    + per_cart.capacity() * std::mem::size_of::<CartOperation>()
+                    + features.bytes(),
+            );
+        })
+        .await?;
     }
 
     crate::output::phase("report: drivers: attributes per cart");
     // Numeric covariates, split at the median of the carts that reached their stage.
-    let mut numeric = |name: &str, stage: i64, xs: Vec<Option<f64>>| {
+    let mut numeric = |name: &str, stage: i64, xs: &[Option<f64>]| {
         let mut known: Vec<f64> = (0..n)
             .filter(|&i| furthest[i] >= stage)
             .filter_map(|i| xs[i])
@@ -869,57 +966,67 @@ async fn drivers(
             let label = format!("{name} above its median ({})", round(med, 2));
             for (i, x) in xs.iter().enumerate() {
                 if x.is_some_and(|x| x > med) {
-                    add("numeric", label.clone(), stage, i);
+                    features.add("numeric", label.clone(), stage, i as u32);
                 }
             }
         }
     };
-    numeric("cart value", checkout_order, value.clone());
-    numeric("item count", checkout_order, items);
+    numeric("cart value", checkout_order, &value);
+    numeric("item count", checkout_order, &items);
+    drop(items);
     for (op, st) in &op_stage {
-        let mut per_cart = vec![None; n];
+        let id = ids[op.as_str()];
+        let mut xs = vec![None; n];
         // The cart's slowest span of the operation.
-        for r in 0..cid.len() {
-            if opcol[r].as_deref() == Some(op.as_str()) {
-                if let Some(&i) = cid[r].as_deref().and_then(|c| index.get(c)) {
-                    per_cart[i] = dur[r];
-                }
-            }
+        for r in per_cart.iter().filter(|r| r.operation == id) {
+            xs[r.cart as usize] = r.duration_ms();
         }
-        numeric(&format!("{op} latency"), *st, per_cart);
+        numeric(&format!("{op} latency"), *st, &xs);
     }
 
     // Score every candidate among the carts that reached its stage.
+    let mut reached: HashMap<i64, (u64, u64)> = HashMap::new();
     let mut out = Vec::new();
-    for ((kind, label), (stage, set)) in &features {
-        let members: Vec<usize> = (0..n).filter(|&i| furthest[i] >= *stage).collect();
-        let support = set.iter().filter(|&&i| furthest[i] >= *stage).count() as u64;
-        if support < o.min_support || support as usize == members.len() {
+    for ((kind, label), (stage, set)) in &mut features.map {
+        set.sort_unstable();
+        set.dedup();
+        let (members, total_bad) = *reached.entry(*stage).or_insert_with(|| {
+            let at = (0..n).filter(|&i| furthest[i] >= *stage);
+            let members = at.clone().count() as u64;
+            (members, at.filter(|&i| bad[i]).count() as u64)
+        });
+        let has = |i: &&u32| furthest[**i as usize] >= *stage;
+        let support = set.iter().filter(has).count() as u64;
+        if support < o.min_support || support == members {
             continue;
         }
-        let total_bad = members.iter().filter(|&&i| bad[i]).count() as u64;
-        let exposed_bad = set
-            .iter()
-            .filter(|&&i| furthest[i] >= *stage && bad[i])
-            .count() as u64;
+        let exposed_bad = set.iter().filter(has).filter(|&&i| bad[i as usize]).count() as u64;
         let t = TwoByTwo {
             exposed_bad,
             exposed_good: support - exposed_bad,
             unexposed_bad: total_bad - exposed_bad,
-            unexposed_good: (members.len() as u64 - support) - (total_bad - exposed_bad),
+            unexposed_good: (members - support) - (total_bad - exposed_bad),
         };
         let exposed_bad_value: f64 = set
             .iter()
-            .filter(|&&i| bad[i])
-            .map(|&i| value[i].unwrap_or(0.0))
+            .filter(|&&i| bad[i as usize])
+            .map(|&i| value[i as usize].unwrap_or(0.0))
             .sum();
         out.push(score(kind, label, &t, exposed_bad_value));
     }
+    drop(features);
     rank(&mut out);
 
     // Latency to conversion: logistic regression of converted on seconds, per operation.
     let mut curves = Vec::new();
-    for (op, obs) in latency {
+    for op in op_stage.into_keys() {
+        // The operation's carts, in cart order: (its slowest span, converted).
+        let id = ids[op.as_str()];
+        let obs: Vec<(f64, bool)> = per_cart
+            .iter()
+            .filter(|r| r.operation == id)
+            .map(|r| (r.duration_ms().unwrap_or(0.0), !bad[r.cart as usize]))
+            .collect();
         let x: Vec<f64> = obs.iter().map(|o| o.0 / 1000.0).collect();
         let y: Vec<bool> = obs.iter().map(|o| o.1).collect();
         if y.iter().all(|v| *v == y[0]) {
