@@ -350,9 +350,10 @@ pub const DURATIONS_SQL: &str = "SELECT operation_name, duration_ms FROM observe
 /// share the bits fixed so far, and fixes the 16 bits of the bucket that holds the rank;
 /// once a bucket holds few enough values, the next pass keeps them and selects in them.
 /// Two passes in practice (durations of one operation sharing 16 bits are rare beyond
-/// 64k); at most five.
-async fn percentiles(
+/// 64k); at most five. `sql` gives the (operation, duration) rows, as `DURATIONS_SQL`.
+pub async fn percentiles(
     ctx: &SessionContext,
+    sql: &str,
     p: f64,
 ) -> Result<std::collections::HashMap<String, f64>> {
     use datafusion::arrow::compute::cast;
@@ -361,13 +362,13 @@ async fn percentiles(
     let mut sel = Percentiles::new(p);
     loop {
         let mut stream = ctx
-            .sql(DURATIONS_SQL)
+            .sql(sql)
             .await?
             .execute_stream()
             .await
-            .context("the replay's percentile query failed")?;
+            .context("the percentile query failed")?;
         while let Some(b) = stream.next().await {
-            let b = b.context("the replay's percentile query failed")?;
+            let b = b.context("the percentile query failed")?;
             let ops = cast(b.column(0), &DataType::Utf8)?;
             let ms = cast(b.column(1), &DataType::Float64)?;
             let (ops, ms) = (ops.as_string::<i32>(), ms.as_primitive::<Float64Type>());
@@ -1075,8 +1076,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     // The session's one-partition rule (`sql::session::partitions`) starts big data at the
     // last of these; at 10M carts under 1 GB its hash join did not fit, and the sort-merge
     // join did.
-    let partitions = ctx.copied_config().target_partitions();
-    let hash_join = ctx.copied_config().options().optimizer.prefer_hash_join;
+    let (hash_join, partitions) = crate::sql::session::joins(ctx);
     let limit = crate::output::human_bytes(crate::sql::session::memory_limit() as u64);
     let attempts = [
         (hash_join, partitions, String::new()),
@@ -1091,13 +1091,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
             format!("the replay's sorts did not fit side by side in the memory it may use ({limit}): sorting one at a time instead"),
         ),
     ];
-    let set = |hash: bool, parts: usize| {
-        let state = ctx.state_ref();
-        let mut state = state.write();
-        let o = state.config_mut().options_mut();
-        o.optimizer.prefer_hash_join = hash;
-        o.execution.target_partitions = parts;
-    };
+    let set = |hash: bool, parts: usize| crate::sql::session::set_joins(ctx, (hash, parts));
     let mut tried: Vec<(bool, usize)> = Vec::new();
     let mut outcome = None;
     for (hash, parts, note) in attempts {
@@ -1110,7 +1104,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         tried.push((hash, parts));
         set(hash, parts);
         let r = write(ctx, m, opts, threshold, &replay).await;
-        let done = !matches!(&r, Err(e) if exhausted(e));
+        let done = !matches!(&r, Err(e) if crate::sql::session::exhausted(e));
         outcome = Some(r);
         if done {
             break;
@@ -1139,7 +1133,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
 
 /// An error that is DataFusion running out of its memory pool, said in cartscope's terms.
 fn out_of_memory(e: anyhow::Error) -> anyhow::Error {
-    if exhausted(&e) {
+    if crate::sql::session::exhausted(&e) {
         e.context(format!(
             "the replay needs more memory than the {} it may use: raise --memory-limit",
             crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
@@ -1147,19 +1141,6 @@ fn out_of_memory(e: anyhow::Error) -> anyhow::Error {
     } else {
         e
     }
-}
-
-/// Whether an error is DataFusion running out of its memory pool.
-fn exhausted(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<datafusion::error::DataFusionError>()
-            .is_some_and(|d| {
-                matches!(
-                    d.find_root(),
-                    datafusion::error::DataFusionError::ResourcesExhausted(_)
-                )
-            })
-    })
 }
 
 /// What the fold hands the writer thread.
@@ -1256,7 +1237,7 @@ async fn write(
     use futures::StreamExt;
     let as_of_us = opts.as_of.micros();
     let threshold_us = threshold.micros();
-    let p_ms = percentiles(ctx, m.causes.percentile).await?;
+    let p_ms = percentiles(ctx, DURATIONS_SQL, m.causes.percentile).await?;
     crate::output::phase("replay: percentiles");
     let rules = Rules {
         as_of_us,

@@ -424,33 +424,40 @@ fn changes(cur: &Summary, prev: &Summary) -> Vec<Change> {
 /// Latency percentiles (nearest rank) and error rate of every operation among the spans the
 /// filter keeps, by name.
 async fn operation_stats(ctx: &SessionContext, span_filter: &str) -> Result<Vec<OperationStats>> {
+    let spans = format!(
+        "FROM observed_traces WHERE {span_filter} AND duration_ms IS NOT NULL
+           AND operation_name IS NOT NULL"
+    );
     let b = batches(
         ctx,
         &format!(
-            "WITH ranked AS (SELECT operation_name AS op, duration_ms, status_code,
-                                    row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
-                                    count(*) OVER (PARTITION BY operation_name) AS cnt
-                             FROM observed_traces WHERE {span_filter} AND duration_ms IS NOT NULL
-                               AND operation_name IS NOT NULL)
-             SELECT op, max(cnt),
-                    max(CASE WHEN rn = greatest(CAST(ceil(0.5 * cnt) AS BIGINT), 1) THEN duration_ms END),
-                    max(CASE WHEN rn = greatest(CAST(ceil(0.95 * cnt) AS BIGINT), 1) THEN duration_ms END),
-                    max(CASE WHEN rn = greatest(CAST(ceil(0.99 * cnt) AS BIGINT), 1) THEN duration_ms END),
+            "SELECT operation_name, count(*),
                     avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END)
-             FROM ranked GROUP BY op ORDER BY op"
+             {spans} GROUP BY operation_name ORDER BY operation_name"
         ),
     )
     .await?;
     let ops = strings(&b, 0);
-    let spans = counts(&b, 1);
-    let (p50, p95, p99, err) = (floats(&b, 2), floats(&b, 3), floats(&b, 4), floats(&b, 5));
+    let spans_of = counts(&b, 1);
+    let err = floats(&b, 2);
+    // Nearest-rank percentiles, exactly, in memory that grows with the operations only.
+    let durations = format!("SELECT operation_name, duration_ms {spans}");
+    let mut p = Vec::new();
+    for q in [0.5, 0.95, 0.99] {
+        p.push(crate::replay::percentiles(ctx, &durations, q).await?);
+    }
+    let at = |k: usize, op: &Option<String>| {
+        op.as_deref()
+            .and_then(|op| p[k].get(op).copied())
+            .unwrap_or(0.0)
+    };
     Ok((0..ops.len())
         .map(|i| OperationStats {
             operation: ops[i].clone().unwrap_or_default(),
-            spans: spans[i],
-            p50_ms: round(p50[i].unwrap_or(0.0), 3),
-            p95_ms: round(p95[i].unwrap_or(0.0), 3),
-            p99_ms: round(p99[i].unwrap_or(0.0), 3),
+            spans: spans_of[i],
+            p50_ms: round(at(0, &ops[i]), 3),
+            p95_ms: round(at(1, &ops[i]), 3),
+            p99_ms: round(at(2, &ops[i]), 3),
             error_rate: round(err[i].unwrap_or(0.0), 4),
         })
         .collect())
@@ -757,14 +764,15 @@ struct Held {
 }
 
 impl Held {
-    fn new(ctx: &SessionContext) -> Self {
+    /// Reserves nothing if not `reserve`.
+    fn new(ctx: &SessionContext, reserve: bool) -> Self {
         let pool = &ctx.runtime_env().memory_pool;
         Self {
             reservation: datafusion::execution::memory_pool::MemoryConsumer::new(
                 "the report's driver analysis",
             )
             .register(pool),
-            over: false,
+            over: !reserve,
         }
     }
 
@@ -782,53 +790,98 @@ impl Held {
 
 /// The population of the driver analysis and each cart's candidate properties. What it holds
 /// grows with the decided carts and is reserved in the memory pool (`Held`), so it is kept
-/// small: per cart, its outcome, value, item count and furthest stage; per cart and checkout
-/// operation, 16 bytes; per cart and candidate it has, 4 bytes (about 150 MB at 1M carts).
-/// Carts are numbered in SQL (their place in cart_id order), so that no cart id is held.
+/// small: per cart, its outcome, value, item count and furthest stage, and its id in one
+/// string with an index; per cart and checkout operation, 16 bytes; per cart and candidate
+/// it has, 4 bytes (about 200 MB at 1M carts).
+///
+/// Its joins hold the population's carts (and, for the attributes, every cart event's span
+/// ids: 463 MB at 1M carts) in hash tables that cannot spill: when the data is larger than
+/// the memory cap, they join by sorting instead, which spills (1M carts under 1 GB: peak
+/// 1.59 GB -> 1.29 GB, 1 s slower), across two partitions (DataFusion plans no sort-merge
+/// join in one). Past the cap all the same (two sorts side by side, 100k carts under 64 MB),
+/// it runs again as the session's other queries do, and holds its own rows outside the cap:
+/// a note says so.
 async fn drivers(
     ctx: &SessionContext,
     m: &Model,
     o: &Options,
     cur: &str,
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
+    let joins = crate::sql::session::joins(ctx);
+    let first = if crate::sql::session::frugal(ctx) {
+        (false, joins.1.max(2))
+    } else {
+        joins
+    };
+    crate::sql::session::set_joins(ctx, first);
+    let mut r = drivers_of(ctx, m, o, cur, true).await;
+    if matches!(&r, Err(e) if crate::sql::session::exhausted(e)) {
+        eprintln!(
+            "cartscope: note: the report's driver analysis did not fit in the memory it may use ({}): running it again with its own rows held outside that cap",
+            crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
+        );
+        crate::sql::session::set_joins(ctx, joins);
+        r = drivers_of(ctx, m, o, cur, false).await;
+    }
+    crate::sql::session::set_joins(ctx, joins);
+    r
+}
+
+/// `drivers`, its rows reserved in the memory pool if `reserve`.
+async fn drivers_of(
+    ctx: &SessionContext,
+    m: &Model,
+    o: &Options,
+    cur: &str,
+    reserve: bool,
+) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     let checkout_order: i64 = if m.stages.len() > 1 { 2 } else { 1 };
     let slow = m.causes.slow_ms;
     // Every decided cart of the period with the furthest stage it reached; each driver is then
     // judged among the carts that reached the stage where it shows (its own stage).
     let pop_sql = format!(
-        "SELECT row_number() OVER (ORDER BY c.cart_id) - 1 AS i, c.cart_id,
-                c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
+        "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
                 coalesce(c.item_count, 0) AS n, f.s AS furthest
          FROM carts c JOIN (SELECT cart_id, max(stage_order) AS s FROM cart_events GROUP BY cart_id) f
            ON c.cart_id = f.cart_id
-         WHERE {cur} AND c.outcome IN ('abandoned', 'converted')"
+         WHERE {cur} AND c.outcome IN ('abandoned', 'converted')
+         ORDER BY c.cart_id"
     );
+    // The carts' ids, one after another in one string, each ending where `ends` says.
+    let (mut text, mut ends) = (String::new(), Vec::<usize>::new());
     let (mut bad, mut value, mut items, mut furthest) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    each_batch(
-        ctx,
-        &format!("SELECT bad, v, n, furthest FROM ({pop_sql}) ORDER BY i"),
-        |b| {
-            bad.extend(
-                strings(b, 0)
-                    .into_iter()
-                    .map(|s| s.as_deref() == Some("true")),
-            );
-            value.extend(floats(b, 1));
-            items.extend(floats(b, 2));
-            furthest.extend(counts(b, 3).into_iter().map(|x| x as i64));
-        },
-    )
+    each_batch(ctx, &pop_sql, |b| {
+        for id in strings(b, 0) {
+            text.push_str(&id.unwrap_or_default());
+            ends.push(text.len());
+        }
+        bad.extend(
+            strings(b, 1)
+                .into_iter()
+                .map(|s| s.as_deref() == Some("true")),
+        );
+        value.extend(floats(b, 2));
+        items.extend(floats(b, 3));
+        furthest.extend(counts(b, 4).into_iter().map(|x| x as i64));
+    })
     .await?;
     let n = bad.len();
-    let mut held = Held::new(ctx);
+    // A cart's place in the population, by its id (the last of a repeated id).
+    let index: HashMap<&str, u32> = (0..n)
+        .map(|i| {
+            (
+                &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]],
+                i as u32,
+            )
+        })
+        .collect();
+    drop(ends);
+    let mut held = Held::new(ctx, reserve);
     let per_cart_bytes = 1 + 3 * std::mem::size_of::<Option<f64>>();
-    held.set(n * per_cart_bytes);
-    // A cart of the population by its number in a later query's row.
-    let cart = |i: Option<i64>| {
-        i.and_then(|i| u32::try_from(i).ok())
-            .filter(|&i| (i as usize) < n)
-    };
+    let index_bytes = text.capacity() + index.capacity() * (std::mem::size_of::<(&str, u32)>() + 1);
+    held.set(n * per_cart_bytes + index_bytes);
+    let cart = |id: &Option<String>| id.as_deref().and_then(|c| index.get(c).copied());
     let mut features = Features::default();
 
     // Operations of the checkout stages: slow, slower than their own p95, failed.
@@ -847,29 +900,41 @@ async fn drivers(
     let mut per_cart: Vec<CartOperation> = Vec::new();
     // Each operation's stage: that of the last cart (in cart_id order) it shows in.
     let mut op_stage: BTreeMap<String, i64> = BTreeMap::new();
+    // Each operation's p95 over every observed span, written into the query as text that
+    // reads back as the same double.
+    let p95 = crate::replay::percentiles(ctx, crate::replay::DURATIONS_SQL, 0.95).await?;
+    let mut p95: Vec<(String, f64)> = p95.into_iter().collect();
+    p95.sort_by(|a, b| a.0.cmp(&b.0));
+    let p95 = if p95.is_empty() {
+        "CAST(NULL AS DOUBLE)".to_string()
+    } else {
+        let whens: String = p95
+            .iter()
+            .map(|(op, v)| format!(" WHEN {} THEN CAST('{v}' AS DOUBLE)", lit(op)))
+            .collect();
+        format!("CASE e.operation{whens} END")
+    };
     each_batch(
         ctx,
         &format!(
-            "WITH pop AS ({pop_sql}),
-                  ranked AS (SELECT operation_name, duration_ms,
-                                    row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
-                                    count(*) OVER (PARTITION BY operation_name) AS cnt
-                             FROM observed_traces WHERE duration_ms IS NOT NULL),
-                  p95 AS (SELECT operation_name, duration_ms AS p95 FROM ranked
-                          WHERE rn = greatest(CAST(ceil(0.95 * cnt) AS BIGINT), 1))
-             SELECT pop.i, e.operation, max(e.duration_ms), bool_or(e.status_code = 'error'),
-                    bool_or(e.duration_ms > p95.p95), coalesce(min(e.stage_order), {checkout_order})
+            "WITH pop AS ({pop_sql})
+             SELECT e.cart_id, e.operation, max(e.duration_ms), bool_or(e.status_code = 'error'),
+                    bool_or(e.duration_ms > {p95}), coalesce(min(e.stage_order), {checkout_order})
              FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
-             LEFT JOIN p95 ON e.operation = p95.operation_name
              WHERE e.stage_order >= {checkout_order}
-             GROUP BY pop.i, e.operation ORDER BY 1, 2"
+             GROUP BY e.cart_id, e.operation ORDER BY 1, 2"
         ),
         |b| {
-            let (cid, opcol, dur, failed, over) =
-                (ints(b, 0), strings(b, 1), floats(b, 2), strings(b, 3), strings(b, 4));
+            let (cid, opcol, dur, failed, over) = (
+                strings(b, 0),
+                strings(b, 1),
+                floats(b, 2),
+                strings(b, 3),
+                strings(b, 4),
+            );
             let stage_col = counts(b, 5);
             for r in 0..cid.len() {
-                let (Some(i), Some(op)) = (cart(cid[r]), &opcol[r]) else {
+                let (Some(i), Some(op)) = (cart(&cid[r]), &opcol[r]) else {
                     continue;
                 };
                 let d = dur[r].unwrap_or(0.0);
@@ -899,7 +964,12 @@ async fn drivers(
                     duration_ms: dur[r].unwrap_or(f64::NAN),
                 });
             }
-            held.set(n * per_cart_bytes + per_cart.capacity() * std::mem::size_of::<CartOperation>() + features.bytes());
+            held.set(
+                n * per_cart_bytes
+                    + index_bytes
+                    + per_cart.capacity() * std::mem::size_of::<CartOperation>()
+                    + features.bytes(),
+            );
         },
     )
     .await?;
@@ -919,20 +989,20 @@ async fn drivers(
         let sql = format!(
             "WITH pop AS ({pop_sql}),
              kv AS (
-                 SELECT pop.i, t.service_name, e.stage_order,
+                 SELECT e.cart_id, t.service_name, e.stage_order,
                         unnest(make_array({pairs})) AS kv
                  FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
                  JOIN observed_traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id)
-             SELECT kv['k'], i, service_name, kv['v'], coalesce(min(stage_order), 1)
+             SELECT kv['k'], cart_id, service_name, kv['v'], coalesce(min(stage_order), 1)
              FROM kv WHERE kv['v'] IS NOT NULL GROUP BY 1, 2, 3, 4"
         );
         each_batch(ctx, &sql, |b| {
-            let (which, cid, svc, v) = (ints(b, 0), ints(b, 1), strings(b, 2), strings(b, 3));
+            let (which, cid, svc, v) = (ints(b, 0), strings(b, 1), strings(b, 2), strings(b, 3));
             let st = counts(b, 4);
             for r in 0..cid.len() {
                 let (Some(k), Some(i), Some(v)) = (
                     which[r].and_then(|k| o.attributes.get(k as usize)),
-                    cart(cid[r]),
+                    cart(&cid[r]),
                     &v[r],
                 ) else {
                     continue;
@@ -947,6 +1017,7 @@ async fn drivers(
             }
             held.set(
                 n * per_cart_bytes
+                    + index_bytes
                     + per_cart.capacity() * std::mem::size_of::<CartOperation>()
                     + features.bytes(),
             );

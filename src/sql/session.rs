@@ -314,6 +314,50 @@ pub fn fit_partitions(ctx: &SessionContext, df: DataFrame) -> (DataFrame, usize)
     (DataFrame::new(ctx.state(), plan), before)
 }
 
+/// Whether the session runs its queries in one partition, though it has more threads,
+/// because the data is larger than the memory cap (`partitions`).
+pub fn frugal(ctx: &SessionContext) -> bool {
+    let threads = ctx
+        .state()
+        .config()
+        .get_extension::<Threads>()
+        .map_or(1, |t| t.0);
+    threads > 1 && ctx.copied_config().target_partitions() == 1
+}
+
+/// How the next queries join: (prefer a hash join, partitions). DataFusion plans a
+/// sort-merge join, whose sorts spill, only when hash joins are not preferred and there are
+/// two partitions or more; a hash join's table cannot spill.
+pub fn joins(ctx: &SessionContext) -> (bool, usize) {
+    let c = ctx.copied_config();
+    (
+        c.options().optimizer.prefer_hash_join,
+        c.target_partitions(),
+    )
+}
+
+/// Sets how the next queries join (see `joins`).
+pub fn set_joins(ctx: &SessionContext, (hash, parts): (bool, usize)) {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let o = state.config_mut().options_mut();
+    o.optimizer.prefer_hash_join = hash;
+    o.execution.target_partitions = parts.max(1);
+}
+
+/// Whether an error is DataFusion running out of its memory pool.
+pub fn exhausted(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<datafusion::error::DataFusionError>()
+            .is_some_and(|d| {
+                matches!(
+                    d.find_root(),
+                    datafusion::error::DataFusionError::ResourcesExhausted(_)
+                )
+            })
+    })
+}
+
 /// Sets the partitions the next queries run in.
 pub fn set_partitions(ctx: &SessionContext, parts: usize) {
     ctx.state_ref()
