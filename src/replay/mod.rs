@@ -356,10 +356,21 @@ pub async fn percentiles(
     sql: &str,
     p: f64,
 ) -> Result<std::collections::HashMap<String, f64>> {
+    let at = percentiles_at(ctx, sql, &[p]).await?;
+    Ok(at.into_iter().map(|(op, v)| (op, v[0])).collect())
+}
+
+/// `percentiles` at several `ps` at once, in the same passes: each operation's values in the
+/// order of `ps`.
+pub async fn percentiles_at(
+    ctx: &SessionContext,
+    sql: &str,
+    ps: &[f64],
+) -> Result<std::collections::HashMap<String, Vec<f64>>> {
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::DataType;
     use futures::StreamExt;
-    let mut sel = Percentiles::new(p);
+    let mut sel = Percentiles::new(ps);
     loop {
         let mut stream = ctx
             .sql(sql)
@@ -386,9 +397,10 @@ pub async fn percentiles(
 
 /// The radix selection of `percentiles`, fed one pass of (operation, duration) at a time.
 struct Percentiles {
-    p: f64,
+    ps: Vec<f64>,
     first: bool,
-    sel: std::collections::HashMap<String, Sel>,
+    /// Per operation, one selection per p.
+    sel: std::collections::HashMap<String, Vec<Sel>>,
 }
 
 /// One operation's selection.
@@ -408,9 +420,9 @@ impl Percentiles {
     /// Values kept for a selection once the candidates are this few.
     const FEW: u64 = 1 << 16;
 
-    fn new(p: f64) -> Percentiles {
+    fn new(ps: &[f64]) -> Percentiles {
         Percentiles {
-            p,
+            ps: ps.to_vec(),
             first: true,
             sel: Default::default(),
         }
@@ -431,21 +443,26 @@ impl Percentiles {
     }
 
     fn see(&mut self, op: &str, d: f64) {
-        let s = match self.sel.get_mut(op) {
+        let sels = match self.sel.get_mut(op) {
             Some(s) => s,
-            None if self.first => self.sel.entry(op.to_string()).or_default(),
+            None if self.first => self
+                .sel
+                .entry(op.to_string())
+                .or_insert_with(|| self.ps.iter().map(|_| Sel::default()).collect()),
             None => return,
         };
-        if s.done.is_some() {
-            return;
-        }
         let k = Self::key(d);
-        if s.bits > 0 && k >> (64 - s.bits) != s.prefix {
-            return;
-        }
-        match &mut s.kept {
-            Some(v) => v.push(d),
-            None => *s.hist.entry((k << s.bits >> 48) as u16).or_default() += 1,
+        for s in sels {
+            if s.done.is_some() {
+                continue;
+            }
+            if s.bits > 0 && k >> (64 - s.bits) != s.prefix {
+                continue;
+            }
+            match &mut s.kept {
+                Some(v) => v.push(d),
+                None => *s.hist.entry((k << s.bits >> 48) as u16).or_default() += 1,
+            }
         }
     }
 
@@ -453,7 +470,8 @@ impl Percentiles {
     fn end_pass(&mut self) -> bool {
         self.first = false;
         let mut open = false;
-        for s in self.sel.values_mut() {
+        for (k, s) in self.sel.values_mut().flat_map(|v| v.iter_mut().enumerate()) {
+            let p = self.ps[k];
             if s.done.is_some() {
                 continue;
             }
@@ -467,7 +485,7 @@ impl Percentiles {
             }
             if s.rank == 0 {
                 let n: u64 = s.hist.values().sum();
-                let r = (self.p * n as f64).ceil() as u64;
+                let r = (p * n as f64).ceil() as u64;
                 s.rank = r.clamp(1, n.max(1));
             }
             let mut buckets: Vec<(u16, u64)> = s.hist.drain().collect();
@@ -492,10 +510,10 @@ impl Percentiles {
         open
     }
 
-    fn finish(self) -> std::collections::HashMap<String, f64> {
+    fn finish(self) -> std::collections::HashMap<String, Vec<f64>> {
         self.sel
             .into_iter()
-            .filter_map(|(op, s)| Some((op, s.done?)))
+            .filter_map(|(op, s)| Some((op, s.iter().map(|s| s.done).collect::<Option<_>>()?)))
             .collect()
     }
 }
@@ -1858,8 +1876,9 @@ mod tests {
             data.push(("signed".into(), (next() % 2000) as f64 - 1000.0));
         }
         data.push(("one".into(), 3.25));
-        for p in [0.0, 0.5, 0.95, 0.999, 1.0] {
-            let mut sel = Percentiles::new(p);
+        let ps = [0.0, 0.5, 0.95, 0.999, 1.0];
+        {
+            let mut sel = Percentiles::new(&ps);
             let mut passes = 0;
             loop {
                 passes += 1;
@@ -1873,9 +1892,12 @@ mod tests {
             assert!(passes <= 5, "{passes} passes");
             let got = sel.finish();
             for op in ["spread", "piled", "signed", "one"] {
-                let mut v: Vec<f64> = data.iter().filter(|(o, _)| o == op).map(|x| x.1).collect();
-                let want = crate::stats::nearest_rank_unsorted(&mut v, p).unwrap();
-                assert_eq!(got[op].to_bits(), want.to_bits(), "{op} at p={p}");
+                for (k, p) in ps.into_iter().enumerate() {
+                    let mut v: Vec<f64> =
+                        data.iter().filter(|(o, _)| o == op).map(|x| x.1).collect();
+                    let want = crate::stats::nearest_rank_unsorted(&mut v, p).unwrap();
+                    assert_eq!(got[op][k].to_bits(), want.to_bits(), "{op} at p={p}");
+                }
             }
         }
     }

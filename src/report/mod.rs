@@ -442,14 +442,9 @@ async fn operation_stats(ctx: &SessionContext, span_filter: &str) -> Result<Vec<
     let err = floats(&b, 2);
     // Nearest-rank percentiles, exactly, in memory that grows with the operations only.
     let durations = format!("SELECT operation_name, duration_ms {spans}");
-    let mut p = Vec::new();
-    for q in [0.5, 0.95, 0.99] {
-        p.push(crate::replay::percentiles(ctx, &durations, q).await?);
-    }
+    let p = crate::replay::percentiles_at(ctx, &durations, &[0.5, 0.95, 0.99]).await?;
     let at = |k: usize, op: &Option<String>| {
-        op.as_deref()
-            .and_then(|op| p[k].get(op).copied())
-            .unwrap_or(0.0)
+        op.as_deref().and_then(|op| p.get(op)).map_or(0.0, |v| v[k])
     };
     Ok((0..ops.len())
         .map(|i| OperationStats {
@@ -757,7 +752,7 @@ impl Features {
 
 /// What `drivers` holds, reserved in the memory pool of --memory-limit as it grows, so that
 /// the queries running beside it spill sooner and the whole stays within the cap. Past the
-/// cap it holds it all the same (a note says so): the analysis needs it.
+/// cap it holds it all the same, outside the cap (a note says so): the analysis needs it.
 struct Held {
     reservation: datafusion::execution::memory_pool::MemoryReservation,
     over: bool,
@@ -780,9 +775,11 @@ impl Held {
         if self.over || self.reservation.try_resize(bytes).is_ok() {
             return;
         }
+        // Holding what it got would starve the queries it still runs: it lets it all go.
         self.over = true;
+        self.reservation.free();
         eprintln!(
-            "cartscope: note: the report's driver analysis holds more than --memory-limit leaves it ({} and growing, about 60 bytes per decided cart and more per property it has): it goes on past the cap",
+            "cartscope: note: the report's driver analysis holds more than --memory-limit leaves it ({} and growing, over 100 bytes per decided cart, and 4 per property of a cart): it goes on outside the cap",
             crate::output::human_bytes(bytes as u64)
         );
     }
@@ -815,16 +812,36 @@ async fn drivers(
     };
     crate::sql::session::set_joins(ctx, first);
     let mut r = drivers_of(ctx, m, o, cur, true).await;
-    if matches!(&r, Err(e) if crate::sql::session::exhausted(e)) {
+    if let Some(e) = r
+        .as_ref()
+        .err()
+        .filter(|e| crate::sql::session::exhausted(e))
+    {
+        // The first line of DataFusion's account (which operator, how much it asked for).
+        let why = e.to_string();
+        let why = why.lines().next().unwrap_or_default();
+        let why = why
+            .split(" with top memory consumers")
+            .next()
+            .unwrap_or(why);
         eprintln!(
-            "cartscope: note: the report's driver analysis did not fit in the memory it may use ({}): running it again with its own rows held outside that cap",
+            "cartscope: note: the report's driver analysis did not fit in the memory it may use ({}; {why}): running it again with its own rows held outside that cap",
             crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
         );
         crate::sql::session::set_joins(ctx, joins);
         r = drivers_of(ctx, m, o, cur, false).await;
     }
     crate::sql::session::set_joins(ctx, joins);
-    r
+    r.map_err(|e| {
+        if crate::sql::session::exhausted(&e) {
+            e.context(format!(
+                "the report's driver analysis needs more memory than the {} it may use: raise --memory-limit",
+                crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
+            ))
+        } else {
+            e
+        }
+    })
 }
 
 /// `drivers`, its rows reserved in the memory pool if `reserve`.
