@@ -37,6 +37,18 @@ fn carts_file(ds: &Path, name: &str) -> u64 {
         .ino()
 }
 
+/// Runs cartscope with `args` and one environment variable set; it must succeed. Its
+/// (stdout, stderr).
+fn run_with((key, value): (&str, &std::ffi::OsStr), args: &[&str]) -> (String, String) {
+    let o = crate::util::cmd()
+        .env(key, value)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    (stdout(&o), stderr(&o))
+}
+
 fn ingest(ds: &Path, input: &Path) {
     let o = cartscope(&[
         "ingest",
@@ -92,22 +104,17 @@ fn a_raw_export_too_large_for_memory_spills_to_a_temporary_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     let data = root("sample-data/otlp").display().to_string();
     let run = |limit: &str| {
-        let o = crate::util::cmd()
-            .env("TMPDIR", tmp.path())
-            .args([
-                "--memory-limit",
-                limit,
-                "query",
-                "funnel",
-                "--data",
-                &data,
-                "-f",
-                "csv",
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-        (stdout(&o), stderr(&o))
+        let args = [
+            "--memory-limit",
+            limit,
+            "query",
+            "funnel",
+            "--data",
+            &data,
+            "-f",
+            "csv",
+        ];
+        run_with(("TMPDIR", tmp.path().as_os_str()), &args)
     };
     let (held, note) = run("1GB");
     assert!(!note.contains("temporary dataset"), "{note}");
@@ -268,32 +275,27 @@ fn the_output_at_100k_carts_is_what_it_was_before() {
 fn each_query_uses_every_core_when_what_it_reads_fits_the_memory_cap() {
     let data = root("sample-data/parquet").display().to_string();
     let run = |limit: &str, sql: &str| {
-        let o = crate::util::cmd()
-            .env("CARTSCOPE_TIMINGS", "1")
-            .args([
-                "--threads",
-                "2",
-                "--memory-limit",
-                limit,
-                "query",
-                "-e",
-                sql,
-                "--data",
-                &data,
-                "-f",
-                "csv",
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{sql}: {}", stderr(&o));
-        let err = stderr(&o);
+        let args = [
+            "--threads",
+            "2",
+            "--memory-limit",
+            limit,
+            "query",
+            "-e",
+            sql,
+            "--data",
+            &data,
+            "-f",
+            "csv",
+        ];
+        let (out, err) = run_with(("CARTSCOPE_TIMINGS", "1".as_ref()), &args);
         let parts = err
             .lines()
             .find_map(|l| l.split("runs in ").nth(1))
             .and_then(|l| l.split(' ').next())
             .unwrap_or_else(|| panic!("no partitions said: {err}"))
             .to_string();
-        (stdout(&o), parts)
+        (out, parts)
     };
     let carts = "SELECT cart_id, outcome, last_operation FROM carts ORDER BY outcome, cart_id";
     let (small, parts) = run("4MB", carts);

@@ -1133,7 +1133,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     set(worked, partitions);
     let mut summary = match outcome {
         Some(Ok(s)) => s,
-        Some(Err(e)) => return Err(out_of_memory(e)),
+        Some(Err(e)) => return Err(crate::sql::session::out_of_memory(e, "the replay")),
         None => anyhow::bail!("the replay was not attempted"),
     };
     crate::output::phase("replay: written");
@@ -1147,18 +1147,6 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     }
     crate::output::phase("replay: committed");
     Ok(summary)
-}
-
-/// An error that is DataFusion running out of its memory pool, said in cartscope's terms.
-fn out_of_memory(e: anyhow::Error) -> anyhow::Error {
-    if crate::sql::session::exhausted(&e) {
-        e.context(format!(
-            "the replay needs more memory than the {} it may use: raise --memory-limit",
-            crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
-        ))
-    } else {
-        e
-    }
 }
 
 /// What the fold hands the writer thread.

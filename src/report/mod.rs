@@ -832,16 +832,7 @@ async fn drivers(
         r = drivers_of(ctx, m, o, cur, false).await;
     }
     crate::sql::session::set_joins(ctx, joins);
-    r.map_err(|e| {
-        if crate::sql::session::exhausted(&e) {
-            e.context(format!(
-                "the report's driver analysis needs more memory than the {} it may use: raise --memory-limit",
-                crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
-            ))
-        } else {
-            e
-        }
-    })
+    r.map_err(|e| crate::sql::session::out_of_memory(e, "the report's driver analysis"))
 }
 
 /// `drivers`, its rows reserved in the memory pool if `reserve`.
@@ -897,7 +888,12 @@ async fn drivers_of(
     let mut held = Held::new(ctx, reserve);
     let per_cart_bytes = 1 + 3 * std::mem::size_of::<Option<f64>>();
     let index_bytes = text.capacity() + index.capacity() * (std::mem::size_of::<(&str, u32)>() + 1);
-    held.set(n * per_cart_bytes + index_bytes);
+    // Per cart, and for the index of their ids; then what grows with their properties.
+    let fixed = n * per_cart_bytes + index_bytes;
+    let held_bytes = |per_cart: &Vec<CartOperation>, features: &Features| {
+        per_cart.capacity() * std::mem::size_of::<CartOperation>() + features.bytes()
+    };
+    held.set(fixed);
     let cart = |id: &Option<String>| id.as_deref().and_then(|c| index.get(c).copied());
     let mut features = Features::default();
 
@@ -912,7 +908,7 @@ async fn drivers_of(
             )
         })
         .collect::<Vec<_>>();
-    let mut names: Vec<String> = Vec::new();
+    // Each operation's place, by its name.
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut per_cart: Vec<CartOperation> = Vec::new();
     // Each operation's stage: that of the last cart (in cart_id order) it shows in.
@@ -971,22 +967,21 @@ async fn drivers_of(
                 if failed[r].as_deref() == Some("true") {
                     features.add("failed_operation", format!("{op} failed"), st, i);
                 }
-                let operation = *ids.entry(op.clone()).or_insert_with(|| {
-                    names.push(op.clone());
-                    names.len() as u32 - 1
-                });
+                let operation = match ids.get(op.as_str()) {
+                    Some(&id) => id,
+                    None => {
+                        let id = ids.len() as u32;
+                        ids.insert(op.clone(), id);
+                        id
+                    }
+                };
                 per_cart.push(CartOperation {
                     cart: i,
                     operation,
                     duration_ms: dur[r].unwrap_or(f64::NAN),
                 });
             }
-            held.set(
-                n * per_cart_bytes
-                    + index_bytes
-                    + per_cart.capacity() * std::mem::size_of::<CartOperation>()
-                    + features.bytes(),
-            );
+            held.set(fixed + held_bytes(&per_cart, &features));
         },
     )
     .await?;
@@ -1032,12 +1027,7 @@ async fn drivers_of(
                 };
                 features.add("attribute", label, st[r] as i64, i);
             }
-            held.set(
-                n * per_cart_bytes
-                    + index_bytes
-                    + per_cart.capacity() * std::mem::size_of::<CartOperation>()
-                    + features.bytes(),
-            );
+            held.set(fixed + held_bytes(&per_cart, &features));
         })
         .await?;
     }

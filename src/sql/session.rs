@@ -248,6 +248,16 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
 /// of cart_events and spans in Arrow).
 const PARQUET_EXPANSION: u64 = 6;
 
+/// About how many bytes Parquet `files` hold decoded: their size times `PARQUET_EXPANSION`.
+fn parquet_decoded(files: &[PathBuf]) -> u64 {
+    let on_disk: u64 = files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    on_disk.saturating_mul(PARQUET_EXPANSION)
+}
+
 /// How many partitions queries run in. Sorts side by side share the memory cap, and one
 /// partition's finished in-memory sort holds what another needs to take in even a single
 /// batch (DataFusion does not spill a sort that is being merged): past the cap they fail
@@ -265,13 +275,11 @@ fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) ->
         .flatten()
         .map(|b| b.get_array_memory_size() as u64)
         .sum();
-    let on_disk: u64 = manifests
+    let parts: Vec<PathBuf> = manifests
         .iter()
         .flat_map(|(dir, m)| Table::ALL.into_iter().flat_map(move |t| m.parts(dir, t)))
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let size = in_memory + on_disk.saturating_mul(PARQUET_EXPANSION);
+        .collect();
+    let size = in_memory + parquet_decoded(&parts);
     if size <= memory_limit() as u64 {
         return threads;
     }
@@ -283,30 +291,35 @@ fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) ->
     1
 }
 
-/// The threads the session was opened with, for `fit_partitions`.
+/// The threads the session was opened with (`threads`).
 struct Threads(usize);
 
-/// Sets the partitions one query runs in, from what it reads: every thread when the tables
-/// it scans (views followed to theirs; all their columns, counted as decoded) fit in the
-/// memory queries may use, else one partition, the session-wide rule of `partitions` applied
-/// to this query's tables alone. A library query over a kept replay reads a few columns of
-/// `carts` and `cart_events`, a few percent of the export, and so uses every core however
-/// large the export is. A DataFrame plans with the settings of when it was made, so this
-/// takes the query's and returns it made again, with the partitions set before for
-/// `set_partitions` to put back.
-pub fn fit_partitions(ctx: &SessionContext, df: DataFrame) -> (DataFrame, usize) {
-    let before = ctx.copied_config().target_partitions();
-    let Some(threads) = ctx.state().config().get_extension::<Threads>() else {
-        return (df, before);
-    };
+/// The threads the session was opened with: the most partitions a query runs in.
+fn threads(ctx: &SessionContext) -> usize {
+    ctx.state()
+        .config()
+        .get_extension::<Threads>()
+        .map_or(1, |t| t.0)
+}
+
+/// Sets the partitions one query runs in, from what it reads: every thread when the columns
+/// it scans (views followed to their tables; counted as decoded, `scanned_bytes`) fit in
+/// the memory queries may use, else one partition, the session-wide rule of `partitions`
+/// applied to this query's columns alone. A library query over a kept replay reads a few
+/// columns of `carts` and `cart_events`, a few percent of the export, and so uses every core
+/// however large the export is. A DataFrame plans with the settings of when it was made, so
+/// this takes the query's and returns it made again, with how the session joined before
+/// (`joins`) for `set_joins` to put back.
+pub fn fit_partitions(ctx: &SessionContext, df: DataFrame) -> (DataFrame, (bool, usize)) {
+    let before = joins(ctx);
     let (_, plan) = df.into_parts();
     let bytes = scanned_bytes(ctx, &plan);
     let parts = if bytes <= memory_limit() as u64 {
-        threads.0
+        threads(ctx)
     } else {
         1
     };
-    set_partitions(ctx, parts);
+    set_joins(ctx, (before.0, parts));
     crate::output::phase(&format!(
         "query reads about {}, runs in {parts} partition(s)",
         crate::output::human_bytes(bytes)
@@ -317,12 +330,7 @@ pub fn fit_partitions(ctx: &SessionContext, df: DataFrame) -> (DataFrame, usize)
 /// Whether the session runs its queries in one partition, though it has more threads,
 /// because the data is larger than the memory cap (`partitions`).
 pub fn frugal(ctx: &SessionContext) -> bool {
-    let threads = ctx
-        .state()
-        .config()
-        .get_extension::<Threads>()
-        .map_or(1, |t| t.0);
-    threads > 1 && ctx.copied_config().target_partitions() == 1
+    threads(ctx) > 1 && ctx.copied_config().target_partitions() == 1
 }
 
 /// How the next queries join: (prefer a hash join, partitions). DataFusion plans a
@@ -345,6 +353,19 @@ pub fn set_joins(ctx: &SessionContext, (hash, parts): (bool, usize)) {
     o.execution.target_partitions = parts.max(1);
 }
 
+/// `e` said in cartscope's terms if it is DataFusion running out of its memory pool: `what`
+/// needs more memory than it may use.
+pub fn out_of_memory(e: anyhow::Error, what: &str) -> anyhow::Error {
+    if exhausted(&e) {
+        e.context(format!(
+            "{what} needs more memory than the {} it may use: raise --memory-limit",
+            crate::output::human_bytes(memory_limit() as u64)
+        ))
+    } else {
+        e
+    }
+}
+
 /// Whether an error is DataFusion running out of its memory pool.
 pub fn exhausted(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -356,16 +377,6 @@ pub fn exhausted(e: &anyhow::Error) -> bool {
                 )
             })
     })
-}
-
-/// Sets the partitions the next queries run in.
-pub fn set_partitions(ctx: &SessionContext, parts: usize) {
-    ctx.state_ref()
-        .write()
-        .config_mut()
-        .options_mut()
-        .execution
-        .target_partitions = parts.max(1);
 }
 
 /// About how many bytes the columns a plan scans hold decoded (Parquet files by their size
@@ -406,12 +417,7 @@ fn provider_bytes(
             .iter()
             .filter_map(|u| u.get_url().to_file_path().ok())
             .collect();
-        let on_disk: u64 = files
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
-        let all = on_disk.saturating_mul(PARQUET_EXPANSION);
+        let all = parquet_decoded(&files);
         if projection.is_none() {
             return all;
         }
