@@ -313,3 +313,58 @@ fn each_query_uses_every_core_when_what_it_reads_fits_the_memory_cap() {
     assert!(small.lines().count() > 100, "{small}");
     assert_eq!(sorted(small), sorted(run("1GB", spans).0));
 }
+
+/// The report's driver analysis joins in passes over ranges of cart and trace ids when the
+/// joins do not fit the memory cap; how many passes never changes a byte of the report.
+/// Data: the real OpenTelemetry JS and Python SDKs' exports (tests/fixtures/real-sdk), run
+/// in one pass and in many (`CARTSCOPE_MIN_PASSES`, which the size of real data would call
+/// for under a small cap; bench/RESULTS.md has 10M carts under 1 GB).
+#[test]
+fn the_report_is_the_same_whatever_the_number_of_passes_of_its_joins() {
+    for sdk in [
+        "real-sdk/js/traces.jsonl.gz",
+        "real-sdk/py-json/traces.jsonl.gz",
+    ] {
+        let data = fixture(sdk).display().to_string();
+        let args = ["report", "--data", &data, "-f", "json"];
+        let passes = |n: &str| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_cartscope"))
+                .args(args)
+                .env("CARTSCOPE_TIMINGS", "1")
+                .env("CARTSCOPE_MIN_PASSES", n)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            let said = err
+                .lines()
+                .find_map(|l| l.split("joins in ").nth(1))
+                .unwrap_or_else(|| panic!("no passes said: {err}"))
+                .split(':')
+                .next()
+                .unwrap()
+                .to_string();
+            (String::from_utf8(out.stdout).unwrap(), said)
+        };
+        let (one, said) = passes("1");
+        assert_eq!(said, "1 passes by cart and 1 by trace", "{sdk}");
+        let report: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert!(
+            !report["drivers"].as_array().unwrap().is_empty(),
+            "{sdk}: no candidate driver to compare"
+        );
+        for n in ["3", "7"] {
+            let (many, said) = passes(n);
+            assert_eq!(
+                said,
+                format!("{n} passes by cart and {n} by trace"),
+                "{sdk}"
+            );
+            assert!(many == one, "{sdk}: the report differs in {n} passes");
+        }
+    }
+}

@@ -1388,7 +1388,7 @@ async fn register(ctx: &SessionContext, m: &Model, dir: &std::path::Path) -> Res
             "cart_events",
             store::CART_EVENTS,
             crate::sql::session::parquet_schema(&events)?,
-            None,
+            Some("cart_id"),
         ),
         // In cart_id order, as the fold wrote it: `ORDER BY cart_id` then costs nothing.
         (

@@ -19,7 +19,8 @@
 pub mod html;
 pub mod render;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::Result;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -695,79 +696,24 @@ fn rank(out: &mut [Driver]) {
     });
 }
 
-/// Runs `sql` and hands its rows to `each`, a batch at a time, never the whole result.
-async fn each_batch(
-    ctx: &SessionContext,
-    sql: &str,
-    mut each: impl FnMut(&[RecordBatch]),
-) -> Result<()> {
-    let mut rows = ctx.sql(sql).await?.execute_stream().await?;
-    while let Some(b) = futures::StreamExt::next(&mut rows).await {
-        each(&[b?]);
-    }
-    Ok(())
-}
-
-/// One cart's slowest span of one checkout operation (`drivers`).
-struct CartOperation {
-    /// The cart: its place in the population.
-    cart: u32,
-    /// The operation: its place in the operations' names.
-    operation: u32,
-    /// NaN when unknown (16 bytes a row where an `Option` takes 24).
-    duration_ms: f64,
-}
-
-impl CartOperation {
-    fn duration_ms(&self) -> Option<f64> {
-        (!self.duration_ms.is_nan()).then_some(self.duration_ms)
-    }
-}
-
-/// The candidates of `drivers`: (kind, label) -> (the stage it shows at, the carts that have
-/// it, maybe twice).
-#[derive(Default)]
-struct Features {
-    map: BTreeMap<(String, String), (i64, Vec<u32>)>,
-    /// The carts' places the lists hold room for.
-    room: usize,
-}
-
-impl Features {
-    fn add(&mut self, kind: &str, label: String, stage: i64, i: u32) {
-        let e = self
-            .map
-            .entry((kind.to_string(), label))
-            .or_insert((stage, Vec::new()));
-        e.0 = e.0.min(stage);
-        let before = e.1.capacity();
-        e.1.push(i);
-        self.room += e.1.capacity() - before;
-    }
-
-    fn bytes(&self) -> usize {
-        self.room * std::mem::size_of::<u32>()
-    }
-}
-
-/// What `drivers` holds, reserved in the memory pool of --memory-limit as it grows, so that
-/// the queries running beside it spill sooner and the whole stays within the cap. Past the
-/// cap it holds it all the same, outside the cap (a note says so): the analysis needs it.
+/// What `drivers` holds in Rust (one operation's latency observations at a time), reserved
+/// in the memory pool of --memory-limit as it grows, so that the queries running beside it
+/// spill sooner and the whole stays within the cap. Past the cap it holds it all the same,
+/// outside the cap (a note says so): the curve needs it.
 struct Held {
     reservation: datafusion::execution::memory_pool::MemoryReservation,
     over: bool,
 }
 
 impl Held {
-    /// Reserves nothing if not `reserve`.
-    fn new(ctx: &SessionContext, reserve: bool) -> Self {
+    fn new(ctx: &SessionContext) -> Self {
         let pool = &ctx.runtime_env().memory_pool;
         Self {
             reservation: datafusion::execution::memory_pool::MemoryConsumer::new(
                 "the report's driver analysis",
             )
             .register(pool),
-            over: !reserve,
+            over: false,
         }
     }
 
@@ -779,377 +725,800 @@ impl Held {
         self.over = true;
         self.reservation.free();
         eprintln!(
-            "cartscope: note: the report's driver analysis holds more than --memory-limit leaves it ({} and growing, over 100 bytes per decided cart, and 4 per property of a cart): it goes on outside the cap",
+            "cartscope: note: the report's latency curves hold more than --memory-limit leaves them ({} and growing, 9 bytes per cart that reached an operation): they go on outside the cap",
             crate::output::human_bytes(bytes as u64)
         );
     }
 }
 
-/// The population of the driver analysis and each cart's candidate properties. What it holds
-/// grows with the decided carts and is reserved in the memory pool (`Held`), so it is kept
-/// small: per cart, its outcome, value, item count and furthest stage, and its id in one
-/// string with an index; per cart and checkout operation, 16 bytes; per cart and candidate
-/// it has, 4 bytes (about 200 MB at 1M carts).
+/// The candidate drivers, computed in SQL, and the latency curves.
 ///
-/// Its joins hold the population's carts (and, for the attributes, every cart event's span
-/// ids: 463 MB at 1M carts) in hash tables that cannot spill: when the data is larger than
-/// the memory cap, they join by sorting instead, which spills (1M carts under 1 GB: peak
-/// 1.59 GB -> 1.29 GB, 1 s slower), across two partitions (DataFusion plans no sort-merge
-/// join in one). Past the cap all the same (two sorts side by side, 100k carts under 64 MB),
-/// it runs again as the session's other queries do, and holds its own rows outside the cap:
-/// a note says so.
+/// The population's carts and their properties never come into Rust: each candidate's 2x2
+/// table is counted by the engine (grouped by the candidate and the furthest stage of the
+/// cart, so that Rust then counts the carts that reached the candidate's stage from a few
+/// rows per candidate). Medians are exact nearest-rank selections
+/// (`replay::percentiles_at`). What Rust holds: one operation's (latency, converted) pairs at
+/// a time, for its logistic fit (9 bytes a cart).
+///
+/// Its two joins, the population's carts to their events and those events to their spans'
+/// attribute values, are written to temporary Parquet tables first (`Scratch`), each in
+/// passes over ranges of its key whose hash tables fit the memory cap: a hash join of the
+/// slices that `Passes` makes, a Grace hash join written in SQL. Sort-merge joins, whose
+/// sorts spill, were tried first: at 10M carts under 1 GB (and 1M under 100 MB), the sorts
+/// side by side ran out of the pool all the same ("Not enough memory to continue external
+/// sort"). If a pass still does not fit, the analysis runs again with twice the passes.
+///
+/// Before (Rust state per cart, 100+ bytes each), 10M carts under 1 GB ran out of memory
+/// after 356 s at 3.56 GB; the figures after are in bench/RESULTS.md.
 async fn drivers(
     ctx: &SessionContext,
     m: &Model,
     o: &Options,
     cur: &str,
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
-    let joins = crate::sql::session::joins(ctx);
-    let first = if crate::sql::session::frugal(ctx) {
-        (false, joins.1.max(2))
-    } else {
-        joins
-    };
-    crate::sql::session::set_joins(ctx, first);
-    let mut r = drivers_of(ctx, m, o, cur, true).await;
-    if let Some(e) = r
-        .as_ref()
-        .err()
-        .filter(|e| crate::sql::session::exhausted(e))
-    {
-        // The first line of DataFusion's account (which operator, how much it asked for).
-        let why = e.to_string();
-        let why = why.lines().next().unwrap_or_default();
-        let why = why
-            .split(" with top memory consumers")
-            .next()
-            .unwrap_or(why);
-        eprintln!(
-            "cartscope: note: the report's driver analysis did not fit in the memory it may use ({}; {why}): running it again with its own rows held outside that cap",
-            crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
-        );
-        crate::sql::session::set_joins(ctx, joins);
-        r = drivers_of(ctx, m, o, cur, false).await;
+    let mut more = 1;
+    loop {
+        let r = drivers_of(ctx, m, o, cur, more).await;
+        match r {
+            Err(e) if crate::sql::session::exhausted(&e) && more < 8 => {
+                more *= 2;
+                // The first line of DataFusion's account (which operator, how much it asked for).
+                let why = e.to_string();
+                let why = why.lines().next().unwrap_or_default();
+                let why = why
+                    .split(" with top memory consumers")
+                    .next()
+                    .unwrap_or(why);
+                eprintln!(
+                    "cartscope: note: the report's driver analysis did not fit in the memory it may use ({}; {why}): running it again in {more} times as many passes",
+                    crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
+                );
+            }
+            r => {
+                return r.map_err(|e| {
+                    crate::sql::session::out_of_memory(e, "the report's driver analysis")
+                });
+            }
+        }
     }
-    crate::sql::session::set_joins(ctx, joins);
-    r.map_err(|e| crate::sql::session::out_of_memory(e, "the report's driver analysis"))
 }
 
-/// `drivers`, its rows reserved in the memory pool if `reserve`.
+/// The temporary tables of `drivers`: the population's cart events (by trace range); the
+/// report's attribute values of each span (by trace range); per cart and checkout
+/// operation; per cart, attribute, service and value.
+const POP_EVENTS: &str = "cartscope_report_cart_events";
+const SPAN_VALUES: &str = "cartscope_report_span_values";
+const CART_OPS: &str = "cartscope_report_cart_operations";
+const CART_ATTRIBUTES: &str = "cartscope_report_cart_attributes";
+
+/// About how many bytes a row of a join's hash table takes: the population's carts (an id,
+/// three numbers), its cart events (a cart, trace and span id, five small values).
+/// Estimates: a pass that does not fit makes `drivers` run again with more passes.
+const POP_ROW_BYTES: usize = 120;
+const EVENT_ROW_BYTES: usize = 240;
+
+/// The kinds of candidate, as the SQL of `drivers_of` numbers them.
+const SLOWER_THAN_THRESHOLD: i64 = 0;
+const SLOWER_THAN_P95: i64 = 1;
+const FAILED: i64 = 2;
+const LATENCY_ABOVE_MEDIAN: i64 = 3;
+const NUMBER_ABOVE_MEDIAN: i64 = 4;
+const ATTRIBUTE: i64 = 5;
+
+/// One candidate's counts among the carts that have it, by the furthest stage they reached.
+struct Counted {
+    /// The earliest stage the candidate shows at.
+    stage: i64,
+    /// (furthest stage, carts, abandoned carts).
+    by_furthest: Vec<(i64, u64, u64)>,
+    /// The value of its abandoned carts, whatever stage they reached.
+    bad_value: f64,
+}
+
+impl Counted {
+    fn new() -> Self {
+        Self {
+            stage: i64::MAX,
+            by_furthest: Vec::new(),
+            bad_value: 0.0,
+        }
+    }
+}
+
+/// A SQL `CASE` of `expr` that reads `values`' doubles back exactly (`NULL` otherwise).
+fn case_of(expr: &str, values: &[(String, f64)]) -> String {
+    if values.is_empty() {
+        return "CAST(NULL AS DOUBLE)".to_string();
+    }
+    let whens: String = values
+        .iter()
+        .map(|(k, v)| format!(" WHEN {} THEN CAST('{v}' AS DOUBLE)", lit(k)))
+        .collect();
+    format!("CASE {expr}{whens} END")
+}
+
+/// Ranges of a text key that split its rows into passes of about equal size: `bounds[i]`
+/// ends pass `i` and starts pass `i + 1`. One pass, no bounds, when everything fits. Which
+/// row goes to which pass changes how much memory a pass takes, never the result.
+struct Passes {
+    bounds: Vec<String>,
+}
+
+impl Passes {
+    /// Passes for `rows` rows of `bytes_per_row` in a hash table each, so that one pass
+    /// takes at most a quarter of the memory cap (times `more`), split at the values of the
+    /// key that `sql` (one text column) gives: every n-th of them, sorted.
+    async fn split(
+        ctx: &SessionContext,
+        sql: &str,
+        rows: u64,
+        bytes_per_row: usize,
+        more: usize,
+    ) -> Result<Self> {
+        let budget = (crate::sql::session::memory_limit() / 4).max(1) as u64;
+        // At least `CARTSCOPE_MIN_PASSES` (the tests' way to run many passes on little data).
+        let least = std::env::var("CARTSCOPE_MIN_PASSES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let n =
+            (rows.saturating_mul(bytes_per_row as u64).div_ceil(budget) as usize).max(least) * more;
+        if n <= 1 {
+            return Ok(Self { bounds: Vec::new() });
+        }
+        // About 64 sampled keys per pass.
+        let step = (rows / (n as u64 * 64)).max(1);
+        let mut seen = 0u64;
+        let mut sample: Vec<String> = Vec::new();
+        let mut stream = ctx.sql(sql).await?.execute_stream().await?;
+        while let Some(b) = futures::StreamExt::next(&mut stream).await {
+            for k in strings(&[b?], 0).into_iter().flatten() {
+                if seen.is_multiple_of(step) {
+                    sample.push(k);
+                }
+                seen += 1;
+            }
+        }
+        sample.sort_unstable();
+        let mut bounds: Vec<String> = (1..n)
+            .filter_map(|i| sample.get(i * sample.len() / n).cloned())
+            .collect();
+        bounds.dedup();
+        Ok(Self { bounds })
+    }
+
+    fn len(&self) -> usize {
+        self.bounds.len() + 1
+    }
+
+    /// `expr` within pass `i`, as SQL.
+    fn range(&self, i: usize, expr: &str) -> String {
+        let lo = i
+            .checked_sub(1)
+            .map(|j| format!("{expr} >= {}", lit(&self.bounds[j])));
+        let hi = self.bounds.get(i).map(|b| format!("{expr} < {}", lit(b)));
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => format!("{lo} AND {hi}"),
+            (Some(c), None) | (None, Some(c)) => c,
+            (None, None) => "true".to_string(),
+        }
+    }
+
+    /// The pass of `expr`, as SQL.
+    fn of(&self, expr: &str) -> String {
+        if self.bounds.is_empty() {
+            return "0".to_string();
+        }
+        let whens: String = self
+            .bounds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!(" WHEN {expr} < {} THEN {i}", lit(b)))
+            .collect();
+        format!("CASE{whens} ELSE {} END", self.bounds.len())
+    }
+}
+
+/// `drivers`, in `more` times the passes its estimates call for.
 async fn drivers_of(
     ctx: &SessionContext,
     m: &Model,
     o: &Options,
     cur: &str,
-    reserve: bool,
+    more: usize,
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     let checkout_order: i64 = if m.stages.len() > 1 { 2 } else { 1 };
     let slow = m.causes.slow_ms;
-    // Every decided cart of the period with the furthest stage it reached; each driver is then
-    // judged among the carts that reached the stage where it shows (its own stage).
-    let pop_sql = format!(
-        "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
-                coalesce(c.item_count, 0) AS n, f.s AS furthest
-         FROM carts c JOIN (SELECT cart_id, max(stage_order) AS s FROM cart_events GROUP BY cart_id) f
-           ON c.cart_id = f.cart_id
-         WHERE {cur} AND c.outcome IN ('abandoned', 'converted')
-         ORDER BY c.cart_id"
-    );
-    // The carts' ids, one after another in one string, each ending where `ends` says.
-    let (mut text, mut ends) = (String::new(), Vec::<usize>::new());
-    let (mut bad, mut value, mut items, mut furthest) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    each_batch(ctx, &pop_sql, |b| {
-        for id in strings(b, 0) {
-            text.push_str(&id.unwrap_or_default());
-            ends.push(text.len());
-        }
-        bad.extend(
-            strings(b, 1)
-                .into_iter()
-                .map(|s| s.as_deref() == Some("true")),
-        );
-        value.extend(floats(b, 2));
-        items.extend(floats(b, 3));
-        furthest.extend(counts(b, 4).into_iter().map(|x| x as i64));
-    })
-    .await?;
-    let n = bad.len();
-    // A cart's place in the population, by its id (the last of a repeated id).
-    let index: HashMap<&str, u32> = (0..n)
-        .map(|i| {
-            (
-                &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]],
-                i as u32,
-            )
-        })
-        .collect();
-    drop(ends);
-    let mut held = Held::new(ctx, reserve);
-    let per_cart_bytes = 1 + 3 * std::mem::size_of::<Option<f64>>();
-    let index_bytes = text.capacity() + index.capacity() * (std::mem::size_of::<(&str, u32)>() + 1);
-    // Per cart, and for the index of their ids; then what grows with their properties.
-    let fixed = n * per_cart_bytes + index_bytes;
-    let held_bytes = |per_cart: &Vec<CartOperation>, features: &Features| {
-        per_cart.capacity() * std::mem::size_of::<CartOperation>() + features.bytes()
-    };
-    held.set(fixed);
-    let cart = |id: &Option<String>| id.as_deref().and_then(|c| index.get(c).copied());
-    let mut features = Features::default();
-
-    // Operations of the checkout stages: slow, slower than their own p95, failed.
-    let attrs_case = o
-        .attributes
+    // Every decided cart of the period with the furthest stage it reached (the order of its
+    // `last_stage`, which the replay sets to the stage of its events' highest order); each
+    // driver is then judged among the carts that reached the stage where it shows.
+    let furthest: String = m
+        .stages
         .iter()
-        .map(|k| {
-            format!(
-                "coalesce(t.attributes[{k}], t.resource_attributes[{k}])",
-                k = lit(k)
-            )
-        })
-        .collect::<Vec<_>>();
-    // Each operation's place, by its name.
-    let mut ids: HashMap<String, u32> = HashMap::new();
-    let mut per_cart: Vec<CartOperation> = Vec::new();
-    // Each operation's stage: that of the last cart (in cart_id order) it shows in.
-    let mut op_stage: BTreeMap<String, i64> = BTreeMap::new();
-    // Each operation's p95 over every observed span, written into the query as text that
-    // reads back as the same double.
+        .enumerate()
+        .map(|(i, s)| format!(" WHEN {} THEN {}", lit(&s.name), i + 1))
+        .collect();
+    let furthest = if furthest.is_empty() {
+        "CAST(NULL AS BIGINT)".to_string()
+    } else {
+        format!("CASE c.last_stage{furthest} END")
+    };
+    let pop = format!(
+        "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
+                CAST(coalesce(c.item_count, 0) AS DOUBLE) AS n, {furthest} AS furthest
+         FROM carts c WHERE {cur} AND c.outcome IN ('abandoned', 'converted')"
+    );
+    // The carts that reached each stage, and how many of them were abandoned.
+    let b = batches(
+        ctx,
+        &format!(
+            "WITH pop AS ({pop}) SELECT furthest, count(*), count(*) FILTER (WHERE bad)
+             FROM pop GROUP BY furthest"
+        ),
+    )
+    .await?;
+    let at_stage: Vec<(i64, u64, u64)> = ints(&b, 0)
+        .into_iter()
+        .zip(counts(&b, 1))
+        .zip(counts(&b, 2))
+        .map(|((s, n), k)| (s.unwrap_or(0), n, k))
+        .collect();
+    let reached = |stage: i64| {
+        at_stage
+            .iter()
+            .filter(|r| r.0 >= stage)
+            .fold((0, 0), |(n, k), r| (n + r.1, k + r.2))
+    };
+    let carts: u64 = at_stage.iter().map(|r| r.1).sum();
+    let events = counts(&batches(ctx, "SELECT count(*) FROM cart_events").await?, 0)
+        .first()
+        .copied()
+        .unwrap_or(0);
+
+    // The population's cart events, with each cart's outcome, value and furthest stage: in
+    // passes over ranges of cart ids, each a hash join of the carts of the range (both
+    // tables are in cart_id order, so each pass reads only its range's row groups).
+    let by_cart = Passes::split(
+        ctx,
+        &format!("SELECT cart_id FROM ({pop})"),
+        carts,
+        POP_ROW_BYTES,
+        more,
+    )
+    .await?;
+    // Split again by trace, for the join to the spans.
+    let by_trace = Passes::split(
+        ctx,
+        "SELECT trace_id FROM cart_events",
+        events,
+        EVENT_ROW_BYTES,
+        more,
+    )
+    .await?;
+    crate::output::phase(&format!(
+        "report: drivers: joins in {} passes by cart and {} by trace",
+        by_cart.len(),
+        by_trace.len()
+    ));
+    let mut scratch = Scratch::new(ctx)?;
+    // Per cart and checkout operation: its slowest span, whether one failed or was slower
+    // than the operation's p95 over every observed span. The p95 values enter as text that
+    // reads back as the same doubles.
     let p95 = crate::replay::percentiles(ctx, crate::replay::DURATIONS_SQL, 0.95).await?;
     let mut p95: Vec<(String, f64)> = p95.into_iter().collect();
     p95.sort_by(|a, b| a.0.cmp(&b.0));
-    let p95 = if p95.is_empty() {
-        "CAST(NULL AS DOUBLE)".to_string()
-    } else {
-        let whens: String = p95
-            .iter()
-            .map(|(op, v)| format!(" WHEN {} THEN CAST('{v}' AS DOUBLE)", lit(op)))
-            .collect();
-        format!("CASE e.operation{whens} END")
-    };
-    each_batch(
-        ctx,
-        &format!(
-            "WITH pop AS ({pop_sql})
-             SELECT e.cart_id, e.operation, max(e.duration_ms), bool_or(e.status_code = 'error'),
-                    bool_or(e.duration_ms > {p95}), coalesce(min(e.stage_order), {checkout_order})
-             FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
-             WHERE e.stage_order >= {checkout_order}
-             GROUP BY e.cart_id, e.operation ORDER BY 1, 2"
-        ),
-        |b| {
-            let (cid, opcol, dur, failed, over) = (
-                strings(b, 0),
-                strings(b, 1),
-                floats(b, 2),
-                strings(b, 3),
-                strings(b, 4),
-            );
-            let stage_col = counts(b, 5);
-            for r in 0..cid.len() {
-                let (Some(i), Some(op)) = (cart(&cid[r]), &opcol[r]) else {
-                    continue;
-                };
-                let d = dur[r].unwrap_or(0.0);
-                let st = stage_col[r] as i64;
-                op_stage.insert(op.clone(), st);
-                if d > slow {
-                    features.add(
-                        "slow_operation",
-                        format!("{op} slower than {slow} ms"),
-                        st,
-                        i,
-                    );
-                }
-                if over[r].as_deref() == Some("true") {
-                    features.add("slow_operation", format!("{op} slower than its p95"), st, i);
-                }
-                if failed[r].as_deref() == Some("true") {
-                    features.add("failed_operation", format!("{op} failed"), st, i);
-                }
-                let operation = match ids.get(op.as_str()) {
-                    Some(&id) => id,
-                    None => {
-                        let id = ids.len() as u32;
-                        ids.insert(op.clone(), id);
-                        id
-                    }
-                };
-                per_cart.push(CartOperation {
-                    cart: i,
-                    operation,
-                    duration_ms: dur[r].unwrap_or(f64::NAN),
-                });
-            }
-            held.set(fixed + held_bytes(&per_cart, &features));
-        },
-    )
-    .await?;
-    per_cart.shrink_to_fit();
+    let p95 = case_of("e.operation", &p95);
+    for i in 0..by_cart.len() {
+        // The pass's carts and their events. Each cart is known by a number from here on,
+        // in cart_id order (the pass, then its place in the pass's carts, which the carts
+        // table holds in cart_id order): joins and groups on numbers, not on ids.
+        let joined = format!(
+            "WITH pop AS (
+                 SELECT *, {i} * 4294967296 + row_number() OVER (ORDER BY cart_id) AS cart
+                 FROM ({pop} AND {in_range}))
+             SELECT e.*, pop.cart, pop.bad, pop.v, pop.furthest
+             FROM pop JOIN cart_events e ON e.cart_id = pop.cart_id WHERE {e_in_range}",
+            in_range = by_cart.range(i, "c.cart_id"),
+            e_in_range = by_cart.range(i, "e.cart_id"),
+        );
+        scratch
+            .write(
+                CART_OPS,
+                &format!(
+                    "SELECT e.cart, e.operation, max(e.duration_ms) AS d,
+                            bool_or(e.status_code = 'error') AS failed,
+                            bool_or(e.duration_ms > {p95}) AS over,
+                            coalesce(min(e.stage_order), {checkout_order}) AS st,
+                            bool_or(e.bad) AS bad, max(e.v) AS v, max(e.furthest) AS furthest
+                     FROM ({joined}) e
+                     WHERE e.stage_order >= {checkout_order} AND e.operation IS NOT NULL
+                     GROUP BY e.cart, e.operation"
+                ),
+                None,
+            )
+            .await?;
+        if !o.attributes.is_empty() {
+            scratch
+                .write(
+                    POP_EVENTS,
+                    &format!(
+                        "SELECT cart, {i} AS cart_pass, trace_id, span_id, stage_order, bad, v,
+                                furthest, {pass} AS pass
+                         FROM ({joined})",
+                        pass = by_trace.of("trace_id"),
+                    ),
+                    Some(by_trace.len()),
+                )
+                .await?;
+        }
+    }
+    scratch.register(CART_OPS, false).await?;
     crate::output::phase("report: drivers: operations per cart");
 
-    // Attribute values of the cart's spans and their resources: every attribute from one
-    // join of the cart's events to their spans (one join per attribute took 42 of the 55 s
-    // of a 1M-cart report), each span's values unnested as (attribute, value) pairs.
-    if !attrs_case.is_empty() {
-        let pairs = attrs_case
+    // The values of the report's attributes on each cart's spans and their resources, per
+    // service: each span's values as (attribute, value) pairs (one join per attribute took
+    // 42 of the 55 s of a 1M-cart report), joined to the population's events in passes over
+    // ranges of trace ids, and written by ranges of cart ids for the counts. The earliest
+    // stage is kept as it is (null when no span of the group is at a stage): a cart's spans
+    // can be in several passes.
+    if !o.attributes.is_empty() {
+        scratch.register(POP_EVENTS, true).await?;
+        let pairs = o
+            .attributes
             .iter()
             .enumerate()
-            .map(|(k, expr)| format!("named_struct('k', {k}, 'v', {expr})"))
+            .map(|(k, a)| {
+                format!(
+                    "named_struct('k', {k}, 'v', coalesce(attributes[{a}], resource_attributes[{a}]))",
+                    a = lit(a)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!(
-            "WITH pop AS ({pop_sql}),
-             kv AS (
-                 SELECT e.cart_id, t.service_name, e.stage_order,
-                        unnest(make_array({pairs})) AS kv
-                 FROM cart_events e JOIN pop ON e.cart_id = pop.cart_id
-                 JOIN observed_traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id)
-             SELECT kv['k'], cart_id, service_name, kv['v'], coalesce(min(stage_order), 1)
-             FROM kv WHERE kv['v'] IS NOT NULL GROUP BY 1, 2, 3, 4"
-        );
-        each_batch(ctx, &sql, |b| {
-            let (which, cid, svc, v) = (ints(b, 0), strings(b, 1), strings(b, 2), strings(b, 3));
-            let st = counts(b, 4);
-            for r in 0..cid.len() {
-                let (Some(k), Some(i), Some(v)) = (
-                    which[r].and_then(|k| o.attributes.get(k as usize)),
-                    cart(&cid[r]),
-                    &v[r],
-                ) else {
-                    continue;
-                };
-                // Resource attributes that vary by service (a version) are named with
-                // their service.
-                let label = match (&svc[r], k.starts_with("service.")) {
-                    (Some(s), true) => format!("{k} = {v} ({s})"),
-                    _ => format!("{k} = {v}"),
-                };
-                features.add("attribute", label, st[r] as i64, i);
-            }
-            held.set(fixed + held_bytes(&per_cart, &features));
+        scratch
+            .write(
+                SPAN_VALUES,
+                &format!(
+                    "WITH kv AS (
+                         SELECT trace_id, span_id, service_name, unnest(make_array({pairs})) AS kv
+                         FROM observed_traces)
+                     SELECT trace_id, span_id, service_name, kv['k'] AS k, kv['v'] AS value,
+                            {pass} AS pass
+                     FROM kv WHERE kv['v'] IS NOT NULL",
+                    pass = by_trace.of("trace_id"),
+                ),
+                Some(by_trace.len()),
+            )
+            .await?;
+        scratch.register(SPAN_VALUES, true).await?;
+        crate::output::phase("report: drivers: attribute values per span");
+        for i in 0..by_trace.len() {
+            scratch
+                .write(
+                    CART_ATTRIBUTES,
+                    &format!(
+                        "SELECT s.k, e.cart, s.service_name, s.value, min(e.stage_order) AS st,
+                                bool_or(e.bad) AS bad, max(e.v) AS v, max(e.furthest) AS furthest,
+                                e.cart_pass AS pass
+                         FROM {POP_EVENTS} e
+                         JOIN {SPAN_VALUES} s ON s.trace_id = e.trace_id AND s.span_id = e.span_id
+                         WHERE e.pass = {i} AND s.pass = {i}
+                         GROUP BY 1, 2, 3, 4, e.cart_pass"
+                    ),
+                    Some(by_cart.len()),
+                )
+                .await?;
+        }
+        scratch.register(CART_ATTRIBUTES, true).await?;
+        crate::output::phase("report: drivers: attributes per cart");
+    }
+    candidates_and_curves(ctx, o, &pop, checkout_order, slow, reached, by_cart.len()).await
+}
+
+/// The tables `drivers_of` writes for the queries after it: Parquet in a temporary folder
+/// (by pass, where a table has passes), registered in the session until dropped.
+struct Scratch<'a> {
+    ctx: &'a SessionContext,
+    dir: tempfile::TempDir,
+    names: Vec<&'static str>,
+    files: usize,
+    /// Each table's columns, for a table that no row was written to.
+    schemas: BTreeMap<&'static str, datafusion::arrow::datatypes::SchemaRef>,
+}
+
+impl<'a> Scratch<'a> {
+    fn new(ctx: &'a SessionContext) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("cartscope-report-")
+            .tempdir()
+            .map_err(|e| anyhow::anyhow!("cannot create a temporary folder for the report ({e}): set TMPDIR to a folder that can be written"))?;
+        Ok(Self {
+            ctx,
+            dir,
+            names: Vec::new(),
+            files: 0,
+            schemas: BTreeMap::new(),
         })
-        .await?;
     }
 
-    crate::output::phase("report: drivers: attributes per cart");
-    // Numeric covariates, split at the median of the carts that reached their stage.
-    let mut numeric = |name: &str, stage: i64, xs: &[Option<f64>]| {
-        let mut known: Vec<f64> = (0..n)
-            .filter(|&i| furthest[i] >= stage)
-            .filter_map(|i| xs[i])
-            .collect();
-        known.sort_by(|a, b| a.total_cmp(b));
-        if let Some(med) = stats::nearest_rank(&known, 0.5) {
-            let label = format!("{name} above its median ({})", round(med, 2));
-            for (i, x) in xs.iter().enumerate() {
-                if x.is_some_and(|x| x > med) {
-                    features.add("numeric", label.clone(), stage, i as u32);
-                }
-            }
+    fn folder(&self, name: &str) -> String {
+        format!("{}/{name}/", self.dir.path().display())
+    }
+
+    /// Adds the rows of `sql` to the table `name`; in folders by their `pass` column when
+    /// `passes` says how many there are. Each pass's file holds a row group while it fills:
+    /// together they take at most a quarter of the memory cap (rows of `EVENT_ROW_BYTES`).
+    async fn write(&mut self, name: &'static str, sql: &str, passes: Option<usize>) -> Result<()> {
+        self.files += 1;
+        let mut options = datafusion::config::TableParquetOptions::default();
+        options.global.allow_single_file_parallelism = false;
+        let write = datafusion::dataframe::DataFrameWriteOptions::new();
+        let (dir, write, open) = match passes {
+            Some(n) => (
+                self.folder(name),
+                write.with_partition_by(vec!["pass".to_string()]),
+                n,
+            ),
+            None => (
+                format!("{}{}.parquet", self.folder(name), self.files),
+                write.with_single_file_output(true),
+                1,
+            ),
+        };
+        let budget = crate::sql::session::memory_limit() / 4;
+        options.global.max_row_group_size =
+            (budget / (open * EVENT_ROW_BYTES)).clamp(1024, 64 * 1024);
+        let df = self.ctx.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        self.schemas.insert(name, schema);
+        df.write_parquet(&dir, write, Some(options)).await?;
+        Ok(())
+    }
+
+    /// Registers the table `name` written so far (with its `pass` column if `by_pass`).
+    async fn register(&mut self, name: &'static str, by_pass: bool) -> Result<()> {
+        let dir = self.folder(name);
+        std::fs::create_dir_all(&dir)?;
+        // No row, no file: an empty one with the table's columns (those of its folders aside).
+        let written = walkdir::WalkDir::new(&dir)
+            .into_iter()
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "parquet"));
+        if let (false, Some(schema)) = (written, self.schemas.get(name)) {
+            let fields: Vec<_> = schema
+                .fields()
+                .iter()
+                .filter(|f| !(by_pass && f.name() == "pass"))
+                .cloned()
+                .collect();
+            let folder = if by_pass {
+                format!("{dir}pass=0/")
+            } else {
+                dir.clone()
+            };
+            std::fs::create_dir_all(&folder)?;
+            let file = std::fs::File::create(format!("{folder}empty.parquet"))?;
+            datafusion::parquet::arrow::ArrowWriter::try_new(
+                file,
+                Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+                None,
+            )?
+            .close()?;
+        }
+        let mut read = datafusion::prelude::ParquetReadOptions::default();
+        if by_pass {
+            read = read.table_partition_cols(vec![(
+                "pass".to_string(),
+                datafusion::arrow::datatypes::DataType::Int64,
+            )]);
+        }
+        self.ctx.register_parquet(name, &dir, read).await?;
+        self.names.push(name);
+        Ok(())
+    }
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = self.ctx.deregister_table(*name);
+        }
+    }
+}
+
+/// The rest of `drivers_of`, once its tables are written.
+async fn candidates_and_curves(
+    ctx: &SessionContext,
+    o: &Options,
+    pop: &str,
+    checkout_order: i64,
+    slow: f64,
+    reached: impl Fn(i64) -> (u64, u64),
+    cart_passes: usize,
+) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
+    // Each operation's stage, as its latency is judged: that of the last cart (in cart_id
+    // order) it shows in.
+    let b = batches(
+        ctx,
+        &format!(
+            "SELECT operation, last_value(st ORDER BY cart) FROM {CART_OPS}
+             GROUP BY operation ORDER BY operation"
+        ),
+    )
+    .await?;
+    let op_stage: BTreeMap<String, i64> = strings(&b, 0)
+        .into_iter()
+        .zip(ints(&b, 1))
+        .filter_map(|(op, st)| Some((op?, st.unwrap_or(checkout_order))))
+        .collect();
+    let stages: Vec<(String, f64)> = op_stage
+        .iter()
+        .map(|(op, st)| (op.clone(), *st as f64))
+        .collect();
+    let op_stage_sql = case_of("operation", &stages);
+    crate::output::phase("report: drivers: op stages");
+
+    // The medians of the numeric covariates among the carts that reached their stage.
+    let medians = crate::replay::percentiles_at(
+        ctx,
+        &format!(
+            "WITH pop AS ({pop})
+             SELECT '#value', v FROM pop WHERE furthest >= {checkout_order}
+             UNION ALL SELECT '#items', n FROM pop WHERE furthest >= {checkout_order}
+             UNION ALL SELECT concat('op ', operation), d FROM {CART_OPS}
+                       WHERE d IS NOT NULL AND furthest >= {op_stage_sql}"
+        ),
+        &[0.5],
+    )
+    .await?;
+    crate::output::phase("report: drivers: medians");
+    let median = |k: &str| medians.get(k).map(|v| v[0]);
+    let op_medians: Vec<(String, f64)> = op_stage
+        .keys()
+        .filter_map(|op| Some((op.clone(), median(&format!("op {op}"))?)))
+        .collect();
+    let numbers: Vec<(String, f64)> = [("#value", "v"), ("#items", "n")]
+        .into_iter()
+        .filter_map(|(k, col)| Some((col.to_string(), median(k)?)))
+        .collect();
+
+    // Each candidate's carts, counted by the furthest stage they reached.
+    let mut counted: BTreeMap<(i64, String, Option<String>, Option<String>), Counted> =
+        BTreeMap::new();
+    let mut add = |b: &[RecordBatch]| {
+        let (fam, a, s, v, furthest) = (
+            ints(b, 0),
+            strings(b, 1),
+            strings(b, 2),
+            strings(b, 3),
+            ints(b, 4),
+        );
+        let (st, n, k, value) = (ints(b, 5), counts(b, 6), counts(b, 7), floats(b, 8));
+        for r in 0..fam.len() {
+            let (Some(f), Some(a)) = (fam[r], a[r].clone()) else {
+                continue;
+            };
+            let c = counted
+                .entry((f, a, s[r].clone(), v[r].clone()))
+                .or_insert_with(Counted::new);
+            c.stage = c.stage.min(st[r].unwrap_or(1));
+            c.by_furthest.push((furthest[r].unwrap_or(0), n[r], k[r]));
+            c.bad_value += value[r].unwrap_or(0.0);
         }
     };
-    numeric("cart value", checkout_order, &value);
-    numeric("item count", checkout_order, &items);
-    drop(items);
-    for (op, st) in &op_stage {
-        let id = ids[op.as_str()];
-        let mut xs = vec![None; n];
-        // The cart's slowest span of the operation.
-        for r in per_cart.iter().filter(|r| r.operation == id) {
-            xs[r.cart as usize] = r.duration_ms();
-        }
-        numeric(&format!("{op} latency"), *st, &xs);
+    // Sums of money as decimals: the same total whatever order the rows come in.
+    let tail = "furthest, min(st), count(*), count(*) FILTER (WHERE bad),
+                CAST(sum(CAST(v AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE)";
+    let mut families = vec![
+        format!("SELECT {SLOWER_THAN_THRESHOLD} AS f, operation AS a, st, bad, v, furthest FROM {CART_OPS} WHERE d > {slow}"),
+        format!("SELECT {SLOWER_THAN_P95}, operation, st, bad, v, furthest FROM {CART_OPS} WHERE over"),
+        format!("SELECT {FAILED}, operation, st, bad, v, furthest FROM {CART_OPS} WHERE failed"),
+        format!(
+            "SELECT {LATENCY_ABOVE_MEDIAN}, operation, {op_stage_sql}, bad, v, furthest FROM {CART_OPS}
+             WHERE d > {}",
+            case_of("operation", &op_medians)
+        ),
+    ];
+    for (col, med) in &numbers {
+        families.push(format!(
+            "SELECT {NUMBER_ABOVE_MEDIAN}, '{col}', {checkout_order}, bad, v, furthest FROM pop
+             WHERE {col} > CAST('{med}' AS DOUBLE)"
+        ));
     }
+    let b = batches(
+        ctx,
+        &format!(
+            "WITH pop AS ({pop}), f AS ({})
+             SELECT f, a, CAST(NULL AS VARCHAR) AS s, CAST(NULL AS VARCHAR) AS value, {tail}
+             FROM f GROUP BY f, a, furthest",
+            families.join(" UNION ALL ")
+        ),
+    )
+    .await?;
+    add(&b);
+    crate::output::phase("report: drivers: families");
+
+    // The attributes' values, each cart's once: a resource attribute that varies by service
+    // (a version) is told apart by its service.
+    if !o.attributes.is_empty() {
+        let by_service = o
+            .attributes
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.starts_with("service."))
+            .map(|(k, _)| k.to_string())
+            .collect::<Vec<_>>();
+        let service = if by_service.is_empty() {
+            "CAST(NULL AS VARCHAR)".to_string()
+        } else {
+            format!(
+                "CASE WHEN k IN ({}) THEN service_name END",
+                by_service.join(", ")
+            )
+        };
+        // A pass's carts have all their rows in its folder.
+        for i in 0..cart_passes {
+            let sql = format!(
+                "WITH each_service AS (
+                     SELECT k, cart, service_name, value, coalesce(min(st), 1) AS st,
+                            bool_or(bad) AS bad, max(v) AS v, max(furthest) AS furthest
+                     FROM {CART_ATTRIBUTES} WHERE pass = {i} GROUP BY 1, 2, 3, 4),
+                 each_cart AS (
+                     SELECT k, cart, {service} AS s, value, min(st) AS st,
+                            bool_or(bad) AS bad, max(v) AS v, max(furthest) AS furthest
+                     FROM each_service GROUP BY 1, 2, 3, 4)
+                 SELECT {ATTRIBUTE}, CAST(k AS VARCHAR), s, value, {tail}
+                 FROM each_cart GROUP BY k, s, value, furthest"
+            );
+            add(&batches(ctx, &sql).await?);
+        }
+    }
+    crate::output::phase("report: drivers: candidates");
 
     // Score every candidate among the carts that reached its stage.
-    let mut reached: HashMap<i64, (u64, u64)> = HashMap::new();
+    let mut scored: BTreeMap<(String, String), Counted> = BTreeMap::new();
+    for ((fam, a, s, v), c) in counted {
+        let (kind, label) = match fam {
+            SLOWER_THAN_THRESHOLD => ("slow_operation", format!("{a} slower than {slow} ms")),
+            SLOWER_THAN_P95 => ("slow_operation", format!("{a} slower than its p95")),
+            FAILED => ("failed_operation", format!("{a} failed")),
+            LATENCY_ABOVE_MEDIAN => {
+                let med = op_medians.iter().find(|m| m.0 == a).map_or(0.0, |m| m.1);
+                (
+                    "numeric",
+                    format!("{a} latency above its median ({})", round(med, 2)),
+                )
+            }
+            NUMBER_ABOVE_MEDIAN => {
+                let med = numbers.iter().find(|m| m.0 == a).map_or(0.0, |m| m.1);
+                let name = if a == "v" { "cart value" } else { "item count" };
+                (
+                    "numeric",
+                    format!("{name} above its median ({})", round(med, 2)),
+                )
+            }
+            _ => {
+                let Some(k) = a.parse::<usize>().ok().and_then(|k| o.attributes.get(k)) else {
+                    continue;
+                };
+                let v = v.unwrap_or_default();
+                let label = match s {
+                    Some(s) => format!("{k} = {v} ({s})"),
+                    None => format!("{k} = {v}"),
+                };
+                ("attribute", label)
+            }
+        };
+        // Two candidates that read the same (an attribute and a value that spell another's
+        // name) are one, as they always were.
+        let e = scored
+            .entry((kind.to_string(), label))
+            .or_insert_with(Counted::new);
+        e.stage = e.stage.min(c.stage);
+        e.by_furthest.extend(c.by_furthest);
+        e.bad_value += c.bad_value;
+    }
     let mut out = Vec::new();
-    for ((kind, label), (stage, set)) in &mut features.map {
-        set.sort_unstable();
-        set.dedup();
-        let (members, total_bad) = *reached.entry(*stage).or_insert_with(|| {
-            let at = (0..n).filter(|&i| furthest[i] >= *stage);
-            let members = at.clone().count() as u64;
-            (members, at.filter(|&i| bad[i]).count() as u64)
-        });
-        let has = |i: &&u32| furthest[**i as usize] >= *stage;
-        let support = set.iter().filter(has).count() as u64;
+    for ((kind, label), c) in &scored {
+        let (members, total_bad) = reached(c.stage);
+        let (support, exposed_bad) = c
+            .by_furthest
+            .iter()
+            .filter(|r| r.0 >= c.stage)
+            .fold((0, 0), |(n, k), r| (n + r.1, k + r.2));
         if support < o.min_support || support == members {
             continue;
         }
-        let exposed_bad = set.iter().filter(has).filter(|&&i| bad[i as usize]).count() as u64;
         let t = TwoByTwo {
             exposed_bad,
             exposed_good: support - exposed_bad,
             unexposed_bad: total_bad - exposed_bad,
             unexposed_good: (members - support) - (total_bad - exposed_bad),
         };
-        let exposed_bad_value: f64 = set
-            .iter()
-            .filter(|&&i| bad[i as usize])
-            .map(|&i| value[i as usize].unwrap_or(0.0))
-            .sum();
-        out.push(score(kind, label, &t, exposed_bad_value));
+        out.push(score(kind, label, &t, c.bad_value));
     }
-    drop(features);
     rank(&mut out);
 
-    // Latency to conversion: logistic regression of converted on seconds, per operation.
+    // Latency to conversion: logistic regression of converted on seconds, per operation,
+    // over its carts in cart order (its slowest span, 0 when unknown).
     let mut curves = Vec::new();
-    for op in op_stage.into_keys() {
-        // The operation's carts, in cart order: (its slowest span, converted).
-        let id = ids[op.as_str()];
-        let obs: Vec<(f64, bool)> = per_cart
-            .iter()
-            .filter(|r| r.operation == id)
-            .map(|r| (r.duration_ms().unwrap_or(0.0), !bad[r.cart as usize]))
-            .collect();
-        let x: Vec<f64> = obs.iter().map(|o| o.0 / 1000.0).collect();
-        let y: Vec<bool> = obs.iter().map(|o| o.1).collect();
-        if y.iter().all(|v| *v == y[0]) {
-            // Every cart past it converted (a success step) or none did: no curve to draw.
-            continue;
-        }
-        let fit = stats::logistic_fit(&x, &y);
-        let mut sorted = x.clone();
-        sorted.sort_by(|a, b| a.total_cmp(b));
-        let med = stats::nearest_rank(&sorted, 0.5).unwrap_or(0.0);
-        let edges = [0.0, 500.0, 1000.0, 2000.0, 4000.0];
-        let buckets = edges
-            .iter()
-            .enumerate()
-            .map(|(k, lo)| {
-                let hi = edges.get(k + 1).copied();
-                let inside: Vec<&(f64, bool)> = obs
-                    .iter()
-                    .filter(|o| o.0 >= *lo && hi.is_none_or(|h| o.0 < h))
-                    .collect();
-                let conv = inside.iter().filter(|o| o.1).count();
-                LatencyBucket {
-                    from_ms: *lo,
-                    to_ms: hi,
-                    carts: inside.len() as u64,
-                    conversion: (!inside.is_empty())
-                        .then(|| round(conv as f64 / inside.len() as f64, 4)),
+    let mut held = Held::new(ctx);
+    let mut obs: Vec<(f64, bool)> = Vec::new();
+    let mut current: Option<String> = None;
+    let mut rows = ctx
+        .sql(&format!(
+            "SELECT operation, coalesce(d, 0), NOT bad FROM {CART_OPS} ORDER BY operation, cart"
+        ))
+        .await?
+        .execute_stream()
+        .await?;
+    while let Some(b) = futures::StreamExt::next(&mut rows).await {
+        let b = [b?];
+        let (ops, xs, ys) = (strings(&b, 0), floats(&b, 1), strings(&b, 2));
+        for r in 0..ops.len() {
+            if ops[r] != current {
+                if let Some(op) = current.take() {
+                    curves.extend(curve(op, &obs));
                 }
-            })
-            .collect();
-        curves.push(LatencyCurve {
-            operation: op,
-            carts: obs.len() as u64,
-            points_per_second: fit
-                .as_ref()
-                .map(|f| round(100.0 * stats::marginal_effect_per_unit(f, med), 3)),
-            slope: fit.as_ref().map(|f| round(f.slope, 6)),
-            slope_ci95: fit.as_ref().map(|f| {
-                let (a, b) = f.slope_confidence_interval(stats::Z_95);
-                [round(a, 6), round(b, 6)]
-            }),
-            buckets,
-        });
+                obs.clear();
+                current = ops[r].clone();
+            }
+            obs.push((xs[r].unwrap_or(0.0), ys[r].as_deref() == Some("true")));
+        }
+        // The pairs, and the copy the median sorts.
+        held.set(obs.capacity() * std::mem::size_of::<(f64, bool)>() * 2);
+    }
+    if let Some(op) = current {
+        curves.extend(curve(op, &obs));
     }
     Ok((out, curves))
+}
+
+/// The latency curve of one operation from its carts' (slowest span in ms, converted), or
+/// none when every cart past it converted (a success step) or none did.
+fn curve(operation: String, obs: &[(f64, bool)]) -> Option<LatencyCurve> {
+    let x: Vec<f64> = obs.iter().map(|o| o.0 / 1000.0).collect();
+    let y: Vec<bool> = obs.iter().map(|o| o.1).collect();
+    if y.iter().all(|v| *v == y[0]) {
+        return None;
+    }
+    let fit = stats::logistic_fit(&x, &y);
+    let mut sorted = x.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let med = stats::nearest_rank(&sorted, 0.5).unwrap_or(0.0);
+    let edges = [0.0, 500.0, 1000.0, 2000.0, 4000.0];
+    let buckets = edges
+        .iter()
+        .enumerate()
+        .map(|(k, lo)| {
+            let hi = edges.get(k + 1).copied();
+            let inside: Vec<&(f64, bool)> = obs
+                .iter()
+                .filter(|o| o.0 >= *lo && hi.is_none_or(|h| o.0 < h))
+                .collect();
+            let conv = inside.iter().filter(|o| o.1).count();
+            LatencyBucket {
+                from_ms: *lo,
+                to_ms: hi,
+                carts: inside.len() as u64,
+                conversion: (!inside.is_empty())
+                    .then(|| round(conv as f64 / inside.len() as f64, 4)),
+            }
+        })
+        .collect();
+    Some(LatencyCurve {
+        operation,
+        carts: obs.len() as u64,
+        points_per_second: fit
+            .as_ref()
+            .map(|f| round(100.0 * stats::marginal_effect_per_unit(f, med), 3)),
+        slope: fit.as_ref().map(|f| round(f.slope, 6)),
+        slope_ci95: fit.as_ref().map(|f| {
+            let (a, b) = f.slope_confidence_interval(stats::Z_95);
+            [round(a, 6), round(b, 6)]
+        }),
+        buckets,
+    })
 }
 
 #[cfg(test)]

@@ -327,12 +327,6 @@ pub fn fit_partitions(ctx: &SessionContext, df: DataFrame) -> (DataFrame, (bool,
     (DataFrame::new(ctx.state(), plan), before)
 }
 
-/// Whether the session runs its queries in one partition, though it has more threads,
-/// because the data is larger than the memory cap (`partitions`).
-pub fn frugal(ctx: &SessionContext) -> bool {
-    threads(ctx) > 1 && ctx.copied_config().target_partitions() == 1
-}
-
 /// How the next queries join: (prefer a hash join, partitions). DataFusion plans a
 /// sort-merge join, whose sorts spill, only when hash joins are not preferred and there are
 /// two partitions or more; a hash join's table cannot spill.
