@@ -758,7 +758,12 @@ async fn drivers(
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     let mut more = 1;
     loop {
-        let r = drivers_of(ctx, m, o, cur, more).await;
+        // Each pass fits the cap by its size, across every core: hash joins and groups split
+        // by partition. The session's own setting comes back for the curves' sort and after.
+        let session = crate::sql::session::joins(ctx);
+        crate::sql::session::set_joins(ctx, (true, crate::sql::session::threads(ctx)));
+        let r = drivers_of(ctx, m, o, cur, more, session).await;
+        crate::sql::session::set_joins(ctx, session);
         match r {
             Err(e) if crate::sql::session::exhausted(&e) && more < 8 => {
                 more *= 2;
@@ -872,12 +877,21 @@ impl Passes {
         let mut sample: Vec<String> = Vec::new();
         let mut stream = ctx.sql(sql).await?.execute_stream().await?;
         while let Some(b) = futures::StreamExt::next(&mut stream).await {
-            for k in strings(&[b?], 0).into_iter().flatten() {
-                if seen.is_multiple_of(step) {
-                    sample.push(k);
-                }
-                seen += 1;
-            }
+            let b = b?;
+            let keys = datafusion::arrow::compute::cast(
+                b.column(0),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )?;
+            let keys = keys.as_string::<i32>();
+            // Only the sampled keys are copied.
+            let first = (step - seen % step) % step;
+            sample.extend(
+                (first as usize..keys.len())
+                    .step_by(step as usize)
+                    .filter(|&i| keys.is_valid(i))
+                    .map(|i| keys.value(i).to_string()),
+            );
+            seen += keys.len() as u64;
         }
         sample.sort_unstable();
         let mut bounds: Vec<String> = (1..n)
@@ -926,9 +940,9 @@ async fn drivers_of(
     o: &Options,
     cur: &str,
     more: usize,
+    session: (bool, usize),
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     let checkout_order: i64 = if m.stages.len() > 1 { 2 } else { 1 };
-    let slow = m.causes.slow_ms;
     // Every decided cart of the period with the furthest stage it reached (the order of its
     // `last_stage`, which the replay sets to the stage of its events' highest order); each
     // driver is then judged among the carts that reached the stage where it shows.
@@ -1029,12 +1043,13 @@ async fn drivers_of(
                             bool_or(e.status_code = 'error') AS failed,
                             bool_or(e.duration_ms > {p95}) AS over,
                             coalesce(min(e.stage_order), {checkout_order}) AS st,
-                            bool_or(e.bad) AS bad, max(e.v) AS v, max(e.furthest) AS furthest
+                            bool_or(e.bad) AS bad, max(e.v) AS v, max(e.furthest) AS furthest,
+                            {i} AS pass
                      FROM ({joined}) e
                      WHERE e.stage_order >= {checkout_order} AND e.operation IS NOT NULL
                      GROUP BY e.cart, e.operation"
                 ),
-                None,
+                Some(by_cart.len()),
             )
             .await?;
         if !o.attributes.is_empty() {
@@ -1052,7 +1067,7 @@ async fn drivers_of(
                 .await?;
         }
     }
-    scratch.register(CART_OPS, false).await?;
+    scratch.register(CART_OPS, true).await?;
     crate::output::phase("report: drivers: operations per cart");
 
     // The values of the report's attributes on each cart's spans and their resources, per
@@ -1112,7 +1127,7 @@ async fn drivers_of(
         scratch.register(CART_ATTRIBUTES, true).await?;
         crate::output::phase("report: drivers: attributes per cart");
     }
-    candidates_and_curves(ctx, o, &pop, checkout_order, slow, reached, by_cart.len()).await
+    candidates_and_curves(ctx, m, o, &pop, reached, by_cart.len(), session).await
 }
 
 /// The tables `drivers_of` writes for the queries after it: Parquet in a temporary folder
@@ -1229,13 +1244,15 @@ impl Drop for Scratch<'_> {
 /// The rest of `drivers_of`, once its tables are written.
 async fn candidates_and_curves(
     ctx: &SessionContext,
+    m: &Model,
     o: &Options,
     pop: &str,
-    checkout_order: i64,
-    slow: f64,
     reached: impl Fn(i64) -> (u64, u64),
     cart_passes: usize,
+    session: (bool, usize),
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
+    let checkout_order: i64 = if m.stages.len() > 1 { 2 } else { 1 };
+    let slow = m.causes.slow_ms;
     // Each operation's stage, as its latency is judged: that of the last cart (in cart_id
     // order) it shows in.
     let b = batches(
@@ -1444,31 +1461,33 @@ async fn candidates_and_curves(
     let mut curves = Vec::new();
     let mut held = Held::new(ctx);
     let mut obs: Vec<(f64, bool)> = Vec::new();
-    let mut current: Option<String> = None;
-    let mut rows = ctx
-        .sql(&format!(
-            "SELECT operation, coalesce(d, 0), NOT bad FROM {CART_OPS} ORDER BY operation, cart"
-        ))
-        .await?
-        .execute_stream()
-        .await?;
-    while let Some(b) = futures::StreamExt::next(&mut rows).await {
-        let b = [b?];
-        let (ops, xs, ys) = (strings(&b, 0), floats(&b, 1), strings(&b, 2));
-        for r in 0..ops.len() {
-            if ops[r] != current {
-                if let Some(op) = current.take() {
-                    curves.extend(curve(op, &obs));
-                }
-                obs.clear();
-                current = ops[r].clone();
+    // One operation at a time, its carts pass by pass (passes are ranges of carts in
+    // cart_id order): a sort of all of them at once ran out of the pool at 10M carts.
+    crate::sql::session::set_joins(ctx, session);
+    for op in op_stage.into_keys() {
+        obs.clear();
+        for i in 0..cart_passes {
+            let mut rows = ctx
+                .sql(&format!(
+                    "SELECT coalesce(d, 0), NOT bad FROM {CART_OPS}
+                     WHERE pass = {i} AND operation = {} ORDER BY cart",
+                    lit(&op)
+                ))
+                .await?
+                .execute_stream()
+                .await?;
+            while let Some(b) = futures::StreamExt::next(&mut rows).await {
+                let b = [b?];
+                let (xs, ys) = (floats(&b, 0), strings(&b, 1));
+                obs.extend(
+                    xs.into_iter()
+                        .zip(ys)
+                        .map(|(x, y)| (x.unwrap_or(0.0), y.as_deref() == Some("true"))),
+                );
+                // The pairs, and the copy the median sorts.
+                held.set(obs.capacity() * std::mem::size_of::<(f64, bool)>() * 2);
             }
-            obs.push((xs[r].unwrap_or(0.0), ys[r].as_deref() == Some("true")));
         }
-        // The pairs, and the copy the median sorts.
-        held.set(obs.capacity() * std::mem::size_of::<(f64, bool)>() * 2);
-    }
-    if let Some(op) = current {
         curves.extend(curve(op, &obs));
     }
     Ok((out, curves))

@@ -295,7 +295,7 @@ fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) ->
 struct Threads(usize);
 
 /// The threads the session was opened with: the most partitions a query runs in.
-fn threads(ctx: &SessionContext) -> usize {
+pub fn threads(ctx: &SessionContext) -> usize {
     ctx.state()
         .config()
         .get_extension::<Threads>()
