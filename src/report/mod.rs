@@ -725,7 +725,7 @@ impl Held {
         self.over = true;
         self.reservation.free();
         eprintln!(
-            "cartscope: note: the report's latency curves hold more than --memory-limit leaves them ({} and growing, 9 bytes per cart that reached an operation): they go on outside the cap",
+            "cartscope: note: the report's latency curves hold more than --memory-limit leaves them ({} and growing, 32 bytes per cart that reached an operation): they go on outside the cap",
             crate::output::human_bytes(bytes as u64)
         );
     }
@@ -738,7 +738,7 @@ impl Held {
 /// cart, so that Rust then counts the carts that reached the candidate's stage from a few
 /// rows per candidate). Medians are exact nearest-rank selections
 /// (`replay::percentiles_at`). What Rust holds: one operation's (latency, converted) pairs at
-/// a time, for its logistic fit (9 bytes a cart).
+/// a time, for its logistic fit (16 bytes a cart, and as much again for its median's sort).
 ///
 /// Its two joins, the population's carts to their events and those events to their spans'
 /// attribute values, are written to temporary Parquet tables first (`Scratch`), each in
@@ -756,11 +756,11 @@ async fn drivers(
     o: &Options,
     cur: &str,
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
+    // Each pass fits the cap by its size, across every core: hash joins and groups split by
+    // partition. The session's own setting comes back for the curves and after.
+    let session = crate::sql::session::joins(ctx);
     let mut more = 1;
     loop {
-        // Each pass fits the cap by its size, across every core: hash joins and groups split
-        // by partition. The session's own setting comes back for the curves' sort and after.
-        let session = crate::sql::session::joins(ctx);
         crate::sql::session::set_joins(ctx, (true, crate::sql::session::threads(ctx)));
         let r = drivers_of(ctx, m, o, cur, more, session).await;
         crate::sql::session::set_joins(ctx, session);
@@ -827,6 +827,13 @@ impl Counted {
             by_furthest: Vec::new(),
             bad_value: 0.0,
         }
+    }
+
+    /// Counts more of the candidate's carts, which show it from `stage`.
+    fn add(&mut self, stage: i64, by_furthest: &[(i64, u64, u64)], bad_value: f64) {
+        self.stage = self.stage.min(stage);
+        self.by_furthest.extend_from_slice(by_furthest);
+        self.bad_value += bad_value;
     }
 }
 
@@ -933,6 +940,15 @@ impl Passes {
     }
 }
 
+/// The stage order of the checkout: the model's second stage, its only one if it has one.
+fn checkout_order(m: &Model) -> i64 {
+    if m.stages.len() > 1 {
+        2
+    } else {
+        1
+    }
+}
+
 /// `drivers`, in `more` times the passes its estimates call for.
 async fn drivers_of(
     ctx: &SessionContext,
@@ -942,7 +958,7 @@ async fn drivers_of(
     more: usize,
     session: (bool, usize),
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
-    let checkout_order: i64 = if m.stages.len() > 1 { 2 } else { 1 };
+    let checkout_order = checkout_order(m);
     // Every decided cart of the period with the furthest stage it reached (the order of its
     // `last_stage`, which the replay sets to the stage of its events' highest order); each
     // driver is then judged among the carts that reached the stage where it shows.
@@ -1067,7 +1083,7 @@ async fn drivers_of(
                 .await?;
         }
     }
-    scratch.register(CART_OPS, true).await?;
+    scratch.register(CART_OPS).await?;
     crate::output::phase("report: drivers: operations per cart");
 
     // The values of the report's attributes on each cart's spans and their resources, per
@@ -1077,7 +1093,7 @@ async fn drivers_of(
     // stage is kept as it is (null when no span of the group is at a stage): a cart's spans
     // can be in several passes.
     if !o.attributes.is_empty() {
-        scratch.register(POP_EVENTS, true).await?;
+        scratch.register(POP_EVENTS).await?;
         let pairs = o
             .attributes
             .iter()
@@ -1105,7 +1121,7 @@ async fn drivers_of(
                 Some(by_trace.len()),
             )
             .await?;
-        scratch.register(SPAN_VALUES, true).await?;
+        scratch.register(SPAN_VALUES).await?;
         crate::output::phase("report: drivers: attribute values per span");
         for i in 0..by_trace.len() {
             scratch
@@ -1124,7 +1140,7 @@ async fn drivers_of(
                 )
                 .await?;
         }
-        scratch.register(CART_ATTRIBUTES, true).await?;
+        scratch.register(CART_ATTRIBUTES).await?;
         crate::output::phase("report: drivers: attributes per cart");
     }
     candidates_and_curves(ctx, m, o, &pop, reached, by_cart.len(), session).await
@@ -1137,8 +1153,9 @@ struct Scratch<'a> {
     dir: tempfile::TempDir,
     names: Vec<&'static str>,
     files: usize,
-    /// Each table's columns, for a table that no row was written to.
-    schemas: BTreeMap<&'static str, datafusion::arrow::datatypes::SchemaRef>,
+    /// Each table's columns (for a table that no row was written to), and whether it is
+    /// written in folders by pass.
+    tables: BTreeMap<&'static str, (datafusion::arrow::datatypes::SchemaRef, bool)>,
 }
 
 impl<'a> Scratch<'a> {
@@ -1152,7 +1169,7 @@ impl<'a> Scratch<'a> {
             dir,
             names: Vec::new(),
             files: 0,
-            schemas: BTreeMap::new(),
+            tables: BTreeMap::new(),
         })
     }
 
@@ -1185,21 +1202,22 @@ impl<'a> Scratch<'a> {
             (budget / (open * EVENT_ROW_BYTES)).clamp(1024, 64 * 1024);
         let df = self.ctx.sql(sql).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        self.schemas.insert(name, schema);
+        self.tables.insert(name, (schema, passes.is_some()));
         df.write_parquet(&dir, write, Some(options)).await?;
         Ok(())
     }
 
-    /// Registers the table `name` written so far (with its `pass` column if `by_pass`).
-    async fn register(&mut self, name: &'static str, by_pass: bool) -> Result<()> {
+    /// Registers the table `name` written so far (with its `pass` column if written by pass).
+    async fn register(&mut self, name: &'static str) -> Result<()> {
         let dir = self.folder(name);
         std::fs::create_dir_all(&dir)?;
+        let by_pass = self.tables.get(name).is_some_and(|t| t.1);
         // No row, no file: an empty one with the table's columns (those of its folders aside).
         let written = walkdir::WalkDir::new(&dir)
             .into_iter()
             .flatten()
             .any(|e| e.path().extension().is_some_and(|x| x == "parquet"));
-        if let (false, Some(schema)) = (written, self.schemas.get(name)) {
+        if let (false, Some((schema, _))) = (written, self.tables.get(name)) {
             let fields: Vec<_> = schema
                 .fields()
                 .iter()
@@ -1251,7 +1269,7 @@ async fn candidates_and_curves(
     cart_passes: usize,
     session: (bool, usize),
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
-    let checkout_order: i64 = if m.stages.len() > 1 { 2 } else { 1 };
+    let checkout_order = checkout_order(m);
     let slow = m.causes.slow_ms;
     // Each operation's stage, as its latency is judged: that of the last cart (in cart_id
     // order) it shows in.
@@ -1315,12 +1333,14 @@ async fn candidates_and_curves(
             let (Some(f), Some(a)) = (fam[r], a[r].clone()) else {
                 continue;
             };
-            let c = counted
+            counted
                 .entry((f, a, s[r].clone(), v[r].clone()))
-                .or_insert_with(Counted::new);
-            c.stage = c.stage.min(st[r].unwrap_or(1));
-            c.by_furthest.push((furthest[r].unwrap_or(0), n[r], k[r]));
-            c.bad_value += value[r].unwrap_or(0.0);
+                .or_insert_with(Counted::new)
+                .add(
+                    st[r].unwrap_or(1),
+                    &[(furthest[r].unwrap_or(0), n[r], k[r])],
+                    value[r].unwrap_or(0.0),
+                );
         }
     };
     // Sums of money as decimals: the same total whatever order the rows come in.
@@ -1428,12 +1448,10 @@ async fn candidates_and_curves(
         };
         // Two candidates that read the same (an attribute and a value that spell another's
         // name) are one, as they always were.
-        let e = scored
+        scored
             .entry((kind.to_string(), label))
-            .or_insert_with(Counted::new);
-        e.stage = e.stage.min(c.stage);
-        e.by_furthest.extend(c.by_furthest);
-        e.bad_value += c.bad_value;
+            .or_insert_with(Counted::new)
+            .add(c.stage, &c.by_furthest, c.bad_value);
     }
     let mut out = Vec::new();
     for ((kind, label), c) in &scored {
