@@ -71,6 +71,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::SessionContext;
 
 use crate::replay::model::Model;
+use crate::sql::passes::lit;
 use crate::tables::builders::{
     Attrs, MetricHead, MetricType, PointRec, SpanKind, SpanRec, StatusCode, TableBuilders,
     Temporality,
@@ -169,10 +170,6 @@ fn dedupe_cart(rows: &[(usize, usize)], cols: &[EventColumns], keep: &mut Vec<bo
         }
     }
     dropped
-}
-
-fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// `coalesce(t.attributes['a'], t.attributes['b'])`, or a typed NULL for no keys.

@@ -20,7 +20,6 @@ pub mod html;
 pub mod render;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use anyhow::Result;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -29,6 +28,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::replay::model::Model;
+use crate::sql::passes::{lit, Passes, Scratch};
 use crate::stats::{self, TwoByTwo};
 use crate::time::{Duration, Timestamp};
 
@@ -269,10 +269,6 @@ pub struct Options {
     pub top: usize,
     pub min_support: u64,
     pub attributes: Vec<String>,
-}
-
-fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -849,97 +845,6 @@ fn case_of(expr: &str, values: &[(String, f64)]) -> String {
     format!("CASE {expr}{whens} END")
 }
 
-/// Ranges of a text key that split its rows into passes of about equal size: `bounds[i]`
-/// ends pass `i` and starts pass `i + 1`. One pass, no bounds, when everything fits. Which
-/// row goes to which pass changes how much memory a pass takes, never the result.
-struct Passes {
-    bounds: Vec<String>,
-}
-
-impl Passes {
-    /// Passes for `rows` rows of `bytes_per_row` in a hash table each, so that one pass
-    /// takes at most a quarter of the memory cap (times `more`), split at the values of the
-    /// key that `sql` (one text column) gives: every n-th of them, sorted.
-    async fn split(
-        ctx: &SessionContext,
-        sql: &str,
-        rows: u64,
-        bytes_per_row: usize,
-        more: usize,
-    ) -> Result<Self> {
-        let budget = (crate::sql::session::memory_limit() / 4).max(1) as u64;
-        // At least `CARTSCOPE_MIN_PASSES` (the tests' way to run many passes on little data).
-        let least = std::env::var("CARTSCOPE_MIN_PASSES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        let n =
-            (rows.saturating_mul(bytes_per_row as u64).div_ceil(budget) as usize).max(least) * more;
-        if n <= 1 {
-            return Ok(Self { bounds: Vec::new() });
-        }
-        // About 64 sampled keys per pass.
-        let step = (rows / (n as u64 * 64)).max(1);
-        let mut seen = 0u64;
-        let mut sample: Vec<String> = Vec::new();
-        let mut stream = ctx.sql(sql).await?.execute_stream().await?;
-        while let Some(b) = futures::StreamExt::next(&mut stream).await {
-            let b = b?;
-            let keys = datafusion::arrow::compute::cast(
-                b.column(0),
-                &datafusion::arrow::datatypes::DataType::Utf8,
-            )?;
-            let keys = keys.as_string::<i32>();
-            // Only the sampled keys are copied.
-            let first = (step - seen % step) % step;
-            sample.extend(
-                (first as usize..keys.len())
-                    .step_by(step as usize)
-                    .filter(|&i| keys.is_valid(i))
-                    .map(|i| keys.value(i).to_string()),
-            );
-            seen += keys.len() as u64;
-        }
-        sample.sort_unstable();
-        let mut bounds: Vec<String> = (1..n)
-            .filter_map(|i| sample.get(i * sample.len() / n).cloned())
-            .collect();
-        bounds.dedup();
-        Ok(Self { bounds })
-    }
-
-    fn len(&self) -> usize {
-        self.bounds.len() + 1
-    }
-
-    /// `expr` within pass `i`, as SQL.
-    fn range(&self, i: usize, expr: &str) -> String {
-        let lo = i
-            .checked_sub(1)
-            .map(|j| format!("{expr} >= {}", lit(&self.bounds[j])));
-        let hi = self.bounds.get(i).map(|b| format!("{expr} < {}", lit(b)));
-        match (lo, hi) {
-            (Some(lo), Some(hi)) => format!("{lo} AND {hi}"),
-            (Some(c), None) | (None, Some(c)) => c,
-            (None, None) => "true".to_string(),
-        }
-    }
-
-    /// The pass of `expr`, as SQL.
-    fn of(&self, expr: &str) -> String {
-        if self.bounds.is_empty() {
-            return "0".to_string();
-        }
-        let whens: String = self
-            .bounds
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!(" WHEN {expr} < {} THEN {i}", lit(b)))
-            .collect();
-        format!("CASE{whens} ELSE {} END", self.bounds.len())
-    }
-}
-
 /// The stage order of the checkout: the model's second stage, its only one if it has one.
 fn checkout_order(m: &Model) -> i64 {
     if m.stages.len() > 1 {
@@ -1030,7 +935,7 @@ async fn drivers_of(
         by_cart.len(),
         by_trace.len()
     ));
-    let mut scratch = Scratch::new(ctx)?;
+    let mut scratch = Scratch::new(ctx, "report", EVENT_ROW_BYTES)?;
     // Per cart and checkout operation: its slowest span, whether one failed or was slower
     // than the operation's p95 over every observed span. The p95 values enter as text that
     // reads back as the same doubles.
@@ -1144,119 +1049,6 @@ async fn drivers_of(
         crate::output::phase("report: drivers: attributes per cart");
     }
     candidates_and_curves(ctx, m, o, &pop, reached, by_cart.len(), session).await
-}
-
-/// The tables `drivers_of` writes for the queries after it: Parquet in a temporary folder
-/// (by pass, where a table has passes), registered in the session until dropped.
-struct Scratch<'a> {
-    ctx: &'a SessionContext,
-    dir: tempfile::TempDir,
-    names: Vec<&'static str>,
-    files: usize,
-    /// Each table's columns (for a table that no row was written to), and whether it is
-    /// written in folders by pass.
-    tables: BTreeMap<&'static str, (datafusion::arrow::datatypes::SchemaRef, bool)>,
-}
-
-impl<'a> Scratch<'a> {
-    fn new(ctx: &'a SessionContext) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("cartscope-report-")
-            .tempdir()
-            .map_err(|e| anyhow::anyhow!("cannot create a temporary folder for the report ({e}): set TMPDIR to a folder that can be written"))?;
-        Ok(Self {
-            ctx,
-            dir,
-            names: Vec::new(),
-            files: 0,
-            tables: BTreeMap::new(),
-        })
-    }
-
-    fn folder(&self, name: &str) -> String {
-        format!("{}/{name}/", self.dir.path().display())
-    }
-
-    /// Adds the rows of `sql` to the table `name`; in folders by their `pass` column when
-    /// `passes` says how many there are. Each pass's file holds a row group while it fills:
-    /// together they take at most a quarter of the memory cap (rows of `EVENT_ROW_BYTES`).
-    async fn write(&mut self, name: &'static str, sql: &str, passes: Option<usize>) -> Result<()> {
-        self.files += 1;
-        let mut options = datafusion::config::TableParquetOptions::default();
-        options.global.allow_single_file_parallelism = false;
-        let write = datafusion::dataframe::DataFrameWriteOptions::new();
-        let (dir, write, open) = match passes {
-            Some(n) => (
-                self.folder(name),
-                write.with_partition_by(vec!["pass".to_string()]),
-                n,
-            ),
-            None => (
-                format!("{}{}.parquet", self.folder(name), self.files),
-                write.with_single_file_output(true),
-                1,
-            ),
-        };
-        let budget = crate::sql::session::memory_limit() / 4;
-        options.global.max_row_group_size =
-            (budget / (open * EVENT_ROW_BYTES)).clamp(1024, 64 * 1024);
-        let df = self.ctx.sql(sql).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        self.tables.insert(name, (schema, passes.is_some()));
-        df.write_parquet(&dir, write, Some(options)).await?;
-        Ok(())
-    }
-
-    /// Registers the table `name` written so far (with its `pass` column if written by pass).
-    async fn register(&mut self, name: &'static str) -> Result<()> {
-        let dir = self.folder(name);
-        std::fs::create_dir_all(&dir)?;
-        let by_pass = self.tables.get(name).is_some_and(|t| t.1);
-        // No row, no file: an empty one with the table's columns (those of its folders aside).
-        let written = walkdir::WalkDir::new(&dir)
-            .into_iter()
-            .flatten()
-            .any(|e| e.path().extension().is_some_and(|x| x == "parquet"));
-        if let (false, Some((schema, _))) = (written, self.tables.get(name)) {
-            let fields: Vec<_> = schema
-                .fields()
-                .iter()
-                .filter(|f| !(by_pass && f.name() == "pass"))
-                .cloned()
-                .collect();
-            let folder = if by_pass {
-                format!("{dir}pass=0/")
-            } else {
-                dir.clone()
-            };
-            std::fs::create_dir_all(&folder)?;
-            let file = std::fs::File::create(format!("{folder}empty.parquet"))?;
-            datafusion::parquet::arrow::ArrowWriter::try_new(
-                file,
-                Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
-                None,
-            )?
-            .close()?;
-        }
-        let mut read = datafusion::prelude::ParquetReadOptions::default();
-        if by_pass {
-            read = read.table_partition_cols(vec![(
-                "pass".to_string(),
-                datafusion::arrow::datatypes::DataType::Int64,
-            )]);
-        }
-        self.ctx.register_parquet(name, &dir, read).await?;
-        self.names.push(name);
-        Ok(())
-    }
-}
-
-impl Drop for Scratch<'_> {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = self.ctx.deregister_table(*name);
-        }
-    }
 }
 
 /// The rest of `drivers_of`, once its tables are written.

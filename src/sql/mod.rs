@@ -2,5 +2,6 @@
 //! functions (`udf`) and the query library (`library`).
 
 pub mod library;
+pub mod passes;
 pub mod session;
 pub mod udf;
