@@ -368,3 +368,45 @@ fn the_report_is_the_same_whatever_the_number_of_passes_of_its_joins() {
         }
     }
 }
+
+/// An export whose cart events do not fit a sort in memory is replayed in passes: its spans
+/// joined to their carts by ranges of trace ids, its events sorted by ranges of cart ids
+/// (`replay::in_passes`). How many passes never changes a cart (nor the report, which
+/// `the_report_is_the_same_whatever_the_number_of_passes_of_its_joins` replays in passes
+/// too). Data: the real OpenTelemetry JS and Python SDKs' exports
+/// (tests/fixtures/real-sdk), in one query and in many passes (`CARTSCOPE_MIN_PASSES`, as
+/// the size of real data would call for under a small cap; bench/RESULTS.md has 10M carts).
+#[test]
+fn the_replay_finds_the_same_carts_whatever_the_number_of_its_passes() {
+    for sdk in ["real-sdk/js", "real-sdk/py-proto"] {
+        let data = fixture(sdk).display().to_string();
+        let args = ["detect", "--data", &data, "-f", "csv"];
+        let passes = |n: &str| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_cartscope"))
+                .args(args)
+                .env("CARTSCOPE_TIMINGS", "1")
+                .env("CARTSCOPE_MIN_PASSES", n)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            let err = stderr(&out);
+            let said = err
+                .lines()
+                .find_map(|l| l.split("replay: cart ids sampled, ").nth(1))
+                .map(|l| l.split(':').next().unwrap().to_string());
+            (stdout(&out), said)
+        };
+        let (one, said) = passes("1");
+        assert_eq!(said, None, "{sdk}: a small export is replayed in one query");
+        assert!(one.lines().count() > 100, "{sdk}: {one}");
+        for n in ["3", "7"] {
+            let (many, said) = passes(n);
+            assert_eq!(
+                said.as_deref(),
+                Some(format!("{n} passes by trace and {n} by cart").as_str()),
+                "{sdk}"
+            );
+            assert!(many == one, "{sdk}: the carts differ in {n} passes");
+        }
+    }
+}
