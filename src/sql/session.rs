@@ -185,8 +185,19 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
         datafusion::execution::memory_pool::FairSpillPool::new(memory_limit()),
         std::num::NonZeroUsize::new(5).context("five")?,
     );
+    // DataFusion keeps the Parquet footers and statistics it read for the next query, in
+    // caches of 50 MB and 20 MB by default. A 10M-cart dataset's 3,890 trace parts take more:
+    // every query read every footer again (2.6 s each, where a query of the data took less).
+    // An eighth of the cap each, outside the pool (10M-cart detect: 343 s -> 302 s, 1.16 GB
+    // -> 1.18 GB peak; bench/RESULTS.md).
+    let cache = memory_limit() / 8;
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))
+        .with_cache_manager(
+            datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+                .with_metadata_cache_limit(cache)
+                .with_file_statistics_cache_limit(cache),
+        )
         .build_arc()?;
     let manifests = data
         .datasets
