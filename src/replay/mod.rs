@@ -1167,8 +1167,10 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         ));
     } else {
         // Whole when a sort of every cart event fits in a pass's share of the memory, else
-        // in passes.
-        if Passes::needed(spans, EVENT_ROW_BYTES, 1) <= 1 {
+        // in passes; but a pass must hold a batch of events (under about 8 MB, thousands
+        // of passes of a few rows each would take hours): then whole or not at all.
+        let passes_fit = Passes::budget() / EVENT_ROW_BYTES >= PASS_ROWS_AT_LEAST;
+        if Passes::needed(spans, EVENT_ROW_BYTES, 1) <= 1 || !passes_fit {
             ways.push((
                 Way::Whole {
                     hash: hash_join,
@@ -1177,7 +1179,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
                 String::new(),
             ));
         }
-        for more in [1, 2, 4] {
+        for more in [1, 2, 4].into_iter().filter(|_| passes_fit) {
             let note = match (more, ways.is_empty()) {
                 (1, true) => String::new(),
                 (1, false) => format!("the replay did not fit in the memory it may use ({limit}): replaying in passes over ranges of carts instead"),
@@ -1319,6 +1321,8 @@ enum Way {
 /// About how many bytes a `cart_events` row takes in a sort (Arrow, ids as text): what
 /// sizes the passes by cart.
 const EVENT_ROW_BYTES: usize = 240;
+/// The fewest events a pass of the replay may hold: one batch.
+const PASS_ROWS_AT_LEAST: usize = 8192;
 /// About how many bytes a span takes in a pass by trace: its trace in the table of each
 /// trace's cart, and in the grouping that makes it.
 const KEYED_ROW_BYTES: usize = 120;
