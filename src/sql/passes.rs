@@ -185,15 +185,18 @@ impl<'a> Scratch<'a> {
             return Ok(());
         };
         let streams = df.execute_stream_partitioned().await?;
-        // Per stream and pass, rows held until written and a row group while it fills.
-        let rows = (budget / (2 * streams.len().max(1) * n.max(1) * self.row_bytes))
-            .clamp(1024, 64 * 1024);
+        // Per stream and pass, a row group while it fills, and a quarter of that held
+        // until written.
+        let group =
+            (budget / (streams.len().max(1) * n.max(1) * self.row_bytes)).clamp(1024, 64 * 1024);
+        let rows = (group / 4).max(1024);
         let mut tasks = Vec::new();
         for (i, stream) in streams.into_iter().enumerate() {
             let out = ByPass {
                 dir: self.folder(name),
                 file: format!("{}-{i}", self.files),
                 rows,
+                group,
             };
             tasks.push(tokio::spawn(out.write(stream, n)));
         }
@@ -267,7 +270,10 @@ impl Drop for Scratch<'_> {
 struct ByPass {
     dir: String,
     file: String,
+    /// Rows of a pass gathered before they are written.
     rows: usize,
+    /// Rows of a row group.
+    group: usize,
 }
 
 impl ByPass {
@@ -288,7 +294,7 @@ impl ByPass {
         let props = WriterProperties::builder()
             .set_compression(Compression::LZ4_RAW)
             .set_dictionary_enabled(false)
-            .set_max_row_group_row_count(Some(self.rows))
+            .set_max_row_group_row_count(Some(self.group))
             .build();
         let mut writers: Vec<Option<ArrowWriter<std::fs::File>>> = (0..n).map(|_| None).collect();
         let mut held: Vec<(Vec<RecordBatch>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
