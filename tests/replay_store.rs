@@ -49,6 +49,19 @@ fn run_with((key, value): (&str, &std::ffi::OsStr), args: &[&str]) -> (String, S
     (stdout(&o), stderr(&o))
 }
 
+/// Runs cartscope with `args` in at least `n` passes (`CARTSCOPE_MIN_PASSES`), its phases
+/// said (`CARTSCOPE_TIMINGS`); it must succeed. Its (stdout, stderr).
+fn in_passes(args: &[&str], n: &str) -> (String, String) {
+    let o = crate::util::cmd()
+        .env("CARTSCOPE_TIMINGS", "1")
+        .env("CARTSCOPE_MIN_PASSES", n)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    (stdout(&o), stderr(&o))
+}
+
 fn ingest(ds: &Path, input: &Path) {
     let o = cartscope(&[
         "ingest",
@@ -333,18 +346,7 @@ fn the_report_is_the_same_whatever_the_number_of_passes_of_its_joins() {
         let data = fixture(sdk).display().to_string();
         let args = ["report", "--data", &data, "-f", "json"];
         let passes = |n: &str| {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_cartscope"))
-                .args(args)
-                .env("CARTSCOPE_TIMINGS", "1")
-                .env("CARTSCOPE_MIN_PASSES", n)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            let (out, err) = in_passes(&args, n);
             let said = err
                 .lines()
                 .find_map(|l| l.split("joins in ").nth(1))
@@ -353,7 +355,7 @@ fn the_report_is_the_same_whatever_the_number_of_passes_of_its_joins() {
                 .next()
                 .unwrap()
                 .to_string();
-            (String::from_utf8(out.stdout).unwrap(), said)
+            (out, said)
         };
         let (one, said) = passes("1");
         assert_eq!(said, "1 passes by cart and 1 by trace", "{sdk}");
@@ -387,19 +389,12 @@ fn the_replay_finds_the_same_carts_whatever_the_number_of_its_passes() {
         let data = fixture(sdk).display().to_string();
         let args = ["detect", "--data", &data, "-f", "csv"];
         let passes = |n: &str| {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_cartscope"))
-                .args(args)
-                .env("CARTSCOPE_TIMINGS", "1")
-                .env("CARTSCOPE_MIN_PASSES", n)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", stderr(&out));
-            let err = stderr(&out);
+            let (out, err) = in_passes(&args, n);
             let said = err
                 .lines()
                 .find_map(|l| l.split("replay: cart ids sampled, ").nth(1))
                 .map(|l| l.split(':').next().unwrap().to_string());
-            (stdout(&out), said)
+            (out, said)
         };
         let (one, said) = passes("1");
         assert_eq!(said, None, "{sdk}: a small export is replayed in one query");
