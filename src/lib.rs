@@ -42,6 +42,7 @@ pub use output::{is_broken_pipe, value_string};
 pub use read::fuzzing;
 pub use read::input::{resolve, Location};
 pub use read::load::{load_into_memory, LoadOptions, LoadStats, StrictError};
+pub use read::projection::{Keys, Projection};
 pub use replay::model::{Model, Preset};
 pub use replay::{run as replay, ReplayOptions};
 pub use sql::session::{context, Data};

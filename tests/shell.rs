@@ -196,7 +196,10 @@ async fn completion_of_real_table_and_column_names() {
         progress: false,
         limits: Default::default(),
     };
-    let (ctx, _) = cartscope::open_replayed(&data, &replay, &g).await.unwrap();
+    let everything = cartscope::Projection::everything();
+    let (ctx, _) = cartscope::open_replayed(&data, &replay, &g, &everything)
+        .await
+        .unwrap();
     let names = cartscope::Names::load(&ctx).await.unwrap();
     let complete = |line: &str| {
         let (start, c) = names.complete("", line, line.len());

@@ -17,6 +17,7 @@ mod loader_formats;
 mod misfit;
 mod otel_demo;
 mod otlp_examples;
+mod projection;
 mod properties;
 mod queries;
 mod real_sdk;

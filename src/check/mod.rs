@@ -266,6 +266,26 @@ fn line_at(text: &str, offset: usize) -> usize {
 }
 
 impl Rules {
+    /// What the SQL rules read of a raw export's attributes (`sql::reads`): their
+    /// `${param}`s, unknown until the data is read, are taken for a plain value.
+    pub fn reads(&self) -> crate::read::projection::Projection {
+        let mut p = crate::read::projection::Projection::nothing();
+        for r in &self.rules {
+            if let Source::Sql(sql) = &r.source {
+                let mut text = String::with_capacity(sql.len());
+                let mut rest = sql.as_str();
+                while let Some(i) = rest.find("${") {
+                    text.push_str(&rest[..i]);
+                    text.push('x');
+                    rest = rest[i..].find('}').map_or("", |e| &rest[i + e + 1..]);
+                }
+                text.push_str(rest);
+                p = p.union(&crate::sql::reads::sql_reads(&text));
+            }
+        }
+        p
+    }
+
     pub fn load(path: &Path) -> Result<Rules> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the rules file '{}'", path.display()))?;

@@ -7,12 +7,14 @@ use anyhow::{Context, Result};
 use crate::cli::DetectArgs;
 use crate::commands::setup::{open_replayed, Globals};
 use crate::output::Format;
+use crate::read::projection::Projection;
 use crate::sql::session::run_sql;
 
 /// What the replay matched on this data, per stage and by how carts were attributed, then
 /// the SQL and the fold's rules it ran. Misfit warnings go to stderr as for every replay.
 async fn explain(a: &DetectArgs, g: &Globals) -> Result<()> {
-    let (ctx, _) = open_replayed(&a.data, &a.replay, g).await?;
+    let reads = Projection::nothing();
+    let (ctx, _) = open_replayed(&a.data, &a.replay, g, &reads).await?;
     let per_stage = "SELECT s.stage_order, s.stage, s.success, count(e.span_id) AS spans, \
         count(DISTINCT e.cart_id) AS carts \
         FROM stages s LEFT JOIN cart_events e ON e.stage = s.stage \
@@ -51,7 +53,9 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
     if a.explain {
         return explain(a, g).await;
     }
-    let (ctx, s) = open_replayed(&a.data, &a.replay, g).await?;
+    // The carts, and with --out the cart events and abandonments: the replay's own attributes.
+    let reads = Projection::nothing();
+    let (ctx, s) = open_replayed(&a.data, &a.replay, g, &reads).await?;
     // Streamed: the carts are written as they are read, never all held.
     let carts = ctx
         .sql("SELECT * FROM carts ORDER BY cart_id")

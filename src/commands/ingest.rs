@@ -12,7 +12,11 @@ use crate::tables::schema::Table;
 
 pub fn run(a: &IngestArgs, g: &Globals) -> Result<()> {
     let started = Instant::now();
-    let report = ingest(&a.inputs, &a.out, &g.load_options(a.strict))?;
+    let report = ingest(
+        &a.inputs,
+        &a.out,
+        &g.load_options(a.strict, &crate::read::projection::Projection::everything()),
+    )?;
     crate::read::load::report_skipped(&report.stats);
     print_summary(&a.out, &report, started.elapsed().as_secs_f64())
 }

@@ -32,8 +32,10 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
     if a.format == Format::Parquet && a.output.is_none() && std::io::stdout().is_terminal() {
         bail!("--format parquet is binary: give --output FILE or pipe it");
     }
+    // Of a raw export, only the attributes the SQL reads (and the replay's) are parsed.
+    let reads = crate::sql::reads::sql_reads(&sql);
     let ctx = if a.no_replay {
-        let ctx = open_data(&a.data, g).await?;
+        let ctx = open_data(&a.data, g, &reads).await?;
         // now() is the as-of time here too: --as-of, else the data's latest timestamp; an
         // empty export without --as-of leaves now() alone.
         let (latest, warning) = crate::replay::data_times(&ctx).await?;
@@ -46,7 +48,7 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
         }
         ctx
     } else {
-        open_replayed(&a.data, &a.replay, g).await?.0
+        open_replayed(&a.data, &a.replay, g, &reads).await?.0
     };
     let name = match q.origin.as_str() {
         "builtin" => format!("'{}'", q.name),

@@ -12,7 +12,15 @@ pub async fn run(a: &ReportArgs, g: &Globals) -> Result<()> {
         min_support: a.min_support,
         attributes: a.attributes.clone(),
     };
-    let (_, r) = open_report(&a.data, &a.replay, &a.period, &tuning, g).await?;
+    let (_, r) = open_report(
+        &a.data,
+        &a.replay,
+        &a.period,
+        &tuning,
+        g,
+        &crate::read::projection::Projection::nothing(),
+    )
+    .await?;
     match &a.output {
         Some(path) => crate::output::write_atomically(path, |w| render::render(w, &r, a.format)),
         None => render::render(&mut std::io::stdout().lock(), &r, a.format),

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 
 use crate::read::load::LoadOptions;
+use crate::read::projection::Projection;
 use crate::time::{Day, TimeArg, Timestamp};
 
 /// Settings every command shares.
@@ -15,36 +16,42 @@ pub struct Globals {
 }
 
 impl Globals {
-    pub fn load_options(&self, strict: bool) -> LoadOptions {
+    /// How to load raw exports, reading only the attributes `reads` names.
+    pub fn load_options(&self, strict: bool, reads: &Projection) -> LoadOptions {
         LoadOptions {
             strict,
             progress: self.progress,
             threads: self.threads,
             hash_inputs: false,
             limits: self.limits,
+            projection: std::sync::Arc::new(reads.clone()),
         }
     }
 }
 
-/// Resolves `--data`, loads it and builds the session.
+/// Resolves `--data`, loads it (of raw exports, only the attributes `reads` names) and
+/// builds the session.
 pub async fn open_data(
     data: &crate::cli::DataArgs,
     g: &Globals,
+    reads: &Projection,
 ) -> Result<datafusion::prelude::SessionContext> {
-    Ok(open_inputs(data, g).await?.0)
+    Ok(open_inputs(data, g, reads).await?.0)
 }
 
 /// As `open_data`, with the inputs `--data` named.
 async fn open_inputs(
     data: &crate::cli::DataArgs,
     g: &Globals,
+    reads: &Projection,
 ) -> Result<(
     datafusion::prelude::SessionContext,
     crate::read::input::Inputs,
 )> {
     crate::output::phase("start");
     let inputs = crate::read::input::resolve(&data.data)?;
-    let (data, _stats) = crate::sql::session::Data::load(&inputs, &g.load_options(data.strict))?;
+    let opts = g.load_options(data.strict, reads);
+    let (data, _stats) = crate::sql::session::Data::load(&inputs, &opts)?;
     let held: usize = data
         .mem
         .values()
@@ -71,13 +78,16 @@ pub fn as_of(r: &crate::cli::ReplayArgs, latest: Option<Timestamp>) -> Result<Ti
 }
 
 /// Opens the data and replays it: the session then has carts, cart_events, abandonments and
-/// the derived rows.
+/// the derived rows. Of raw exports it reads the attributes the replay reads
+/// (`replay::projection`) and those `reads` names (what the command does afterwards).
 pub async fn open_replayed(
     data: &crate::cli::DataArgs,
     r: &crate::cli::ReplayArgs,
     g: &Globals,
+    reads: &Projection,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
-    let (ctx, inputs) = open_inputs(data, g).await?;
+    let reads = crate::replay::projection(&r.model).union(reads);
+    let (ctx, inputs) = open_inputs(data, g, &reads).await?;
     let (latest, warning) = crate::replay::data_times(&ctx).await?;
     if let Some(w) = warning {
         eprintln!("cartscope: warning: {w}");
@@ -132,20 +142,31 @@ impl Default for Tuning {
 }
 
 /// Loads and replays the data and builds the report of the period; the session stays open
-/// for more SQL (`cartscope check` runs its SQL rules in it).
+/// for more SQL (`cartscope check` runs its SQL rules in it: `reads` names what they read of
+/// raw exports' attributes).
 pub async fn open_report(
     data: &crate::cli::DataArgs,
     replay: &crate::cli::ReplayArgs,
     period: &crate::cli::PeriodArgs,
     tuning: &Tuning,
     g: &Globals,
+    reads: &Projection,
 ) -> Result<(datafusion::prelude::SessionContext, crate::report::Report)> {
     let mut replay = replay.clone();
     if let (Some(d), None) = (period.day, &replay.as_of) {
         // A daily report is judged as of the day's end.
         replay.as_of = Some(TimeArg::At(d.end()));
     }
-    let (ctx, s) = open_replayed(data, &replay, g).await?;
+    let attributes: Vec<String> = if tuning.attributes.is_empty() {
+        crate::report::DEFAULT_ATTRIBUTES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        tuning.attributes.clone()
+    };
+    let reads = crate::report::projection(&attributes).union(reads);
+    let (ctx, s) = open_replayed(data, &replay, g, &reads).await?;
     let as_of = s.as_of;
     let (since, until) = match period.day {
         Some(d) => (d.start(), d.end()),
@@ -173,14 +194,7 @@ pub async fn open_report(
         warnings: s.warnings.clone(),
         top: tuning.top,
         min_support: tuning.min_support,
-        attributes: if tuning.attributes.is_empty() {
-            crate::report::DEFAULT_ATTRIBUTES
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        } else {
-            tuning.attributes.clone()
-        },
+        attributes,
     };
     let r = crate::report::build(&ctx, &replay.model, &opts).await?;
     Ok((ctx, r))

@@ -22,6 +22,8 @@ use clap::ValueEnum;
 use datafusion::prelude::SessionContext;
 
 use crate::output::Format;
+use crate::read::projection::Projection;
+use crate::sql::reads::sql_reads;
 
 const PROMPT: &str = "cartscope> ";
 const CONTINUATION: &str = "        -> ";
@@ -45,18 +47,31 @@ pub async fn run(a: &crate::cli::ShellArgs, g: &crate::commands::setup::Globals)
             format_name(a.format)
         );
     }
-    let (ctx, summary) = crate::commands::setup::open_replayed(&a.data, &a.replay, g).await?;
+    // A script is read whole first, so that only the attributes its statements read are
+    // parsed of raw exports; statements typed at a terminal are not known in advance.
+    let script = if std::io::stdin().is_terminal() {
+        None
+    } else {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)?;
+        Some(text)
+    };
+    let reads = script
+        .as_deref()
+        .map_or_else(Projection::everything, script_reads);
+    let (ctx, summary) =
+        crate::commands::setup::open_replayed(&a.data, &a.replay, g, &reads).await?;
     let mut shell = Shell::new(ctx, a.format);
-    if std::io::stdin().is_terminal() {
+    let Some(script) = script else {
         eprintln!(
             "cartscope shell: {} carts replayed as of {}. End statements with ;  \\? for help, \\q to quit.",
             summary.carts, summary.as_of
         );
         return interactive(&mut shell).await;
-    }
+    };
     let failed = run_script(
         &mut shell,
-        std::io::stdin().lock(),
+        script.as_bytes(),
         &mut std::io::stdout(),
         &mut std::io::stderr(),
     )
@@ -68,6 +83,23 @@ pub async fn run(a: &crate::cli::ShellArgs, g: &crate::commands::setup::Globals)
         );
     }
     Ok(())
+}
+
+/// What a script's statements read of raw exports' attributes (`sql::reads`); its backslash
+/// commands read none.
+fn script_reads(script: &str) -> Projection {
+    let sql = script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('\\'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (statements, rest) = split_statements(&sql);
+    statements
+        .iter()
+        .map(|(_, s)| *s)
+        .chain([&sql[rest..]])
+        .filter(|s| !s.trim().is_empty())
+        .fold(Projection::nothing(), |p, s| p.union(&sql_reads(s)))
 }
 
 /// Reads statements from `input` to its end (or `\q`) without prompts: results go to `out`,

@@ -41,7 +41,7 @@ pub fn otlp_json(bytes: &[u8]) -> usize {
 pub fn otlp_proto(bytes: &[u8]) -> usize {
     let mut b = TableBuilders::default();
     let mut bad = Vec::new();
-    let _ = proto::decode_message(bytes, &mut b, &mut bad);
+    let _ = proto::decode_message(bytes, &mut b, &mut bad, &Default::default());
     b.take().into_iter().map(|(_, v)| v.len()).sum::<usize>() + bad.len()
 }
 

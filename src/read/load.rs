@@ -23,6 +23,7 @@ use crate::read::input::{self, BadRecord, Compression, Content, InputFile, Locat
 use crate::read::otlp::json::{self, DocCounts, Scratch};
 use crate::read::otlp::proto;
 use crate::read::parquet;
+use crate::read::projection::Projection;
 use crate::tables::builders::TableBuilders;
 use crate::tables::schema::{PerTable, Table};
 
@@ -41,6 +42,8 @@ pub struct LoadOptions {
     /// Hash every file's bytes (xxh3-128) as it is read, for `on_file_done`.
     pub hash_inputs: bool,
     pub limits: Limits,
+    /// The attributes to read; the rest are skipped unread (`read::projection`).
+    pub projection: Arc<Projection>,
 }
 
 impl Default for LoadOptions {
@@ -51,6 +54,7 @@ impl Default for LoadOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             hash_inputs: false,
             limits: Limits::default(),
+            projection: Arc::default(),
         }
     }
 }
@@ -349,7 +353,8 @@ pub fn load(
             let out_tx: Sender<Result<Output>> = out_tx.clone();
             let cancel = cancel.clone();
             let max_record = opts.limits.max_record;
-            scope.spawn(move || worker(files, work_rx, out_tx, &cancel, max_record));
+            let projection = opts.projection.clone();
+            scope.spawn(move || worker(files, work_rx, out_tx, &cancel, max_record, projection));
         }
         drop(work_rx);
         drop(out_tx);
@@ -409,8 +414,10 @@ fn worker(
     tx: Sender<Result<Output>>,
     cancel: &AtomicBool,
     max_record: usize,
+    projection: Arc<Projection>,
 ) {
     let mut scratch = Scratch::default();
+    scratch.projection = projection;
     for item in rx.iter() {
         if cancel.load(Ordering::Relaxed) {
             return;
@@ -646,7 +653,7 @@ fn parse_frame(
         return;
     }
     let mut reasons = Vec::new();
-    match proto::decode_message(payload, b, &mut reasons) {
+    match proto::decode_message(payload, b, &mut reasons, &scratch.projection) {
         Ok(c) => add_counts(out, c),
         Err(e) => out.bad.push(bad(format!(
             "protobuf message does not decode: {e}; skipped"

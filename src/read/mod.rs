@@ -1,7 +1,7 @@
 //! Inputs into canonical batches: what the user named (`input`: files, directories, globs,
 //! datasets, and what each file holds), the wire formats (`otlp`: JSON and protobuf;
 //! `parquet`: Parquet in cartscope's or the ClickHouse exporter's schema), and the parallel,
-//! streaming loader (`load`).
+//! streaming loader (`load`), which reads only the attributes a question needs (`projection`).
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -9,3 +9,4 @@ pub mod input;
 pub mod load;
 pub mod otlp;
 pub mod parquet;
+pub mod projection;

@@ -78,6 +78,7 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::SessionContext;
 
+use crate::read::projection::{Keys, Projection};
 use crate::replay::model::Model;
 use crate::sql::passes::{lit, Passes, Scratch};
 use crate::tables::builders::{
@@ -178,6 +179,37 @@ fn dedupe_cart(rows: &[(usize, usize)], cols: &[EventColumns], keep: &mut Vec<bo
         }
     }
     dropped
+}
+
+/// What the replay reads of a raw export's attributes: on spans, the model's keys and the
+/// attributes its stages test, and the cart key of the abandonments the input recorded
+/// already (`Deriver::new`); on metric points, that cart key and the stage attribute. Every
+/// other column is read whole (`read::projection`). A change to the SQL below that reads
+/// another attribute must add it here: the tests compare every replay from a raw export
+/// with and without this projection.
+pub fn projection(m: &Model) -> Projection {
+    let k = &m.keys;
+    let mut span: Vec<&str> = [
+        &k.cart_id,
+        &k.user_id,
+        &k.session_id,
+        &k.item_count,
+        &k.total_value,
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .collect();
+    for s in &m.stages {
+        span.extend(s.has.iter().map(String::as_str));
+        span.extend(s.conditions.keys().map(String::as_str));
+    }
+    span.push(&m.derived.cart_id_attribute);
+    Projection {
+        span: Keys::only(span),
+        point: Keys::only([&m.derived.cart_id_attribute, &m.derived.stage_attribute]),
+        ..Projection::nothing()
+    }
 }
 
 /// `coalesce(t.attributes['a'], t.attributes['b'])`, or a typed NULL for no keys.

@@ -27,6 +27,7 @@ use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
+use crate::read::projection::{Keys, Projection};
 use crate::replay::model::Model;
 use crate::sql::passes::{lit, Passes, Scratch};
 use crate::stats::{self, TwoByTwo};
@@ -48,6 +49,17 @@ pub const DEFAULT_ATTRIBUTES: [&str; 6] = [
     "shipping.carrier",
     "deployment.environment.name",
 ];
+
+/// What the report reads of a raw export's attributes beyond the replay: the candidate
+/// attributes, on spans and their resources (`coalesce(attributes[a], resource_attributes[a])`
+/// in `build`'s drivers).
+pub fn projection(attributes: &[String]) -> Projection {
+    Projection {
+        span: Keys::only(attributes),
+        resource: Keys::only(attributes),
+        ..Projection::nothing()
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {

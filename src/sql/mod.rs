@@ -1,7 +1,9 @@
 //! SQL over the tables: the one place a session is built (`session`), cartscope's SQL
-//! functions (`udf`) and the query library (`library`).
+//! functions (`udf`), the query library (`library`), and what SQL reads of a raw export's
+//! attributes (`reads`).
 
 pub mod library;
 pub mod passes;
+pub mod reads;
 pub mod session;
 pub mod udf;

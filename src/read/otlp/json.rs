@@ -13,6 +13,7 @@ use std::marker::PhantomData;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::values::*;
+use crate::read::projection::{Keys, Projection};
 use crate::tables::builders::{
     Attrs, EventRec, ExemplarRec, LinkRec, MetricHead, MetricType, PointRec, SpanKind, SpanRec,
     StatusCode, TableBuilders, Temporality,
@@ -48,6 +49,8 @@ pub struct Scratch {
     /// byte offset of the offending field's key), so a pretty-printed document's bad record
     /// is reported at its own line.
     pub bad_at: Vec<(usize, usize)>,
+    /// The attributes to read; the others are skipped unread.
+    pub projection: std::sync::Arc<Projection>,
 }
 
 impl Scratch {
@@ -61,6 +64,7 @@ impl Scratch {
 
 struct Ctx<'a> {
     b: &'a mut TableBuilders,
+    p: &'a Projection,
     s: &'a mut Scratch,
     counts: DocCounts,
     /// The document, to place bad records by the keys borrowed from it.
@@ -86,8 +90,10 @@ pub fn parse_document(
     let mark = b.mark();
     let bad_before = s.bad.len();
     let mut de = serde_json::Deserializer::from_str(text);
+    let p = s.projection.clone();
     let mut ctx = Ctx {
         b,
+        p: &p,
         s,
         counts: DocCounts::default(),
         doc: text,
@@ -266,6 +272,7 @@ impl<'de> Visitor<'de> for DocSeed<'_, '_> {
 /// `resource` or `scope`: attributes (into the given buffer), name and version.
 struct Named<'c> {
     attrs: &'c mut Attrs,
+    keys: &'c Keys,
     name: Option<String>,
     version: Option<String>,
 }
@@ -289,7 +296,7 @@ impl<'de> Visitor<'de> for &mut Named<'_> {
         let mut err = None;
         while let Some(k) = map.next_key::<Key>()? {
             let r = match &*k.camel() {
-                "attributes" => map.next_value_seed(AttrList(self.attrs))?,
+                "attributes" => map.next_value_seed(AttrList(self.attrs, self.keys))?,
                 "name" => to_string(scalar(&mut map)?).map(|v| self.name = v),
                 "version" => to_string(scalar(&mut map)?).map(|v| self.version = v),
                 _ => skip(&mut map)?,
@@ -307,6 +314,7 @@ impl ObjVisit for ResourceSpans {
         let spans0 = ctx.b.traces.spans();
         let events0 = ctx.b.traces.events_len();
         let doc = ctx.doc;
+        let resource_keys = ctx.p.resource_keys();
         ctx.s.res_attrs.clear();
         let mut res_err = None;
         // The resource and scope columns are filled even when the document turns out
@@ -317,6 +325,7 @@ impl ObjVisit for ResourceSpans {
                     "resource" => {
                         let mut named = Named {
                             attrs: &mut ctx.s.res_attrs,
+                            keys: &resource_keys,
                             name: None,
                             version: None,
                         };
@@ -365,6 +374,7 @@ impl ObjVisit for ScopeSpans {
                     "scope" | "instrumentationLibrary" => {
                         let mut named = Named {
                             attrs: &mut ctx.s.scope_attrs,
+                            keys: &ctx.p.scope,
                             name: None,
                             version: None,
                         };
@@ -431,7 +441,9 @@ impl ObjVisit for Span {
                     to_i64(&scalar(&mut map)?).map(|v| sp.dropped_links_count = v)
                 }
                 "status" => map.next_value_seed(StatusSeed(sp))?,
-                "attributes" => map.next_value_seed(AttrList(&mut ctx.s.span_attrs))?,
+                "attributes" => {
+                    map.next_value_seed(AttrList(&mut ctx.s.span_attrs, &ctx.p.span))?
+                }
                 "events" => each::<Event, _>(ctx, &mut map)?,
                 "links" => each::<Link, _>(ctx, &mut map)?,
                 _ => skip(&mut map)?,
@@ -506,6 +518,7 @@ struct Event;
 impl ObjVisit for Event {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
         let i = next_slot(&mut ctx.s.events, &mut ctx.s.n_events);
+        let keys = &ctx.p.event;
         let e = &mut ctx.s.events[i];
         e.time_ns = None;
         e.name = None;
@@ -516,7 +529,7 @@ impl ObjVisit for Event {
             let r = match &*k.camel() {
                 "timeUnixNano" => to_u64(&scalar(&mut map)?).map(|v| e.time_ns = v),
                 "name" => to_string(scalar(&mut map)?).map(|v| e.name = v),
-                "attributes" => map.next_value_seed(AttrList(&mut e.attrs))?,
+                "attributes" => map.next_value_seed(AttrList(&mut e.attrs, keys))?,
                 "droppedAttributesCount" => {
                     to_i64(&scalar(&mut map)?).map(|v| e.dropped_attributes_count = v)
                 }
@@ -533,6 +546,7 @@ struct Link;
 impl ObjVisit for Link {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
         let i = next_slot(&mut ctx.s.links, &mut ctx.s.n_links);
+        let keys = &ctx.p.link;
         let l = &mut ctx.s.links[i];
         l.trace_id = None;
         l.span_id = None;
@@ -547,7 +561,7 @@ impl ObjVisit for Link {
                 "spanId" => to_id::<8>(&scalar(&mut map)?).map(|v| l.span_id = v),
                 "traceState" => to_string(scalar(&mut map)?).map(|v| l.trace_state = v),
                 "flags" => to_i64(&scalar(&mut map)?).map(|v| l.flags = v),
-                "attributes" => map.next_value_seed(AttrList(&mut l.attrs))?,
+                "attributes" => map.next_value_seed(AttrList(&mut l.attrs, keys))?,
                 "droppedAttributesCount" => {
                     to_i64(&scalar(&mut map)?).map(|v| l.dropped_attributes_count = v)
                 }
@@ -561,12 +575,17 @@ impl ObjVisit for Link {
 
 // ---- attributes ----------------------------------------------------------------------------
 
-/// `[{"key": ..., "value": AnyValue}, ...]` into an `Attrs` buffer.
-struct AttrList<'c>(&'c mut Attrs);
+/// `[{"key": ..., "value": AnyValue}, ...]` into an `Attrs` buffer: the attributes of the
+/// given keys; the others' values are skipped unread.
+struct AttrList<'c>(&'c mut Attrs, &'c Keys);
 
 impl<'de> DeserializeSeed<'de> for AttrList<'_> {
     type Value = Lv<()>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Lv<()>, D::Error> {
+        if self.1.is_none() {
+            d.deserialize_ignored_any(IgnoredAny)?;
+            return Ok(Ok(()));
+        }
         d.deserialize_any(self)
     }
 }
@@ -581,7 +600,7 @@ impl<'de> Visitor<'de> for AttrList<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lv<()>, A::Error> {
         let mut first = Ok(());
-        while let Some(r) = seq.next_element_seed(KeyValueSeed(&mut *self.0))? {
+        while let Some(r) = seq.next_element_seed(KeyValueSeed(&mut *self.0, self.1))? {
             if first.is_ok() {
                 first = r;
             }
@@ -590,7 +609,7 @@ impl<'de> Visitor<'de> for AttrList<'_> {
     }
 }
 
-struct KeyValueSeed<'c>(&'c mut Attrs);
+struct KeyValueSeed<'c>(&'c mut Attrs, &'c Keys);
 
 impl<'de> DeserializeSeed<'de> for KeyValueSeed<'_> {
     type Value = Lv<()>;
@@ -605,14 +624,17 @@ impl<'de> Visitor<'de> for KeyValueSeed<'_> {
         f.write_str("a key-value object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lv<()>, A::Error> {
-        let attrs = self.0;
+        let (attrs, keys) = (self.0, self.1);
         let start = attrs.buf.len();
         let mut key = None;
         let mut value = None;
         let mut err = None;
+        // An attribute of a key not read: its value (if it comes after the key) is skipped.
+        let mut unread = false;
         while let Some(k) = map.next_key::<Key>()? {
             match &*k.0 {
                 "key" => match scalar(&mut map)? {
+                    Scalar::Str(s) if !keys.wants(&s) => unread = true,
                     Scalar::Str(s) => {
                         let k0 = attrs.buf.len();
                         attrs.buf.push_str(&s);
@@ -625,6 +647,9 @@ impl<'de> Visitor<'de> for KeyValueSeed<'_> {
                         ))
                     }
                 },
+                "value" if unread => {
+                    map.next_value::<IgnoredAny>()?;
+                }
                 "value" => {
                     let v0 = attrs.buf.len();
                     match map.next_value_seed(AnyValueSeed {
@@ -642,6 +667,11 @@ impl<'de> Visitor<'de> for KeyValueSeed<'_> {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
+        }
+        if unread {
+            // Whatever came before the key (a value) goes too, read or wrong.
+            attrs.buf.truncate(start);
+            return Ok(Ok(()));
         }
         match (key, err) {
             (Some(key), None) => {
@@ -1029,6 +1059,7 @@ impl ObjVisit for ResourceMetrics {
         let points0 = ctx.b.metrics.points();
         let ex0 = ctx.b.metrics.exemplars_len();
         let doc = ctx.doc;
+        let resource_keys = ctx.p.resource_keys();
         ctx.s.res_attrs.clear();
         let mut res_err = None;
         // The resource and scope columns are filled even when the document turns out
@@ -1039,6 +1070,7 @@ impl ObjVisit for ResourceMetrics {
                     "resource" => {
                         let mut named = Named {
                             attrs: &mut ctx.s.res_attrs,
+                            keys: &resource_keys,
                             name: None,
                             version: None,
                         };
@@ -1086,6 +1118,7 @@ impl ObjVisit for ScopeMetrics {
                     "scope" | "instrumentationLibrary" => {
                         let mut named = Named {
                             attrs: &mut ctx.s.scope_attrs,
+                            keys: &ctx.p.scope,
                             name: None,
                             version: None,
                         };
@@ -1252,6 +1285,8 @@ impl ObjVisit for Point {
             ctx.s.point_errs.push(None);
         }
         let doc = ctx.doc;
+        let keys = &ctx.p.point;
+        let exemplar_keys = &ctx.p.exemplar;
         let p = &mut ctx.s.points[i];
         let mut attrs = std::mem::take(&mut p.attrs);
         attrs.clear();
@@ -1262,7 +1297,7 @@ impl ObjVisit for Point {
         let mut err = None;
         while let Some(k) = map.next_key::<Key>()? {
             let r = match &*k.camel() {
-                "attributes" => map.next_value_seed(AttrList(&mut p.attrs))?,
+                "attributes" => map.next_value_seed(AttrList(&mut p.attrs, keys))?,
                 "startTimeUnixNano" => to_u64(&scalar(&mut map)?).map(|v| p.start_ns = v),
                 "timeUnixNano" => to_u64(&scalar(&mut map)?).map(|v| p.time_ns = v),
                 "asDouble" => to_f64(&scalar(&mut map)?).map(|v| {
@@ -1291,7 +1326,7 @@ impl ObjVisit for Point {
                 "quantileValues" => {
                     map.next_value_seed(Quantiles(p.quantiles.get_or_insert_with(Vec::new)))?
                 }
-                "exemplars" => map.next_value_seed(Exemplars(&mut p.exemplars))?,
+                "exemplars" => map.next_value_seed(Exemplars(&mut p.exemplars, exemplar_keys))?,
                 _ => skip(&mut map)?,
             };
             keep_first_at(&mut err, doc, &k.0, r);
@@ -1404,7 +1439,7 @@ impl Ord for Key<'_> {
     }
 }
 
-struct Exemplars<'c>(&'c mut Vec<ExemplarRec>);
+struct Exemplars<'c>(&'c mut Vec<ExemplarRec>, &'c Keys);
 
 impl<'de> DeserializeSeed<'de> for Exemplars<'_> {
     type Value = Lv<()>;
@@ -1425,7 +1460,7 @@ impl<'de> Visitor<'de> for Exemplars<'_> {
         let mut err = Ok(());
         loop {
             let mut e = ExemplarRec::default();
-            match seq.next_element_seed(ExemplarSeed(&mut e))? {
+            match seq.next_element_seed(ExemplarSeed(&mut e, self.1))? {
                 None => break,
                 Some(Ok(())) => self.0.push(e),
                 Some(Err(x)) => {
@@ -1439,7 +1474,7 @@ impl<'de> Visitor<'de> for Exemplars<'_> {
     }
 }
 
-struct ExemplarSeed<'c>(&'c mut ExemplarRec);
+struct ExemplarSeed<'c>(&'c mut ExemplarRec, &'c Keys);
 
 impl<'de> DeserializeSeed<'de> for ExemplarSeed<'_> {
     type Value = Lv<()>;
@@ -1458,7 +1493,9 @@ impl<'de> Visitor<'de> for ExemplarSeed<'_> {
         let mut err = None;
         while let Some(k) = map.next_key::<Key>()? {
             let r = match &*k.camel() {
-                "filteredAttributes" => map.next_value_seed(AttrList(&mut e.filtered_attrs))?,
+                "filteredAttributes" => {
+                    map.next_value_seed(AttrList(&mut e.filtered_attrs, self.1))?
+                }
                 "timeUnixNano" => to_u64(&scalar(&mut map)?).map(|v| e.time_ns = v),
                 "asDouble" => to_f64(&scalar(&mut map)?).map(|v| {
                     if v.is_some() {

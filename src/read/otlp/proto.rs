@@ -29,6 +29,7 @@ use prost::Message;
 
 use super::json::DocCounts;
 use super::values::{id_from_bytes, write_f64, write_json_str};
+use crate::read::projection::{Keys, Projection};
 use crate::tables::builders::{
     Attrs, EventRec, ExemplarRec, LinkRec, MetricHead, MetricType, PointRec, SpanKind, SpanRec,
     StatusCode, TableBuilders, Temporality,
@@ -46,25 +47,32 @@ pub enum MessageKind {
 /// Decodes one message into `b`. On a decode error nothing of the message stays in the builders
 /// (use `b.mark()` / `b.rollback_to(mark)`) and Err(reason) is returned. Records with bad values
 /// (e.g. a trace id of the wrong length) are skipped and described in `bad`, like json.rs does.
+/// Only the attributes `projection` names are kept.
 pub fn decode_message(
     bytes: &[u8],
     b: &mut TableBuilders,
     bad: &mut Vec<String>,
+    projection: &Projection,
 ) -> Result<DocCounts, String> {
     let mark = b.mark();
     let bad_before = bad.len();
     let mut counts = DocCounts::default();
-    let mut s = Scratch::default();
+    let mut s = Scratch {
+        res_keys: projection.resource_keys(),
+        ..Scratch::default()
+    };
+    let s = &mut s;
+    let p = projection;
     let (kind, items) = sniff_items(bytes);
     let res = match kind {
         MessageKind::Traces => each_resource(bytes, |res| {
             let rs = ResourceSpans::decode(res).map_err(prost_error)?;
-            counts.spans += append_resource_spans(&rs, b, bad, &mut s);
+            counts.spans += append_resource_spans(&rs, b, bad, s, p);
             Ok(())
         }),
         MessageKind::Metrics => each_resource(bytes, |res| {
             let rm = ResourceMetrics::decode(res).map_err(prost_error)?;
-            counts.points += append_resource_metrics(&rm, b, bad, &mut s);
+            counts.points += append_resource_metrics(&rm, b, bad, s, p);
             Ok(())
         }),
         MessageKind::Logs => each_resource(bytes, |res| {
@@ -309,6 +317,7 @@ fn classify(record: &[u8]) -> Option<MessageKind> {
 
 #[derive(Default)]
 struct Scratch {
+    res_keys: Keys,
     res_attrs: Attrs,
     scope_attrs: Attrs,
     span: SpanRec,
@@ -339,9 +348,9 @@ fn counts(v: &[u64], key: &str) -> Result<Vec<i64>, String> {
     v.iter().map(|n| count(*n, key)).collect()
 }
 
-/// Appends `kvs` to `attrs` with their values as text.
-fn push_attrs(attrs: &mut Attrs, kvs: &[KeyValue]) {
-    for kv in kvs {
+/// Appends those of `kvs` of the given keys to `attrs`, with their values as text.
+fn push_attrs(attrs: &mut Attrs, kvs: &[KeyValue], keys: &Keys) {
+    for kv in kvs.iter().filter(|kv| keys.wants(&kv.key)) {
         let k0 = attrs.buf.len();
         attrs.buf.push_str(&kv.key);
         let k1 = attrs.buf.len();
@@ -435,17 +444,18 @@ fn append_resource_spans(
     b: &mut TableBuilders,
     bad: &mut Vec<String>,
     s: &mut Scratch,
+    p: &Projection,
 ) -> usize {
     let spans0 = b.traces.spans();
     let events0 = b.traces.events_len();
     s.res_attrs.clear();
     if let Some(r) = &rs.resource {
-        push_attrs(&mut s.res_attrs, &r.attributes);
+        push_attrs(&mut s.res_attrs, &r.attributes, &s.res_keys);
     }
     for ss in &rs.scope_spans {
         let scope0 = b.traces.spans();
         for sp in &ss.spans {
-            match span_rec(sp, s) {
+            match span_rec(sp, s, p) {
                 Ok(()) => b
                     .traces
                     .append_span(&s.span, &s.span_attrs, &s.events, &s.links),
@@ -455,7 +465,7 @@ fn append_resource_spans(
         s.scope_attrs.clear();
         let (name, version) = match &ss.scope {
             Some(sc) => {
-                push_attrs(&mut s.scope_attrs, &sc.attributes);
+                push_attrs(&mut s.scope_attrs, &sc.attributes, &p.scope);
                 (Some(sc.name.as_str()), Some(sc.version.as_str()))
             }
             None => (None, None),
@@ -470,7 +480,7 @@ fn append_resource_spans(
 }
 
 /// Fills `s.span`, `s.span_attrs`, `s.events` and `s.links` from `sp`.
-fn span_rec(sp: &Span, s: &mut Scratch) -> Result<(), String> {
+fn span_rec(sp: &Span, s: &mut Scratch, p: &Projection) -> Result<(), String> {
     // Checked in the order the JSON mapping writes the fields, so the first problem reported
     // is the one `json` would report.
     let trace_id = id::<16>(&sp.trace_id, "traceId")?;
@@ -488,7 +498,7 @@ fn span_rec(sp: &Span, s: &mut Scratch) -> Result<(), String> {
         rec.flags = non_zero(l.flags);
         rec.dropped_attributes_count = non_zero(l.dropped_attributes_count);
         rec.attrs.clear();
-        push_attrs(&mut rec.attrs, &l.attributes);
+        push_attrs(&mut rec.attrs, &l.attributes, &p.link);
     }
     let (status_code, status_message) = match &sp.status {
         None => (StatusCode::Unset, None),
@@ -521,10 +531,10 @@ fn span_rec(sp: &Span, s: &mut Scratch) -> Result<(), String> {
         rec.name = non_empty(&e.name);
         rec.dropped_attributes_count = non_zero(e.dropped_attributes_count);
         rec.attrs.clear();
-        push_attrs(&mut rec.attrs, &e.attributes);
+        push_attrs(&mut rec.attrs, &e.attributes, &p.event);
     }
     s.span_attrs.clear();
-    push_attrs(&mut s.span_attrs, &sp.attributes);
+    push_attrs(&mut s.span_attrs, &sp.attributes, &p.span);
     Ok(())
 }
 
@@ -536,17 +546,18 @@ fn append_resource_metrics(
     b: &mut TableBuilders,
     bad: &mut Vec<String>,
     s: &mut Scratch,
+    pr: &Projection,
 ) -> usize {
     let points0 = b.metrics.points();
     let ex0 = b.metrics.exemplars_len();
     s.res_attrs.clear();
     if let Some(r) = &rm.resource {
-        push_attrs(&mut s.res_attrs, &r.attributes);
+        push_attrs(&mut s.res_attrs, &r.attributes, &s.res_keys);
     }
     for sm in &rm.scope_metrics {
         let scope0 = b.metrics.points();
         for m in &sm.metrics {
-            append_metric(m, b, bad, &mut s.point);
+            append_metric(m, b, bad, &mut s.point, pr);
         }
         let n = b.metrics.points() - scope0;
         let scope = sm.scope.as_ref();
@@ -562,7 +573,13 @@ fn append_resource_metrics(
     n
 }
 
-fn append_metric(m: &Metric, b: &mut TableBuilders, bad: &mut Vec<String>, p: &mut PointRec) {
+fn append_metric(
+    m: &Metric,
+    b: &mut TableBuilders,
+    bad: &mut Vec<String>,
+    p: &mut PointRec,
+    pr: &Projection,
+) {
     use metric::Data;
     let Some(data) = &m.data else {
         return;
@@ -624,31 +641,38 @@ fn append_metric(m: &Metric, b: &mut TableBuilders, bad: &mut Vec<String>, p: &m
         Data::Gauge(g) => g
             .data_points
             .iter()
-            .for_each(|dp| emit(number_point(dp, p), p)),
+            .for_each(|dp| emit(number_point(dp, p, pr), p)),
         Data::Sum(x) => x
             .data_points
             .iter()
-            .for_each(|dp| emit(number_point(dp, p), p)),
+            .for_each(|dp| emit(number_point(dp, p, pr), p)),
         Data::Histogram(h) => h
             .data_points
             .iter()
-            .for_each(|dp| emit(histogram_point(dp, p), p)),
+            .for_each(|dp| emit(histogram_point(dp, p, pr), p)),
         Data::ExponentialHistogram(h) => h
             .data_points
             .iter()
-            .for_each(|dp| emit(exp_histogram_point(dp, p), p)),
+            .for_each(|dp| emit(exp_histogram_point(dp, p, pr), p)),
         Data::Summary(x) => x
             .data_points
             .iter()
-            .for_each(|dp| emit(summary_point(dp, p), p)),
+            .for_each(|dp| emit(summary_point(dp, p, pr), p)),
     }
 }
 
 /// Resets `p` for the next point, keeping its attribute buffer.
-fn reset_point(p: &mut PointRec, attributes: &[KeyValue], start: u64, time: u64, flags: u32) {
+fn reset_point(
+    pr: &Projection,
+    p: &mut PointRec,
+    attributes: &[KeyValue],
+    start: u64,
+    time: u64,
+    flags: u32,
+) {
     let mut attrs = std::mem::take(&mut p.attrs);
     attrs.clear();
-    push_attrs(&mut attrs, attributes);
+    push_attrs(&mut attrs, attributes, &pr.point);
     *p = PointRec {
         attrs,
         start_ns: Some(start),
@@ -658,8 +682,9 @@ fn reset_point(p: &mut PointRec, attributes: &[KeyValue], start: u64, time: u64,
     };
 }
 
-fn number_point(dp: &NumberDataPoint, p: &mut PointRec) -> Result<(), String> {
+fn number_point(dp: &NumberDataPoint, p: &mut PointRec, pr: &Projection) -> Result<(), String> {
     reset_point(
+        pr,
         p,
         &dp.attributes,
         dp.start_time_unix_nano,
@@ -674,12 +699,17 @@ fn number_point(dp: &NumberDataPoint, p: &mut PointRec) -> Result<(), String> {
         Some(number_data_point::Value::AsDouble(f)) => p.value = Some(f),
         None => {}
     }
-    p.exemplars = exemplars(&dp.exemplars)?;
+    p.exemplars = exemplars(&dp.exemplars, &pr.exemplar)?;
     Ok(())
 }
 
-fn histogram_point(dp: &HistogramDataPoint, p: &mut PointRec) -> Result<(), String> {
+fn histogram_point(
+    dp: &HistogramDataPoint,
+    p: &mut PointRec,
+    pr: &Projection,
+) -> Result<(), String> {
     reset_point(
+        pr,
         p,
         &dp.attributes,
         dp.start_time_unix_nano,
@@ -692,12 +722,17 @@ fn histogram_point(dp: &HistogramDataPoint, p: &mut PointRec) -> Result<(), Stri
     p.max = dp.max;
     p.bucket_counts = Some(counts(&dp.bucket_counts, "bucketCounts")?);
     p.explicit_bounds = Some(dp.explicit_bounds.clone());
-    p.exemplars = exemplars(&dp.exemplars)?;
+    p.exemplars = exemplars(&dp.exemplars, &pr.exemplar)?;
     Ok(())
 }
 
-fn exp_histogram_point(dp: &ExponentialHistogramDataPoint, p: &mut PointRec) -> Result<(), String> {
+fn exp_histogram_point(
+    dp: &ExponentialHistogramDataPoint,
+    p: &mut PointRec,
+    pr: &Projection,
+) -> Result<(), String> {
     reset_point(
+        pr,
         p,
         &dp.attributes,
         dp.start_time_unix_nano,
@@ -721,12 +756,13 @@ fn exp_histogram_point(dp: &ExponentialHistogramDataPoint, p: &mut PointRec) -> 
     p.zero_threshold = Some(dp.zero_threshold);
     p.positive = Some(buckets(&dp.positive, "positive")?);
     p.negative = Some(buckets(&dp.negative, "negative")?);
-    p.exemplars = exemplars(&dp.exemplars)?;
+    p.exemplars = exemplars(&dp.exemplars, &pr.exemplar)?;
     Ok(())
 }
 
-fn summary_point(dp: &SummaryDataPoint, p: &mut PointRec) -> Result<(), String> {
+fn summary_point(dp: &SummaryDataPoint, p: &mut PointRec, pr: &Projection) -> Result<(), String> {
     reset_point(
+        pr,
         p,
         &dp.attributes,
         dp.start_time_unix_nano,
@@ -744,7 +780,7 @@ fn summary_point(dp: &SummaryDataPoint, p: &mut PointRec) -> Result<(), String> 
     Ok(())
 }
 
-fn exemplars(list: &[Exemplar]) -> Result<Vec<ExemplarRec>, String> {
+fn exemplars(list: &[Exemplar], keys: &Keys) -> Result<Vec<ExemplarRec>, String> {
     list.iter()
         .map(|e| {
             let ex_err = |x: String| format!("exemplars: exemplar: {x}");
@@ -759,7 +795,7 @@ fn exemplars(list: &[Exemplar]) -> Result<Vec<ExemplarRec>, String> {
                 span_id: id::<8>(&e.span_id, "spanId").map_err(ex_err)?,
                 filtered_attrs: Attrs::default(),
             };
-            push_attrs(&mut rec.filtered_attrs, &e.filtered_attributes);
+            push_attrs(&mut rec.filtered_attrs, &e.filtered_attributes, keys);
             Ok(rec)
         })
         .collect()
@@ -1125,7 +1161,7 @@ mod tests {
         assert_eq!(sniff(&bytes), MessageKind::Traces);
         let mut b = TableBuilders::default();
         let mut bad = Vec::new();
-        let counts = decode_message(&bytes, &mut b, &mut bad).unwrap();
+        let counts = decode_message(&bytes, &mut b, &mut bad, &Projection::default()).unwrap();
         assert_eq!(
             counts,
             DocCounts {
@@ -1332,7 +1368,13 @@ mod tests {
             }],
         };
         let mut pb = TableBuilders::default();
-        decode_message(&msg.encode_to_vec(), &mut pb, &mut Vec::new()).unwrap();
+        decode_message(
+            &msg.encode_to_vec(),
+            &mut pb,
+            &mut Vec::new(),
+            &Projection::default(),
+        )
+        .unwrap();
         let from_proto = table(&pb.take(), Table::Traces);
         assert_eq!(map_at(&from_proto, "attributes", 0), expected_rich());
         assert_eq!(
@@ -1517,7 +1559,7 @@ mod tests {
         assert_eq!(sniff(&bytes), MessageKind::Metrics);
         let mut b = TableBuilders::default();
         let mut bad = Vec::new();
-        let counts = decode_message(&bytes, &mut b, &mut bad).unwrap();
+        let counts = decode_message(&bytes, &mut b, &mut bad, &Projection::default()).unwrap();
         assert_eq!(counts.points, 6);
         assert_eq!(counts.spans, 0);
         assert_eq!(
@@ -1775,7 +1817,13 @@ mod tests {
         };
         let mut b = TableBuilders::default();
         let mut bad = Vec::new();
-        let counts = decode_message(&logs_message(log).encode_to_vec(), &mut b, &mut bad).unwrap();
+        let counts = decode_message(
+            &logs_message(log).encode_to_vec(),
+            &mut b,
+            &mut bad,
+            &Projection::default(),
+        )
+        .unwrap();
         assert_eq!(
             counts,
             DocCounts {
@@ -1788,7 +1836,7 @@ mod tests {
         assert_eq!(b.rows(), 0);
         // Empty and record-less messages load nothing and are not errors.
         assert_eq!(
-            decode_message(&[], &mut b, &mut bad),
+            decode_message(&[], &mut b, &mut bad, &Projection::default()),
             Ok(DocCounts::default())
         );
         assert_eq!(b.rows(), 0);
@@ -1799,14 +1847,21 @@ mod tests {
         let mut b = TableBuilders::default();
         let mut bad = vec!["earlier".to_string()];
         // One good message first: it must survive the rollbacks.
-        decode_message(&traces_message().encode_to_vec(), &mut b, &mut bad).unwrap();
+        decode_message(
+            &traces_message().encode_to_vec(),
+            &mut b,
+            &mut bad,
+            &Projection::default(),
+        )
+        .unwrap();
         let bad_after_good = bad.clone();
         assert_eq!(b.rows(), 3 + 3 + 1);
 
         // Truncated inside the last resource: the first resource was already appended.
         let bytes = traces_message().encode_to_vec();
         for cut in [bytes.len() - 3, bytes.len() / 2, 5] {
-            let err = decode_message(&bytes[..cut], &mut b, &mut bad).unwrap_err();
+            let err = decode_message(&bytes[..cut], &mut b, &mut bad, &Projection::default())
+                .unwrap_err();
             assert!(!err.is_empty());
             assert_eq!(bad, bad_after_good, "cut at {cut}");
             assert_eq!(b.rows(), 7, "cut at {cut}: {err}");
@@ -1819,13 +1874,13 @@ mod tests {
             .position(|w| w == b"payment.authorize")
             .unwrap();
         bytes[at] = 0xff;
-        let err = decode_message(&bytes, &mut b, &mut bad).unwrap_err();
+        let err = decode_message(&bytes, &mut b, &mut bad, &Projection::default()).unwrap_err();
         assert!(err.contains("UTF-8"), "{err}");
         assert_eq!(b.rows(), 7);
         assert_eq!(bad, bad_after_good);
 
         // Not protobuf at all.
-        assert!(decode_message(b"\xff\xff\xff", &mut b, &mut bad).is_err());
+        assert!(decode_message(b"\xff\xff\xff", &mut b, &mut bad, &Projection::default()).is_err());
 
         let tables = b.take();
         let t = table(&tables, Table::Traces);
@@ -1843,7 +1898,13 @@ mod tests {
         let bytes = metrics_message().encode_to_vec();
         let mut b = TableBuilders::default();
         let mut bad = Vec::new();
-        assert!(decode_message(&bytes[..bytes.len() - 1], &mut b, &mut bad).is_err());
+        assert!(decode_message(
+            &bytes[..bytes.len() - 1],
+            &mut b,
+            &mut bad,
+            &Projection::default()
+        )
+        .is_err());
         assert!(bad.is_empty());
         let tables = b.take();
         assert!(tables.values().all(|t| t.iter().all(|b| b.num_rows() == 0)));
@@ -1992,7 +2053,7 @@ mod tests {
             ]
         );
         for m in &msgs {
-            let c = decode_message(m, &mut b, &mut bad).unwrap();
+            let c = decode_message(m, &mut b, &mut bad, &Projection::default()).unwrap();
             total.spans += c.spans;
             total.points += c.points;
         }

@@ -1,0 +1,182 @@
+//! What a question reads of a raw export: the attribute keys of each kind of record. The
+//! parsers keep the other attributes out of the tables and skip their values at tokenising
+//! speed (serde's `IgnoredAny`: the JSON is still checked to be well-formed, nothing is
+//! built). Every other column is always read: they are cheap beside the attribute lists, and
+//! the replay and its checks rely on them.
+//!
+//! The stages after this one say what they read (the replay from its lifecycle model, `query`
+//! from its SQL plan); this module only holds the answer. `Projection::default()` reads
+//! everything, as `ingest` does.
+//!
+//! What a projection changes besides speed: an attribute that is not read is not checked
+//! either, so a wrong-typed value there (which skips its span or data point when it is read)
+//! neither skips nor is reported.
+
+use std::fmt;
+
+/// The attribute keys read of one kind of attribute list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Keys {
+    /// Every key.
+    #[default]
+    All,
+    /// Only these (sorted, without repeats); none at all when empty.
+    Only(Vec<String>),
+}
+
+impl Keys {
+    /// The keys `keys` name, and no other.
+    pub fn only<I, S>(keys: I) -> Keys
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut v: Vec<String> = keys.into_iter().map(Into::into).collect();
+        v.sort();
+        v.dedup();
+        Keys::Only(v)
+    }
+
+    pub fn none() -> Keys {
+        Keys::Only(Vec::new())
+    }
+
+    /// Whether an attribute of this key is read.
+    pub fn wants(&self, key: &str) -> bool {
+        match self {
+            Keys::All => true,
+            Keys::Only(v) => v.iter().any(|k| k == key),
+        }
+    }
+
+    /// Whether no attribute at all is read: the whole list can be skipped.
+    pub fn is_none(&self) -> bool {
+        matches!(self, Keys::Only(v) if v.is_empty())
+    }
+
+    /// These keys and those of `other`.
+    pub fn union(&self, other: &Keys) -> Keys {
+        match (self, other) {
+            (Keys::Only(a), Keys::Only(b)) => Keys::only(a.iter().chain(b).cloned()),
+            _ => Keys::All,
+        }
+    }
+
+    /// Adds one key.
+    pub fn with(&self, key: &str) -> Keys {
+        self.union(&Keys::only([key]))
+    }
+}
+
+impl fmt::Display for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Keys::All => f.write_str("every key"),
+            Keys::Only(v) if v.is_empty() => f.write_str("none"),
+            Keys::Only(v) => f.write_str(&v.join(", ")),
+        }
+    }
+}
+
+/// The attribute keys a question reads, per kind of attribute list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Projection {
+    /// Spans' `attributes` (`traces`).
+    pub span: Keys,
+    /// `resource_attributes` of spans and metric points. `service.name` is always read: it
+    /// fills the `service_name` columns.
+    pub resource: Keys,
+    /// `scope_attributes` of spans and metric points.
+    pub scope: Keys,
+    /// Span events' `attributes` (`span_events`).
+    pub event: Keys,
+    /// Span links' `attributes` (`span_links`).
+    pub link: Keys,
+    /// Metric points' `attributes` (`metrics`).
+    pub point: Keys,
+    /// Exemplars' filtered attributes (`exemplars.attributes`).
+    pub exemplar: Keys,
+}
+
+/// The resource attribute the `service_name` columns are taken from.
+pub const SERVICE_NAME: &str = "service.name";
+
+impl Projection {
+    /// Every attribute of every record: what `ingest` reads.
+    pub fn everything() -> Projection {
+        Projection::default()
+    }
+
+    /// No attribute at all but `service.name`; add what a question reads with `union`.
+    pub fn nothing() -> Projection {
+        Projection {
+            span: Keys::none(),
+            resource: Keys::none(),
+            scope: Keys::none(),
+            event: Keys::none(),
+            link: Keys::none(),
+            point: Keys::none(),
+            exemplar: Keys::none(),
+        }
+    }
+
+    /// What both read.
+    pub fn union(&self, o: &Projection) -> Projection {
+        Projection {
+            span: self.span.union(&o.span),
+            resource: self.resource.union(&o.resource),
+            scope: self.scope.union(&o.scope),
+            event: self.event.union(&o.event),
+            link: self.link.union(&o.link),
+            point: self.point.union(&o.point),
+            exemplar: self.exemplar.union(&o.exemplar),
+        }
+    }
+
+    /// The resource keys the parsers read: the asked ones and `service.name`.
+    pub fn resource_keys(&self) -> Keys {
+        self.resource.with(SERVICE_NAME)
+    }
+
+    pub fn is_everything(&self) -> bool {
+        *self == Projection::everything()
+    }
+}
+
+impl fmt::Display for Projection {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "span attributes: {}; resource: {}; scope: {}; span events: {}; span links: {}; metric points: {}; exemplars: {}",
+            self.span,
+            self.resource_keys(),
+            self.scope,
+            self.event,
+            self.link,
+            self.point,
+            self.exemplar
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_union_and_wants() {
+        let a = Keys::only(["b", "a", "b"]);
+        assert_eq!(a, Keys::Only(vec!["a".into(), "b".into()]));
+        assert!(a.wants("a") && !a.wants("c"));
+        assert!(Keys::none().is_none() && !a.is_none() && !Keys::All.is_none());
+        assert_eq!(a.union(&Keys::only(["c"])), Keys::only(["a", "b", "c"]));
+        assert_eq!(a.union(&Keys::All), Keys::All);
+        assert!(Keys::All.wants("anything"));
+        assert_eq!(
+            Projection::nothing().resource_keys(),
+            Keys::only([SERVICE_NAME])
+        );
+        assert!(Projection::everything().is_everything());
+        assert!(!Projection::nothing().is_everything());
+    }
+}
