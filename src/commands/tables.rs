@@ -23,8 +23,14 @@ pub fn tables_sql() -> String {
 }
 
 pub async fn run(a: &TablesArgs, g: &Globals) -> Result<()> {
-    // Counts and times: no attribute is read.
-    let ctx = open_data(&a.data, g, &crate::read::projection::Projection::nothing()).await?;
+    // Everything is read: `tables` is how a user checks what an export holds and what of it is
+    // bad (tests/hostile.rs), so every value is parsed and checked.
+    let ctx = open_data(
+        &a.data,
+        g,
+        &crate::read::projection::Projection::everything(),
+    )
+    .await?;
     // UNION ALL does not keep order; sort by the canonical order.
     let order = Table::ALL
         .iter()
