@@ -267,23 +267,39 @@ fn line_at(text: &str, offset: usize) -> usize {
 
 impl Rules {
     /// What the SQL rules read of a raw export's attributes (`sql::reads`): their
-    /// `${param}`s, unknown until the data is read, are taken for a plain value.
+    /// `${since}`, `${until}` and `${as_of}`, unknown until the data is read, are taken for a
+    /// plain value; a rule that does not render reads everything (the run then says why).
     pub fn reads(&self) -> crate::read::projection::Projection {
-        let mut p = crate::read::projection::Projection::nothing();
+        use crate::read::projection::Projection;
+        let mut p = Projection::nothing();
         for r in &self.rules {
             if let Source::Sql(sql) = &r.source {
-                let mut text = String::with_capacity(sql.len());
-                let mut rest = sql.as_str();
-                while let Some(i) = rest.find("${") {
-                    text.push_str(&rest[..i]);
-                    text.push('x');
-                    rest = rest[i..].find('}').map_or("", |e| &rest[i + e + 1..]);
-                }
-                text.push_str(rest);
-                p = p.union(&crate::sql::reads::sql_reads(&text));
+                p = match self.query(r, sql, ["x", "x", "x"]).render(&[]) {
+                    Ok(text) => p.union(&crate::sql::reads::sql_reads(&text)),
+                    Err(_) => Projection::everything(),
+                };
             }
         }
         p
+    }
+
+    /// A SQL rule as a query whose parameters `since`, `until` and `as_of` default to `values`.
+    fn query(&self, rule: &Rule, sql: &str, values: [&str; 3]) -> crate::sql::library::Query {
+        crate::sql::library::Query {
+            name: rule.name.clone(),
+            description: String::new(),
+            params: ["since", "until", "as_of"]
+                .iter()
+                .zip(values)
+                .map(|(n, v)| crate::sql::library::Param {
+                    name: n.to_string(),
+                    default: v.to_string(),
+                    doc: String::new(),
+                })
+                .collect(),
+            sql: sql.to_string(),
+            origin: self.origin.clone(),
+        }
     }
 
     pub fn load(path: &Path) -> Result<Rules> {
@@ -786,21 +802,12 @@ pub async fn run(
     for rule in &rules.rules {
         let value = match &rule.source {
             Source::Sql(sql) => {
-                let q = crate::sql::library::Query {
-                    name: rule.name.clone(),
-                    description: String::new(),
-                    params: ["since", "until", "as_of"]
-                        .iter()
-                        .zip([&report.period.since, &report.period.until, &report.as_of])
-                        .map(|(n, v)| crate::sql::library::Param {
-                            name: n.to_string(),
-                            default: v.to_string(),
-                            doc: String::new(),
-                        })
-                        .collect(),
-                    sql: sql.clone(),
-                    origin: rules.origin.clone(),
-                };
+                let (since, until, as_of) = (
+                    report.period.since.to_string(),
+                    report.period.until.to_string(),
+                    report.as_of.to_string(),
+                );
+                let q = rules.query(rule, sql, [&since, &until, &as_of]);
                 let ctx_err = || {
                     format!(
                         "rules '{}', line {}, rule '{}'",
