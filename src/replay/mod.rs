@@ -456,7 +456,7 @@ struct Percentiles {
     ps: Vec<f64>,
     first: bool,
     /// Per operation, one selection per p.
-    sel: std::collections::HashMap<String, Vec<Sel>>,
+    sel: foldhash::HashMap<String, Vec<Sel>>,
 }
 
 /// One operation's selection.
@@ -467,7 +467,7 @@ struct Sel {
     bits: u32,
     /// The 1-based rank sought among the candidates (0 until the first pass counts).
     rank: u64,
-    hist: std::collections::HashMap<u32, u64>,
+    hist: foldhash::HashMap<u32, u64>,
     kept: Option<Vec<f64>>,
     done: Option<f64>,
 }
@@ -628,8 +628,9 @@ struct Cart<'a> {
     starts: Vec<(Option<i64>, Option<i64>, Option<&'a str>)>,
     /// End times of the failed events.
     error_ends: Vec<i64>,
-    /// Events per (trace, operation): more than one is a retry.
-    attempts: std::collections::HashMap<(Option<&'a str>, Option<&'a str>), u32>,
+    /// (trace, operation) of every event: one twice is a retry. A cart has a few events,
+    /// so a list sorted at the end (a hash map per cart was 3% of a raw 100k-cart detect).
+    attempts: Vec<(Option<&'a str>, Option<&'a str>)>,
 }
 
 /// The carts table's columns, built row by row.
@@ -718,7 +719,8 @@ impl Cart<'_> {
                 .iter()
                 .any(|e| *e >= l.saturating_sub(r.window_us))
         });
-        let retry = self.attempts.values().any(|n| *n > 1);
+        self.attempts.sort_unstable();
+        let retry = self.attempts.windows(2).any(|w| w[0] == w[1]);
 
         out.cart_id.append_value(self.id);
         out.user_id.append_option(self.user_id);
@@ -865,7 +867,7 @@ impl<'a> Cart<'a> {
         if let (Some("error"), Some(e)) = (status, e) {
             self.error_ends.push(e);
         }
-        *self.attempts.entry((trace, op)).or_default() += 1;
+        self.attempts.push((trace, op));
     }
 }
 
@@ -1284,13 +1286,21 @@ impl Writers {
             let f = std::fs::File::create(&p)
                 .with_context(|| format!("cannot create '{}'", p.display()))?;
             // Small row groups: a writer holds one in memory, and readers split on them.
-            let mut props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-                .set_max_row_group_row_count(Some(64 * 1024));
-            // Ids are all different: a dictionary only costs (interning was 5% of a
-            // 100k-cart detect's samples).
-            for c in ["cart_id", "trace_id", "span_id", "user_id", "last_trace_id"] {
-                props = props.set_column_dictionary_enabled(c.into(), false);
+            let mut props =
+                WriterProperties::builder().set_max_row_group_row_count(Some(64 * 1024));
+            if r.kept() {
+                props = props.set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?));
+                // Ids are all different: a dictionary only costs (interning was 5% of a
+                // 100k-cart detect's samples).
+                for c in ["cart_id", "trace_id", "span_id", "user_id", "last_trace_id"] {
+                    props = props.set_column_dictionary_enabled(c.into(), false);
+                }
+            } else {
+                // Read once, by this session: neither compressed nor dictionary-encoded
+                // (together 12% of a raw 100k-cart detect's samples, bench/RESULTS.md).
+                props = props
+                    .set_compression(Compression::UNCOMPRESSED)
+                    .set_dictionary_enabled(false);
             }
             let props = props.build();
             Ok(ArrowWriter::try_new(f, schema, Some(props))?)

@@ -162,6 +162,12 @@ impl Replay {
         serde_json::from_slice(&text).with_context(|| format!("'{}' is damaged", p.display()))
     }
 
+    /// Whether this replay is kept for later commands (beside a dataset), or lives only as
+    /// long as the session.
+    pub fn kept(&self) -> bool {
+        self.target.is_some()
+    }
+
     /// Writes the summary last and, for a persisted replay, renames the folder to its key
     /// and drops stale and surplus replays beside it. Returns where the files now are.
     /// When another run kept the same replay meanwhile, its copy stays (it may be being
