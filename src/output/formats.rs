@@ -216,6 +216,7 @@ pub(super) fn write_delimited_rows(
     let mut left = max_rows.unwrap_or(usize::MAX);
     for b in batches {
         let fmts = formatters(b, &opts)?;
+        let utc: Vec<_> = b.columns().iter().map(|c| utc_micros(c)).collect();
         for r in 0..b.num_rows() {
             if left == 0 {
                 return Ok(());
@@ -224,7 +225,13 @@ pub(super) fn write_delimited_rows(
             line.clear();
             for (i, f) in fmts.iter().enumerate() {
                 cell.clear();
-                write!(cell, "{}", f.value(r))?;
+                let fast = match utc[i] {
+                    Some(a) => a.is_null(r) || write_utc_micros(&mut cell, a.value(r)),
+                    None => false,
+                };
+                if !fast {
+                    write!(cell, "{}", f.value(r))?;
+                }
                 push_cell(&mut line, i, &cell, text[i], sep);
             }
             line.push('\n');
@@ -232,6 +239,69 @@ pub(super) fn write_delimited_rows(
         }
     }
     Ok(())
+}
+
+/// A column of UTC timestamps in microseconds (every timestamp cartscope's tables hold),
+/// which `write_utc_micros` formats.
+fn utc_micros(
+    c: &dyn Array,
+) -> Option<
+    &datafusion::arrow::array::PrimitiveArray<
+        datafusion::arrow::datatypes::TimestampMicrosecondType,
+    >,
+> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::TimeUnit;
+    match c.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, Some(tz))
+            if &**tz == "UTC" || &**tz == "+00:00" =>
+        {
+            c.as_primitive_opt()
+        }
+        _ => None,
+    }
+}
+
+/// Appends a UTC timestamp in microseconds as `format_options` writes it
+/// (`%Y-%m-%dT%H:%M:%S%.fZ`: the fraction's digits in threes, none when zero), without
+/// chrono's format-string interpreter (a fifth of a 100k-cart `detect -f csv`'s output time).
+/// False, and nothing written, for a year outside 0..=9999: the caller formats it.
+fn write_utc_micros(out: &mut String, us: i64) -> bool {
+    use chrono::{Datelike, Timelike};
+    let Some(t) = chrono::DateTime::from_timestamp(us.div_euclid(1_000_000), 0) else {
+        return false;
+    };
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return false;
+    }
+    fn digits(out: &mut String, n: u32, width: u32) {
+        for k in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u32.pow(k) % 10) as u8));
+        }
+    }
+    digits(out, year as u32, 4);
+    out.push('-');
+    digits(out, t.month(), 2);
+    out.push('-');
+    digits(out, t.day(), 2);
+    out.push('T');
+    digits(out, t.hour(), 2);
+    out.push(':');
+    digits(out, t.minute(), 2);
+    out.push(':');
+    digits(out, t.second(), 2);
+    let frac = us.rem_euclid(1_000_000) as u32;
+    if frac != 0 {
+        out.push('.');
+        if frac.is_multiple_of(1000) {
+            digits(out, frac / 1000, 3);
+        } else {
+            digits(out, frac, 6);
+        }
+    }
+    out.push('Z');
+    true
 }
 
 /// Appends one CSV or TSV cell (the `i`-th of its row) to `line`: a text cell that a
@@ -315,5 +385,58 @@ pub fn human_bytes(n: u64) -> String {
         n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
         n if n >= 1e3 => format!("{:.1} KB", n / 1e3),
         n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+
+    /// The fast timestamp cells are the bytes arrow's formatter writes with
+    /// `format_options`, or are left to it.
+    #[test]
+    fn utc_micros_cells_match_the_arrow_formatter() {
+        let mut values = vec![
+            0,
+            1,
+            -1,
+            999_000,
+            1_000,
+            123_456,
+            1_763_640_000_000_000,
+            1_763_639_999_977_898,
+            951_782_400_000_000,     // 2000-02-29
+            -62_135_596_800_000_000, // 0001-01-01
+            -62_167_219_200_000_000, // 0000-01-01
+            -62_167_219_200_000_001,
+            253_402_300_799_999_999, // 9999-12-31T23:59:59.999999
+            253_402_300_800_000_000, // 10000-01-01
+            i64::MIN,
+            i64::MAX,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push((x % 4_000_000_000_000_000) as i64 - 1_000_000_000_000_000);
+            values.push(((x >> 3) % 4_000_000_000_000) as i64 * 1000);
+        }
+        let array = TimestampMicrosecondArray::from(values.clone()).with_timezone("UTC");
+        let opts = format_options();
+        let f = ArrayFormatter::try_new(&array, &opts).unwrap();
+        let a = utc_micros(&array).expect("a UTC microsecond column");
+        let mut fast_ones = 0;
+        for (i, v) in values.iter().enumerate() {
+            let mut cell = String::new();
+            if write_utc_micros(&mut cell, a.value(i)) {
+                fast_ones += 1;
+                assert_eq!(cell, f.value(i).to_string(), "{v}");
+            } else {
+                assert!(cell.is_empty(), "{v}");
+            }
+        }
+        assert!(fast_ones > 40_000, "{fast_ones}");
     }
 }
