@@ -3,6 +3,7 @@
 -- times, status code, the span attributes, the span events' times) and skips the rest, and
 -- the spans are flattened once into a table that replay.sql then reads as `traces`. Span
 -- event times count for the as-of time, as in cartscope; a traces export has no metrics.
+-- The status code is a number or, as the Python SDK writes it, the enum's name.
 CREATE TABLE traces AS
 WITH docs AS (
     SELECT * FROM read_ndjson('${INPUT}', format = 'newline_delimited',
@@ -13,7 +14,7 @@ WITH docs AS (
                     startTimeUnixNano VARCHAR, endTimeUnixNano VARCHAR,
                     attributes STRUCT("key" VARCHAR, "value" STRUCT(stringValue VARCHAR, intValue VARCHAR, doubleValue DOUBLE, boolValue BOOLEAN))[],
                     events STRUCT(timeUnixNano VARCHAR)[],
-                    status STRUCT(code INTEGER)
+                    status STRUCT(code VARCHAR)
                 )[]
             )[]
         )[]'})
@@ -28,7 +29,7 @@ SELECT
     make_timestamptz(CAST(span.startTimeUnixNano AS BIGINT) // 1000) AS start_time,
     make_timestamptz(CAST(span.endTimeUnixNano AS BIGINT) // 1000) AS end_time,
     CAST(CAST(span.endTimeUnixNano AS BIGINT) - CAST(span.startTimeUnixNano AS BIGINT) AS DOUBLE) / 1e6 AS duration_ms,
-    CASE span.status.code WHEN 1 THEN 'ok' WHEN 2 THEN 'error' ELSE 'unset' END AS status_code,
+    CASE WHEN span.status.code IN ('1', 'STATUS_CODE_OK') THEN 'ok' WHEN span.status.code IN ('2', 'STATUS_CODE_ERROR') THEN 'error' ELSE 'unset' END AS status_code,
     map_from_entries(list_transform(span.attributes, lambda a: {k: a.key, v: coalesce(a.value.stringValue, a.value.intValue, CAST(a.value.doubleValue AS VARCHAR), CAST(a.value.boolValue AS VARCHAR))})) AS attributes,
     list_transform(span.events, lambda e: make_timestamptz(CAST(e.timeUnixNano AS BIGINT) // 1000)) AS event_times
 FROM sp;
