@@ -243,13 +243,7 @@ pub(super) fn write_delimited_rows(
 
 /// A column of UTC timestamps in microseconds (every timestamp cartscope's tables hold),
 /// which `write_utc_micros` formats.
-fn utc_micros(
-    c: &dyn Array,
-) -> Option<
-    &datafusion::arrow::array::PrimitiveArray<
-        datafusion::arrow::datatypes::TimestampMicrosecondType,
-    >,
-> {
+fn utc_micros(c: &dyn Array) -> Option<&datafusion::arrow::array::TimestampMicrosecondArray> {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::TimeUnit;
     match c.data_type() {
