@@ -40,6 +40,9 @@ FROM (
                row_number() OVER (PARTITION BY cart_id
                                   ORDER BY end_time DESC, time DESC, span_id DESC) AS rn
         FROM cart_events
+        -- only the carts asked about: a window over every cart's events costs 10x more
+        WHERE cart_id IN (SELECT cart_id FROM carts
+                          WHERE outcome = 'abandoned' AND last_op_status = 'error')
     ) l ON l.cart_id = c.cart_id AND l.rn = 1
     LEFT JOIN observed_traces t
         ON t.trace_id = l.trace_id AND t.span_id = l.span_id
