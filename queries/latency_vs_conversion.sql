@@ -30,18 +30,23 @@ decided AS (
     GROUP BY c.cart_id
 ),
 last_span AS (
-    SELECT e.cart_id, e.operation, e.duration_ms,
-           row_number() OVER (PARTITION BY e.cart_id, e.operation
-                              ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC) AS rn
+    -- An ordered aggregate, not row_number() = 1 (DataFusion's window over 800k tiny
+    -- partitions took 4 s at 1M carts), and the operations as a filter, not a join, so
+    -- that the events stay in cart order and the aggregate streams (a tenth of the memory).
+    SELECT e.cart_id, e.operation,
+           first_value(e.duration_ms ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC)
+               AS duration_ms
     FROM cart_events e
-    JOIN ops o ON o.operation = e.operation
+    WHERE array_has(string_to_array(regexp_replace(trim('${operations}'), '\s*,\s*', ',', 'g'), ','),
+                    e.operation)
+    GROUP BY e.cart_id, e.operation
 ),
 reached AS (
     SELECT l.operation, l.cart_id, l.duration_ms, d.converted
     FROM last_span l
     JOIN decided d ON d.cart_id = l.cart_id
     JOIN carts c ON c.cart_id = l.cart_id
-    WHERE l.rn = 1 AND (d.converted OR c.outcome = 'abandoned')
+    WHERE d.converted OR c.outcome = 'abandoned'
 )
 SELECT
     o.operation,
