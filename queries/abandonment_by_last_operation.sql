@@ -14,12 +14,15 @@ total AS (
     SELECT count(*) AS n FROM carts WHERE outcome = 'abandoned'
 ),
 ranked AS (
+    -- Ordered by duration alone: the value at a rank is the same whichever of equal
+    -- durations comes first, and sorting 6M spans' ids besides took most of the time.
+    -- Only the operations abandonments follow are ranked.
     SELECT operation_name, duration_ms,
-           row_number() OVER (PARTITION BY operation_name
-                              ORDER BY duration_ms, trace_id, span_id) AS rn,
+           row_number() OVER (PARTITION BY operation_name ORDER BY duration_ms) AS rn,
            count(*) OVER (PARTITION BY operation_name) AS n
     FROM observed_traces
     WHERE duration_ms IS NOT NULL
+      AND operation_name IN (SELECT operation FROM abandoned)
 ),
 durations AS (
     SELECT operation_name,
