@@ -36,7 +36,8 @@ decided AS (
 last_span AS (
     -- An ordered aggregate, not row_number() = 1 (DataFusion's window over 800k tiny
     -- partitions took 4 s at 1M carts), and the operations as a filter, not a join, so
-    -- that the events stay in cart order and the aggregate streams (a tenth of the memory).
+    -- that the events stay in cart order and the aggregate streams (a third of the memory;
+    -- `IN (SELECT operation FROM ops)` is a join too, and spills).
     SELECT e.cart_id, e.operation,
            first(e.duration_ms ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC)
                AS duration_ms
