@@ -760,10 +760,7 @@ fn judge(
 /// The single value an sql rule's query returns: one row, one column, a number.
 async fn sql_value(ctx: &SessionContext, sql: &str) -> Result<Result<f64, String>> {
     let df = ctx.sql(sql).await?;
-    let (df, before) = crate::sql::session::fit_partitions(ctx, df);
-    let batches = df.collect().await;
-    crate::sql::session::set_joins(ctx, before);
-    let batches = batches?;
+    let batches = crate::sql::session::collect_fitted(ctx, df).await?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let cols = batches.first().map_or(0, |b| b.num_columns());
     if rows != 1 || cols != 1 {

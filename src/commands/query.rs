@@ -56,14 +56,12 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
         origin => format!("'{}' ({origin})", q.name),
     };
     let df = ctx.sql(&sql).await.map_err(|e| sql_error(&name, &sql, e))?;
-    let (df, _) = crate::sql::session::fit_partitions(&ctx, df);
     let df = match a.max_rows {
         Some(n) => df.limit(0, Some(n))?,
         None => df,
     };
     // Streamed: rows are written as they come, never all held.
-    let rows = df
-        .execute_stream()
+    let rows = crate::sql::session::execute_fitted(&ctx, df)
         .await
         .map_err(|e| sql_error(&name, &sql, e))?;
     match &a.output {

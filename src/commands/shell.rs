@@ -263,9 +263,8 @@ impl Shell {
         let line = advance(at, &text[..first_code(text).unwrap_or(0)]).0;
         let result = async {
             let df = self.ctx.sql(&sql).await?;
-            let (df, _) = crate::sql::session::fit_partitions(&self.ctx, df);
             let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
+            let batches = crate::sql::session::collect_fitted(&self.ctx, df).await?;
             Ok::<_, datafusion::error::DataFusionError>((schema, batches))
         }
         .await;

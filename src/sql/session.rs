@@ -275,7 +275,7 @@ fn parquet_decoded(files: &[PathBuf]) -> u64 {
 /// where one sort at a time spills and goes on (100k carts under 64 MB: two partitions
 /// fail, one finishes). So when the data is larger than the cap, one partition, and a note.
 /// This is the session's rule, which the replay and the report follow; `query`, `shell` and
-/// `check` apply it again to each query's own tables (`fit_partitions`).
+/// `check` try each query across every thread first (`execute_fitted`).
 fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) -> usize {
     if threads <= 1 {
         return threads.max(1);
@@ -295,7 +295,7 @@ fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) ->
         return threads;
     }
     eprintln!(
-        "cartscope: note: the data (about {} decoded) is larger than the memory queries may use ({}): the replay and queries that read most of it run in one partition, so that their sorts spill to disk rather than fail (a larger --memory-limit lets them use every core)",
+        "cartscope: note: the data (about {} decoded) is larger than the memory queries may use ({}): the replay and the report run in one partition, so that their sorts spill to disk rather than fail (a larger --memory-limit lets them use every core)",
         crate::output::human_bytes(size),
         crate::output::human_bytes(memory_limit() as u64)
     );
@@ -313,29 +313,133 @@ pub fn threads(ctx: &SessionContext) -> usize {
         .map_or(1, |t| t.0)
 }
 
-/// Sets the partitions one query runs in, from what it reads: every thread when the columns
-/// it scans (views followed to their tables; counted as decoded, `scanned_bytes`) fit in
-/// the memory queries may use, else one partition, the session-wide rule of `partitions`
-/// applied to this query's columns alone. A library query over a kept replay reads a few
-/// columns of `carts` and `cart_events`, a few percent of the export, and so uses every core
-/// however large the export is. A DataFrame plans with the settings of when it was made, so
-/// this takes the query's and returns it made again, with how the session joined before
-/// (`joins`) for `set_joins` to put back.
-pub fn fit_partitions(ctx: &SessionContext, df: DataFrame) -> (DataFrame, (bool, usize)) {
-    let before = joins(ctx);
-    let (_, plan) = df.into_parts();
-    let bytes = scanned_bytes(ctx, &plan);
-    let parts = if bytes <= memory_limit() as u64 {
-        threads(ctx)
-    } else {
-        1
-    };
-    set_joins(ctx, (before.0, parts));
+/// `plan` made again to run in `parts` partitions, joining as the session did (`hash`).
+fn replan(
+    ctx: &SessionContext,
+    plan: &datafusion::logical_expr::LogicalPlan,
+    (hash, parts): (bool, usize),
+    reads: u64,
+) -> DataFrame {
+    set_joins(ctx, (hash, parts));
     crate::output::phase(&format!(
         "query reads about {}, runs in {parts} partition(s)",
-        crate::output::human_bytes(bytes)
+        crate::output::human_bytes(reads)
     ));
-    (DataFrame::new(ctx.state(), plan), before)
+    DataFrame::new(ctx.state(), plan.clone())
+}
+
+/// Runs one query of `query`, `shell` or `check` across every thread (the session's rule,
+/// `partitions`, is for the replay and the report), and again in one partition if it runs
+/// out of memory before its first row. How much a query reads (`scanned_bytes`) is no sign
+/// of how much it holds: most read many rows and keep few (a join that looks up 13k carts'
+/// spans probes all 6M spans, 1.6 GB decoded at 1M carts), and they take about half the
+/// time across two cores. A sort of about as much as the cap holds runs out of memory some
+/// of the time, across two partitions more often than in one, whose sort has the whole cap
+/// (sorting the real JS SDK's 755k spans under 24 MB: two partitions failed, one finished;
+/// under 16 MB one partition failed in one run of two). The rows are streamed: the first batch has been produced when this returns, so
+/// a failure later (rare: the sorts and aggregates that hold memory finish before a row
+/// comes out of them) is the query's error as before. A DataFrame plans with the settings
+/// of when it was made, so the query is made again for each try; how the session joined
+/// before (`joins`) is put back.
+pub async fn execute_fitted(
+    ctx: &SessionContext,
+    df: DataFrame,
+) -> datafusion::error::Result<datafusion::physical_plan::SendableRecordBatchStream> {
+    use futures::StreamExt;
+    let (_, plan) = df.into_parts();
+    let before = joins(ctx);
+    let (all, reads) = (threads(ctx), scanned_bytes(ctx, &plan));
+    let stream = async {
+        let df = replan(ctx, &plan, (before.0, all), reads);
+        if all == 1 {
+            return df.execute_stream().await;
+        }
+        let mut stream = df.execute_stream().await?;
+        match stream.next().await.map(fail_for_tests) {
+            Some(Err(e)) if out_of_pool(&e) => {
+                drop(stream);
+                released(ctx).await;
+                retry_note(all);
+                replan(ctx, &plan, (before.0, 1), reads)
+                    .execute_stream()
+                    .await
+            }
+            Some(Err(e)) => Err(e),
+            first => {
+                let schema = stream.schema();
+                let rows = futures::stream::iter(first).chain(stream);
+                Ok(Box::pin(
+                    datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows),
+                )
+                    as datafusion::physical_plan::SendableRecordBatchStream)
+            }
+        }
+    }
+    .await;
+    set_joins(ctx, before);
+    stream
+}
+
+/// `execute_fitted` for a query whose rows are all collected: nothing is written before
+/// they are, so it runs again in one partition whenever it runs out of memory.
+pub async fn collect_fitted(
+    ctx: &SessionContext,
+    df: DataFrame,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let (_, plan) = df.into_parts();
+    let before = joins(ctx);
+    let (all, reads) = (threads(ctx), scanned_bytes(ctx, &plan));
+    let mut rows = replan(ctx, &plan, (before.0, all), reads).collect().await;
+    if all > 1 {
+        rows = fail_for_tests(rows);
+    }
+    if let Err(e) = &rows {
+        if all > 1 && out_of_pool(e) {
+            released(ctx).await;
+            retry_note(all);
+            rows = replan(ctx, &plan, (before.0, 1), reads).collect().await;
+        }
+    }
+    set_joins(ctx, before);
+    rows
+}
+
+/// `first`, or with `CARTSCOPE_PARTITIONED_FAILS=1` an out-of-memory error in its place:
+/// the tests' way to make a query's first try across several partitions fail, as data too
+/// large for the cap does (at the edge of the cap it does so only some of the time).
+fn fail_for_tests<T>(first: datafusion::error::Result<T>) -> datafusion::error::Result<T> {
+    if std::env::var_os("CARTSCOPE_PARTITIONED_FAILS").is_some_and(|v| v == "1") {
+        return Err(datafusion::error::DataFusionError::ResourcesExhausted(
+            "CARTSCOPE_PARTITIONED_FAILS=1".into(),
+        ));
+    }
+    first
+}
+
+/// Waits (up to a second) for the tasks of a failed query to let go of the memory they
+/// held: dropping its stream aborts them, and they give their memory back as they stop,
+/// which a query started at once would otherwise find still taken.
+async fn released(ctx: &SessionContext) {
+    let pool = ctx.runtime_env().memory_pool.clone();
+    let start = std::time::Instant::now();
+    while pool.reserved() > 0 && start.elapsed() < std::time::Duration::from_secs(1) {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Whether DataFusion ran out of its memory pool (`exhausted`, for its own error type).
+fn out_of_pool(e: &datafusion::error::DataFusionError) -> bool {
+    matches!(
+        e.find_root(),
+        datafusion::error::DataFusionError::ResourcesExhausted(_)
+    )
+}
+
+fn retry_note(parts: usize) {
+    eprintln!(
+        "cartscope: note: the query needs more memory in {parts} partitions than the {} it may use: running it again in one partition, whose sorts spill to disk (a larger --memory-limit lets it use every core)",
+        crate::output::human_bytes(memory_limit() as u64)
+    );
 }
 
 /// How the next queries join: (prefer a hash join, partitions). DataFusion plans a
@@ -375,12 +479,7 @@ pub fn out_of_memory(e: anyhow::Error, what: &str) -> anyhow::Error {
 pub fn exhausted(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<datafusion::error::DataFusionError>()
-            .is_some_and(|d| {
-                matches!(
-                    d.find_root(),
-                    datafusion::error::DataFusionError::ResourcesExhausted(_)
-                )
-            })
+            .is_some_and(out_of_pool)
     })
 }
 
