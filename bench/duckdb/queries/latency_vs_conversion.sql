@@ -27,11 +27,12 @@ buckets (bucket_order, latency_bucket, lo_ms, hi_ms) AS (
            (5, '>=4000 ms', 4000.0, CAST('Infinity' AS DOUBLE))
 ),
 decided AS (
-    SELECT c.cart_id, bool_or(e.is_success) AS converted
-    FROM carts c
-    JOIN cart_events e ON e.cart_id = c.cart_id
-    WHERE c.outcome <> 'active'
-    GROUP BY c.cart_id
+    -- every cart's events, in cart order, without a join: which carts are decided is
+    -- filtered once, in reached (a join of 4.45M events to their carts here took 0.5 s of
+    -- the query's 3.7 s at 1M carts)
+    SELECT e.cart_id, bool_or(e.is_success) AS converted
+    FROM cart_events e
+    GROUP BY e.cart_id
 ),
 last_span AS (
     -- An ordered aggregate, not row_number() = 1 (DataFusion's window over 800k tiny
@@ -51,7 +52,7 @@ reached AS (
     FROM last_span l
     JOIN decided d ON d.cart_id = l.cart_id
     JOIN carts c ON c.cart_id = l.cart_id
-    WHERE d.converted OR c.outcome = 'abandoned'
+    WHERE c.outcome <> 'active' AND (d.converted OR c.outcome = 'abandoned')
 )
 SELECT
     o.operation,
