@@ -21,15 +21,21 @@ pub fn progress_bar(enabled: bool, total_bytes: u64, msg: &'static str) -> Progr
     pb
 }
 
+/// Whether `CARTSCOPE_TIMINGS` is set: `phase` says something, so what it would say is
+/// worth working out.
+pub fn timings() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("CARTSCOPE_TIMINGS").is_some())
+}
+
 /// With `CARTSCOPE_TIMINGS` set in the environment, each named phase's wall time since the
 /// previous one, on stderr: where a command spends its time, for profiling (bench/), without
 /// a profiler. Silent otherwise.
 pub fn phase(name: &str) {
     use std::sync::Mutex;
     use std::time::Instant;
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    if !*ON.get_or_init(|| std::env::var_os("CARTSCOPE_TIMINGS").is_some()) {
+    if !timings() {
         return;
     }
     let now = Instant::now();

@@ -314,18 +314,39 @@ pub fn threads(ctx: &SessionContext) -> usize {
 }
 
 /// `plan` made again to run in `parts` partitions, joining as the session did (`hash`).
+/// With `CARTSCOPE_TIMINGS`, a phase says how much it reads (`reads`: `scanned_bytes`,
+/// worked out only then, since it optimizes the plan and reads a footer per table).
 fn replan(
     ctx: &SessionContext,
     plan: &datafusion::logical_expr::LogicalPlan,
     (hash, parts): (bool, usize),
-    reads: u64,
+    reads: Option<u64>,
 ) -> DataFrame {
     set_joins(ctx, (hash, parts));
-    crate::output::phase(&format!(
-        "query reads about {}, runs in {parts} partition(s)",
-        crate::output::human_bytes(reads)
-    ));
+    if let Some(reads) = reads {
+        crate::output::phase(&format!(
+            "query reads about {}, runs in {parts} partition(s)",
+            crate::output::human_bytes(reads)
+        ));
+    }
     DataFrame::new(ctx.state(), plan.clone())
+}
+
+/// After a first try across `all` partitions ran out of memory: once its tasks have given
+/// their memory back, the note, and `plan` made again for one partition.
+async fn in_one_partition(
+    ctx: &SessionContext,
+    plan: &datafusion::logical_expr::LogicalPlan,
+    hash: bool,
+    reads: Option<u64>,
+    all: usize,
+) -> DataFrame {
+    released(ctx).await;
+    eprintln!(
+        "cartscope: note: the query needs more memory in {all} partitions than the {} it may use: running it again in one partition, whose sorts spill to disk (a larger --memory-limit lets it use every core)",
+        crate::output::human_bytes(memory_limit() as u64)
+    );
+    replan(ctx, plan, (hash, 1), reads)
 }
 
 /// Runs one query of `query`, `shell` or `check` across every thread (the session's rule,
@@ -348,7 +369,8 @@ pub async fn execute_fitted(
     use futures::StreamExt;
     let (_, plan) = df.into_parts();
     let before = joins(ctx);
-    let (all, reads) = (threads(ctx), scanned_bytes(ctx, &plan));
+    let all = threads(ctx);
+    let reads = crate::output::timings().then(|| scanned_bytes(ctx, &plan));
     let stream = async {
         let df = replan(ctx, &plan, (before.0, all), reads);
         if all == 1 {
@@ -358,9 +380,8 @@ pub async fn execute_fitted(
         match stream.next().await.map(fail_for_tests) {
             Some(Err(e)) if out_of_pool(&e) => {
                 drop(stream);
-                released(ctx).await;
-                retry_note(all);
-                replan(ctx, &plan, (before.0, 1), reads)
+                in_one_partition(ctx, &plan, before.0, reads, all)
+                    .await
                     .execute_stream()
                     .await
             }
@@ -388,16 +409,16 @@ pub async fn collect_fitted(
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
     let (_, plan) = df.into_parts();
     let before = joins(ctx);
-    let (all, reads) = (threads(ctx), scanned_bytes(ctx, &plan));
+    let all = threads(ctx);
+    let reads = crate::output::timings().then(|| scanned_bytes(ctx, &plan));
     let mut rows = replan(ctx, &plan, (before.0, all), reads).collect().await;
     if all > 1 {
         rows = fail_for_tests(rows);
-    }
-    if let Err(e) = &rows {
-        if all > 1 && out_of_pool(e) {
-            released(ctx).await;
-            retry_note(all);
-            rows = replan(ctx, &plan, (before.0, 1), reads).collect().await;
+        if matches!(&rows, Err(e) if out_of_pool(e)) {
+            rows = in_one_partition(ctx, &plan, before.0, reads, all)
+                .await
+                .collect()
+                .await;
         }
     }
     set_joins(ctx, before);
@@ -433,13 +454,6 @@ fn out_of_pool(e: &datafusion::error::DataFusionError) -> bool {
         e.find_root(),
         datafusion::error::DataFusionError::ResourcesExhausted(_)
     )
-}
-
-fn retry_note(parts: usize) {
-    eprintln!(
-        "cartscope: note: the query needs more memory in {parts} partitions than the {} it may use: running it again in one partition, whose sorts spill to disk (a larger --memory-limit lets it use every core)",
-        crate::output::human_bytes(memory_limit() as u64)
-    );
 }
 
 /// How the next queries join: (prefer a hash join, partitions). DataFusion plans a
