@@ -15,6 +15,7 @@ mod layering;
 mod loader_deviations;
 mod loader_formats;
 mod misfit;
+mod nearest_rank;
 mod otel_demo;
 mod otlp_examples;
 mod projection;
