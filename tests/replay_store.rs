@@ -160,6 +160,39 @@ fn too_little_memory_says_which_flag_to_raise() {
     }
 }
 
+/// The note that the session runs in one partition (the data is larger than the cap) is said
+/// by the work that runs in it, once: a replay that runs and the report; not by a query over
+/// a kept replay, which picks its own partitions. Data: sample-data (6.8 MB decoded,
+/// estimated from its Parquet), ingested, under a 5 MB cap.
+#[test]
+fn only_work_that_runs_in_one_partition_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    ingest(&ds, &root("sample-data/otlp"));
+    let data = ds.display().to_string();
+    let notes = |args: &[&str]| {
+        let mut all = vec!["--threads", "2", "--memory-limit", "5MB"];
+        all.extend_from_slice(args);
+        all.extend(["--data", &data]);
+        let (_, err) = detect(&all);
+        err.matches("the replay and the report run in one partition")
+            .count()
+    };
+    assert_eq!(notes(&["detect", "-f", "csv"]), 1, "the replay runs");
+    assert_eq!(notes(&["detect", "-f", "csv"]), 0, "the replay is kept");
+    assert_eq!(
+        notes(&["query", "funnel"]),
+        0,
+        "a query picks its partitions"
+    );
+    assert_eq!(notes(&["report", "-f", "json"]), 1, "the report runs");
+    assert_eq!(
+        notes(&["report", "-f", "json", "--refresh"]),
+        1,
+        "said once"
+    );
+}
+
 #[test]
 fn a_replay_is_kept_beside_its_dataset_and_reused_while_it_is_current() {
     let tmp = tempfile::tempdir().unwrap();

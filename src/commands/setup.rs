@@ -167,6 +167,7 @@ pub async fn open_report(
     };
     let reads = crate::report::projection(&attributes).union(reads);
     let (ctx, s) = open_replayed(data, &replay, g, &reads).await?;
+    crate::sql::session::note_one_partition(&ctx);
     let as_of = s.as_of;
     let (since, until) = match period.day {
         Some(d) => (d.start(), d.end()),

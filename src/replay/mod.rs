@@ -1147,6 +1147,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
             }
         }
     }
+    crate::sql::session::note_one_partition(ctx);
     let replay = store::Replay::begin(ctx, &opts.keep_beside, key)?;
     let as_of_us = opts.as_of.micros();
     let threshold_us = threshold.micros();

@@ -204,12 +204,18 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
         .iter()
         .map(|d| Manifest::load(d).map(|m| (d.clone(), m)))
         .collect::<Result<Vec<_>>>()?;
-    let ctx =
-        SessionContext::new_with_config_rt(config(partitions(&data, &manifests, threads)), runtime);
+    let (parts, note) = partitions(&data, &manifests, threads);
+    let ctx = SessionContext::new_with_config_rt(config(parts), runtime);
     ctx.state_ref()
         .write()
         .config_mut()
         .set_extension(Arc::new(Threads(threads.max(1))));
+    if let Some(n) = note {
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(n));
+    }
     let mut data = data;
     if let Some(tmp) = data.scratch.take() {
         ctx.state_ref()
@@ -273,12 +279,17 @@ fn parquet_decoded(files: &[PathBuf]) -> u64 {
 /// partition's finished in-memory sort holds what another needs to take in even a single
 /// batch (DataFusion does not spill a sort that is being merged): past the cap they fail
 /// where one sort at a time spills and goes on (100k carts under 64 MB: two partitions
-/// fail, one finishes). So when the data is larger than the cap, one partition, and a note.
+/// fail, one finishes). So when the data is larger than the cap, one partition, and a note
+/// (`note_one_partition`).
 /// This is the session's rule, which the replay and the report follow; `query`, `shell` and
 /// `check` try each query across every thread first (`execute_fitted`).
-fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) -> usize {
+fn partitions(
+    data: &Data,
+    manifests: &[(PathBuf, Manifest)],
+    threads: usize,
+) -> (usize, Option<OnePartition>) {
     if threads <= 1 {
-        return threads.max(1);
+        return (threads.max(1), None);
     }
     let in_memory: u64 = data
         .mem
@@ -292,14 +303,34 @@ fn partitions(data: &Data, manifests: &[(PathBuf, Manifest)], threads: usize) ->
         .collect();
     let size = in_memory + parquet_decoded(&parts);
     if size <= memory_limit() as u64 {
-        return threads;
+        return (threads, None);
     }
-    eprintln!(
+    let note = format!(
         "cartscope: note: the data (about {} decoded) is larger than the memory queries may use ({}): the replay and the report run in one partition, so that their sorts spill to disk rather than fail (a larger --memory-limit lets them use every core)",
         crate::output::human_bytes(size),
         crate::output::human_bytes(memory_limit() as u64)
     );
-    1
+    (
+        1,
+        Some(OnePartition(
+            note,
+            std::sync::atomic::AtomicBool::new(false),
+        )),
+    )
+}
+
+/// Why the session runs in one partition (`partitions`), said once and only by work that
+/// runs in it: a replay that is not found kept, and the report. A `query`, `shell` or
+/// `check` over a kept replay never prints it (each of their queries picks its partitions).
+struct OnePartition(String, std::sync::atomic::AtomicBool);
+
+/// Prints why the session runs in one partition, if it does, the first time it is called.
+pub fn note_one_partition(ctx: &SessionContext) {
+    if let Some(n) = ctx.state().config().get_extension::<OnePartition>() {
+        if !n.1.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("{}", n.0);
+        }
+    }
 }
 
 /// The threads the session was opened with (`threads`).
