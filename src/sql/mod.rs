@@ -2,6 +2,7 @@
 //! functions (`udf`), the query library (`library`), and what SQL reads of a raw export's
 //! attributes (`reads`).
 
+pub mod last_by;
 pub mod library;
 pub mod passes;
 pub mod reads;

@@ -225,6 +225,7 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
     }
     ctx.register_udf(crate::sql::udf::AttrNumber::double());
     ctx.register_udf(crate::sql::udf::AttrNumber::int());
+    ctx.register_udaf(crate::sql::last_by::LastBy::udaf());
     for (table, batches) in data.mem {
         let mut providers: Vec<Arc<dyn TableProvider>> = Vec::new();
         if !batches.is_empty() || manifests.is_empty() {

@@ -3,6 +3,8 @@
 //!   exports and a query gives the same answer tomorrow;
 //! - `attr_double(map, key)`, `attr_int(map, key)`: an attribute as a number (attribute values
 //!   are strings; these sort numbers as numbers); NULL when absent or not a number.
+//!
+//! and the aggregate `last_by(value, key, ...)` (`sql/last_by.rs`).
 
 use std::sync::Arc;
 
