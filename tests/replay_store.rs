@@ -20,6 +20,7 @@ fn kept(ds: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(ds.join("replays"))
         .map(|d| {
             d.flatten()
+                .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().to_string())
                 .filter(|n| !n.starts_with('.'))
                 .collect()
@@ -248,6 +249,73 @@ fn a_replay_is_kept_beside_its_dataset_and_reused_while_it_is_current() {
     let now = kept(&ds);
     assert_eq!(now.len(), 1, "stale replays were kept: {now:?}");
     assert!(!names.contains(&now[0]));
+}
+
+/// The data's latest time (the default --as-of) and its warning about implausible times
+/// are worked out once per version of a dataset and kept beside its replays: read back while
+/// the dataset is unchanged (the warning said all the same), worked out again once it
+/// changes, and the stale file dropped. Data: a hand-made hostile file with a span stamped
+/// in 2554 (tests/fixtures/hostile), then the real JS SDK's export appended.
+#[test]
+fn the_data_s_times_are_kept_while_the_dataset_is_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    ingest(&ds, &fixture("hostile/implausible-times.jsonl"));
+    let data = ds.display().to_string();
+    let now = || {
+        detect(&[
+            "query",
+            "-e",
+            "SELECT now() AS n",
+            "--data",
+            &data,
+            "-f",
+            "csv",
+        ])
+    };
+    let times = || -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(ds.join("replays"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("times-")
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let implausible = "stamped outside 2000-2200";
+    let (first, err) = now();
+    assert!(err.contains(implausible), "{err}");
+    let kept = times();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+
+    // Read back, not worked out again: a latest time written into the file is the as-of.
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept[0]).unwrap()).unwrap();
+    let latest = t["latest"].as_str().unwrap().to_string();
+    assert!(latest.starts_with("2026-11-18T11:08:40.04"), "{t}");
+    assert!(first.contains("2026-11-18T11:08:40.04"), "{first}");
+    t["latest"] = "2030-01-01T00:00:00Z".into();
+    let moved = t.to_string();
+    std::fs::write(&kept[0], moved).unwrap();
+    let (out, err) = now();
+    assert!(out.contains("2030-01-01T00:00:00"), "{out}");
+    assert!(err.contains(implausible), "the warning is kept too: {err}");
+
+    // A changed dataset: worked out again, and the stale file dropped with its replays.
+    ingest(&ds, &fixture("real-sdk/js/traces.jsonl.gz"));
+    let (out, err) = now();
+    assert!(!out.contains("2030"), "{out}");
+    assert_ne!(out, first, "the JS SDK's spans end later");
+    assert!(err.contains(implausible), "{err}");
+    let now_kept = times();
+    assert_eq!(now_kept.len(), 1, "{now_kept:?}");
+    assert_ne!(now_kept, kept);
 }
 
 #[test]

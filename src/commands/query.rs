@@ -38,7 +38,7 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
         let ctx = open_data(&a.data, g, &reads).await?;
         // now() is the as-of time here too: --as-of, else the data's latest timestamp; an
         // empty export without --as-of leaves now() alone.
-        let (latest, warning) = crate::replay::data_times(&ctx).await?;
+        let (latest, warning) = crate::replay::data_times(&ctx, &[]).await?;
         if let Some(w) = warning {
             eprintln!("cartscope: warning: {w}");
         }

@@ -88,7 +88,13 @@ pub async fn open_replayed(
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
     let reads = crate::replay::projection(&r.model).union(reads);
     let (ctx, inputs) = open_inputs(data, g, &reads).await?;
-    let (latest, warning) = crate::replay::data_times(&ctx).await?;
+    // Kept beside the dataset only when the data is nothing but datasets.
+    let datasets = if inputs.files.is_empty() && inputs.unreadable.is_empty() {
+        inputs.datasets.clone()
+    } else {
+        Vec::new()
+    };
+    let (latest, warning) = crate::replay::data_times(&ctx, &datasets).await?;
     if let Some(w) = warning {
         eprintln!("cartscope: warning: {w}");
     }
@@ -101,12 +107,7 @@ pub async fn open_replayed(
         &crate::replay::ReplayOptions {
             as_of,
             threshold: r.threshold,
-            // Kept beside the dataset only when the data is nothing but datasets.
-            keep_beside: if inputs.files.is_empty() && inputs.unreadable.is_empty() {
-                inputs.datasets.clone()
-            } else {
-                Vec::new()
-            },
+            keep_beside: datasets,
             refresh: r.refresh,
         },
     )

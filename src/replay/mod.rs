@@ -957,13 +957,23 @@ impl CartColumns {
 
 /// The data's latest plausible time (the default as-of time) and, if there are any, a
 /// warning naming the rows stamped outside `PLAUSIBLE_US`: both from one look at each time
-/// column's bounds.
-pub async fn data_times(ctx: &SessionContext) -> Result<(Option<Timestamp>, Option<String>)> {
+/// column's bounds. When the data is `datasets` (nothing else), both are kept beside them
+/// and read back while the datasets are unchanged (`store::times_file`).
+pub async fn data_times(
+    ctx: &SessionContext,
+    datasets: &[std::path::PathBuf],
+) -> Result<(Option<Timestamp>, Option<String>)> {
+    let kept = store::times_file(datasets);
+    if let Some(found) = kept.as_deref().and_then(store::read_times) {
+        return Ok(found);
+    }
     let b = time_bounds(ctx).await?;
-    Ok((
-        latest_timestamp(ctx, &b).await?,
-        implausible_times(ctx, &b).await?,
-    ))
+    let latest = latest_timestamp(ctx, &b).await?;
+    let warning = implausible_times(ctx, &b).await?;
+    if let Some(file) = kept {
+        store::write_times(&file, latest, warning.as_deref());
+    }
+    Ok((latest, warning))
 }
 
 /// The default as-of time: the latest timestamp in the data.
