@@ -478,5 +478,13 @@ mod tests {
         let rest = merged.evaluate(EmitTo::All).unwrap();
         let rest = rest.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
         assert_eq!(rest.iter().collect::<Vec<_>>(), [None, Some(5.0)]);
+
+        // Groups that no row reached, and no other: all NULL.
+        let mut none = Groups::of(&[DataType::Float64, DataType::Int64, DataType::Utf8]).unwrap();
+        let b = batch(vec![1.0, 2.0], vec![1, 2], vec!["a", "b"]);
+        let skip = BooleanArray::from(vec![false, false]);
+        none.update_batch(&b, &[0, 1], Some(&skip), 2).unwrap();
+        let out = none.evaluate(EmitTo::All).unwrap();
+        assert_eq!((out.len(), out.null_count()), (2, 2));
     }
 }
