@@ -9,6 +9,10 @@
 //! replay is never used: a crash leaves a pending folder, removed by the next replay once
 //! its process is gone. For raw exports (or a dataset folder that cannot be written) the
 //! replay goes to a temporary folder that lives as long as the session.
+//!
+//! Beside the replays, `times-DATAHASH.json` keeps the data's latest time and its warning
+//! about implausible times (`times_file`), which every command needs before it can look
+//! for a replay; it goes with the replays when the data changes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
