@@ -55,11 +55,16 @@ fn converter(keys_then_value: &[DataType]) -> Result<RowConverter> {
     Ok(RowConverter::new(fields)?)
 }
 
-/// The argument types as the row format orders them: the keys, then the value.
-fn keys_then_value(args: &[DataType]) -> Vec<DataType> {
-    let mut v: Vec<DataType> = args[1..].to_vec();
+/// The arguments (or their types) as the row format orders them: the keys, then the value.
+fn keys_then_value<T: Clone>(args: &[T]) -> Vec<T> {
+    let mut v: Vec<T> = args[1..].to_vec();
     v.push(args[0].clone());
     v
+}
+
+/// Whether `FILTER (WHERE ...)` leaves row `i` out.
+fn filtered_out(filter: Option<&BooleanArray>, i: usize) -> bool {
+    filter.is_some_and(|f| !f.is_valid(i) || !f.value(i))
 }
 
 impl AggregateUDFImpl for LastBy {
@@ -186,9 +191,7 @@ impl Groups {
 
     /// The arguments' rows in the row format: keys first, then the value.
     fn rows(&self, values: &[ArrayRef]) -> Result<datafusion::arrow::row::Rows> {
-        let mut cols: Vec<ArrayRef> = values[1..].to_vec();
-        cols.push(values[0].clone());
-        Ok(self.converter.convert_columns(&cols)?)
+        Ok(self.converter.convert_columns(&keys_then_value(values))?)
     }
 
     /// The rows of the groups `emit_to` names, as Binary (NULL for a group no row reached);
@@ -249,7 +252,7 @@ impl GroupsAccumulator for Groups {
         self.resize(total_num_groups);
         let rows = self.rows(values)?;
         for (i, &g) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i)) {
+            if filtered_out(opt_filter, i) {
                 continue;
             }
             self.offer(g, rows.row(i).as_ref());
@@ -290,7 +293,7 @@ impl GroupsAccumulator for Groups {
         let rows = self.rows(values)?;
         let mut b = BinaryBuilder::with_capacity(rows.num_rows(), rows.size());
         for i in 0..rows.num_rows() {
-            if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i)) {
+            if filtered_out(opt_filter, i) {
                 b.append_null();
             } else {
                 b.append_value(rows.row(i).as_ref());
