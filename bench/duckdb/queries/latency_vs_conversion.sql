@@ -54,19 +54,32 @@ reached AS (
     JOIN carts c ON c.cart_id = l.cart_id
     LEFT JOIN converted v ON v.cart_id = l.cart_id
     WHERE c.outcome <> 'active' AND (v.cart_id IS NOT NULL OR c.outcome = 'abandoned')
+),
+counted AS (
+    -- Counted per bucket: the carts are joined to five buckets (not sorted by operation to
+    -- meet every (operation, bucket) pair), then every pair is listed with zero carts and
+    -- the counts added to them, which needs no join: the query's only joins are then the
+    -- ones on cart_id, which stream over the replay's tables in cart order.
+    SELECT r.operation, b.bucket_order, b.latency_bucket,
+           count(*) AS carts,
+           sum(CASE WHEN r.converted THEN 1 ELSE 0 END) AS converted,
+           avg(r.duration_ms) AS mean_ms
+    FROM reached r
+    JOIN buckets b ON r.duration_ms >= b.lo_ms AND r.duration_ms < b.hi_ms
+    GROUP BY r.operation, b.bucket_order, b.latency_bucket
+    UNION ALL
+    SELECT o.operation, b.bucket_order, b.latency_bucket, 0, 0, CAST(NULL AS DOUBLE)
+    FROM ops o
+    CROSS JOIN buckets b
 )
 SELECT
-    o.operation,
-    b.bucket_order,
-    b.latency_bucket,
-    count(r.cart_id) AS carts,
-    coalesce(sum(CASE WHEN r.converted THEN 1 ELSE 0 END), 0) AS converted,
-    round(CAST(sum(CASE WHEN r.converted THEN 1 ELSE 0 END) AS DOUBLE) / nullif(count(r.cart_id), 0), 4) AS conversion_rate,
-    round(avg(r.duration_ms), 3) AS mean_ms
-FROM ops o
-CROSS JOIN buckets b
-LEFT JOIN reached r
-    ON r.operation = o.operation
-   AND r.duration_ms >= b.lo_ms AND r.duration_ms < b.hi_ms
-GROUP BY o.operation, b.bucket_order, b.latency_bucket
-ORDER BY o.operation, b.bucket_order
+    operation,
+    bucket_order,
+    latency_bucket,
+    sum(carts) AS carts,
+    sum(converted) AS converted,
+    round(CAST(sum(converted) AS DOUBLE) / nullif(sum(carts), 0), 4) AS conversion_rate,
+    round(max(mean_ms), 3) AS mean_ms
+FROM counted
+GROUP BY operation, bucket_order, latency_bucket
+ORDER BY operation, bucket_order
