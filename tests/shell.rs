@@ -73,9 +73,9 @@ SELECT this_would_fail;
     ] {
         assert!(rest.contains(row), "no {row} in\n{rest}");
     }
-    // `\d carts`: its columns and types.
+    // `\d carts`: its columns and types (a cart always has an id).
     for row in [
-        "│ cart_id             ┆ Utf8                 ┆ YES      │",
+        "│ cart_id             ┆ Utf8                 ┆ NO       │",
         "│ outcome             ┆ Utf8                 ┆ YES      │",
         "│ total_value         ┆ Float64              ┆ YES      │",
         "│ signals             ┆ List(Utf8)           ┆ YES      │",

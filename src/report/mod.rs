@@ -775,13 +775,7 @@ async fn drivers(
         match r {
             Err(e) if crate::sql::session::exhausted(&e) && more < 8 => {
                 more *= 2;
-                // The first line of DataFusion's account (which operator, how much it asked for).
-                let why = e.to_string();
-                let why = why.lines().next().unwrap_or_default();
-                let why = why
-                    .split(" with top memory consumers")
-                    .next()
-                    .unwrap_or(why);
+                let why = crate::sql::session::short_why(&e);
                 eprintln!(
                     "cartscope: note: the report's driver analysis did not fit in the memory it may use ({}; {why}): running it again in {more} times as many passes",
                     crate::output::human_bytes(crate::sql::session::memory_limit() as u64)

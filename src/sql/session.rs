@@ -345,128 +345,342 @@ pub fn threads(ctx: &SessionContext) -> usize {
         .map_or(1, |t| t.0)
 }
 
-/// `plan` made again to run in `parts` partitions, joining as the session did (`hash`).
-/// With `CARTSCOPE_TIMINGS`, a phase says how much it reads (`reads`: `scanned_bytes`,
-/// worked out only then, since it optimizes the plan and reads a footer per table).
+/// How `execute_fitted` and `collect_fitted` plan a try of a query: each comes after the
+/// one before ran out of memory before its first row.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Try {
+    /// Across every thread, joining as the session does.
+    Session,
+    /// Across every thread, with sort-merge joins over inputs kept in their stored order.
+    /// A hash join holds its whole build side, which cannot spill: joining the carts of
+    /// 10M (at 1M under 64 MB) failed so. The replay's tables are stored in cart_id order,
+    /// so a merge join on cart_id needs no sort: the repartitions by cart_id keep each
+    /// input's order (`prefer_existing_sort`) and the join streams. Where a sort is needed
+    /// after all, it spills.
+    Merge,
+    /// In one partition, joining as the session does: its sorts have the whole cap.
+    One,
+}
+
+/// `plan` made again as `way` says (`hash`: whether the session prefers hash joins; `all`:
+/// every thread; `keep`: whether the session's repartitions keep their inputs' order). With `CARTSCOPE_TIMINGS`, a phase says how much it reads (`reads`:
+/// `scanned_bytes`, worked out only then, since it optimizes the plan and reads a footer
+/// per table).
 fn replan(
     ctx: &SessionContext,
     plan: &datafusion::logical_expr::LogicalPlan,
-    (hash, parts): (bool, usize),
+    way: Try,
+    ((hash, all), keep): ((bool, usize), bool),
     reads: Option<u64>,
 ) -> DataFrame {
+    let (hash, parts, keep) = match way {
+        Try::Session => (hash, all, keep),
+        Try::Merge => (false, all, true),
+        Try::One => (hash, 1, keep),
+    };
     set_joins(ctx, (hash, parts));
+    set_keep_order(ctx, keep);
     if let Some(reads) = reads {
         crate::output::phase(&format!(
-            "query reads about {}, runs in {parts} partition(s)",
-            crate::output::human_bytes(reads)
+            "query reads about {}, runs in {parts} partition(s){}",
+            crate::output::human_bytes(reads),
+            if way == Try::Merge {
+                " with merge joins"
+            } else {
+                ""
+            }
         ));
     }
     DataFrame::new(ctx.state(), plan.clone())
 }
 
-/// After a first try across `all` partitions ran out of memory: once its tasks have given
-/// their memory back, the note, and `plan` made again for one partition.
-async fn in_one_partition(
+/// Whether repartitions keep their inputs' order (rather than sorting again after them).
+fn set_keep_order(ctx: &SessionContext, keep: bool) {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    state
+        .config_mut()
+        .options_mut()
+        .optimizer
+        .prefer_existing_sort = keep;
+}
+
+/// The tries for `plan` (see `Try`) across `all` threads when the session prefers hash
+/// joins (`hash`): merge joins only for a plan with a join to make one of, and only where
+/// hash joins are what the session prefers; one partition only where there are more.
+/// Merge joins come first where they stream (`merges_in_order`): they hold no join table
+/// then, and are no slower (`latency_vs_conversion` over a kept 1M-cart replay, 1.13x as
+/// fast as its hash joins). Elsewhere hash joins come first: a merge join that sorts its
+/// inputs took 3.6x as long (`error_before_abandonment`, the same data).
+async fn tries(
     ctx: &SessionContext,
     plan: &datafusion::logical_expr::LogicalPlan,
     hash: bool,
-    reads: Option<u64>,
     all: usize,
-) -> DataFrame {
+) -> Vec<Try> {
+    let mut tries = vec![Try::Session];
+    if all > 1 && hash && equi_joins(plan) {
+        if reads_only_sorted_tables(plan) && merges_in_order(ctx, plan, all).await {
+            tries.insert(0, Try::Merge);
+        } else {
+            tries.push(Try::Merge);
+        }
+    }
+    if all > 1 {
+        tries.push(Try::One);
+    }
+    tries
+}
+
+/// Whether every table `plan` reads (through views too) is stored in an order it declares,
+/// as the replay's `carts` and `cart_events` are: only then can its merge joins stream
+/// (`merges_in_order`), which is worth planning it a second time to find out (planning a
+/// query over the observed tables reads a footer per file: 0.14-0.23 s at 1M carts).
+fn reads_only_sorted_tables(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let (mut scans, mut sorted) = (0, true);
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            scans += 1;
+            sorted &=
+                datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|p| {
+                    match p.downcast_ref::<ListingTable>() {
+                        Some(t) => !t.options().file_sort_order.is_empty(),
+                        None => p
+                            .get_logical_plan()
+                            .is_some_and(|view| reads_only_sorted_tables(&view)),
+                    }
+                });
+        }
+        Ok(if sorted {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    scans > 0 && sorted
+}
+
+/// Whether `plan` planned with merge joins across `all` partitions (`Try::Merge`) has a
+/// merge join and no sort below any: every input of each comes in join order already (the
+/// replay's tables are stored in cart_id order), so the joins stream, holding a few batches.
+async fn merges_in_order(
+    ctx: &SessionContext,
+    plan: &datafusion::logical_expr::LogicalPlan,
+    all: usize,
+) -> bool {
+    use datafusion::physical_plan::joins::SortMergeJoinExec;
+    use datafusion::physical_plan::sorts::sort::SortExec;
+    use datafusion::physical_plan::ExecutionPlan;
+    fn walk(p: &Arc<dyn ExecutionPlan>, below: bool, joins: &mut usize, sorts: &mut bool) {
+        let join = p.is::<SortMergeJoinExec>();
+        *joins += usize::from(join);
+        *sorts |= below && p.is::<SortExec>();
+        for c in p.children() {
+            walk(c, below || join, joins, sorts);
+        }
+    }
+    let before = planning(ctx);
+    set_joins(ctx, (false, all));
+    set_keep_order(ctx, true);
+    let physical = DataFrame::new(ctx.state(), plan.clone())
+        .create_physical_plan()
+        .await;
+    set_planning(ctx, before);
+    let Ok(physical) = physical else {
+        return false;
+    };
+    let (mut joins, mut sorts) = (0, false);
+    walk(&physical, false, &mut joins, &mut sorts);
+    joins > 0 && !sorts
+}
+
+/// Whether `plan` (or a subquery of it) joins on a condition, which may hold equal keys.
+fn equi_joins(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        // Before the plan is optimized, a join's ON condition is its filter.
+        found = matches!(node, LogicalPlan::Join(j) if !j.on.is_empty() || j.filter.is_some())
+            // IN and EXISTS subqueries become equi-joins when the plan is optimized.
+            || matches!(node, LogicalPlan::Subquery(_));
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// Before a try after the first: once the tasks of the one that failed (with `e`) have
+/// given their memory back, a note that says what the next try does and why.
+async fn next_try(ctx: &SessionContext, way: Try, all: usize, e: &dyn std::fmt::Display) {
     released(ctx).await;
-    eprintln!(
-        "cartscope: note: the query needs more memory in {all} partitions than the {} it may use: running it again in one partition, whose sorts spill to disk (a larger --memory-limit lets it use every core)",
-        crate::output::human_bytes(memory_limit() as u64)
-    );
-    replan(ctx, plan, (hash, 1), reads)
+    let cap = crate::output::human_bytes(memory_limit() as u64);
+    let why = short_why(e);
+    match way {
+        Try::Session => eprintln!(
+            "cartscope: note: the query's merge joins need more memory than the {cap} it may use ({why}): running it again with hash joins"
+        ),
+        Try::Merge => eprintln!(
+            "cartscope: note: the query's joins need more memory than the {cap} it may use ({why}): running it again with merge joins, which stream over tables in join order and spill what they sort"
+        ),
+        Try::One => eprintln!(
+            "cartscope: note: the query needs more memory in {all} partitions than the {cap} it may use ({why}): running it again in one partition, whose sorts spill to disk (a larger --memory-limit lets it use every core)"
+        ),
+    }
+}
+
+/// The first line of DataFusion's account of running out of memory: which operator, and
+/// how much it asked for (not the list of the top consumers that follows).
+pub fn short_why(e: &dyn std::fmt::Display) -> String {
+    let why = e.to_string();
+    let why = why.lines().next().unwrap_or_default();
+    why.split(" with top memory consumers")
+        .next()
+        .unwrap_or(why)
+        .to_string()
+}
+
+/// How the session plans: (prefer hash joins, partitions, keep order).
+fn planning(ctx: &SessionContext) -> ((bool, usize), bool) {
+    let keep = ctx.copied_config().options().optimizer.prefer_existing_sort;
+    (joins(ctx), keep)
+}
+
+/// Puts back how the session planned (`planning`).
+fn set_planning(ctx: &SessionContext, (joins, keep): ((bool, usize), bool)) {
+    set_joins(ctx, joins);
+    set_keep_order(ctx, keep);
 }
 
 /// Runs one query of `query`, `shell` or `check` across every thread (the session's rule,
-/// `partitions`, is for the replay and the report), and again in one partition if it runs
-/// out of memory before its first row. How much a query reads (`scanned_bytes`) is no sign
-/// of how much it holds: most read many rows and keep few (a join that looks up 13k carts'
-/// spans probes all 6M spans, 1.6 GB decoded at 1M carts), and they take about half the
-/// time across two cores. A sort of about as much as the cap holds runs out of memory some
-/// of the time, across two partitions more often than in one, whose sort has the whole cap
-/// (sorting the real JS SDK's 755k spans under 24 MB: two partitions failed, one finished;
-/// under 16 MB one partition failed in one run of two). The rows are streamed: the first batch has been produced when this returns, so
-/// a failure later (rare: the sorts and aggregates that hold memory finish before a row
-/// comes out of them) is the query's error as before. A DataFrame plans with the settings
-/// of when it was made, so the query is made again for each try; how the session joined
-/// before (`joins`) is put back.
+/// `partitions`, is for the replay and the report), and again as the next of its `tries`
+/// each time it runs out of memory before its first row: with merge joins, then in one
+/// partition. How much a query reads (`scanned_bytes`) is no sign of how much it holds:
+/// most read many rows and keep few (a join that looks up 13k carts' spans probes all 6M
+/// spans, 1.6 GB decoded at 1M carts), and they take about half the time across two cores.
+/// A sort of about as much as the cap holds runs out of memory some of the time, across two
+/// partitions more often than in one, whose sort has the whole cap (sorting the real JS
+/// SDK's 755k spans under 24 MB: two partitions failed, one finished; under 16 MB one
+/// partition failed in one run of two). The rows are streamed: the first batch has been
+/// produced when this returns, so a failure later (rare: the sorts and aggregates that hold
+/// memory finish before a row comes out of them) is the query's error as before. A
+/// DataFrame plans with the settings of when it was made, so the query is made again for
+/// each try; how the session planned before (`planning`) is put back.
 pub async fn execute_fitted(
     ctx: &SessionContext,
     df: DataFrame,
 ) -> datafusion::error::Result<datafusion::physical_plan::SendableRecordBatchStream> {
     use futures::StreamExt;
     let (_, plan) = df.into_parts();
-    let before = joins(ctx);
+    let before = planning(ctx);
     let all = threads(ctx);
+    let ways = tries(ctx, &plan, before.0 .0, all).await;
     let reads = crate::output::timings().then(|| scanned_bytes(ctx, &plan));
     let stream = async {
-        let df = replan(ctx, &plan, (before.0, all), reads);
-        if all == 1 {
-            return df.execute_stream().await;
-        }
-        let mut stream = df.execute_stream().await?;
-        match stream.next().await.map(fail_for_tests) {
-            Some(Err(e)) if out_of_pool(&e) => {
-                drop(stream);
-                in_one_partition(ctx, &plan, before.0, reads, all)
-                    .await
-                    .execute_stream()
-                    .await
+        let mut last = Err(datafusion::error::DataFusionError::Internal(
+            "no try of the query was made".into(),
+        ));
+        for (i, &way) in ways.iter().enumerate() {
+            if let (true, Err(e)) = (i > 0, &last) {
+                next_try(ctx, way, all, e).await;
             }
-            Some(Err(e)) => Err(e),
-            first => {
-                let schema = stream.schema();
-                let rows = futures::stream::iter(first).chain(stream);
-                Ok(Box::pin(
-                    datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows),
-                )
-                    as datafusion::physical_plan::SendableRecordBatchStream)
+            let df = replan(ctx, &plan, way, ((before.0 .0, all), before.1), reads);
+            if i + 1 == ways.len() {
+                return df.execute_stream().await;
+            }
+            let mut stream = match df.execute_stream().await {
+                Ok(s) => s,
+                Err(e) if out_of_pool(&e) => {
+                    last = Err(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // (A forced failure stands in for the first batch even when there is none.)
+            let first = match (stream.next().await, fail_for_tests(Ok(()), i)) {
+                (_, Err(e)) => Some(Err(e)),
+                (first, Ok(())) => first,
+            };
+            match first {
+                Some(Err(e)) if out_of_pool(&e) => {
+                    drop(stream);
+                    last = Err(e);
+                }
+                Some(Err(e)) => return Err(e),
+                first => {
+                    let schema = stream.schema();
+                    let rows = futures::stream::iter(first).chain(stream);
+                    return Ok(Box::pin(
+                        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                            schema, rows,
+                        ),
+                    )
+                        as datafusion::physical_plan::SendableRecordBatchStream);
+                }
             }
         }
+        last
     }
     .await;
-    set_joins(ctx, before);
+    set_planning(ctx, before);
     stream
 }
 
 /// `execute_fitted` for a query whose rows are all collected: nothing is written before
-/// they are, so it runs again in one partition whenever it runs out of memory.
+/// they are, so it runs again as the next of its tries whenever it runs out of memory.
 pub async fn collect_fitted(
     ctx: &SessionContext,
     df: DataFrame,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
     let (_, plan) = df.into_parts();
-    let before = joins(ctx);
+    let before = planning(ctx);
     let all = threads(ctx);
+    let ways = tries(ctx, &plan, before.0 .0, all).await;
     let reads = crate::output::timings().then(|| scanned_bytes(ctx, &plan));
-    let mut rows = replan(ctx, &plan, (before.0, all), reads).collect().await;
-    if all > 1 {
-        rows = fail_for_tests(rows);
-        if matches!(&rows, Err(e) if out_of_pool(e)) {
-            rows = in_one_partition(ctx, &plan, before.0, reads, all)
-                .await
-                .collect()
-                .await;
+    let mut rows = Err(datafusion::error::DataFusionError::Internal(
+        "no try of the query was made".into(),
+    ));
+    for (i, &way) in ways.iter().enumerate() {
+        if let (true, Err(e)) = (i > 0, &rows) {
+            next_try(ctx, way, all, e).await;
+        }
+        rows = replan(ctx, &plan, way, ((before.0 .0, all), before.1), reads)
+            .collect()
+            .await;
+        if i + 1 < ways.len() {
+            rows = fail_for_tests(rows, i);
+        }
+        if !matches!(&rows, Err(e) if out_of_pool(e)) {
+            break;
         }
     }
-    set_joins(ctx, before);
+    set_planning(ctx, before);
     rows
 }
 
-/// `first`, or with `CARTSCOPE_PARTITIONED_FAILS=1` an out-of-memory error in its place:
-/// the tests' way to make a query's first try across several partitions fail, as data too
-/// large for the cap does (at the edge of the cap it does so only some of the time).
-fn fail_for_tests<T>(first: datafusion::error::Result<T>) -> datafusion::error::Result<T> {
-    if std::env::var_os("CARTSCOPE_PARTITIONED_FAILS").is_some_and(|v| v == "1") {
+/// `rows`, or with `CARTSCOPE_PARTITIONED_FAILS=N` an out-of-memory error in its place when
+/// this is one of the first N tries (`try_no` counts from 0; the last try never fails so):
+/// the tests' way to make a query's tries fail, as data too large for the cap does (at the
+/// edge of the cap it does so only some of the time).
+fn fail_for_tests<T>(
+    rows: datafusion::error::Result<T>,
+    try_no: usize,
+) -> datafusion::error::Result<T> {
+    let fails = std::env::var("CARTSCOPE_PARTITIONED_FAILS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    if try_no < fails {
         return Err(datafusion::error::DataFusionError::ResourcesExhausted(
-            "CARTSCOPE_PARTITIONED_FAILS=1".into(),
+            format!("CARTSCOPE_PARTITIONED_FAILS={fails}"),
         ));
     }
-    first
+    rows
 }
 
 /// Waits (up to a second) for the tasks of a failed query to let go of the memory they

@@ -283,7 +283,10 @@ pub fn carts_schema() -> SchemaRef {
     SCHEMA
         .get_or_init(|| {
             Arc::new(Schema::new(vec![
-                utf8("cart_id"),
+                // Never null (every cart has an id), and said so: the replay's tables are
+                // stored in cart_id order, which then serves an ORDER BY and a merge join
+                // alike (they ask for nulls last and first).
+                Field::new("cart_id", DataType::Utf8, false),
                 utf8("user_id"),
                 ts("first_seen"),
                 ts("last_activity"),
