@@ -611,6 +611,25 @@ fn merge_joins_give_the_same_rows_and_stream_over_the_replay_s_tables_in_cart_or
             );
         }
     }
+    // On one thread too: merge joins across two partitions, which take turns.
+    let (one_thread, err) = run_with(
+        ("CARTSCOPE_TIMINGS", "1".as_ref()),
+        &[
+            "--threads",
+            "1",
+            "query",
+            "latency_vs_conversion",
+            "--data",
+            &d,
+            "-f",
+            "csv",
+        ],
+    );
+    assert!(
+        err.contains("runs in 2 partition(s) with merge joins:"),
+        "{err}"
+    );
+    assert_eq!(one_thread, query("0", &["latency_vs_conversion"]).0);
     // Merge joins first where they stream over the replay's tables in cart order; hash
     // joins first where a merge join would sort (the observed spans are in no such order).
     assert_eq!(merge_first, ["latency_vs_conversion"], "{merge_second:?}");

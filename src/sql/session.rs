@@ -351,7 +351,8 @@ pub fn threads(ctx: &SessionContext) -> usize {
 enum Try {
     /// Across every thread, joining as the session does.
     Session,
-    /// Across every thread, with sort-merge joins over inputs kept in their stored order.
+    /// Across every thread (two partitions at least), with sort-merge joins over inputs
+    /// kept in their stored order.
     /// A hash join holds its whole build side, which cannot spill: joining the carts of
     /// 10M (at 1M under 64 MB) failed so. The replay's tables are stored in cart_id order,
     /// so a merge join on cart_id needs no sort: the repartitions by cart_id keep each
@@ -375,7 +376,9 @@ fn replan(
 ) -> DataFrame {
     let (hash, parts, keep) = match way {
         Try::Session => (hash, all, keep),
-        Try::Merge => (false, all, true),
+        // DataFusion plans merge joins only across two partitions or more; on one thread
+        // the two take turns.
+        Try::Merge => (false, all.max(2), true),
         Try::One => (hash, 1, keep),
     };
     set_joins(ctx, (hash, parts));
@@ -407,7 +410,8 @@ fn set_keep_order(ctx: &SessionContext, keep: bool) {
 
 /// The tries for `plan` (see `Try`) across `all` threads when the session prefers hash
 /// joins (`hash`): merge joins only for a plan with a join to make one of, and only where
-/// hash joins are what the session prefers; one partition only where there are more.
+/// hash joins are what the session prefers (across two partitions at least, even on one
+/// thread); one partition only where there are more.
 /// Merge joins come first where they stream (`merges_in_order`): they hold no join table
 /// then, and are no slower (`latency_vs_conversion` over a kept 1M-cart replay, 1.13x as
 /// fast as its hash joins). Elsewhere hash joins come first: a merge join that sorts its
@@ -419,8 +423,8 @@ async fn tries(
     all: usize,
 ) -> Vec<Try> {
     let mut tries = vec![Try::Session];
-    if all > 1 && hash && equi_joins(plan) {
-        if reads_only_sorted_tables(plan) && merges_in_order(ctx, plan, all).await {
+    if hash && equi_joins(plan) {
+        if reads_only_sorted_tables(plan) && merges_in_order(ctx, plan, all.max(2)).await {
             tries.insert(0, Try::Merge);
         } else {
             tries.push(Try::Merge);
