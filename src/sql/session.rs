@@ -345,16 +345,15 @@ pub fn threads(ctx: &SessionContext) -> usize {
         .map_or(1, |t| t.0)
 }
 
-/// How `execute_fitted` and `collect_fitted` plan a try of a query: each comes after the
-/// one before ran out of memory before its first row.
+/// How `execute_fitted` and `collect_fitted` plan a try of a query (in the order `tries`
+/// gives): each after the one before ran out of memory before its first row.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Try {
     /// Across every thread, joining as the session does.
     Session,
     /// Across every thread (two partitions at least), with sort-merge joins over inputs
-    /// kept in their stored order.
-    /// A hash join holds its whole build side, which cannot spill: joining the carts of
-    /// 10M (at 1M under 64 MB) failed so. The replay's tables are stored in cart_id order,
+    /// kept in their stored order. A hash join holds its whole build side, which cannot
+    /// spill: joining the carts of 10M under 1 GB (1M under 64 MB) failed so. The replay's tables are stored in cart_id order,
     /// so a merge join on cart_id needs no sort: the repartitions by cart_id keep each
     /// input's order (`prefer_existing_sort`) and the join streams. Where a sort is needed
     /// after all, it spills.
@@ -364,9 +363,9 @@ enum Try {
 }
 
 /// `plan` made again as `way` says (`hash`: whether the session prefers hash joins; `all`:
-/// every thread; `keep`: whether the session's repartitions keep their inputs' order). With `CARTSCOPE_TIMINGS`, a phase says how much it reads (`reads`:
-/// `scanned_bytes`, worked out only then, since it optimizes the plan and reads a footer
-/// per table).
+/// every thread; `keep`: whether the session's repartitions keep their inputs' order).
+/// With `CARTSCOPE_TIMINGS`, a phase says how much it reads (`reads`: `scanned_bytes`,
+/// worked out only then, since it optimizes the plan and reads a footer per table).
 fn replan(
     ctx: &SessionContext,
     plan: &datafusion::logical_expr::LogicalPlan,
