@@ -353,39 +353,84 @@ enum Try {
     Session,
     /// Across every thread (two partitions at least), with sort-merge joins over inputs
     /// kept in their stored order. A hash join holds its whole build side, which cannot
-    /// spill: joining the carts of 10M under 1 GB (1M under 64 MB) failed so. The replay's tables are stored in cart_id order,
-    /// so a merge join on cart_id needs no sort: the repartitions by cart_id keep each
-    /// input's order (`prefer_existing_sort`) and the join streams. Where a sort is needed
-    /// after all, it spills.
+    /// spill: joining the carts of 10M under 1 GB (1M under 64 MB) failed so. The replay's
+    /// tables are stored in cart_id order, so a merge join on cart_id needs no sort: the
+    /// repartitions by cart_id keep each input's order (`prefer_existing_sort`) and the
+    /// join streams. Where a sort is needed after all, it spills.
     Merge,
     /// In one partition, joining as the session does: its sorts have the whole cap.
     One,
 }
 
-/// `plan` made again as `way` says (`hash`: whether the session prefers hash joins; `all`:
-/// every thread; `keep`: whether the session's repartitions keep their inputs' order).
-/// With `CARTSCOPE_TIMINGS`, a phase says how much it reads (`reads`: `scanned_bytes`,
-/// worked out only then, since it optimizes the plan and reads a footer per table).
+impl Try {
+    /// How this try plans, from how the session plans across every thread (`session`).
+    fn planning(self, session: Planning) -> Planning {
+        match self {
+            Try::Session => session,
+            // DataFusion plans merge joins only across two partitions or more; on one
+            // thread the two take turns.
+            Try::Merge => Planning {
+                hash: false,
+                parts: session.parts.max(2),
+                keep: true,
+            },
+            Try::One => Planning {
+                parts: 1,
+                ..session
+            },
+        }
+    }
+}
+
+/// How the next queries are planned: whether hash joins are preferred, in how many
+/// partitions, and whether repartitions keep their inputs' order (rather than sorting
+/// again after them).
+#[derive(Clone, Copy)]
+struct Planning {
+    hash: bool,
+    parts: usize,
+    keep: bool,
+}
+
+impl Planning {
+    /// How the session plans now.
+    fn of(ctx: &SessionContext) -> Planning {
+        let (hash, parts) = joins(ctx);
+        let keep = ctx.copied_config().options().optimizer.prefer_existing_sort;
+        Planning { hash, parts, keep }
+    }
+
+    /// Makes the session plan so.
+    fn apply(self, ctx: &SessionContext) {
+        set_joins(ctx, (self.hash, self.parts));
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        state
+            .config_mut()
+            .options_mut()
+            .optimizer
+            .prefer_existing_sort = self.keep;
+    }
+}
+
+/// `plan` made again as `way` says, from how the session plans across every thread
+/// (`session`). With `CARTSCOPE_TIMINGS`, a phase says how much it reads (`reads`:
+/// `scanned_bytes`, worked out only then, since it optimizes the plan and reads a footer
+/// per table).
 fn replan(
     ctx: &SessionContext,
     plan: &datafusion::logical_expr::LogicalPlan,
     way: Try,
-    ((hash, all), keep): ((bool, usize), bool),
+    session: Planning,
     reads: Option<u64>,
 ) -> DataFrame {
-    let (hash, parts, keep) = match way {
-        Try::Session => (hash, all, keep),
-        // DataFusion plans merge joins only across two partitions or more; on one thread
-        // the two take turns.
-        Try::Merge => (false, all.max(2), true),
-        Try::One => (hash, 1, keep),
-    };
-    set_joins(ctx, (hash, parts));
-    set_keep_order(ctx, keep);
+    let planning = way.planning(session);
+    planning.apply(ctx);
     if let Some(reads) = reads {
         crate::output::phase(&format!(
-            "query reads about {}, runs in {parts} partition(s){}",
+            "query reads about {}, runs in {} partition(s){}",
             crate::output::human_bytes(reads),
+            planning.parts,
             if way == Try::Merge {
                 " with merge joins"
             } else {
@@ -396,21 +441,9 @@ fn replan(
     DataFrame::new(ctx.state(), plan.clone())
 }
 
-/// Whether repartitions keep their inputs' order (rather than sorting again after them).
-fn set_keep_order(ctx: &SessionContext, keep: bool) {
-    let state = ctx.state_ref();
-    let mut state = state.write();
-    state
-        .config_mut()
-        .options_mut()
-        .optimizer
-        .prefer_existing_sort = keep;
-}
-
-/// The tries for `plan` (see `Try`) across `all` threads when the session prefers hash
-/// joins (`hash`): merge joins only for a plan with a join to make one of, and only where
-/// hash joins are what the session prefers (across two partitions at least, even on one
-/// thread); one partition only where there are more.
+/// The tries for `plan` (see `Try`) from how the session plans across every thread
+/// (`session`): merge joins only for a plan with a join to make one of, and only where
+/// hash joins are what the session prefers; one partition only where there are more.
 /// Merge joins come first where they stream (`merges_in_order`): they hold no join table
 /// then, and are no slower (`latency_vs_conversion` over a kept 1M-cart replay, 1.13x as
 /// fast as its hash joins). Elsewhere hash joins come first: a merge join that sorts its
@@ -418,18 +451,18 @@ fn set_keep_order(ctx: &SessionContext, keep: bool) {
 async fn tries(
     ctx: &SessionContext,
     plan: &datafusion::logical_expr::LogicalPlan,
-    hash: bool,
-    all: usize,
+    session: Planning,
 ) -> Vec<Try> {
     let mut tries = vec![Try::Session];
-    if hash && equi_joins(plan) {
-        if reads_only_sorted_tables(plan) && merges_in_order(ctx, plan, all.max(2)).await {
+    if session.hash && joins_on_a_condition(plan) {
+        let merge = Try::Merge.planning(session);
+        if reads_only_sorted_tables(plan) && merges_in_order(ctx, plan, merge).await {
             tries.insert(0, Try::Merge);
         } else {
             tries.push(Try::Merge);
         }
     }
-    if all > 1 {
+    if session.parts > 1 {
         tries.push(Try::One);
     }
     tries
@@ -465,13 +498,13 @@ fn reads_only_sorted_tables(plan: &datafusion::logical_expr::LogicalPlan) -> boo
     scans > 0 && sorted
 }
 
-/// Whether `plan` planned with merge joins across `all` partitions (`Try::Merge`) has a
+/// Whether `plan` planned with merge joins (`merge`, `Try::Merge`'s planning) has a
 /// merge join and no sort below any: every input of each comes in join order already (the
 /// replay's tables are stored in cart_id order), so the joins stream, holding a few batches.
 async fn merges_in_order(
     ctx: &SessionContext,
     plan: &datafusion::logical_expr::LogicalPlan,
-    all: usize,
+    merge: Planning,
 ) -> bool {
     use datafusion::physical_plan::joins::SortMergeJoinExec;
     use datafusion::physical_plan::sorts::sort::SortExec;
@@ -484,13 +517,12 @@ async fn merges_in_order(
             walk(c, below || join, joins, sorts);
         }
     }
-    let before = planning(ctx);
-    set_joins(ctx, (false, all));
-    set_keep_order(ctx, true);
+    let before = Planning::of(ctx);
+    merge.apply(ctx);
     let physical = DataFrame::new(ctx.state(), plan.clone())
         .create_physical_plan()
         .await;
-    set_planning(ctx, before);
+    before.apply(ctx);
     let Ok(physical) = physical else {
         return false;
     };
@@ -500,7 +532,7 @@ async fn merges_in_order(
 }
 
 /// Whether `plan` (or a subquery of it) joins on a condition, which may hold equal keys.
-fn equi_joins(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+fn joins_on_a_condition(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::LogicalPlan;
     let mut found = false;
@@ -548,22 +580,10 @@ pub fn short_why(e: &dyn std::fmt::Display) -> String {
         .to_string()
 }
 
-/// How the session plans: (prefer hash joins, partitions, keep order).
-fn planning(ctx: &SessionContext) -> ((bool, usize), bool) {
-    let keep = ctx.copied_config().options().optimizer.prefer_existing_sort;
-    (joins(ctx), keep)
-}
-
-/// Puts back how the session planned (`planning`).
-fn set_planning(ctx: &SessionContext, (joins, keep): ((bool, usize), bool)) {
-    set_joins(ctx, joins);
-    set_keep_order(ctx, keep);
-}
-
 /// Runs one query of `query`, `shell` or `check` across every thread (the session's rule,
 /// `partitions`, is for the replay and the report), and again as the next of its `tries`
-/// each time it runs out of memory before its first row: with merge joins, then in one
-/// partition. How much a query reads (`scanned_bytes`) is no sign of how much it holds:
+/// each time it runs out of memory before its first row: joining the other way, then in
+/// one partition. How much a query reads (`scanned_bytes`) is no sign of how much it holds:
 /// most read many rows and keep few (a join that looks up 13k carts' spans probes all 6M
 /// spans, 1.6 GB decoded at 1M carts), and they take about half the time across two cores.
 /// A sort of about as much as the cap holds runs out of memory some of the time, across two
@@ -573,16 +593,20 @@ fn set_planning(ctx: &SessionContext, (joins, keep): ((bool, usize), bool)) {
 /// produced when this returns, so a failure later (rare: the sorts and aggregates that hold
 /// memory finish before a row comes out of them) is the query's error as before. A
 /// DataFrame plans with the settings of when it was made, so the query is made again for
-/// each try; how the session planned before (`planning`) is put back.
+/// each try; how the session planned before (`Planning::of`) is put back.
 pub async fn execute_fitted(
     ctx: &SessionContext,
     df: DataFrame,
 ) -> datafusion::error::Result<datafusion::physical_plan::SendableRecordBatchStream> {
     use futures::StreamExt;
     let (_, plan) = df.into_parts();
-    let before = planning(ctx);
-    let all = threads(ctx);
-    let ways = tries(ctx, &plan, before.0 .0, all).await;
+    let before = Planning::of(ctx);
+    let session = Planning {
+        parts: threads(ctx),
+        ..before
+    };
+    let all = session.parts;
+    let ways = tries(ctx, &plan, session).await;
     let reads = crate::output::timings().then(|| scanned_bytes(ctx, &plan));
     let stream = async {
         let mut last = Err(datafusion::error::DataFusionError::Internal(
@@ -592,7 +616,7 @@ pub async fn execute_fitted(
             if let (true, Err(e)) = (i > 0, &last) {
                 next_try(ctx, way, all, e).await;
             }
-            let df = replan(ctx, &plan, way, ((before.0 .0, all), before.1), reads);
+            let df = replan(ctx, &plan, way, session, reads);
             if i + 1 == ways.len() {
                 return df.execute_stream().await;
             }
@@ -630,7 +654,7 @@ pub async fn execute_fitted(
         last
     }
     .await;
-    set_planning(ctx, before);
+    before.apply(ctx);
     stream
 }
 
@@ -641,9 +665,13 @@ pub async fn collect_fitted(
     df: DataFrame,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
     let (_, plan) = df.into_parts();
-    let before = planning(ctx);
-    let all = threads(ctx);
-    let ways = tries(ctx, &plan, before.0 .0, all).await;
+    let before = Planning::of(ctx);
+    let session = Planning {
+        parts: threads(ctx),
+        ..before
+    };
+    let all = session.parts;
+    let ways = tries(ctx, &plan, session).await;
     let reads = crate::output::timings().then(|| scanned_bytes(ctx, &plan));
     let mut rows = Err(datafusion::error::DataFusionError::Internal(
         "no try of the query was made".into(),
@@ -652,9 +680,7 @@ pub async fn collect_fitted(
         if let (true, Err(e)) = (i > 0, &rows) {
             next_try(ctx, way, all, e).await;
         }
-        rows = replan(ctx, &plan, way, ((before.0 .0, all), before.1), reads)
-            .collect()
-            .await;
+        rows = replan(ctx, &plan, way, session, reads).collect().await;
         if i + 1 < ways.len() {
             rows = fail_for_tests(rows, i);
         }
@@ -662,7 +688,7 @@ pub async fn collect_fitted(
             break;
         }
     }
-    set_planning(ctx, before);
+    before.apply(ctx);
     rows
 }
 
