@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::generate::workload::IncidentArg;
 use crate::output::Format;
 use crate::replay::model::{Model, Preset};
+use crate::sql::engine::Engine;
 use crate::time::{Day, Duration, TimeArg, Timestamp};
 
 const EXIT_CODES: &str = "\
@@ -95,6 +96,73 @@ pub enum Command {
     /// Regression checks for CI: rules on the report's measures or on SQL, with limits or
     /// tolerances against a baseline report; exit code 1 when a rule fails.
     Check(CheckArgs),
+    /// Run an Apache DataFusion Ballista scheduler or executor that knows cartscope's SQL
+    /// functions, for `--engine df://HOST:PORT` (needs a build with `--features ballista`).
+    Ballista(BallistaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BallistaArgs {
+    #[command(subcommand)]
+    pub role: BallistaRole,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BallistaRole {
+    /// The scheduler: plans each query into stages and hands their tasks to executors. One
+    /// per cluster; runs until stopped.
+    Scheduler(SchedulerArgs),
+    /// An executor: runs tasks and serves their results. One or more per cluster, each with
+    /// its own ports and folder; runs until stopped (Ctrl-C or SIGTERM finish its tasks
+    /// first). --threads sets its task slots and --memory-limit its memory pool.
+    Executor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// The address to listen on (0.0.0.0 for every interface).
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub bind_host: String,
+
+    /// The port clients (--engine df://HOST:PORT) and executors connect to.
+    #[arg(long, short = 'p', value_name = "PORT", default_value_t = crate::sql::engine::DEFAULT_SCHEDULER_PORT)]
+    pub port: u16,
+
+    /// The host name others reach this scheduler at [default: --bind-host].
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+
+    /// Ready (`GET /readyz` on its port answers 200) once this many executors have joined.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_executors: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler to join.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050", value_parser = parse_host_port)]
+    pub scheduler: (String, u16),
+
+    /// The address to listen on (0.0.0.0 for every interface).
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub bind_host: String,
+
+    /// The host name the scheduler and clients reach this executor at [default: the address
+    /// the scheduler sees it connect from].
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+
+    /// The Arrow Flight port clients and other executors fetch results from.
+    #[arg(long, short = 'p', value_name = "PORT", default_value_t = 50051)]
+    pub port: u16,
+
+    /// The gRPC port the scheduler sends tasks to.
+    #[arg(long, value_name = "PORT", default_value_t = 50052)]
+    pub grpc_port: u16,
+
+    /// The folder for shuffle files [default: a temporary folder, removed on exit].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +246,24 @@ pub struct CheckArgs {
     pub format: crate::check::CheckFormat,
 }
 
+/// Where queries run; the same for every command that replays.
+#[derive(Debug, Args, Clone, Default)]
+pub struct EngineArgs {
+    /// Where queries run: `local` (this process), `ballista-standalone` (an Apache
+    /// DataFusion Ballista scheduler and executor started in this process) or
+    /// `df://HOST:PORT` (a running Ballista scheduler: `cartscope ballista`). Ballista reads
+    /// ingested datasets only (`cartscope ingest`), and needs cartscope built with
+    /// `--features ballista`.
+    #[arg(long, value_name = "ENGINE", default_value = "local", value_parser = parse_from::<Engine>)]
+    pub engine: Engine,
+
+    /// The folder for temporary tables (a replay not kept beside a dataset, the report's
+    /// passes) and spill files. On a Ballista cluster every executor must read it at the
+    /// same path [default: the system's temporary folder].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
 /// How the replay judges; the same for every command that replays.
 #[derive(Debug, Args, Clone)]
 pub struct ReplayArgs {
@@ -198,6 +284,9 @@ pub struct ReplayArgs {
     /// as-of time was kept from an earlier run (in DATASET/replays/).
     #[arg(long)]
     pub refresh: bool,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -363,6 +452,19 @@ where
 /// A preset's name or a model file, read and checked now, so a bad model names --model.
 fn parse_model(s: &str) -> Result<Model, String> {
     Model::load(s).map_err(|e| format!("{e:#}"))
+}
+
+/// `HOST:PORT`, the port from 1 to 65535.
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' is not HOST:PORT"))?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && !host.is_empty() => Ok((host.to_string(), p)),
+        _ => Err(format!(
+            "'{s}' is not HOST:PORT with a port from 1 to 65535"
+        )),
+    }
 }
 
 fn parse_threads(s: &str) -> Result<usize, String> {

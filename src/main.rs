@@ -8,6 +8,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    // Ballista says what went wrong on a cluster only through `log`: its errors, or what
+    // RUST_LOG asks for.
+    #[cfg(feature = "ballista")]
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
     let cli = cartscope::Cli::parse();
     match cartscope::run(cli) {
         Ok(code) => code,

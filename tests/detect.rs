@@ -232,7 +232,9 @@ async fn derived_rows_follow_the_instrumentation_and_are_not_duplicated() {
     ])
     .unwrap();
     let (data, _) = cartscope::Data::load(&inputs, &cartscope::LoadOptions::default()).unwrap();
-    let ctx = cartscope::context(data, 2).await.unwrap();
+    let ctx = cartscope::context(data, 2, &Default::default())
+        .await
+        .unwrap();
     let model = cartscope::Model::load("reference").unwrap();
     let as_of: cartscope::Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
     let s = cartscope::replay(

@@ -190,6 +190,7 @@ async fn completion_of_real_table_and_column_names() {
         as_of: None,
         threshold: None,
         refresh: false,
+        engine: Default::default(),
     };
     let g = cartscope::Globals {
         threads: 2,

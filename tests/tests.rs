@@ -3,6 +3,7 @@
 
 mod util;
 
+mod ballista;
 mod check;
 mod detect;
 mod drivers;

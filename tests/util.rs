@@ -76,7 +76,9 @@ pub async fn load_with(paths: &[PathBuf], opts: LoadOptions) -> (SessionContext,
         datasets: inputs.datasets.clone(),
         scratch: None,
     };
-    let ctx = cartscope::context(data, 2).await.expect("session");
+    let ctx = cartscope::context(data, 2, &Default::default())
+        .await
+        .expect("session");
     (ctx, stats)
 }
 

@@ -9,6 +9,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use setup::Globals;
 
+pub mod ballista;
 pub mod check;
 pub mod detect;
 pub mod generate;
@@ -43,6 +44,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        // Planning recurses through the plan; Ballista's (de)serialising of a plan recurses
+        // deeper, and overflowed tokio's 2 MiB on the library's larger queries. Address
+        // space, not memory, until used (Ballista's own binaries take 32 MiB too).
+        .thread_stack_size(32 << 20)
         .enable_all()
         .build()?;
     match cli.command {
@@ -57,6 +62,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(a) => rt.block_on(report::run(&a, &g)),
         Command::Check(a) => return rt.block_on(check::run(&a, &g)),
         Command::Model(a) => rt.block_on(model::run(&a, &g)),
+        Command::Ballista(a) => rt.block_on(ballista::run(&a, &g)),
     }?;
     Ok(ExitCode::SUCCESS)
 }

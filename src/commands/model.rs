@@ -14,7 +14,13 @@ pub async fn run(a: &ModelArgs, g: &Globals) -> Result<()> {
         data: a.data.clone(),
         strict: a.strict,
     };
-    let ctx = open_data(&data, g, &crate::read::projection::Projection::everything()).await?;
+    let ctx = open_data(
+        &data,
+        &Default::default(),
+        g,
+        &crate::read::projection::Projection::everything(),
+    )
+    .await?;
     let s = crate::replay::suggest::suggest(&ctx).await?;
     match &a.out {
         Some(path) => crate::output::write_atomically(path, |w| {

@@ -35,7 +35,7 @@ pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
     // Of a raw export, only the attributes the SQL reads (and the replay's) are parsed.
     let reads = crate::sql::reads::sql_reads(&sql);
     let ctx = if a.no_replay {
-        let ctx = open_data(&a.data, g, &reads).await?;
+        let ctx = open_data(&a.data, &a.replay.engine, g, &reads).await?;
         // now() is the as-of time here too: --as-of, else the data's latest timestamp; an
         // empty export without --as-of leaves now() alone.
         let (latest, warning) = crate::replay::data_times(&ctx, &[]).await?;

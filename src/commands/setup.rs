@@ -30,18 +30,20 @@ impl Globals {
 }
 
 /// Resolves `--data`, loads it (of raw exports, only the attributes `reads` names) and
-/// builds the session.
+/// builds the session, whose queries `engine` runs.
 pub async fn open_data(
     data: &crate::cli::DataArgs,
+    engine: &crate::cli::EngineArgs,
     g: &Globals,
     reads: &Projection,
 ) -> Result<datafusion::prelude::SessionContext> {
-    Ok(open_inputs(data, g, reads).await?.0)
+    Ok(open_inputs(data, engine, g, reads).await?.0)
 }
 
 /// As `open_data`, with the inputs `--data` named.
 async fn open_inputs(
     data: &crate::cli::DataArgs,
+    engine: &crate::cli::EngineArgs,
     g: &Globals,
     reads: &Projection,
 ) -> Result<(
@@ -49,7 +51,19 @@ async fn open_inputs(
     crate::read::input::Inputs,
 )> {
     crate::output::phase("start");
+    engine.engine.check_built()?;
+    let scratch = work_dir(engine)?;
     let inputs = crate::read::input::resolve(&data.data)?;
+    if !engine.engine.is_local() {
+        if let Some(f) = inputs.files.first() {
+            anyhow::bail!(
+                "--engine {} reads ingested datasets only (every executor reads the files itself), and '{}' is a raw export: ingest it first (`cartscope ingest {} --out DATASET`) and give the dataset to --data",
+                engine.engine,
+                f.path.display(),
+                f.path.display()
+            );
+        }
+    }
     let opts = g.load_options(data.strict, reads);
     let (data, _stats) = crate::sql::session::Data::load(&inputs, &opts)?;
     let held: usize = data
@@ -62,9 +76,46 @@ async fn open_inputs(
         "load ({} held in memory)",
         crate::output::human_bytes(held as u64)
     ));
-    let ctx = crate::sql::session::context(data, g.threads).await?;
+    let ctx = crate::sql::session::context(data, g.threads, &engine.engine).await?;
+    if let Some(dir) = scratch {
+        crate::sql::session::keep_until_dropped(&ctx, dir);
+    }
     crate::output::phase("session");
     Ok((ctx, inputs))
+}
+
+/// Points every temporary file of this process (ours, DataFusion's spills, a standalone
+/// Ballista executor's shuffle files) at `--work-dir`. Under `ballista-standalone`, into a
+/// folder of its own there, returned to be removed with the session: Ballista's standalone
+/// executor leaves its shuffle files behind otherwise.
+fn work_dir(engine: &crate::cli::EngineArgs) -> Result<Option<tempfile::TempDir>> {
+    let base = match &engine.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("--work-dir: cannot create '{}'", d.display()))?;
+            d.clone()
+        }
+        None => std::env::temp_dir(),
+    };
+    let (dir, guard) = if engine.engine == crate::sql::engine::Engine::BallistaStandalone {
+        let run = tempfile::Builder::new()
+            .prefix("cartscope-run-")
+            .tempdir_in(&base)
+            .with_context(|| {
+                format!(
+                    "cannot create a folder in '{}': give --work-dir a folder that can be written",
+                    base.display()
+                )
+            })?;
+        (run.path().to_path_buf(), Some(run))
+    } else if engine.work_dir.is_some() {
+        (base, None)
+    } else {
+        return Ok(None);
+    };
+    // The first call decides; a process runs one command.
+    let _ = tempfile::env::override_temp_dir(&dir);
+    Ok(guard)
 }
 
 /// The as-of time the replay args ask for, given the data's latest timestamp.
@@ -87,7 +138,7 @@ pub async fn open_replayed(
     reads: &Projection,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
     let reads = crate::replay::projection(&r.model).union(reads);
-    let (ctx, inputs) = open_inputs(data, g, &reads).await?;
+    let (ctx, inputs) = open_inputs(data, &r.engine, g, &reads).await?;
     // Kept beside the dataset only when the data is nothing but datasets.
     let datasets = if inputs.files.is_empty() && inputs.unreadable.is_empty() {
         inputs.datasets.clone()

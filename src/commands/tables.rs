@@ -27,6 +27,7 @@ pub async fn run(a: &TablesArgs, g: &Globals) -> Result<()> {
     // bad (tests/hostile.rs), so every value is parsed and checked.
     let ctx = open_data(
         &a.data,
+        &Default::default(),
         g,
         &crate::read::projection::Projection::everything(),
     )

@@ -76,7 +76,6 @@ use datafusion::arrow::array::{
     StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{Float64Type, Int64Type, SchemaRef, TimestampMicrosecondType};
-use datafusion::datasource::MemTable;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
@@ -382,7 +381,8 @@ pub fn cart_events_sql(m: &Model, as_of_us: i64) -> String {
                 JOIN windows w ON w.cart_id = s.cart_id
                 WHERE CAST(t.end_time AS BIGINT) <= {as_of_us}
                   AND t.start_time >= w.lo AND t.start_time <= w.hi
-                  AND t.trace_id NOT IN (SELECT trace_id FROM by_trace))
+                  AND t.trace_id IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM by_trace o WHERE o.trace_id = t.trace_id))
             SELECT * FROM by_trace UNION ALL SELECT * FROM by_session",
             cols = columns("'session'")
         );
@@ -1738,7 +1738,7 @@ async fn register(ctx: &SessionContext, m: &Model, dir: &std::path::Path) -> Res
         ctx.register_table(name, t)?;
     }
     ctx.deregister_table("stages")?;
-    register_stages(ctx, m)?;
+    register_stages(ctx, m).await?;
     for view in ["abandonments", "cart_exemplars"] {
         ctx.deregister_table(view)?;
     }
@@ -1901,31 +1901,29 @@ async fn misfits(ctx: &SessionContext, m: &Model, s: &Summary) -> Result<Vec<Str
     Ok(out)
 }
 
-/// The model's stages as a table, so queries see every stage, even one no span reached.
-fn register_stages(ctx: &SessionContext, m: &Model) -> Result<()> {
-    use datafusion::arrow::array::{BooleanArray, Int64Array};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("stage", DataType::Utf8, false),
-        Field::new("stage_order", DataType::Int64, false),
-        Field::new("success", DataType::Boolean, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                m.stages.iter().map(|s| s.name.clone()),
-            )),
-            Arc::new(Int64Array::from_iter_values(1..=m.stages.len() as i64)),
-            Arc::new(BooleanArray::from(
-                m.stages.iter().map(|s| s.success).collect::<Vec<_>>(),
-            )),
-        ],
-    )?;
-    ctx.register_table(
-        "stages",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-    )?;
+/// The model's stages as a table, so queries see every stage, even one no span reached: a
+/// view over `VALUES`, which a plan carries with it to wherever it runs (an in-memory table
+/// cannot travel to a Ballista cluster).
+async fn register_stages(ctx: &SessionContext, m: &Model) -> Result<()> {
+    let rows: Vec<String> = m
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "({}, CAST({} AS BIGINT), {})",
+                lit(&s.name),
+                i + 1,
+                s.success
+            )
+        })
+        .collect();
+    ctx.sql(&format!(
+        "CREATE VIEW stages AS SELECT column1 AS stage, column2 AS stage_order, column3 AS success \
+         FROM (VALUES {})",
+        rows.join(", ")
+    ))
+    .await?;
     Ok(())
 }
 

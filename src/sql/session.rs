@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -25,6 +26,7 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use crate::dataset::Manifest;
 use crate::read::input::Inputs;
 use crate::read::load::{self, LoadOptions, LoadStats};
+use crate::sql::engine::Engine;
 use crate::tables::schema::{PerTable, Table};
 
 /// The data behind the canonical tables.
@@ -41,6 +43,18 @@ pub struct Data {
 
 /// Keeps `Data::scratch` alive as long as the session that reads from it.
 struct SpilledInputs(#[allow(dead_code)] tempfile::TempDir);
+
+/// Keeps a folder (`commands::setup`'s folder for a command's temporary files) as long as
+/// the session.
+struct RunFolder(#[allow(dead_code)] tempfile::TempDir);
+
+/// Removes `dir` when the session ends.
+pub fn keep_until_dropped(ctx: &SessionContext, dir: tempfile::TempDir) {
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .set_extension(Arc::new(RunFolder(dir)));
+}
 
 /// Decoded bytes per byte of a compressed raw export, for `in_memory_estimate`: OTLP/JSON
 /// compresses 5 to 20 times (`cartscope generate --carts 10000000 --compress zstd`: 7.2 GB
@@ -177,8 +191,9 @@ pub fn memory_limit() -> usize {
     })
 }
 
-/// Builds the session with every canonical table and the `spans` view registered.
-pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
+/// Builds the session with every canonical table and the `spans` view registered, its
+/// queries run by `engine`.
+pub async fn context(data: Data, threads: usize, engine: &Engine) -> Result<SessionContext> {
     // A fair share per spilling operator (sorts and aggregations run side by side), and
     // the five largest consumers named when the cap is hit.
     let pool = datafusion::execution::memory_pool::TrackConsumersPool::new(
@@ -205,7 +220,12 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
         .map(|d| Manifest::load(d).map(|m| (d.clone(), m)))
         .collect::<Result<Vec<_>>>()?;
     let (parts, note) = partitions(&data, &manifests, threads);
-    let ctx = SessionContext::new_with_config_rt(config(parts), runtime);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config(parts))
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    let ctx = engine.session(state).await?;
     ctx.state_ref()
         .write()
         .config_mut()
@@ -223,9 +243,14 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
             .config_mut()
             .set_extension(Arc::new(SpilledInputs(tmp)));
     }
-    ctx.register_udf(crate::sql::udf::AttrNumber::double());
-    ctx.register_udf(crate::sql::udf::AttrNumber::int());
-    ctx.register_udaf(crate::sql::last_by::LastBy::udaf());
+    // Again after `engine.session`, which replaces a state's functions under Ballista.
+    let (scalars, aggregates) = crate::sql::udf::shipped();
+    for f in scalars {
+        ctx.register_udf(f);
+    }
+    for f in aggregates {
+        ctx.register_udaf(f);
+    }
     for (table, batches) in data.mem {
         let mut providers: Vec<Arc<dyn TableProvider>> = Vec::new();
         if !batches.is_empty() || manifests.is_empty() {
@@ -238,7 +263,7 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
             }
         }
         if providers.is_empty() {
-            providers.push(Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?));
+            providers.push(Arc::new(EmptyTable::new(table.schema())));
         }
         let name = table.observed_name();
         if providers.len() == 1 {
@@ -251,10 +276,7 @@ pub async fn context(data: Data, threads: usize) -> Result<SessionContext> {
             ctx.register_table(name, df.into_view())?;
         }
         if let Some(derived) = table.derived_name() {
-            ctx.register_table(
-                derived,
-                Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?),
-            )?;
+            ctx.register_table(derived, Arc::new(EmptyTable::new(table.schema())))?;
         }
     }
     present(&ctx).await?;
@@ -868,18 +890,36 @@ pub async fn present(ctx: &SessionContext) -> Result<()> {
         let Some(derived) = table.derived_name() else {
             continue;
         };
+        let observed = table.observed_name();
+        // A side known to be empty is left out: the same rows, and a plan Ballista runs
+        // reliably (a union with an empty table's branch made its scheduler drop a task's
+        // status now and then, and the query wait for ever: see `sql::ballista`).
+        let mut parts = Vec::new();
+        for (name, flag) in [(observed, false), (derived, true)] {
+            if !is_empty_table(ctx, name).await? {
+                parts.push(format!("SELECT *, {flag} AS derived FROM {name}"));
+            }
+        }
+        if parts.is_empty() {
+            parts.push(format!("SELECT *, false AS derived FROM {observed}"));
+        }
         ctx.deregister_table(table.name())?;
         ctx.sql(&format!(
-            "CREATE VIEW {} AS SELECT *, false AS derived FROM {} \
-             UNION ALL SELECT *, true AS derived FROM {derived}",
+            "CREATE VIEW {} AS {}",
             table.name(),
-            table.observed_name()
+            parts.join(" UNION ALL ")
         ))
         .await?;
     }
     ctx.deregister_table("spans")?;
     ctx.sql("CREATE VIEW spans AS SELECT * FROM traces").await?;
     Ok(())
+}
+
+/// Whether `name` is registered as a table with no rows by construction (`EmptyTable`).
+async fn is_empty_table(ctx: &SessionContext, name: &str) -> Result<bool> {
+    let provider = ctx.table_provider(name).await?;
+    Ok(provider.downcast_ref::<EmptyTable>().is_some())
 }
 
 fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {

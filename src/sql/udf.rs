@@ -15,6 +15,16 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
+/// cartscope's functions that every process running a plan must know by name: the
+/// client plans with them, a Ballista scheduler and its executors decode and run them. Not
+/// `now()`: the client folds it into a constant before a plan leaves it.
+pub fn shipped() -> (Vec<ScalarUDF>, Vec<datafusion::logical_expr::AggregateUDF>) {
+    (
+        vec![AttrNumber::double(), AttrNumber::int()],
+        vec![crate::sql::last_by::LastBy::udaf()],
+    )
+}
+
 /// `now()` that returns a fixed instant.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct FixedNow {
