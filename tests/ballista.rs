@@ -51,12 +51,8 @@ mod with_the_feature {
     /// An ingested dataset of `inputs` in `dir`.
     fn ingest(dir: &Path, inputs: &[PathBuf]) -> PathBuf {
         let ds = dir.join("ds");
-        let mut args = vec!["ingest".to_string()];
-        args.extend(inputs.iter().map(|p| p.display().to_string()));
-        args.extend(["--out".into(), ds.display().to_string()]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = cartscope(&args);
-        assert!(o.status.success(), "ingest: {}", stderr(&o));
+        let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+        crate::util::ingest(&ds, &inputs);
         ds
     }
 

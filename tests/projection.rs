@@ -21,13 +21,7 @@ fn inputs() -> Vec<(PathBuf, &'static str)> {
 }
 
 fn ingest(raw: &Path, out: &Path) {
-    let o = cartscope(&[
-        "ingest",
-        raw.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    crate::util::ingest(out, &[raw]);
 }
 
 /// stdout of `cartscope ARGS --data DATA`, which must succeed.

@@ -64,13 +64,7 @@ fn in_passes(args: &[&str], n: &str) -> (String, String) {
 }
 
 fn ingest(ds: &Path, input: &Path) {
-    let o = cartscope(&[
-        "ingest",
-        &input.display().to_string(),
-        "--out",
-        &ds.display().to_string(),
-    ]);
-    assert!(o.status.success(), "ingest: {}", stderr(&o));
+    crate::util::ingest(ds, &[input]);
 }
 
 #[test]

@@ -37,6 +37,14 @@ pub fn generate(out: &Path, args: &[&str]) {
     );
 }
 
+/// Runs `cartscope ingest INPUTS --out OUT` and asserts that it succeeded.
+pub fn ingest(out: &Path, inputs: &[&Path]) {
+    let mut c = cmd();
+    c.arg("ingest").args(inputs).arg("--out").arg(out);
+    let o = c.output().expect("cartscope runs");
+    assert!(o.status.success(), "ingest failed: {}", stderr(&o));
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
