@@ -343,7 +343,8 @@ pub struct ModelArgs {
 #[derive(Debug, Args)]
 pub struct DataArgs {
     /// Exports to read: files (OTLP/JSON, OTLP protobuf, gzip/zstd, Parquet), directories
-    /// (read recursively), globs, or datasets written by `cartscope ingest`.
+    /// (read recursively), globs, datasets written by `cartscope ingest`, or - for standard
+    /// input (OTLP/JSON lines or protobuf, compressed or not).
     #[arg(long = "data", short = 'd', value_name = "INPUT", required = true, num_args = 1..)]
     pub data: Vec<String>,
 
@@ -354,7 +355,7 @@ pub struct DataArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Exports to convert: files, directories or globs.
+    /// Exports to convert: files, directories, globs, or - for standard input.
     #[arg(value_name = "INPUT", required = true)]
     pub inputs: Vec<String>,
 

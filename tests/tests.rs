@@ -29,4 +29,5 @@ mod replay_store;
 mod report_html;
 mod rendered;
 mod shell;
+mod stdin;
 mod suggest;

@@ -41,6 +41,9 @@ const FORMATS: &[Format] = &[
 ];
 
 pub async fn run(a: &crate::cli::ShellArgs, g: &crate::commands::setup::Globals) -> Result<()> {
+    if a.data.data.iter().any(|d| d == crate::read::input::STDIN) {
+        bail!("--data -: the shell reads its statements from standard input, so the export cannot come from there too: give it as a file, or run one statement with `cartscope query -e SQL --data -`");
+    }
     if !FORMATS.contains(&a.format) {
         bail!(
             "--format {} is binary: the shell writes text (use `cartscope query --format {0} --output FILE`)",

@@ -160,15 +160,16 @@ pub fn ingest_resolved(
     for i in &manifest.inputs {
         *sizes.entry(i.bytes).or_default() += 1;
     }
-    for f in &inputs.files {
+    for f in inputs.files.iter().filter(|f| !f.is_stdin()) {
         *sizes.entry(size(f)).or_default() += 1;
     }
     let mut todo: Vec<(InputFile, String)> = Vec::new();
     let mut seen = HashSet::new();
     let mut already = Vec::new();
     for f in inputs.files {
-        if sizes.get(&size(&f)).copied().unwrap_or(0) < 2 {
-            // Of a size no other file has: not a copy. Hashed while it is read.
+        if f.is_stdin() || sizes.get(&size(&f)).copied().unwrap_or(0) < 2 {
+            // Of a size no other file has (or standard input, read once): not known to be a
+            // copy before it is read. Hashed while it is read.
             let prefix = part_prefix(&f);
             todo.push((f, prefix));
             continue;

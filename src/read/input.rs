@@ -25,10 +25,33 @@ pub struct Inputs {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputFile {
+    /// The file's path; `-` for standard input (`STDIN`).
     pub path: PathBuf,
     /// Found by walking a directory or expanding a glob, rather than named: a file that
     /// holds no telemetry is then noted and passed over instead of being an error.
     pub discovered: bool,
+}
+
+/// The input that names standard input (a file named `-` is `./-`).
+pub const STDIN: &str = "-";
+
+impl InputFile {
+    /// Whether this is standard input: read once, as it comes, its size unknown until then.
+    pub fn is_stdin(&self) -> bool {
+        self.path.as_os_str() == STDIN
+    }
+}
+
+/// Standard input as an input, if it can be one: a terminal has no export to give.
+fn stdin_input() -> Result<InputFile> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        bail!("'-' reads an export from standard input, which is a terminal here: pipe one in (`zcat export.jsonl.gz | cartscope ... --data -`) or give a file");
+    }
+    Ok(InputFile {
+        path: PathBuf::from(STDIN),
+        discovered: false,
+    })
 }
 
 fn is_glob(s: &str) -> bool {
@@ -48,7 +71,12 @@ pub fn resolve(inputs: &[impl AsRef<str>]) -> Result<Inputs> {
     for input in inputs {
         let input = input.as_ref();
         let path = Path::new(input);
-        if path.exists() {
+        if input == STDIN {
+            if out.files.iter().any(InputFile::is_stdin) {
+                bail!("'-' (standard input) is given twice: it can be read only once");
+            }
+            out.files.push(stdin_input()?);
+        } else if path.exists() {
             add_path(&mut out, path, false)?;
         } else if is_glob(input) {
             let mut matched = false;
@@ -287,10 +315,16 @@ impl HashState {
 /// `dataset::file_hash`.
 pub fn finish_hash(path: &Path, h: &FileHasher) -> Result<String> {
     let mut st = h.lock().unwrap_or_else(|e| e.into_inner());
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
-    io::Seek::seek(&mut f, io::SeekFrom::Start(st.len))
-        .with_context(|| format!("cannot read '{}'", path.display()))?;
+    // Standard input goes on where the reading stopped.
+    let mut f: Box<dyn Read> = if path.as_os_str() == STDIN {
+        Box::new(io::stdin())
+    } else {
+        let mut f = std::fs::File::open(path)
+            .with_context(|| format!("cannot open '{}'", path.display()))?;
+        io::Seek::seek(&mut f, io::SeekFrom::Start(st.len))
+            .with_context(|| format!("cannot read '{}'", path.display()))?;
+        Box::new(f)
+    };
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f
@@ -365,8 +399,14 @@ pub fn open(
     hasher: Option<FileHasher>,
     max_expansion: u64,
 ) -> Result<(Compression, Content, Box<dyn Read + Send>)> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    let file: Box<dyn Read + Send> = if path.as_os_str() == STDIN {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(path)
+                .with_context(|| format!("cannot open '{}'", path.display()))?,
+        )
+    };
     let start = counter.load(std::sync::atomic::Ordering::Relaxed);
     let raw = io::BufReader::with_capacity(
         1 << 20,

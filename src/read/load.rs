@@ -746,6 +746,9 @@ fn read_file(
             }
             send(idx, Work::Frames { frames: vec![(1, all)] })
         }
+        Content::Parquet if f.is_stdin() => Err(anyhow!(
+            "standard input holds Parquet, which is read from a file (its footer is at the end): save it to a file and give that"
+        )),
         Content::Parquet if compression == Compression::None => {
             let kind = parquet::read_parquet(path, &mut |t, batch| {
                 let mut tables: PerTable<Vec<RecordBatch>> = Default::default();

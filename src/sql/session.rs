@@ -91,9 +91,14 @@ impl Data {
     /// bounded memory of `cartscope ingest`, and read in place from it.
     pub fn load(inputs: &Inputs, opts: &LoadOptions) -> Result<(Data, LoadStats)> {
         load::admit_unreadable(&inputs.unreadable, opts, &mut LoadStats::default())?;
+        if inputs.files.iter().any(|f| f.is_stdin()) {
+            // Its size is known only once it is read, and it is read once: never into
+            // memory it might not fit.
+            return Data::spill(inputs, opts, None);
+        }
         let estimate = in_memory_estimate(&inputs.files);
         if estimate > memory_limit() as u64 / 2 {
-            return Data::spill(inputs, opts, estimate);
+            return Data::spill(inputs, opts, Some(estimate));
         }
         let (mem, mut stats) = load::load_into_memory(&inputs.files, opts)?;
         load::admit_unreadable(&inputs.unreadable, opts, &mut stats)?;
@@ -110,13 +115,21 @@ impl Data {
 
     /// Ingests the raw files of `inputs` into a temporary dataset, read in place beside
     /// the datasets `inputs` names.
-    fn spill(inputs: &Inputs, opts: &LoadOptions, estimate: u64) -> Result<(Data, LoadStats)> {
+    /// `estimate`: the decoded size that made them go this way (standard input: none, it
+    /// always does).
+    fn spill(
+        inputs: &Inputs,
+        opts: &LoadOptions,
+        estimate: Option<u64>,
+    ) -> Result<(Data, LoadStats)> {
         let human = crate::output::human_bytes;
-        eprintln!(
-            "cartscope: note: the raw exports (about {} decoded) would take more than half the memory cartscope may use ({}): they are read through a temporary dataset instead, in bounded memory (`cartscope ingest` them once to read them in place every time, or raise --memory-limit)",
-            human(estimate),
-            human(memory_limit() as u64)
-        );
+        if let Some(estimate) = estimate {
+            eprintln!(
+                "cartscope: note: the raw exports (about {} decoded) would take more than half the memory cartscope may use ({}): they are read through a temporary dataset instead, in bounded memory (`cartscope ingest` them once to read them in place every time, or raise --memory-limit)",
+                human(estimate),
+                human(memory_limit() as u64)
+            );
+        }
         let tmp = tempfile::Builder::new()
             .prefix("cartscope-input-")
             .tempdir()
