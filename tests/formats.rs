@@ -87,6 +87,86 @@ fn parquet() {
     insta::assert_snapshot!(out);
 }
 
+/// Batches read back from an Arrow IPC stream by arrow's own reader.
+fn arrow_stream(bytes: Vec<u8>) -> Vec<datafusion::arrow::array::RecordBatch> {
+    let reader =
+        datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .expect("an Arrow IPC stream");
+    reader.map(|b| b.unwrap()).collect()
+}
+
+#[test]
+fn arrow() {
+    // Binary: read it back with arrow's IPC reader and snapshot its schema and rows; the
+    // rows are those the Parquet output holds.
+    let batches = arrow_stream(query("arrow"));
+    let schema = batches[0].schema();
+    let rows = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    insta::assert_snapshot!(format!("{schema:#?}\n{rows}"));
+    let parquet =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(query("parquet")),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        rows,
+        datafusion::arrow::util::pretty::pretty_format_batches(&parquet)
+            .unwrap()
+            .to_string()
+    );
+}
+
+/// A result of many batches streams as one Arrow stream: every cart of `detect`, the same
+/// rows as its CSV, to stdout and to --output alike. Data: sample-data (3,000 carts).
+#[test]
+fn arrow_streams_every_batch() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-data/otlp");
+    let run = |format: &str| {
+        let o = cmd()
+            .args(["detect", "--data", data, "-f", format])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    let csv = String::from_utf8(run("csv")).unwrap();
+    let batches = arrow_stream(run("arrow"));
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, csv.lines().count() - 1);
+    assert_eq!(rows, 3000);
+    let ids = |b: &datafusion::arrow::array::RecordBatch| {
+        let c = b.column_by_name("cart_id").unwrap();
+        datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Utf8).unwrap()
+    };
+    let first = ids(&batches[0]);
+    let first = first
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::StringArray>()
+        .unwrap();
+    assert_eq!(
+        first.value(0),
+        csv.lines().nth(1).unwrap().split(',').next().unwrap()
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("out.arrow");
+    let o = cmd()
+        .args([
+            "query", "--data", data, "-f", "arrow", "-e", SQL, "--output",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&path).unwrap(), query("arrow"));
+}
+
 #[test]
 fn output_file_is_written_whole() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! `cartscope query` and `cartscope queries`: SQL over the tables, from the library, a file or
 //! the command line, reproducible on an old export (`NOW()` is the as-of time).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
@@ -10,7 +10,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
 use crate::cli::{QueriesArgs, QueryArgs};
 use crate::commands::setup::{open_data, open_replayed, Globals};
-use crate::output::Format;
 use crate::sql::library::{self, Query};
 
 /// Which query, with its SQL rendered.
@@ -29,8 +28,8 @@ fn resolve(a: &QueryArgs) -> Result<(Query, String)> {
 
 pub async fn run(a: &QueryArgs, g: &Globals) -> Result<()> {
     let (q, sql) = resolve(a)?;
-    if a.format == Format::Parquet && a.output.is_none() && std::io::stdout().is_terminal() {
-        bail!("--format parquet is binary: give --output FILE or pipe it");
+    if a.output.is_none() {
+        crate::output::refuse_binary_on_terminal(a.format)?;
     }
     // Of a raw export, only the attributes the SQL reads (and the replay's) are parsed.
     let reads = crate::sql::reads::sql_reads(&sql);

@@ -26,6 +26,16 @@ pub enum Format {
     Markdown,
     /// Apache Parquet (binary: give --output, or pipe it).
     Parquet,
+    /// An Apache Arrow IPC stream, as pandas, polars and DuckDB read it (binary: give
+    /// --output, or pipe it).
+    Arrow,
+}
+
+impl Format {
+    /// Whether the format is binary, and so never written to a terminal.
+    pub fn is_binary(self) -> bool {
+        matches!(self, Format::Parquet | Format::Arrow)
+    }
 }
 
 fn format_options() -> FormatOptions<'static> {
@@ -93,6 +103,13 @@ pub fn write_batches(
             }
             writer.close()?;
             w.write_all(&buf)?;
+        }
+        Format::Arrow => {
+            let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(w, schema)?;
+            for b in limit(batches, max_rows) {
+                writer.write(&b)?;
+            }
+            writer.finish()?;
         }
         Format::Table => {
             let total: usize = batches.iter().map(|b| b.num_rows()).sum();

@@ -7,6 +7,7 @@ use std::io::Write;
 use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::json::{ArrayWriter, LineDelimitedWriter};
 use datafusion::parquet::arrow::ArrowWriter;
 
@@ -33,6 +34,7 @@ enum Inner<W: Write + Send> {
         rows: bool,
     },
     Parquet(ArrowWriter<W>),
+    Arrow(StreamWriter<W>),
     /// Table and markdown: the rows shown, and how many there were.
     Shown {
         w: W,
@@ -63,6 +65,7 @@ impl<W: Write + Send> Sink<W> {
                 schema.clone(),
                 Some(writer_properties()),
             )?),
+            Format::Arrow => Inner::Arrow(StreamWriter::try_new(w, &schema)?),
             Format::Table | Format::Markdown => Inner::Shown {
                 w,
                 format,
@@ -96,6 +99,7 @@ impl<W: Write + Send> Sink<W> {
                 }
             }
             Inner::Parquet(w) => w.write(b)?,
+            Inner::Arrow(w) => w.write(b)?,
             Inner::Shown {
                 max_rows,
                 kept,
@@ -143,6 +147,10 @@ impl<W: Write + Send> Sink<W> {
                 w
             }
             Inner::Parquet(w) => w.into_inner()?,
+            Inner::Arrow(mut w) => {
+                w.finish()?;
+                w.into_inner()?
+            }
             Inner::Shown {
                 mut w,
                 format,
@@ -162,12 +170,26 @@ impl<W: Write + Send> Sink<W> {
     }
 }
 
+/// A binary format is written to a file or a pipe, never to a terminal.
+pub fn refuse_binary_on_terminal(format: Format) -> Result<()> {
+    use std::io::IsTerminal;
+    if format.is_binary() && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "--format {} is binary: give --output FILE, or pipe or redirect it",
+            clap::ValueEnum::to_possible_value(&format)
+                .map_or_else(String::new, |v| v.get_name().to_string())
+        );
+    }
+    Ok(())
+}
+
 /// Writes a stream of batches to stdout in `format`.
 pub async fn stream_to_stdout(
     stream: datafusion::physical_plan::SendableRecordBatchStream,
     format: Format,
     max_rows: Option<usize>,
 ) -> Result<()> {
+    refuse_binary_on_terminal(format)?;
     let out = std::io::BufWriter::new(std::io::stdout());
     let sink = Sink::new(out, format, stream.schema(), max_rows)?;
     let mut w = drain(stream, sink).await?;
