@@ -66,8 +66,47 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "RATIO", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_expansion: Option<u64>,
 
+    /// Colour in help and error messages (the only colour cartscope prints): on a terminal
+    /// unless NO_COLOR is set (auto), always, or never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: clap::ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command line (exiting with clap's message and code 2 on a bad one), with
+    /// `--color` applied to clap's own messages: the flag has to be known before the line
+    /// is parsed, so it is looked for first.
+    pub fn parse_args() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let cmd = Cli::command().color(color_asked(&args));
+        let matches = cmd.get_matches_from(&args);
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// The `--color` value on a command line, before parsing it [auto if absent or malformed:
+/// the parse then says what is wrong].
+fn color_asked(args: &[std::ffi::OsString]) -> clap::ColorChoice {
+    use clap::ValueEnum;
+    let mut asked = None;
+    let mut it = args.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--color" {
+            asked = it.next().map(|v| v.into_owned());
+        } else if let Some(v) = a.strip_prefix("--color=") {
+            asked = Some(v.to_string());
+        }
+    }
+    asked
+        .and_then(|v| clap::ColorChoice::from_str(&v, false).ok())
+        .unwrap_or(clap::ColorChoice::Auto)
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +138,26 @@ pub enum Command {
     /// Run an Apache DataFusion Ballista scheduler or executor that knows cartscope's SQL
     /// functions, for `--engine df://HOST:PORT` (needs a build with `--features ballista`).
     Ballista(BallistaArgs),
+    /// Print a shell's completion script (bash, zsh, fish, powershell, elvish): see the
+    /// README for where to put it.
+    Completions(CompletionsArgs),
+    /// The manual pages (roff): cartscope(1) on stdout, or with --out a page per command.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write cartscope.1 and a cartscope-COMMAND.1 for every command into this folder
+    /// (created if missing) instead of printing cartscope(1).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -4,15 +4,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     limit_malloc_arenas();
     // Ballista says what went wrong on a cluster only through `log`: its errors, or what
     // RUST_LOG asks for.
     #[cfg(feature = "ballista")]
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
-    let cli = cartscope::Cli::parse();
+    let cli = cartscope::Cli::parse_args();
     match cartscope::run(cli) {
         Ok(code) => code,
         Err(e) if cartscope::is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@ mod drivers;
 mod flags;
 mod formats;
 mod generate;
+mod help;
 mod hostile;
 mod ingest;
 mod layering;

@@ -13,6 +13,7 @@ pub mod ballista;
 pub mod check;
 pub mod detect;
 pub mod generate;
+pub mod help;
 pub mod ingest;
 pub mod model;
 pub mod query;
@@ -63,6 +64,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(a) => return rt.block_on(check::run(&a, &g)),
         Command::Model(a) => rt.block_on(model::run(&a, &g)),
         Command::Ballista(a) => rt.block_on(ballista::run(&a, &g)),
+        Command::Completions(a) => help::completions(&a),
+        Command::Man(a) => help::man(&a),
     }?;
     Ok(ExitCode::SUCCESS)
 }
