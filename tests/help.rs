@@ -129,4 +129,25 @@ fn colour_is_asked_for_or_left_out() {
     let o = cartscope(&["--color", "sometimes", "detect", "--data", "x"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--color"), "{}", stderr(&o));
+
+    // On a terminal (a pty from util-linux's `script`): colour, unless NO_COLOR is set.
+    let bin = env!("CARGO_BIN_EXE_cartscope");
+    let on_a_terminal = |no_color: bool| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &format!("{bin} detect --no-such-flag"), "/dev/null"]);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        let o = c.output().expect("script (util-linux) runs");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("no-such-flag"),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        o.stdout.contains(&0x1b)
+    };
+    assert!(on_a_terminal(false));
+    assert!(!on_a_terminal(true));
 }
