@@ -90,10 +90,24 @@ mod with_the_feature {
     /// `cartscope ARGS`, killed after five minutes: a Ballista job that never finishes fails
     /// the test instead of hanging it (one did: see `present` in src/sql/session.rs).
     fn bounded(args: &[&str]) -> std::process::Output {
+        bounded_with(args, None)
+    }
+
+    /// `bounded`, with `input` (if any) as its stdin.
+    fn bounded_with(args: &[&str], input: Option<&str>) -> std::process::Output {
         let dir = tempfile::tempdir().unwrap();
         let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+        let stdin = match input {
+            Some(text) => {
+                let path = dir.path().join("in");
+                std::fs::write(&path, text).unwrap();
+                std::process::Stdio::from(std::fs::File::open(&path).unwrap())
+            }
+            None => std::process::Stdio::null(),
+        };
         let mut child = crate::util::cmd()
             .args(args)
+            .stdin(stdin)
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
@@ -187,6 +201,38 @@ mod with_the_feature {
         for (what, ds) in datasets(tmp.path()) {
             same_as_local("ballista-standalone", &ds, what, &queries);
         }
+    }
+
+    /// Statements piped into `cartscope shell`: the same output from Ballista as locally,
+    /// a join of the replay's tables to the spans included. Data: a generated export.
+    #[test]
+    fn the_shell_on_ballista_prints_the_local_engines_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let gen = tmp.path().join("gen");
+        crate::util::generate(&gen, &["--carts", "300", "--seed", "5"]);
+        let ds = ingest(tmp.path(), &[gen.join("otlp")]);
+        let script = "\\format csv
+SELECT outcome, count(*) AS n FROM carts GROUP BY 1 ORDER BY 1;
+SELECT c.cart_id, count(*) AS spans
+  FROM carts c JOIN cart_events e ON e.cart_id = c.cart_id
+ WHERE c.outcome = 'abandoned' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5;
+SELECT operation_name, count(*) AS n FROM traces GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5;
+\\d carts
+";
+        let data = ds.to_str().unwrap();
+        let local = bounded_with(&["shell", "--data", data], Some(script));
+        assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+        let there = bounded_with(
+            &["shell", "--data", data, "--engine", "ballista-standalone"],
+            Some(script),
+        );
+        assert_eq!(there.status.code(), Some(0), "{}", stderr(&there));
+        let (local, there) = (stdout(&local), stdout(&there));
+        assert!(
+            local.contains("abandoned,") && local.contains("cart_id"),
+            "{local}"
+        );
+        assert_eq!(local, there, "the shell on Ballista differs from local");
     }
 
     #[test]
