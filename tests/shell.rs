@@ -7,19 +7,10 @@ use std::process::{Output, Stdio};
 use crate::util::*;
 
 fn shell(args: &[&str], input: &str) -> Output {
-    let mut child = cmd()
-        .args(["shell", "--threads", "2", "--data"])
-        .arg(crate::util::root("sample-data/otlp"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cartscope runs");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    let data = crate::util::root("sample-data/otlp");
+    let mut all = vec!["shell", "--threads", "2", "--data", data.to_str().unwrap()];
+    all.extend(args);
+    piped(&all, input.as_bytes())
 }
 
 fn text(b: &[u8]) -> String {

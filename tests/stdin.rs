@@ -4,30 +4,9 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use crate::util::*;
-
-/// `cartscope ARGS` with `input` on its stdin.
-fn piped(args: &[&str], input: &[u8]) -> Output {
-    let mut child = cmd()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cartscope runs");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    // Written from a thread: cartscope may write output before it has read everything.
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        let _ = stdin.write_all(&input);
-    });
-    let o = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    o
-}
 
 fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
@@ -117,43 +96,19 @@ fn ingest_reads_stdin_once_and_knows_it_again() {
     let gz = std::fs::read(&path).unwrap();
     let o = piped(&["ingest", "-", "--out", ds.to_str().unwrap()], &gz);
     ok(&o, "ingest -");
-    let from_ds = ok(
-        &cartscope(&[
-            "query",
-            "funnel",
-            "-f",
-            "csv",
-            "--data",
-            ds.to_str().unwrap(),
-        ]),
-        "funnel over the dataset",
-    );
-    let from_file = ok(
-        &cartscope(&[
-            "query",
-            "funnel",
-            "-f",
-            "csv",
-            "--data",
-            path.to_str().unwrap(),
-        ]),
-        "funnel over the file",
-    );
-    assert_eq!(from_ds, from_file);
+    let funnel = |data: &Path, what: &str| {
+        let data = data.to_str().unwrap();
+        ok(
+            &cartscope(&["query", "funnel", "-f", "csv", "--data", data]),
+            what,
+        )
+    };
+    let from_file = funnel(&path, "funnel over the file");
+    assert_eq!(funnel(&ds, "funnel over the dataset"), from_file);
     // The same bytes again: known by their hash, not ingested twice.
     let o = piped(&["ingest", "-", "--out", ds.to_str().unwrap()], &gz);
     ok(&o, "ingest - again");
-    let again = ok(
-        &cartscope(&[
-            "query",
-            "funnel",
-            "-f",
-            "csv",
-            "--data",
-            ds.to_str().unwrap(),
-        ]),
-        "funnel after the second ingest",
-    );
+    let again = funnel(&ds, "funnel after the second ingest");
     assert_eq!(again, from_file);
 }
 

@@ -21,6 +21,28 @@ pub fn cartscope(args: &[&str]) -> Output {
     cmd().args(args).output().expect("cartscope runs")
 }
 
+/// Runs `cartscope ARGS` with `input` on its stdin, written from a thread (cartscope may
+/// write output before it has read everything), and waits for it.
+pub fn piped(args: &[&str], input: &[u8]) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cartscope runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&input);
+    });
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    o
+}
+
 /// Runs `cartscope generate --out OUT ARGS` and asserts that it succeeded.
 pub fn generate(out: &Path, args: &[&str]) {
     let o = cmd()
