@@ -367,6 +367,12 @@ pub struct DetectArgs {
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
 
+    /// Also write the replay's derived rows (the abandonment spans and the state-transition
+    /// points the model names) to FILE as OTLP/JSON lines, as the instrumentation would
+    /// have exported them, for a Collector's `otlpjsonfile` receiver.
+    #[arg(long, value_name = "FILE")]
+    pub emit_otlp: Option<PathBuf>,
+
     /// Explain the replay on this data instead of listing carts: the spans and carts each
     /// stage matched, how spans were given to carts, then the SQL and the fold it ran.
     #[arg(long)]

@@ -117,5 +117,56 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
             dir.display()
         );
     }
+    if let Some(path) = &a.emit_otlp {
+        emit_otlp(&ctx, path).await?;
+    }
+    Ok(())
+}
+
+/// The derived spans and points as OTLP/JSON lines in `path`, written atomically: a line
+/// per batch of each.
+async fn emit_otlp(
+    ctx: &datafusion::prelude::SessionContext,
+    path: &std::path::Path,
+) -> Result<()> {
+    use crate::output::otlp;
+    use futures::StreamExt;
+    let file = crate::output::AtomicFile::create(path)?;
+    let mut w = file.writer()?;
+    let mut lines = [0usize; 2];
+    for (n, table) in ["derived_traces", "derived_metrics"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut rows = ctx
+            .sql(&format!("SELECT * FROM {table}"))
+            .await?
+            .execute_stream()
+            .await?;
+        while let Some(b) = rows.next().await {
+            let b = b?;
+            if b.num_rows() == 0 {
+                continue;
+            }
+            let request = if n == 0 {
+                otlp::traces_request(&b)?
+            } else {
+                otlp::metrics_request(&b)?
+            };
+            otlp::write_line(&mut w, &request)
+                .with_context(|| format!("cannot write '{}'", path.display()))?;
+            lines[n] += 1;
+        }
+    }
+    w.flush()
+        .with_context(|| format!("cannot write '{}'", path.display()))?;
+    drop(w);
+    file.commit()?;
+    eprintln!(
+        "cartscope: wrote the derived rows as OTLP/JSON to {} ({} lines of spans, {} of metric points)",
+        path.display(),
+        lines[0],
+        lines[1]
+    );
     Ok(())
 }

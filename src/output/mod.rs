@@ -8,7 +8,8 @@ mod formats;
 mod progress;
 mod sink;
 
-pub use files::{readable_by_all, write_atomically, ROW_GROUP};
+pub mod otlp;
+pub use files::{readable_by_all, write_atomically, AtomicFile, ROW_GROUP};
 pub use formats::{human_bytes, is_broken_pipe, set_raw, value_string, write_batches, Format};
 pub use progress::{phase, progress_bar, timings};
 pub use sink::{refuse_binary_on_terminal, stream_to_file, stream_to_stdout};
