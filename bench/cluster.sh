@@ -191,7 +191,7 @@ for i in $(seq 1 "$executors"); do
 done
 {
     echo
-    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo), $(date -u +%Y-%m-%d). Cluster: 1 scheduler, $executors executors x $slots task slots, ${where}; commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); executors' peak RSS over the run: ${peaks%, }."
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo), $(date -u +%Y-%m-%d). Cluster: 1 scheduler, $executors executors x $slots task slots, ${where}; binary $bin of $(date -u -r "$bin" +%Y-%m-%dT%H:%MZ); executors' peak RSS over the run: ${peaks%, }."
 } | tee -a "$table"
 [ -n "$results" ] && cat "$table" >>"$results"
 exit $status

@@ -134,10 +134,12 @@ async fn emit_otlp(
     let file = crate::output::AtomicFile::create(path)?;
     let mut w = file.writer()?;
     let mut lines = [0usize; 2];
-    for (n, table) in ["derived_traces", "derived_metrics"]
-        .into_iter()
-        .enumerate()
-    {
+    type Request = fn(&datafusion::arrow::array::RecordBatch) -> Result<serde_json::Value>;
+    let tables: [(&str, Request); 2] = [
+        ("derived_traces", otlp::traces_request),
+        ("derived_metrics", otlp::metrics_request),
+    ];
+    for (n, (table, request)) in tables.into_iter().enumerate() {
         let mut rows = ctx
             .sql(&format!("SELECT * FROM {table}"))
             .await?
@@ -148,12 +150,7 @@ async fn emit_otlp(
             if b.num_rows() == 0 {
                 continue;
             }
-            let request = if n == 0 {
-                otlp::traces_request(&b)?
-            } else {
-                otlp::metrics_request(&b)?
-            };
-            otlp::write_line(&mut w, &request)
+            otlp::write_line(&mut w, &request(&b)?)
                 .with_context(|| format!("cannot write '{}'", path.display()))?;
             lines[n] += 1;
         }

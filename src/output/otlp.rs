@@ -156,10 +156,10 @@ pub fn traces_request(b: &RecordBatch) -> Result<Value> {
     Ok(json!({ "resourceSpans": resource_spans }))
 }
 
-/// Points grouped by resource and scope, then by metric name: the metric's fields and
-/// kind, and its points.
+/// Points grouped by resource and scope, then by metric name: each metric as OTLP/JSON,
+/// its points gathered in its `sum` or `gauge` object's `dataPoints`, and which of the two.
 type MetricGroups =
-    BTreeMap<(String, String, String), (Vec<Value>, BTreeMap<String, (Value, Vec<Value>)>)>;
+    BTreeMap<(String, String, String), (Vec<Value>, BTreeMap<String, (Value, &'static str)>)>;
 
 /// One `ExportMetricsServiceRequest` for the points of `b` (rows of the canonical
 /// `metrics`): sums and gauges, a metric per name within each resource and scope.
@@ -184,13 +184,13 @@ pub fn metrics_request(b: &RecordBatch) -> Result<Value> {
     let monotonic: Option<&BooleanArray> = b
         .column_by_name("is_monotonic")
         .and_then(|c| c.as_boolean_opt());
-    // resource and scope -> metric name -> (metric without points, points)
     let mut groups: MetricGroups = BTreeMap::new();
     for i in 0..b.num_rows() {
-        let kind = value(kind, i).unwrap_or_default();
-        if kind != "sum" && kind != "gauge" {
-            bail!("a {kind} point cannot be written as OTLP here (sums and gauges only)");
-        }
+        let kind = match value(kind, i).unwrap_or_default() {
+            "sum" => "sum",
+            "gauge" => "gauge",
+            other => bail!("a {other} point cannot be written as OTLP here (sums and gauges only)"),
+        };
         let mut p = json!({
             "timeUnixNano": nanos(at, i),
             "attributes": attributes(attrs, i),
@@ -220,7 +220,7 @@ pub fn metrics_request(b: &RecordBatch) -> Result<Value> {
             if let Some(u) = value(unit, i).filter(|u| !u.is_empty()) {
                 m["unit"] = json!(u);
             }
-            let data = if kind == "sum" {
+            let mut data = if kind == "sum" {
                 json!({
                     "aggregationTemporality": match value(temporality, i) {
                         Some("delta") => 1,
@@ -232,27 +232,18 @@ pub fn metrics_request(b: &RecordBatch) -> Result<Value> {
             } else {
                 json!({})
             };
-            (
-                json!({ "metric": m, "kind": kind, "data": data }),
-                Vec::new(),
-            )
+            data["dataPoints"] = json!([]);
+            m[kind] = data;
+            (m, kind)
         });
-        m.1.push(p);
+        if let Some(points) = m.0[m.1]["dataPoints"].as_array_mut() {
+            points.push(p);
+        }
     }
     let resource_metrics: Vec<Value> = groups
         .into_iter()
         .map(|((_, scope, version), (resource, metrics))| {
-            let metrics: Vec<Value> = metrics
-                .into_values()
-                .map(|(shape, points)| {
-                    let mut m = shape["metric"].clone();
-                    let mut data = shape["data"].clone();
-                    data["dataPoints"] = json!(points);
-                    let kind = shape["kind"].as_str().unwrap_or("sum").to_string();
-                    m[kind] = data;
-                    m
-                })
-                .collect();
+            let metrics: Vec<Value> = metrics.into_values().map(|(m, _)| m).collect();
             json!({
                 "resource": {"attributes": resource},
                 "scopeMetrics": [{"scope": scope_json(&scope, &version), "metrics": metrics}],

@@ -35,10 +35,14 @@ pub struct InputFile {
 /// The input that names standard input (a file named `-` is `./-`).
 pub const STDIN: &str = "-";
 
+/// Whether `path` names standard input: read once, as it comes, its size unknown until then.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == STDIN
+}
+
 impl InputFile {
-    /// Whether this is standard input: read once, as it comes, its size unknown until then.
     pub fn is_stdin(&self) -> bool {
-        self.path.as_os_str() == STDIN
+        is_stdin(&self.path)
     }
 }
 
@@ -316,7 +320,7 @@ impl HashState {
 pub fn finish_hash(path: &Path, h: &FileHasher) -> Result<String> {
     let mut st = h.lock().unwrap_or_else(|e| e.into_inner());
     // Standard input goes on where the reading stopped.
-    let mut f: Box<dyn Read> = if path.as_os_str() == STDIN {
+    let mut f: Box<dyn Read> = if is_stdin(path) {
         Box::new(io::stdin())
     } else {
         let mut f = std::fs::File::open(path)
@@ -399,7 +403,7 @@ pub fn open(
     hasher: Option<FileHasher>,
     max_expansion: u64,
 ) -> Result<(Compression, Content, Box<dyn Read + Send>)> {
-    let file: Box<dyn Read + Send> = if path.as_os_str() == STDIN {
+    let file: Box<dyn Read + Send> = if is_stdin(path) {
         Box::new(std::io::stdin())
     } else {
         Box::new(
