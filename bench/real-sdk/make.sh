@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes shop exports with the REAL OpenTelemetry SDKs, each with its truth.json.
 #
-#   bench/real-sdk/make.sh OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS]
+#   bench/real-sdk/make.sh OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS] [--logs]
 #
 # OUT_DIR/js/{traces.jsonl,truth.json}        JS SDK, OTLP/HTTP JSON bodies, one per line
 # OUT_DIR/py-proto/{traces.binpb,truth.json}  Python SDK, OTLP/HTTP protobuf bodies, each
@@ -9,11 +9,19 @@
 # OUT_DIR/py-json/{traces.jsonl,truth.json}   the same Python bodies in protobuf's JSON
 #                                             mapping (json_format), one per line
 #
+# With --logs, instead of those three, only:
+# OUT_DIR/py-logs/{traces.jsonl,logs.jsonl,truth.json}
+#                                             Python SDK with log records too (shop.py
+#                                             --logs-endpoint: Python logging through the
+#                                             SDK's LoggingHandler, inside the spans), traces
+#                                             and logs in the JSON mapping as py-json, and a
+#                                             truth with each cart's log_count and last_log
+#
 # The simulation is planned once (plan.py, deterministic from the seed), replayed through
 # each SDK (js/shop.mjs, shop.py) against a local sink (sink.py, 127.0.0.1, a free port), and
 # checked span by span against the plan (truth.py) before the truth is written. The trace and
 # span ids are the SDKs' own random ones, so only they (and last_trace_id) change between runs.
-# --gzip compresses the traces files (gzip -n: no name or time in the header).
+# --gzip compresses the traces (and logs) files (gzip -n: no name or time in the header).
 #
 # Installs what it needs on first use: npm ci into js/node_modules and a venv with
 # requirements.txt in .venv (again only when package-lock.json or requirements.txt changed).
@@ -25,17 +33,18 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
-    echo "usage: $0 OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS]" >&2
+    echo "usage: $0 OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS] [--logs]" >&2
     exit 2
 }
 
-OUT="" CARTS="" SEED=7 GZIP=0 TIMEOUT=1800
+OUT="" CARTS="" SEED=7 GZIP=0 TIMEOUT=1800 LOGS=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --carts) [ $# -ge 2 ] || usage; CARTS=$2; shift 2 ;;
         --seed) [ $# -ge 2 ] || usage; SEED=$2; shift 2 ;;
         --timeout) [ $# -ge 2 ] || usage; TIMEOUT=$2; shift 2 ;;
         --gzip) GZIP=1; shift ;;
+        --logs) LOGS=1; shift ;;
         -h|--help) usage ;;
         -*) echo "make.sh: unknown option $1" >&2; usage ;;
         *) [ -z "$OUT" ] || usage; OUT=$1; shift ;;
@@ -136,6 +145,41 @@ stop_sink() { # PID NAME
         fail "the $2 sink failed"
     fi
 }
+
+if [ "$LOGS" = 1 ]; then
+    # Only the Python driver, with logs; the protobuf bodies are kept aside, not shipped.
+    mkdir -p "$WORK/py-logs" "$WORK/py-logs-proto"
+    start_sink py --out-dir "$WORK/py-logs-proto" --proto-json "$WORK/py-logs/traces.jsonl"
+    PY_SINK=${SINKS[-1]} PY_PORT=$SINK_PORT
+    timeout --kill-after=10 "$TIMEOUT" "$PY" "$HERE/shop.py" --plan "$WORK/plan.json" \
+        --endpoint "http://127.0.0.1:$PY_PORT/v1/traces" --ids "$WORK/py.ids.json" \
+        --logs-endpoint "http://127.0.0.1:$PY_PORT/v1/logs" >"$WORK/py.log" 2>&1 &
+    PY_DRIVER=$!
+    JOBS+=("$PY_DRIVER")
+    PY_RC=0
+    wait "$PY_DRIVER" || PY_RC=$?
+    JOBS=()
+    [ "$PY_RC" -eq 0 ] || { cat "$WORK/py.log" >&2; fail "the Python driver failed (exit $PY_RC; 124 is the $TIMEOUT s timeout)"; }
+    stop_sink "$PY_SINK" py
+    SINKS=()
+    # no file when the plan has no log line (a few carts): truth.py then checks there is none
+    touch "$WORK/py-logs/logs.jsonl" "$WORK/py-logs-proto/logs.binpb"
+    logged "$WORK/py-logs-truth.log" timeout "$TIMEOUT" "$PY" "$HERE/truth.py" --plan "$WORK/plan.json" \
+        --ids "$WORK/py.ids.json" --export "$WORK/py-logs/traces.jsonl" \
+        --logs "$WORK/py-logs/logs.jsonl" --out "$WORK/py-logs/truth.json"
+    # the protobuf bodies hold the same records
+    logged "$WORK/py-logs-proto-truth.log" timeout "$TIMEOUT" "$PY" "$HERE/truth.py" --plan "$WORK/plan.json" \
+        --ids "$WORK/py.ids.json" --export "$WORK/py-logs-proto/traces.binpb" \
+        --logs "$WORK/py-logs-proto/logs.binpb" --out "$WORK/py-logs-proto/truth.json"
+    if [ "$GZIP" = 1 ]; then
+        gzip -n -9 "$WORK/py-logs/traces.jsonl" "$WORK/py-logs/logs.jsonl"
+    fi
+    mkdir -p "$OUT/py-logs"
+    rm -f "$OUT/py-logs"/traces.jsonl "$OUT/py-logs"/traces.jsonl.gz "$OUT/py-logs"/logs.jsonl \
+        "$OUT/py-logs"/logs.jsonl.gz "$OUT/py-logs"/truth.json
+    mv "$WORK/py-logs"/traces.jsonl* "$WORK/py-logs"/logs.jsonl* "$WORK/py-logs/truth.json" "$OUT/py-logs/"
+    exit 0
+fi
 
 mkdir -p "$WORK/js" "$WORK/py-proto" "$WORK/py-json"
 start_sink js --out-dir "$WORK/js"

@@ -2,11 +2,21 @@
 """Replays a shop plan (plan.py) through the real OpenTelemetry Python SDK.
 
     shop.py --plan PLAN.json --endpoint http://127.0.0.1:PORT/v1/traces --ids IDS.json
+            [--logs-endpoint http://127.0.0.1:PORT/v1/logs]
 
 One TracerProvider per service (its own Resource, BatchSpanProcessor and OTLP/HTTP protobuf
 exporter), every span with its planned start and end time, in the plan's time order. Writes
 the trace and span ids the SDK chose to IDS.json, for truth.py. Exits non-zero when the SDK
 logs any warning or error (a dropped span, a failed export).
+
+With --logs-endpoint, the services also log as a shop's would (shoplogs.py: an error when an
+operation fails, a warning when it is slow, `order placed` on checkout completion), through
+Python's standard `logging`: one logger per service (`shop.<service>`) whose handler is the
+SDK's LoggingHandler on a LoggerProvider per service (the same Resource as its traces, a
+BatchLogRecordProcessor with default settings, the OTLP/HTTP protobuf log exporter). Each
+line is logged inside its span (the span is the current one), so the SDK writes that span's
+trace and span ids on the record, at the line's planned time (a filter on the handler sets
+the record's `created`; the SDK reads its timestamp from there).
 """
 
 import argparse
@@ -21,6 +31,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode
+
+import shoplogs
 
 KINDS = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT, "internal": SpanKind.INTERNAL}
 # Spans ended between forced flushes: each provider's queue (2048 by default) never fills.
@@ -44,11 +56,69 @@ def exception_class(name):
     return type(name, (Exception,), {"__module__": "payment.gateway", "__qualname__": name})
 
 
+class Clock(logging.Filter):
+    """Stamps each record with the shop's time (ns) instead of the wall clock."""
+
+    def __init__(self):
+        super().__init__()
+        self.now_ns = 0
+
+    def filter(self, record):
+        record.created = self.now_ns / 1e9
+        return True
+
+
+def log_pipelines(plan, resources, endpoint):
+    """Per service: a Python logger whose handler is the SDK's LoggingHandler on its own
+    LoggerProvider. Returns (loggers by service, providers, clock)."""
+    import warnings
+
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    clock = Clock()
+    loggers = {}
+    providers = {}
+    for service in plan["services"]:
+        provider = LoggerProvider(resource=resources[service])
+        provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint)))
+        with warnings.catch_warnings():
+            # 1.45: "LoggingHandler in opentelemetry-sdk is deprecated" (for the one in
+            # opentelemetry-instrumentation-logging); it still works as before.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
+        handler.addFilter(clock)
+        log = logging.getLogger("shop." + service)
+        log.setLevel(logging.INFO)
+        log.propagate = False  # the shop's own warnings are not the SDK's problems
+        log.addHandler(handler)
+        loggers[service] = log
+        providers[service] = provider
+    return loggers, providers, clock
+
+
+def write_log(log, r):
+    """One line, as the service's code would log it."""
+    if r["kind"] == "failed":
+        log.error("%s failed: %s", *r["args"])
+    elif r["kind"] == "slow":
+        log.warning("%s slow: took %d ms", *r["args"])
+    else:
+        log.info("order placed")
+
+
+def event_time(traces, what, ti, si):
+    s = traces[ti][si]
+    return int(s["start"] if what == 1 else s["end"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plan", required=True)
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--ids", required=True)
+    ap.add_argument("--logs-endpoint")
     a = ap.parse_args()
 
     problems = Problems()
@@ -59,16 +129,16 @@ def main():
         plan = json.load(f)
     providers = {}
     tracers = {}
+    resources = {}
     for service, version in plan["services"].items():
-        provider = TracerProvider(
-            resource=Resource.create(
-                {
-                    "service.name": service,
-                    "service.version": version,
-                    "deployment.environment.name": "bench",
-                }
-            )
+        resources[service] = Resource.create(
+            {
+                "service.name": service,
+                "service.version": version,
+                "deployment.environment.name": "bench",
+            }
         )
+        provider = TracerProvider(resource=resources[service])
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=a.endpoint)))
         providers[service] = provider
         tracers[service] = provider.get_tracer("cartscope.shop", "1.0.0")
@@ -78,7 +148,30 @@ def main():
     live = [[None] * len(t) for t in traces]
     contexts = [[None] * len(t) for t in traces]
     ended = 0
+    log_providers = {}
+    logs = []
+    if a.logs_endpoint:
+        loggers, log_providers, clock = log_pipelines(plan, resources, a.logs_endpoint)
+        logs = shoplogs.plan_logs(plan)
+    next_log = 0
+
+    def write_logs_before(t):
+        """Writes the lines due before t, each inside its (live) span."""
+        nonlocal next_log
+        while next_log < len(logs) and logs[next_log]["time"] < t:
+            r = logs[next_log]
+            next_log += 1
+            span = live[r["trace"]][r["span"]]
+            if span is None:
+                problems.seen.append(f"error: a log line outside its span: {r}")
+                continue
+            clock.now_ns = r["time"]
+            with trace.use_span(span, end_on_exit=False):
+                write_log(loggers[r["service"]], r)
+
     for what, ti, si in plan["events"]:
+        if logs:
+            write_logs_before(event_time(traces, what, ti, si))
         s = traces[ti][si]
         if what == 1:
             if s["parent"] >= 0:
@@ -108,10 +201,16 @@ def main():
             span.end(end_time=int(s["end"]))
             ended += 1
             if ended % FLUSH_EVERY == 0:
-                for p in providers.values():
+                for p in list(providers.values()) + list(log_providers.values()):
                     if not p.force_flush(30_000):
                         problems.seen.append("error: force_flush timed out")
+    if logs:
+        write_logs_before(int(plan["end_ns"]))  # lines of spans still open at the end
+        if next_log != len(logs):
+            problems.seen.append(f"error: {len(logs) - next_log} log lines not written")
     for p in providers.values():
+        p.shutdown()
+    for p in log_providers.values():
         p.shutdown()
 
     ids = {

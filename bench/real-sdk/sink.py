@@ -4,8 +4,9 @@
     sink.py --out-dir DIR --port-file FILE [--proto-json FILE] [--timeout SECONDS]
 
 Binds 127.0.0.1 on a free port, writes the port to FILE once it listens, and accepts POSTs to
-/v1/traces (and /v1/metrics, kept beside them). Each request body, after undoing gzip or
-deflate Content-Encoding and chunked transfer encoding, is appended to:
+/v1/traces (and /v1/metrics and /v1/logs, kept beside them as metrics.* and logs.*, in the
+same forms). Each request body, after undoing gzip or deflate Content-Encoding and chunked
+transfer encoding, is appended to:
 
 - DIR/traces.jsonl for JSON bodies: one body per line, compact (a body with a newline in it
   is re-serialised compactly);
@@ -13,7 +14,8 @@ deflate Content-Encoding and chunked transfer encoding, is appended to:
   4-byte big-endian integer (the Collector file exporter's framed form);
 - with --proto-json, also FILE: each protobuf body converted to protobuf's JSON mapping with
   google.protobuf.json_format (opentelemetry-proto's ExportTraceServiceRequest), one message
-  per line.
+  per line; metrics and logs bodies (ExportMetricsServiceRequest, ExportLogsServiceRequest)
+  go the same way to metrics.jsonl and logs.jsonl in FILE's folder.
 
 Answers 200 with an empty Export*ServiceResponse (an empty body for protobuf, `{}` for JSON).
 Stops on SIGTERM or SIGINT, or after --timeout seconds, flushing its files. Only the standard
@@ -44,15 +46,16 @@ class Sink:
         self.to_json = None
         if proto_json:
             from google.protobuf import json_format
+            from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
             from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
             from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
             def to_json(signal_name, body):
-                cls = (
-                    trace_service_pb2.ExportTraceServiceRequest
-                    if signal_name == "traces"
-                    else metrics_service_pb2.ExportMetricsServiceRequest
-                )
+                cls = {
+                    "traces": trace_service_pb2.ExportTraceServiceRequest,
+                    "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
+                    "logs": logs_service_pb2.ExportLogsServiceRequest,
+                }[signal_name]
                 msg = cls()
                 msg.ParseFromString(body)
                 text = json_format.MessageToJson(msg, indent=None)
@@ -141,7 +144,7 @@ def handler_for(sink):
 
         def do_POST(self):
             path = self.path.split("?")[0]
-            signal_name = {"/v1/traces": "traces", "/v1/metrics": "metrics"}.get(path)
+            signal_name = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}.get(path)
             try:
                 body = read_body(self)
             except Exception as e:  # noqa: BLE001 - a bad request is reported, not fatal

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """truth.json for one SDK run: the plan's truth with the trace ids that SDK chose.
 
-    truth.py --plan PLAN.json --ids IDS.json --export FILE --out truth.json
+    truth.py --plan PLAN.json --ids IDS.json --export FILE --out truth.json [--logs LOGS]
 
 First checks the export against the plan, independently of cartscope: every span the plan
 says was exported is in FILE exactly once, under the ids the driver captured, with its planned
@@ -11,6 +11,16 @@ carts, totals).
 
 FILE is OTLP/JSON lines (ids in hex, or base64 as protobuf's JSON mapping writes them) or
 length-framed OTLP protobuf (.binpb; needs opentelemetry-proto).
+
+With --logs (the log records shop.py --logs-endpoint wrote, in the same forms), also checks
+them against the lines planned from the plan (shoplogs.py): every planned line exactly once,
+in the span it was written in (its trace and span ids as the driver captured them), with its
+time to the nanosecond, service, scope (the Python logger's name), severity text and number
+and body; nothing else. Then each cart's line in truth.json ends with `log_count` (the log
+records written in the cart's traces) and `last_log` (for an abandoned cart, its last warning
+or error line up to its abandonment, `{"time", "severity", "body"}`; null when it has none and
+for every cart not abandoned), and the totals with `log_records` and `log_severities` (records
+by severity text).
 """
 
 import argparse
@@ -22,6 +32,8 @@ import os
 import re
 import struct
 import sys
+
+import shoplogs
 
 HEX = re.compile(r"^[0-9a-fA-F]*$")
 
@@ -90,6 +102,117 @@ def spans_of_framed(path):
                     )
 
 
+# protobuf's JSON mapping writes severityNumber as its enum name
+SEVERITY_NUMBERS = {"SEVERITY_NUMBER_UNSPECIFIED": 0}
+for _i, _name in enumerate(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]):
+    for _j, _suffix in enumerate(["", "2", "3", "4"]):
+        SEVERITY_NUMBERS[f"SEVERITY_NUMBER_{_name}{_suffix}"] = 4 * _i + _j + 1
+
+
+def body_text(v):
+    if "stringValue" not in v:
+        raise ValueError(f"a log body that is not a string: {v}")
+    return v["stringValue"]
+
+
+def logs_of_json(path):
+    """(trace id, span id, time, service, scope, severity text, severity number, body)."""
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            doc = json.loads(line)
+            for rl in doc.get("resourceLogs", []):
+                service = None
+                for kv in rl.get("resource", {}).get("attributes", []):
+                    if kv["key"] == "service.name":
+                        service = kv["value"].get("stringValue")
+                for sl in rl.get("scopeLogs", []):
+                    scope = sl.get("scope", {}).get("name")
+                    for r in sl.get("logRecords", []):
+                        n = r.get("severityNumber", 0)
+                        yield (
+                            id_hex(r.get("traceId", ""), 16),
+                            id_hex(r.get("spanId", ""), 8),
+                            int(r.get("timeUnixNano", 0)),
+                            service,
+                            scope,
+                            r.get("severityText"),
+                            SEVERITY_NUMBERS[n] if isinstance(n, str) else int(n),
+                            body_text(r.get("body", {})),
+                        )
+
+
+def logs_of_framed(path):
+    from opentelemetry.proto.logs.v1 import logs_pb2
+
+    with open(path, "rb") as f:
+        data = f.read()
+    off = 0
+    while off < len(data):
+        if off + 4 > len(data):
+            raise ValueError(f"{path}: a truncated length at byte {off}")
+        (n,) = struct.unpack(">I", data[off : off + 4])
+        body = data[off + 4 : off + 4 + n]
+        if len(body) != n:
+            raise ValueError(f"{path}: a truncated frame at byte {off}")
+        off += 4 + n
+        msg = logs_pb2.LogsData()
+        msg.ParseFromString(body)
+        for rl in msg.resource_logs:
+            service = None
+            for kv in rl.resource.attributes:
+                if kv.key == "service.name":
+                    service = kv.value.string_value
+            for sl in rl.scope_logs:
+                for r in sl.log_records:
+                    if r.body.WhichOneof("value") != "string_value":
+                        raise ValueError(f"a log body that is not a string: {r.body}")
+                    yield (
+                        r.trace_id.hex(),
+                        r.span_id.hex(),
+                        r.time_unix_nano,
+                        service,
+                        sl.scope.name,
+                        r.severity_text,
+                        r.severity_number,
+                        r.body.string_value,
+                    )
+
+
+def check_logs(plan, ids, logs, path):
+    """Problems found comparing the exported log records with the planned lines."""
+    want = {}
+    for r in logs:
+        key = (ids["trace_ids"][r["trace"]], ids["span_ids"][r["trace"]][r["span"]], r["time"])
+        if key in want:
+            raise ValueError(f"two planned log lines at {key}")
+        want[key] = (r["service"], r["logger"], r["severity"], shoplogs.SEVERITIES[r["severity"]][1], r["body"])
+    read = logs_of_framed if path.endswith(".binpb") else logs_of_json
+    seen = set()
+    problems = []
+    planned, exported = {}, {}
+    for w in want.values():
+        planned[w[2]] = planned.get(w[2], 0) + 1
+    for tid, sid, t, *got in read(path):
+        exported[got[2]] = exported.get(got[2], 0) + 1
+        key = (tid, sid, t)
+        if key in seen:
+            problems.append(f"log record {key} exported twice")
+        seen.add(key)
+        w = want.get(key)
+        if w is None:
+            problems.append(f"log record {key} {got} is not in the plan (or not in its span)")
+        elif w != tuple(got):
+            problems.append(f"log record {key}: exported {tuple(got)}, planned {w}")
+    missing = [k for k in want if k not in seen]
+    if missing:
+        problems.append(f"{len(missing)} of {len(want)} planned log lines are not in the export, e.g. {missing[0]}")
+    if planned != exported:
+        problems.append(f"log records by severity text: exported {dict(sorted(exported.items()))}, planned {dict(sorted(planned.items()))}")
+    return problems
+
+
 def check_export(plan, ids, path):
     """Problems found comparing the export with the plan (empty: they agree)."""
     want = {}
@@ -137,7 +260,7 @@ def round6(x):
     return math.floor(x * 1e6 + 0.5) / 1e6
 
 
-def cart_line(t, trace_id):
+def cart_line(t, trace_id, logs=None):
     # Field by field as cartscope's Truth serialises (the order of its struct).
     parts = [
         ("cart_id", json.dumps(t["cart_id"])),
@@ -155,15 +278,24 @@ def cart_line(t, trace_id):
         ("suspected_cause", json.dumps(t["suspected_cause"])),
         ("span_count", str(int(t["span_count"]))),
     ]
+    if logs is not None:
+        count, last = logs[t["cart_id"]]
+        parts.append(("log_count", str(count)))
+        if last is None:
+            parts.append(("last_log", "null"))
+        else:
+            line = {"time": time_of(last["time"]), "severity": last["severity"], "body": last["body"]}
+            parts.append(("last_log", json.dumps(line, separators=(",", ":"), ensure_ascii=False)))
     return "{" + ",".join(f'"{k}":{v}' for k, v in parts) + "}"
 
 
-def write_truth(plan, ids, out):
+def write_truth(plan, ids, out, logs=None):
     totals = {"carts": 0, "converted": 0, "abandoned": 0, "active": 0, "recovered": 0}
     abandoned_value = 0.0
     causes = {}
     spans = 0
     lines = []
+    per_cart = shoplogs.last_logs(plan, logs) if logs is not None else None
     for t in plan["truth"]:
         totals["carts"] += 1
         totals[t["outcome"]] += 1
@@ -171,7 +303,7 @@ def write_truth(plan, ids, out):
             abandoned_value += t["value"]
             causes[t["suspected_cause"]] = causes.get(t["suspected_cause"], 0) + 1
         spans += t["span_count"]
-        lines.append(cart_line(t, ids["trace_ids"][t["last_trace"]]))
+        lines.append(cart_line(t, ids["trace_ids"][t["last_trace"]], per_cart))
     decided = totals["abandoned"] + totals["converted"]
     totals["abandonment_rate"] = round6(totals["abandoned"] / decided) if decided else 0.0
     totals["abandoned_value"] = round(abandoned_value * 100.0) / 100.0
@@ -179,6 +311,12 @@ def write_truth(plan, ids, out):
     totals["spans"] = spans
     totals["noise_spans"] = plan["noise_spans"]
     totals["metric_points"] = 0
+    if logs is not None:
+        totals["log_records"] = len(logs)
+        severities = {}
+        for r in logs:
+            severities[r["severity"]] = severities.get(r["severity"], 0) + 1
+        totals["log_severities"] = dict(sorted(severities.items()))
     generator = {
         k: (plan["generator"][k] if k != "end" else time_of(int(plan["end_ns"])))
         for k in sorted(plan["generator"])
@@ -203,19 +341,25 @@ def main():
     ap.add_argument("--ids", required=True)
     ap.add_argument("--export", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--logs")
     a = ap.parse_args()
     with open(a.plan) as f:
         plan = json.load(f)
     with open(a.ids) as f:
         ids = json.load(f)
     problems, _ = check_export(plan, ids, a.export)
+    problems = [f"{a.export}: {p}" for p in problems]
+    logs = None
+    if a.logs:
+        logs = shoplogs.plan_logs(plan)
+        problems += [f"{a.logs}: {p}" for p in check_logs(plan, ids, logs, a.logs)]
     if problems:
         for p in problems[:10]:
-            print(f"truth.py: {a.export}: {p}", file=sys.stderr)
+            print(f"truth.py: {p}", file=sys.stderr)
         if len(problems) > 10:
             print(f"truth.py: ... {len(problems)} problems in all", file=sys.stderr)
         sys.exit(1)
-    write_truth(plan, ids, a.out)
+    write_truth(plan, ids, a.out, logs)
 
 
 if __name__ == "__main__":
