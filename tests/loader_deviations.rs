@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::util::*;
 use cartscope::Location;
-use cartscope::{LoadOptions, LoadStats, StrictError};
+use cartscope::{LoadOptions, LoadStats, StrictError, Table};
 
 fn dev(name: &str) -> PathBuf {
     fixture(&format!("deviations/{name}"))
@@ -437,7 +437,7 @@ async fn file_exporter_lines_mixing_traces_metrics_and_logs() {
     let (ctx, stats) = load(&[dev("file-exporter-mixed.jsonl")]).await;
     no_bad(&stats);
     assert_eq!(stats.documents, 5);
-    assert_eq!(stats.log_documents, 1, "the logs line is counted");
+    assert_eq!(stats.rows[Table::Logs], 1, "the logs line is read");
     assert_eq!(counts(&stats), [2, 0, 0, 2, 0]);
     assert_eq!(
         rows(

@@ -5,7 +5,7 @@
 //! (`CAST(ts AS BIGINT)`), so the checks do not depend on how timestamps are printed.
 
 use crate::util::*;
-use cartscope::LoadStats;
+use cartscope::{LoadStats, Table};
 use datafusion::prelude::SessionContext;
 
 const DIR: &str = "otlp-examples";
@@ -226,10 +226,12 @@ async fn proto_examples_metrics() {
 
 #[tokio::test]
 async fn proto_examples_logs() {
-    // A LogsData document: counted as a log document, yields no span or metric rows, and is
-    // neither bad nor empty.
+    // A LogsData document: one row of `logs`, every AnyValue kind as text, the UPPERCASE ids
+    // lowercased; no span or metric rows, and neither bad nor empty.
     let (ctx, stats) = load_example("proto-examples-logs.json").await;
-    assert_eq!(stats.log_documents, 1);
+    assert_eq!(stats.rows[Table::Logs], 1);
+    assert_eq!(stats.bad_total, 0);
+    assert_eq!(stats.empty_documents, 0);
     for table in [
         "traces",
         "span_events",
@@ -243,6 +245,35 @@ async fn proto_examples_logs() {
             "{table}"
         );
     }
+    assert_eq!(
+        q(
+            &ctx,
+            "SELECT CAST(timestamp AS BIGINT), CAST(observed_timestamp AS BIGINT), \
+             severity_number, severity_text, body, trace_id, span_id, service_name, scope_name, \
+             scope_version, attributes['string.attribute'], attributes['boolean.attribute'], \
+             attributes['int.attribute'], attributes['double.attribute'], \
+             attributes['array.attribute'], attributes['map.attribute'] FROM logs"
+        )
+        .await,
+        t(&[&[
+            "1544712660300000",
+            "1544712660300000",
+            "10",
+            "Information",
+            "Example log record",
+            "5b8efff798038103d269b633813fc60c",
+            "eee19b7ec3c1b174",
+            "my.service",
+            "my.library",
+            "1.0.0",
+            "some string",
+            "true",
+            "10",
+            "637.704",
+            "[\"many\",\"values\"]",
+            "{\"some.map.key\":\"some value\"}",
+        ]])
+    );
 }
 
 // ---- collector-contrib countconnector testdata --------------------------------------------
@@ -1716,7 +1747,7 @@ async fn whole_folder_at_once() {
     assert_eq!(counts(&stats), want);
     assert_eq!(stats.documents, docs);
     assert_eq!(stats.documents, 47);
-    assert_eq!(stats.log_documents, 1);
+    assert_eq!(stats.rows[Table::Logs], 1);
     assert_eq!(stats.empty_documents, 0);
 
     // The README is passed over: it is not among the files read, and it is the only thing

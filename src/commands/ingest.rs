@@ -50,13 +50,6 @@ fn print_summary(out: &std::path::Path, r: &IngestReport, secs: f64) -> Result<(
         grid.add_row([t.name().to_string(), stats.rows[t].to_string(), first, last]);
     }
     writeln!(w, "{grid}")?;
-    if stats.log_documents > 0 {
-        writeln!(
-            w,
-            "log documents skipped (cartscope reads traces and metrics): {}",
-            stats.log_documents
-        )?;
-    }
     writeln!(w, "bad records skipped: {}", stats.bad_total)?;
     for a in already {
         writeln!(w, "already ingested, passed over: {a}")?;

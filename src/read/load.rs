@@ -88,7 +88,6 @@ pub struct LoadStats {
     pub files: usize,
     pub bytes: u64,
     pub documents: u64,
-    pub log_documents: u64,
     /// JSON documents that held no spans, metrics or logs.
     pub empty_documents: u64,
     pub rows: PerTable<u64>,
@@ -372,7 +371,6 @@ pub fn load(
                     progress.set_position(read_bytes.load(Ordering::Relaxed));
                     stats.documents += out.documents;
                     stats.empty_documents += out.empty;
-                    stats.log_documents += out.counts.log_documents as u64;
                     for b in out.bad {
                         if opts.strict {
                             return Err(StrictError(b).into());
@@ -475,7 +473,7 @@ fn add_counts(out: &mut Output, c: DocCounts) {
     out.documents += 1;
     out.counts.spans += c.spans;
     out.counts.points += c.points;
-    out.counts.log_documents += c.log_documents;
+    out.counts.logs += c.logs;
     if c == DocCounts::default() {
         out.empty += 1;
     }

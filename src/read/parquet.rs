@@ -32,7 +32,7 @@ use crate::tables::schema::{attributes_type, Table};
 const BATCH_ROWS: usize = 8192;
 
 /// The columns that identify each canonical table, in the order they are tried.
-const CANONICAL: [(Table, &[&str]); 5] = [
+const CANONICAL: [(Table, &[&str]); 6] = [
     (
         Table::Traces,
         &["trace_id", "span_id", "operation_name", "start_time"],
@@ -44,6 +44,7 @@ const CANONICAL: [(Table, &[&str]); 5] = [
     (Table::SpanLinks, &["linked_trace_id"]),
     (Table::Metrics, &["name", "metric_type", "timestamp"]),
     (Table::Exemplars, &["metric_name", "point_timestamp"]),
+    (Table::Logs, &["timestamp", "severity_number", "body"]),
 ];
 
 /// The columns that identify the ClickHouse exporter's traces table.

@@ -79,7 +79,7 @@ impl fmt::Display for Keys {
 }
 
 /// The attribute keys a question reads, per kind of attribute list.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Projection {
     /// Spans' `attributes` (`traces`).
     pub span: Keys,
@@ -96,6 +96,28 @@ pub struct Projection {
     pub point: Keys,
     /// Exemplars' filtered attributes (`exemplars.attributes`).
     pub exemplar: Keys,
+    /// Log records' `attributes` (`logs`).
+    pub log: Keys,
+    /// Whether log records are read at all: a question that never looks at `logs` (the
+    /// replay alone) skips them whole.
+    pub logs: bool,
+}
+
+impl Default for Projection {
+    /// Everything.
+    fn default() -> Projection {
+        Projection {
+            span: Keys::All,
+            resource: Keys::All,
+            scope: Keys::All,
+            event: Keys::All,
+            link: Keys::All,
+            point: Keys::All,
+            exemplar: Keys::All,
+            log: Keys::All,
+            logs: true,
+        }
+    }
 }
 
 /// The resource attribute the `service_name` columns are taken from.
@@ -105,6 +127,12 @@ impl Projection {
     /// Every attribute of every record: what `ingest` reads.
     pub fn everything() -> Projection {
         Projection::default()
+    }
+
+    /// This projection, and the log records with it.
+    pub fn with_logs(mut self) -> Projection {
+        self.logs = true;
+        self
     }
 
     /// No attribute at all but `service.name`; add what a question reads with `union`.
@@ -117,6 +145,8 @@ impl Projection {
             link: Keys::none(),
             point: Keys::none(),
             exemplar: Keys::none(),
+            log: Keys::none(),
+            logs: false,
         }
     }
 
@@ -130,6 +160,8 @@ impl Projection {
             link: self.link.union(&o.link),
             point: self.point.union(&o.point),
             exemplar: self.exemplar.union(&o.exemplar),
+            log: self.log.union(&o.log),
+            logs: self.logs || o.logs,
         }
     }
 
@@ -147,14 +179,19 @@ impl fmt::Display for Projection {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "span attributes: {}; resource: {}; scope: {}; span events: {}; span links: {}; metric points: {}; exemplars: {}",
+            "span attributes: {}; resource: {}; scope: {}; span events: {}; span links: {}; metric points: {}; exemplars: {}; log records: {}",
             self.span,
             self.resource_keys(),
             self.scope,
             self.event,
             self.link,
             self.point,
-            self.exemplar
+            self.exemplar,
+            if self.logs {
+                self.log.to_string()
+            } else {
+                "not read".to_string()
+            }
         )
     }
 }

@@ -29,7 +29,7 @@ use crate::read::projection::{Keys, Projection};
 /// The kinds of attribute list behind a column name.
 fn kinds(column: &str) -> &'static [Kind] {
     match column {
-        "attributes" => &[Kind::Span, Kind::Event, Kind::Link, Kind::Point],
+        "attributes" => &[Kind::Span, Kind::Event, Kind::Link, Kind::Point, Kind::Log],
         "resource_attributes" => &[Kind::Resource],
         "scope_attributes" => &[Kind::Scope],
         "point_attributes" => &[Kind::Point],
@@ -49,6 +49,7 @@ fn relation_columns(name: &str) -> Option<&'static [&'static str]> {
         "span_events" | "span_links" => &["attributes"],
         "metrics" | "observed_metrics" | "derived_metrics" => METRICS,
         "exemplars" | "cart_exemplars" => EXEMPLARS,
+        "logs" | "cart_logs" => METRICS,
         "carts" | "cart_events" | "abandonments" | "stages" => &[],
         _ => return None,
     })
@@ -63,6 +64,7 @@ enum Kind {
     Link,
     Point,
     Exemplar,
+    Log,
 }
 
 #[derive(Default)]
@@ -215,6 +217,11 @@ impl Reads {
             link: of(Kind::Link),
             point: of(Kind::Point),
             exemplar: of(Kind::Exemplar),
+            log: of(Kind::Log),
+            logs: self
+                .relations
+                .difference(&self.ctes)
+                .any(|r| r == "logs" || r == "cart_logs"),
         }
     }
 }

@@ -157,13 +157,6 @@ impl Data {
 /// Says on stderr what a load skipped.
 fn report_loaded(stats: &LoadStats) {
     crate::read::load::report_skipped(stats);
-    if stats.log_documents > 0 {
-        eprintln!(
-            "cartscope: {} log document{} skipped (cartscope reads traces and metrics)",
-            stats.log_documents,
-            if stats.log_documents == 1 { "" } else { "s" }
-        );
-    }
 }
 
 /// The session's settings. DataFusion's own `DATAFUSION_*` environment variables (e.g.

@@ -999,15 +999,138 @@ impl ExemplarsBuilder {
     }
 }
 
+/// One log record as a reader sees it. `body` is the AnyValue as text.
+#[derive(Debug, Default, Clone)]
+pub struct LogRec {
+    pub time_ns: Option<u64>,
+    pub observed_ns: Option<u64>,
+    pub severity_number: Option<i32>,
+    pub severity_text: Option<String>,
+    pub body: Option<String>,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub event_name: Option<String>,
+    pub flags: Option<i64>,
+    pub dropped_attributes_count: Option<i64>,
+}
+
+/// The `logs` table, with deferred resource and scope columns like the span tables.
+pub struct LogsBuilder {
+    timestamp: TimestampMicrosecondBuilder,
+    observed_timestamp: TimestampMicrosecondBuilder,
+    severity_number: Int32Builder,
+    severity_text: StringBuilder,
+    body: StringBuilder,
+    attributes: AttrMapBuilder,
+    resource_attributes: AttrMapBuilder,
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    event_name: StringBuilder,
+    service_name: StringBuilder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    flags: Int64Builder,
+    dropped_attributes_count: Int64Builder,
+}
+
+impl Default for LogsBuilder {
+    fn default() -> Self {
+        LogsBuilder {
+            timestamp: new_ts(),
+            observed_timestamp: new_ts(),
+            severity_number: Int32Builder::new(),
+            severity_text: StringBuilder::new(),
+            body: StringBuilder::new(),
+            attributes: new_map(),
+            resource_attributes: new_map(),
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            event_name: StringBuilder::new(),
+            service_name: StringBuilder::new(),
+            scope_name: StringBuilder::new(),
+            scope_version: StringBuilder::new(),
+            flags: Int64Builder::new(),
+            dropped_attributes_count: Int64Builder::new(),
+        }
+    }
+}
+
+impl LogsBuilder {
+    /// Log records appended (not yet finished into a batch).
+    pub fn records(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Appends one record. Resource and scope columns follow via `end_scope` and
+    /// `end_resource`.
+    pub fn append(&mut self, r: &LogRec, attrs: &Attrs) {
+        let observed = nanos_to_micros(r.observed_ns);
+        self.timestamp
+            .append_option(nanos_to_micros(r.time_ns).or(observed));
+        self.observed_timestamp.append_option(observed);
+        self.severity_number
+            .append_option(r.severity_number.filter(|n| *n != 0));
+        self.severity_text.append_option(opt_str(&r.severity_text));
+        self.body.append_option(r.body.as_deref());
+        append_map(&mut self.attributes, attrs);
+        append_id(&mut self.trace_id, &r.trace_id);
+        append_id(&mut self.span_id, &r.span_id);
+        self.event_name.append_option(opt_str(&r.event_name));
+        self.flags.append_option(r.flags.filter(|f| *f != 0));
+        self.dropped_attributes_count
+            .append_option(r.dropped_attributes_count.filter(|n| *n != 0));
+    }
+
+    /// Fills the scope columns of the last `n` records.
+    pub fn end_scope(&mut self, n: usize, name: Option<&str>, version: Option<&str>) {
+        append_str_n(&mut self.scope_name, name.filter(|s| !s.is_empty()), n);
+        append_str_n(
+            &mut self.scope_version,
+            version.filter(|s| !s.is_empty()),
+            n,
+        );
+    }
+
+    /// Fills the resource columns of the last `n` records.
+    pub fn end_resource(&mut self, n: usize, attrs: &Attrs) {
+        append_str_n(&mut self.service_name, attrs.get("service.name"), n);
+        append_map_n(&mut self.resource_attributes, attrs, n);
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        batch(
+            Table::Logs,
+            vec![
+                Arc::new(self.timestamp.finish()),
+                Arc::new(self.observed_timestamp.finish()),
+                Arc::new(self.severity_number.finish()),
+                Arc::new(self.severity_text.finish()),
+                Arc::new(self.body.finish()),
+                Arc::new(self.attributes.finish()),
+                Arc::new(self.resource_attributes.finish()),
+                Arc::new(self.trace_id.finish()),
+                Arc::new(self.span_id.finish()),
+                Arc::new(self.event_name.finish()),
+                Arc::new(self.service_name.finish()),
+                Arc::new(self.scope_name.finish()),
+                Arc::new(self.scope_version.finish()),
+                Arc::new(self.flags.finish()),
+                Arc::new(self.dropped_attributes_count.finish()),
+            ],
+        )
+    }
+}
+
 /// Row counts of every table at a document boundary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mark(PerTable<usize>);
 
-/// The builders of all five tables, filled by one worker.
+/// The builders of all six tables, filled by one worker.
 #[derive(Default)]
 pub struct TableBuilders {
     pub traces: TracesBuilder,
     pub metrics: MetricsBuilder,
+    pub logs: LogsBuilder,
     /// Batches already cut (by `rollback_to` or `flush_if_full`).
     done: Vec<PerTable<RecordBatch>>,
 }
@@ -1020,6 +1143,7 @@ impl TableBuilders {
             self.traces.links.trace_id.len(),
             self.metrics.points(),
             self.metrics.exemplars_len(),
+            self.logs.records(),
         ]))
     }
 
@@ -1055,7 +1179,7 @@ impl TableBuilders {
     fn finish_all(&mut self) -> PerTable<RecordBatch> {
         let [t, e, l] = self.traces.finish();
         let [m, x] = self.metrics.finish();
-        PerTable::from_array([t, e, l, m, x])
+        PerTable::from_array([t, e, l, m, x, self.logs.finish()])
     }
 
     /// Takes everything built so far as one batch list per table (empty batches dropped).

@@ -21,15 +21,17 @@ pub enum Table {
     SpanLinks,
     Metrics,
     Exemplars,
+    Logs,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Traces,
         Table::SpanEvents,
         Table::SpanLinks,
         Table::Metrics,
         Table::Exemplars,
+        Table::Logs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +41,7 @@ impl Table {
             Table::SpanLinks => "span_links",
             Table::Metrics => "metrics",
             Table::Exemplars => "exemplars",
+            Table::Logs => "logs",
         }
     }
 
@@ -59,6 +62,7 @@ impl Table {
             Table::SpanLinks => "span_start_time",
             Table::Metrics => "timestamp",
             Table::Exemplars => "timestamp",
+            Table::Logs => "timestamp",
         }
     }
 
@@ -70,6 +74,9 @@ impl Table {
             Table::Metrics => "one row per metric data point, every metric type",
             Table::Exemplars => {
                 "one row per exemplar: links a metric point to the span that produced it"
+            }
+            Table::Logs => {
+                "one row per log record, with the trace and span it was written in when known"
             }
         }
     }
@@ -123,6 +130,7 @@ impl Table {
                     Table::SpanLinks => span_links_schema(),
                     Table::Metrics => metrics_schema(),
                     Table::Exemplars => exemplars_schema(),
+                    Table::Logs => logs_schema(),
                 })
             })
         })[self]
@@ -273,6 +281,30 @@ fn exemplars_schema() -> Schema {
         utf8("span_id"),
         map("filtered_attributes"),
         utf8("service_name"),
+    ])
+}
+
+/// OTLP log records. `timestamp` is the record's time, or its observed time when the producer
+/// left the time unset (what the OpenTelemetry data model tells consumers to use);
+/// `observed_timestamp` is kept as given. `body` is an AnyValue as text: a string as it is,
+/// anything else as compact JSON, like attribute values.
+fn logs_schema() -> Schema {
+    Schema::new(vec![
+        ts("timestamp"),
+        ts("observed_timestamp"),
+        i32_("severity_number"),
+        utf8("severity_text"),
+        utf8("body"),
+        map("attributes"),
+        map("resource_attributes"),
+        utf8("trace_id"),
+        utf8("span_id"),
+        utf8("event_name"),
+        utf8("service_name"),
+        utf8("scope_name"),
+        utf8("scope_version"),
+        i64_("flags"),
+        i64_("dropped_attributes_count"),
     ])
 }
 

@@ -15,8 +15,8 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use super::values::*;
 use crate::read::projection::{Keys, Projection};
 use crate::tables::builders::{
-    Attrs, EventRec, ExemplarRec, LinkRec, MetricHead, MetricType, PointRec, SpanKind, SpanRec,
-    StatusCode, TableBuilders, Temporality,
+    Attrs, EventRec, ExemplarRec, LinkRec, LogRec, MetricHead, MetricType, PointRec, SpanKind,
+    SpanRec, StatusCode, TableBuilders, Temporality,
 };
 
 /// What one document held.
@@ -24,7 +24,7 @@ use crate::tables::builders::{
 pub struct DocCounts {
     pub spans: usize,
     pub points: usize,
-    pub log_documents: usize,
+    pub logs: usize,
 }
 
 /// Reusable scratch space for parsing; one per worker.
@@ -43,6 +43,8 @@ pub struct Scratch {
     /// Each point's first wrong-typed value, and where it is in the document.
     point_errs: Vec<Option<(String, Option<usize>)>>,
     n_points: usize,
+    log: LogRec,
+    log_attrs: Attrs,
     /// Records (spans, data points) skipped for a wrong-typed value, with the reason.
     pub bad: Vec<String>,
     /// Where in its document a record of `bad` went wrong, when known: (index into `bad`,
@@ -254,9 +256,8 @@ impl<'de> Visitor<'de> for DocSeed<'_, '_> {
                 "resourceMetrics" => {
                     each::<ResourceMetrics, _>(ctx, &mut map)?.ok();
                 }
-                "resourceLogs" => {
-                    map.next_value::<IgnoredAny>()?;
-                    ctx.counts.log_documents = 1;
+                "resourceLogs" if ctx.p.logs => {
+                    each::<ResourceLogs, _>(ctx, &mut map)?.ok();
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -1051,6 +1052,172 @@ impl<'de> Visitor<'de> for NestedKeyValue<'_> {
 }
 
 // ---- metrics -------------------------------------------------------------------------------
+
+// ---- logs ----------------------------------------------------------------------------------
+
+struct ResourceLogs;
+
+impl ObjVisit for ResourceLogs {
+    fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
+        let logs0 = ctx.b.logs.records();
+        let doc = ctx.doc;
+        let resource_keys = ctx.p.resource_keys();
+        ctx.s.res_attrs.clear();
+        let mut res_err = None;
+        // The resource and scope columns are filled even when the document turns out
+        // malformed, so every column keeps one length and the rollback can cut them.
+        let res: Result<(), A::Error> = (|| {
+            while let Some(k) = map.next_key::<Key>()? {
+                match &*k.camel() {
+                    "resource" => {
+                        let mut named = Named {
+                            attrs: &mut ctx.s.res_attrs,
+                            keys: &resource_keys,
+                            name: None,
+                            version: None,
+                        };
+                        let r = map.next_value_seed(&mut named)?;
+                        keep_first_at(&mut res_err, doc, &k.0, r);
+                    }
+                    "scopeLogs" | "instrumentationLibraryLogs" => {
+                        each::<ScopeLogs, _>(ctx, &mut map)?.ok();
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        let n = ctx.b.logs.records() - logs0;
+        if let Some((e, at)) = res_err {
+            ctx.s.reject(
+                at,
+                format!("resource of {n} log records: {e} (attribute dropped)"),
+            );
+        }
+        ctx.b.logs.end_resource(n, &ctx.s.res_attrs);
+        ctx.counts.logs += n;
+        res?;
+        Ok(Ok(()))
+    }
+}
+
+struct ScopeLogs;
+
+impl ObjVisit for ScopeLogs {
+    fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
+        let logs0 = ctx.b.logs.records();
+        let mut name = None;
+        let mut version = None;
+        let res: Result<(), A::Error> = (|| {
+            while let Some(k) = map.next_key::<Key>()? {
+                match &*k.camel() {
+                    "scope" | "instrumentationLibrary" => {
+                        // Log records keep the scope's name and version, not its attributes.
+                        let mut none = Attrs::default();
+                        let mut named = Named {
+                            attrs: &mut none,
+                            keys: &Keys::none(),
+                            name: None,
+                            version: None,
+                        };
+                        let _ = map.next_value_seed(&mut named)?;
+                        name = named.name;
+                        version = named.version;
+                    }
+                    "logRecords" => {
+                        each::<LogRecord, _>(ctx, &mut map)?.ok();
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        let n = ctx.b.logs.records() - logs0;
+        ctx.b.logs.end_scope(n, name.as_deref(), version.as_deref());
+        res?;
+        Ok(Ok(()))
+    }
+}
+
+/// `SEVERITY_NUMBER_WARN2` and the like: the enum's names, as protobuf's JSON may write them.
+pub fn severity_from_name(name: &str) -> Option<i32> {
+    const NAMES: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+    let rest = name.strip_prefix("SEVERITY_NUMBER_")?;
+    if rest == "UNSPECIFIED" {
+        return Some(0);
+    }
+    let digits = rest.trim_start_matches(|c: char| c.is_ascii_uppercase());
+    let word = &rest[..rest.len() - digits.len()];
+    let base = NAMES.iter().position(|n| *n == word)? as i32 * 4 + 1;
+    let step: i32 = match digits {
+        "" => 0,
+        "2" => 1,
+        "3" => 2,
+        "4" => 3,
+        _ => return None,
+    };
+    Some(base + step)
+}
+
+struct LogRecord;
+
+impl ObjVisit for LogRecord {
+    fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
+        ctx.s.log = LogRec::default();
+        ctx.s.log_attrs.clear();
+        let doc = ctx.doc;
+        let mut err = None;
+        while let Some(k) = map.next_key::<Key>()? {
+            let r = match &*k.camel() {
+                "timeUnixNano" => to_u64(&scalar(&mut map)?).map(|v| ctx.s.log.time_ns = v),
+                "observedTimeUnixNano" => {
+                    to_u64(&scalar(&mut map)?).map(|v| ctx.s.log.observed_ns = v)
+                }
+                "severityNumber" => to_enum(
+                    &scalar(&mut map)?,
+                    "severity number",
+                    |n| i32::try_from(n).ok().filter(|n| (0..=24).contains(n)),
+                    severity_from_name,
+                )
+                .map(|v| ctx.s.log.severity_number = v),
+                "severityText" => to_string(scalar(&mut map)?).map(|v| ctx.s.log.severity_text = v),
+                "body" => {
+                    let mut body = String::new();
+                    match map.next_value_seed(AnyValueSeed {
+                        out: &mut body,
+                        nested: false,
+                    })? {
+                        Ok(present) => {
+                            ctx.s.log.body = present.then_some(body);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                "attributes" => map.next_value_seed(AttrList(&mut ctx.s.log_attrs, &ctx.p.log))?,
+                "traceId" => to_id::<16>(&scalar(&mut map)?).map(|v| ctx.s.log.trace_id = v),
+                "spanId" => to_id::<8>(&scalar(&mut map)?).map(|v| ctx.s.log.span_id = v),
+                "eventName" => to_string(scalar(&mut map)?).map(|v| ctx.s.log.event_name = v),
+                "flags" => to_i64(&scalar(&mut map)?).map(|v| ctx.s.log.flags = v),
+                "droppedAttributesCount" => {
+                    to_i64(&scalar(&mut map)?).map(|v| ctx.s.log.dropped_attributes_count = v)
+                }
+                _ => skip(&mut map)?,
+            };
+            keep_first_at(&mut err, doc, &k.0, r);
+        }
+        let s = &mut *ctx.s;
+        match err {
+            None => ctx.b.logs.append(&s.log, &s.log_attrs),
+            Some((e, at)) => s.reject(at, format!("log record skipped: {e}")),
+        }
+        Ok(Ok(()))
+    }
+}
 
 struct ResourceMetrics;
 

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use base64::Engine;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, exponential_histogram_data_point, metric, number_data_point, Exemplar,
     ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
@@ -31,8 +31,8 @@ use super::json::DocCounts;
 use super::values::{id_from_bytes, write_f64, write_json_str};
 use crate::read::projection::{Keys, Projection};
 use crate::tables::builders::{
-    Attrs, EventRec, ExemplarRec, LinkRec, MetricHead, MetricType, PointRec, SpanKind, SpanRec,
-    StatusCode, TableBuilders, Temporality,
+    Attrs, EventRec, ExemplarRec, LinkRec, LogRec, MetricHead, MetricType, PointRec, SpanKind,
+    SpanRec, StatusCode, TableBuilders, Temporality,
 };
 
 /// Which of the three OTLP data messages a serialized message is.
@@ -76,11 +76,12 @@ pub fn decode_message(
             Ok(())
         }),
         MessageKind::Logs => each_resource(bytes, |res| {
-            // Logs are counted, not loaded; decoding still checks the message is whole.
-            ResourceLogs::decode(res).map_err(prost_error)?;
+            let rl = ResourceLogs::decode(res).map_err(prost_error)?;
+            if p.logs {
+                counts.logs += append_resource_logs(&rl, b, bad, s, p);
+            }
             Ok(())
-        })
-        .map(|()| counts.log_documents = 1),
+        }),
         MessageKind::Unknown if items > 0 => Err(format!(
             "cannot tell whether the message holds spans, metrics or log records \
              (looked at {items} records)"
@@ -325,6 +326,7 @@ struct Scratch {
     events: Vec<EventRec>,
     links: Vec<LinkRec>,
     point: PointRec,
+    log_attrs: Attrs,
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -434,6 +436,70 @@ fn write_any(out: &mut String, v: &AnyValue, nested: bool) -> bool {
         }
     }
     true
+}
+
+// ---- logs ----------------------------------------------------------------------------------
+
+/// Appends one resource's log records; returns how many.
+fn append_resource_logs(
+    rl: &ResourceLogs,
+    b: &mut TableBuilders,
+    bad: &mut Vec<String>,
+    s: &mut Scratch,
+    p: &Projection,
+) -> usize {
+    let logs0 = b.logs.records();
+    s.res_attrs.clear();
+    if let Some(r) = &rl.resource {
+        push_attrs(&mut s.res_attrs, &r.attributes, &s.res_keys);
+    }
+    for sl in &rl.scope_logs {
+        let scope0 = b.logs.records();
+        for lr in &sl.log_records {
+            match log_rec(lr) {
+                Ok(rec) => {
+                    s.log_attrs.clear();
+                    push_attrs(&mut s.log_attrs, &lr.attributes, &p.log);
+                    b.logs.append(&rec, &s.log_attrs);
+                }
+                Err(e) => bad.push(format!("log record skipped: {e}")),
+            }
+        }
+        let (name, version) = match &sl.scope {
+            Some(sc) => (Some(sc.name.as_str()), Some(sc.version.as_str())),
+            None => (None, None),
+        };
+        b.logs.end_scope(b.logs.records() - scope0, name, version);
+    }
+    let n = b.logs.records() - logs0;
+    b.logs.end_resource(n, &s.res_attrs);
+    n
+}
+
+fn log_rec(lr: &LogRecord) -> Result<LogRec, String> {
+    if !(0..=24).contains(&lr.severity_number) {
+        return Err(format!(
+            "severityNumber: unknown severity number {}",
+            lr.severity_number
+        ));
+    }
+    let mut body = String::new();
+    let has_body = lr
+        .body
+        .as_ref()
+        .is_some_and(|v| write_any(&mut body, v, false));
+    Ok(LogRec {
+        time_ns: Some(lr.time_unix_nano),
+        observed_ns: Some(lr.observed_time_unix_nano),
+        severity_number: Some(lr.severity_number),
+        severity_text: non_empty(&lr.severity_text),
+        body: has_body.then_some(body),
+        trace_id: id::<16>(&lr.trace_id, "traceId")?,
+        span_id: id::<8>(&lr.span_id, "spanId")?,
+        event_name: non_empty(&lr.event_name),
+        flags: non_zero(lr.flags),
+        dropped_attributes_count: non_zero(lr.dropped_attributes_count),
+    })
 }
 
 // ---- spans ---------------------------------------------------------------------------------
@@ -1167,7 +1233,7 @@ mod tests {
             DocCounts {
                 spans: 3,
                 points: 0,
-                log_documents: 0
+                logs: 0
             }
         );
         assert_eq!(
@@ -1809,10 +1875,16 @@ mod tests {
     }
 
     #[test]
-    fn logs_are_counted_not_loaded() {
+    fn log_records_fill_the_logs_table() {
         let log = LogRecord {
             time_unix_nano: T0,
-            body: Some(any(text("cart abandoned"))),
+            observed_time_unix_nano: T0 + 5_000,
+            severity_number: 17,
+            severity_text: "ERROR".into(),
+            body: Some(any(text("payment declined"))),
+            trace_id: vec![0xab; 16],
+            span_id: vec![0xcd; 8],
+            attributes: vec![kv("cart.id", text("c-1"))],
             ..Default::default()
         };
         let mut b = TableBuilders::default();
@@ -1829,11 +1901,40 @@ mod tests {
             DocCounts {
                 spans: 0,
                 points: 0,
-                log_documents: 1
+                logs: 1
             }
         );
         assert!(bad.is_empty());
+        let tables = b.take();
+        let l = table(&tables, Table::Logs);
+        assert_eq!(l.num_rows(), 1);
+        assert_eq!(strs(&l, "body"), vec![s("payment declined")]);
+        assert_eq!(strs(&l, "severity_text"), vec![s("ERROR")]);
+        assert_eq!(strs(&l, "trace_id"), vec![Some("ab".repeat(16))]);
+        assert_eq!(strs(&l, "span_id"), vec![Some("cd".repeat(8))]);
+        assert_eq!(strs(&l, "service_name"), vec![s("checkout")]);
+        let sev =
+            col(&l, "severity_number").as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        assert_eq!(sev.value(0), 17);
+        // An unknown severity skips the record, named.
+        let wrong = LogRecord {
+            severity_number: 31,
+            ..Default::default()
+        };
+        let mut b = TableBuilders::default();
+        decode_message(
+            &logs_message(wrong).encode_to_vec(),
+            &mut b,
+            &mut bad,
+            &Projection::default(),
+        )
+        .unwrap();
         assert_eq!(b.rows(), 0);
+        assert_eq!(
+            bad,
+            vec!["log record skipped: severityNumber: unknown severity number 31".to_string()]
+        );
+        bad.clear();
         // Empty and record-less messages load nothing and are not errors.
         assert_eq!(
             decode_message(&[], &mut b, &mut bad, &Projection::default()),
