@@ -167,7 +167,7 @@ fn one_seed_gives_one_output_byte_for_byte() {
         generate(&a, &args);
         generate(&b, &args);
         let (fa, fb) = (read_all(&a), read_all(&b));
-        assert_eq!(fa.len(), 3);
+        assert_eq!(fa.len(), 4, "traces, metrics, logs and the truth");
         assert!(fa == fb, "{compress}: two runs with one seed differ");
     }
     let c = tmp.path().join("c");
@@ -340,7 +340,12 @@ fn sample_data_is_what_its_readme_says() {
         ],
     );
     let sample = root("sample-data");
-    for f in ["otlp/traces.jsonl", "otlp/metrics.jsonl", "truth.json"] {
+    for f in [
+        "otlp/traces.jsonl",
+        "otlp/metrics.jsonl",
+        "otlp/logs.jsonl",
+        "truth.json",
+    ] {
         let want = std::fs::read(sample.join(f)).unwrap();
         let got = std::fs::read(dir.join(f)).unwrap();
         assert!(
@@ -348,7 +353,7 @@ fn sample_data_is_what_its_readme_says() {
             "sample-data/{f} differs from what its README's command makes"
         );
     }
-    for f in ["traces", "metrics"] {
+    for f in ["traces", "metrics", "logs"] {
         let gz = std::fs::File::open(sample.join(format!("otlp-gzip/{f}.jsonl.gz"))).unwrap();
         let mut text = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut text).unwrap();

@@ -211,8 +211,9 @@ fn columns(path: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn derived_rows_live_apart_and_datasets_with_the_old_derived_column_still_load() {
-    // A dataset written before the replay kept its rows apart: its traces carry `derived`.
-    let old = root("sample-data/parquet");
+    // A dataset written before the replay kept its rows apart: its traces carry `derived`
+    // (sample-data's dataset as it was until its logs were added, tests/fixtures/dataset-v1).
+    let old = fixture("dataset-v1");
     let old_part = parts(&old)
         .into_iter()
         .find(|p| p.starts_with(old.join("traces")))

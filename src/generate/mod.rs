@@ -1,12 +1,13 @@
 //! `cartscope generate`: synthetic shop exports whose right answers are known.
 //!
-//! Layout of `--out DIR`: `otlp/traces.jsonl` and `otlp/metrics.jsonl` (the export; `.gz` or
-//! `.zst` when compressed), `truth.json` beside it (never inside `otlp/`, so `--data DIR/otlp`
+//! Layout of `--out DIR`: `otlp/traces.jsonl`, `otlp/metrics.jsonl` and `otlp/logs.jsonl` (the
+//! export; `.gz` or `.zst` when compressed), `truth.json` beside it (never inside `otlp/`, so `--data DIR/otlp`
 //! reads telemetry only), and `parquet/` with `--parquet`.
 //!
 //! Writes what real exporters write (OTLP/JSON lines as the Collector's file exporter does:
 //! a batch of spans per line, grouped by resource and scope as an SDK groups them; the
-//! metrics the instrumentation records, aggregated per 60 s export interval), plain, gzip or
+//! metrics the instrumentation records, aggregated per 60 s export interval; the log lines the
+//! services write inside their spans, with the span's trace and span ids), plain, gzip or
 //! zstd, optionally Parquet, and `truth.json` (`truth.ndjson` past 100,000 carts) with every
 //! cart's outcome and the totals. Carts are simulated in chunks, in parallel, and written in
 //! order, so memory stays flat whatever the number of carts and one seed gives one output.
@@ -84,6 +85,7 @@ pub struct Totals {
     pub spans: u64,
     pub noise_spans: u64,
     pub metric_points: u64,
+    pub log_records: u64,
 }
 
 pub struct Summary {
@@ -145,6 +147,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
         .with_context(|| format!("cannot create '{}'", otlp.display()))?;
     let sfx = opts.compress.suffix();
     let mut traces = OutFile::create(otlp.join(format!("traces.jsonl{sfx}")), opts.compress)?;
+    let mut logs = OutFile::create(otlp.join(format!("logs.jsonl{sfx}")), opts.compress)?;
     let ndjson_truth = match opts.truth {
         TruthFormat::Auto => p.carts > TRUTH_NDJSON_ABOVE,
         TruthFormat::Json => false,
@@ -201,6 +204,9 @@ pub fn generate(opts: &Options) -> Result<Summary> {
             line.clear();
             write_traces_line(&mut line, &sims, p);
             traces.w.write_all(line.as_bytes())?;
+            line.clear();
+            totals.log_records += write_logs_line(&mut line, &sims, p);
+            logs.w.write_all(line.as_bytes())?;
             for sim in &sims {
                 totals.spans += sim.spans.len() as u64;
                 totals.noise_spans += sim.noise.len() as u64;
@@ -245,7 +251,12 @@ pub fn generate(opts: &Options) -> Result<Summary> {
     } else {
         writeln!(truth.w, "\n],\"totals\":{totals_json}}}")?;
     }
-    let mut files = vec![traces.finish()?, metrics_file.finish()?, truth.finish()?];
+    let mut files = vec![
+        traces.finish()?,
+        metrics_file.finish()?,
+        logs.finish()?,
+        truth.finish()?,
+    ];
 
     if opts.parquet {
         let dir = opts.out.join("parquet");
@@ -253,7 +264,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot replace '{}'", dir.display()))?;
         }
-        let inputs: Vec<String> = files[..2].iter().map(|f| f.display().to_string()).collect();
+        let inputs: Vec<String> = files[..3].iter().map(|f| f.display().to_string()).collect();
         let load = crate::read::load::LoadOptions {
             strict: true,
             progress: opts.progress,
@@ -468,6 +479,87 @@ fn write_traces_line(out: &mut String, sims: &[CartSim], p: &Params) {
         out.push_str("]}],\"schemaUrl\":\"https://opentelemetry.io/schemas/1.26.0\"}");
     }
     out.push_str("]}\n");
+}
+
+/// Spans slower than this get a warning log line.
+const SLOW_LOG_NS: u64 = 2_000_000_000;
+
+/// A resource: the service, its version and region.
+type ResourceKey<'a> = (Service, &'a str, &'a str);
+
+/// A log line: severity number, severity text, body.
+type LogLine = (u8, &'static str, String);
+
+/// The log line a service writes inside a span, if any: (severity number, severity text,
+/// body). Failures are logged as errors, slow calls as warnings and a placed order as
+/// information, as a shop's services typically log them (an information line per item added
+/// would make the logs a third of the export).
+fn log_of(s: &Span) -> Option<LogLine> {
+    if let Some(msg) = &s.error {
+        return Some((17, "ERROR", format!("{} failed: {msg}", s.name)));
+    }
+    let ms = (s.end_ns - s.start_ns) / 1_000_000;
+    if s.end_ns - s.start_ns >= SLOW_LOG_NS {
+        return Some((13, "WARN", format!("{} slow: took {ms} ms", s.name)));
+    }
+    match s.step {
+        workload::Step::Complete => Some((9, "INFO", "order placed".into())),
+        _ => None,
+    }
+}
+
+/// One line of logs for a batch of carts, grouped by resource as the traces are (the
+/// Collector's file exporter writes logs as their own lines). Returns the records written.
+fn write_logs_line(out: &mut String, sims: &[CartSim], p: &Params) -> u64 {
+    let mut groups: BTreeMap<ResourceKey, Vec<(&Span, LogLine)>> = BTreeMap::new();
+    for sim in sims {
+        for s in sim.spans.iter() {
+            if let Some(l) = log_of(s) {
+                groups
+                    .entry((s.service, s.version, s.region))
+                    .or_default()
+                    .push((s, l));
+            }
+        }
+    }
+    if groups.is_empty() {
+        return 0;
+    }
+    let mut n = 0;
+    out.push_str("{\"resourceLogs\":[");
+    for (gi, ((svc, version, region), records)) in groups.iter().enumerate() {
+        if gi > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"resource\":");
+        resource_json(out, p, *svc, version, region);
+        let scope = p.naming.services[Service::ALL.iter().position(|s| s == svc).unwrap_or(0)];
+        out.push_str(",\"scopeLogs\":[{\"scope\":{\"name\":");
+        write_json_str(out, &format!("shop/{scope}"));
+        out.push_str("},\"logRecords\":[");
+        for (i, (s, (number, text, body))) in records.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // Written as the span ends, observed a moment later by the SDK's processor.
+            let _ = write!(
+                out,
+                "{{\"timeUnixNano\":\"{}\",\"observedTimeUnixNano\":\"{}\",\"severityNumber\":{number},\"severityText\":\"{text}\",\"body\":{{\"stringValue\":",
+                s.end_ns,
+                s.end_ns + 1_000_000
+            );
+            write_json_str(out, body);
+            out.push_str("},\"traceId\":\"");
+            hex(out, &s.trace_id);
+            out.push_str("\",\"spanId\":\"");
+            hex(out, &s.span_id);
+            out.push_str("\",\"flags\":1}");
+            n += 1;
+        }
+        out.push_str("]}]}");
+    }
+    out.push_str("]}\n");
+    n
 }
 
 /// (time, value, trace id, span id) of one exemplar.
