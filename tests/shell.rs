@@ -204,6 +204,7 @@ async fn completion_of_real_table_and_column_names() {
         [
             "SELECT * FROM cart_events",
             "SELECT * FROM cart_exemplars",
+            "SELECT * FROM cart_logs",
             "SELECT * FROM carts"
         ]
     );

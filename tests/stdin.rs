@@ -49,11 +49,12 @@ fn an_export_on_stdin_gives_the_files_carts_compressed_or_not() {
 }
 
 /// Beside files and datasets, stdin is one more input: sample-data's traces piped, its
-/// metrics named.
+/// metrics and logs named.
 #[test]
 fn stdin_mixes_with_files_and_reports_bad_lines_by_its_name() {
     let dir = crate::util::root("sample-data/otlp");
     let metrics = dir.join("metrics.jsonl");
+    let logs = dir.join("logs.jsonl");
     let traces = std::fs::read(dir.join("traces.jsonl")).unwrap();
     let want = ok(
         &cartscope(&["report", "-f", "json", "--data", dir.to_str().unwrap()]),
@@ -68,10 +69,11 @@ fn stdin_mixes_with_files_and_reports_bad_lines_by_its_name() {
                 "--data",
                 "-",
                 metrics.to_str().unwrap(),
+                logs.to_str().unwrap(),
             ],
             &traces,
         ),
-        "stdin and a file",
+        "stdin and files",
     );
     assert_eq!(got, want);
 

@@ -16,6 +16,7 @@ mod ingest;
 mod layering;
 mod loader_deviations;
 mod loader_formats;
+mod logs;
 mod misfit;
 mod nearest_rank;
 mod otel_demo;

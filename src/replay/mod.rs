@@ -980,7 +980,8 @@ pub async fn data_times(
     Ok((latest, warning))
 }
 
-/// The default as-of time: the latest timestamp in the data.
+/// The default as-of time: the latest timestamp of the spans, span events and metric points
+/// in the data (of the log records when there is nothing else).
 ///
 /// When every time column's largest value is plausible (`PLAUSIBLE_US`), that is the answer,
 /// and an ingested dataset gives it from its Parquet statistics without reading a row (on
@@ -1007,6 +1008,21 @@ async fn latest_timestamp(ctx: &SessionContext, b: &TimeBounds) -> Result<Option
                 WHERE CAST(timestamp AS BIGINT) >= {lo} AND CAST(timestamp AS BIGINT) < {hi})"
         );
         scalar_i64(ctx, &sql).await?
+    };
+    // Log records only when nothing else has a time (an export of logs alone): a log line
+    // written after the last span says nothing about the carts' clock.
+    let latest = match latest {
+        Some(t) => Some(t),
+        None => {
+            scalar_i64(
+                ctx,
+                &format!(
+                    "SELECT CAST(max(timestamp) AS BIGINT) FROM logs
+                     WHERE CAST(timestamp AS BIGINT) >= {lo} AND CAST(timestamp AS BIGINT) < {hi}"
+                ),
+            )
+            .await?
+        }
     };
     Ok(latest
         .and_then(|us| us.checked_mul(1000))
@@ -1124,7 +1140,7 @@ async fn implausible_times(ctx: &SessionContext, b: &TimeBounds) -> Result<Optio
 }
 
 /// Runs the replay, or finds it kept beside the dataset, and registers `carts`,
-/// `cart_events`, `abandonments`, `cart_exemplars` and its derived rows (`derived_traces`,
+/// `cart_events`, `abandonments`, `cart_exemplars`, `cart_logs` and its derived rows (`derived_traces`,
 /// `derived_metrics`, seen through the `traces` and `metrics` views).
 pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Result<Summary> {
     let threshold = opts.threshold.unwrap_or(m.threshold);
@@ -1739,12 +1755,17 @@ async fn register(ctx: &SessionContext, m: &Model, dir: &std::path::Path) -> Res
     }
     ctx.deregister_table("stages")?;
     register_stages(ctx, m).await?;
-    for view in ["abandonments", "cart_exemplars"] {
+    for view in ["abandonments", "cart_exemplars", "cart_logs"] {
         ctx.deregister_table(view)?;
     }
     ctx.sql("CREATE VIEW abandonments AS SELECT *, outcome = 'recovered' AS recovered FROM carts WHERE outcome IN ('abandoned', 'recovered')")
         .await?;
     ctx.sql("CREATE VIEW cart_exemplars AS SELECT e.*, c.cart_id FROM exemplars e JOIN (SELECT DISTINCT trace_id, cart_id FROM cart_events) c ON e.trace_id = c.trace_id")
+        .await?;
+    // A log record is the cart's when it was written in one of the cart's traces: every span
+    // of such a trace is the cart's, so the trace id decides and the span id points at the
+    // span within it. Records without a trace id belong to no cart.
+    ctx.sql("CREATE VIEW cart_logs AS SELECT c.cart_id, l.* FROM logs l JOIN (SELECT DISTINCT trace_id, cart_id FROM cart_events) c ON l.trace_id = c.trace_id")
         .await?;
     crate::sql::session::present(ctx).await?;
     Ok(())

@@ -52,11 +52,12 @@ pub const DEFAULT_ATTRIBUTES: [&str; 6] = [
 
 /// What the report reads of a raw export's attributes beyond the replay: the candidate
 /// attributes, on spans and their resources (`coalesce(attributes[a], resource_attributes[a])`
-/// in `build`'s drivers).
+/// in `build`'s drivers), and the log records (the top carts' last error or warning line).
 pub fn projection(attributes: &[String]) -> Projection {
     Projection {
         span: Keys::only(attributes),
         resource: Keys::only(attributes),
+        logs: true,
         ..Projection::nothing()
     }
 }
@@ -192,6 +193,103 @@ pub struct TopCart {
     pub last_op_status: String,
     pub suspected_cause: Option<String>,
     pub trace_id: String,
+    /// The cart's last error or warning log line before it was abandoned, from the log
+    /// records written in its traces (added within version 1; absent when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_log: Option<LogLine>,
+}
+
+/// One log record, as the report shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    pub time: Timestamp,
+    /// The record's severity text, or the name of its severity number when it has no text.
+    pub severity: String,
+    pub body: String,
+}
+
+impl LogLine {
+    /// The line in a table cell: its severity and body, the body cut at 100 characters.
+    pub fn cell(&self) -> String {
+        const MAX: usize = 100;
+        let body: String = self.body.chars().take(MAX).collect();
+        let cut = if self.body.chars().count() > MAX {
+            "..."
+        } else {
+            ""
+        };
+        format!("{}: {body}{cut}", self.severity)
+    }
+}
+
+/// The severity numbers of warnings and worse (WARN is 13 to 16 in OpenTelemetry's log data
+/// model), and the severity texts taken for them when a record has no number.
+const WARNING_OR_WORSE: &str = "(severity_number >= 13 OR (severity_number IS NULL AND \
+     upper(severity_text) IN ('WARN', 'WARNING', 'ERROR', 'CRITICAL', 'FATAL', 'SEVERE')))";
+
+/// The name OpenTelemetry gives a severity number's range.
+fn severity_name(n: i64) -> &'static str {
+    match n {
+        1..=4 => "TRACE",
+        5..=8 => "DEBUG",
+        9..=12 => "INFO",
+        13..=16 => "WARN",
+        17..=20 => "ERROR",
+        21..=24 => "FATAL",
+        _ => "UNSPECIFIED",
+    }
+}
+
+/// Each listed cart's last error or warning log line at or before its abandonment, by cart.
+pub async fn last_logs(
+    ctx: &SessionContext,
+    carts: &[String],
+) -> Result<BTreeMap<String, LogLine>> {
+    let mut out = BTreeMap::new();
+    if carts.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<String> = carts.iter().map(|c| crate::sql::passes::lit(c)).collect();
+    let b = batches(
+        ctx,
+        &format!(
+            "SELECT cart_id, CAST(timestamp AS BIGINT), severity_text, severity_number, body FROM (
+               SELECT l.cart_id, l.timestamp, l.severity_text, l.severity_number, l.body,
+                      row_number() OVER (PARTITION BY l.cart_id
+                                         ORDER BY l.timestamp DESC, l.severity_number DESC,
+                                                  l.body DESC) AS rn
+               FROM cart_logs l JOIN carts c ON c.cart_id = l.cart_id
+               WHERE l.cart_id IN ({}) AND {WARNING_OR_WORSE}
+                 AND l.timestamp IS NOT NULL AND l.timestamp <= c.abandoned_at
+             ) WHERE rn = 1",
+            ids.join(", ")
+        ),
+    )
+    .await?;
+    let (ids, times, texts, numbers, bodies) = (
+        strings(&b, 0),
+        ints(&b, 1),
+        strings(&b, 2),
+        primitives::<datafusion::arrow::datatypes::Int32Type>(&b, 3),
+        strings(&b, 4),
+    );
+    for i in 0..ids.len() {
+        let (Some(id), Some(us)) = (ids[i].clone(), times[i]) else {
+            continue;
+        };
+        let severity = texts[i]
+            .clone()
+            .unwrap_or_else(|| severity_name(numbers[i].map_or(0, i64::from)).to_string());
+        out.insert(
+            id,
+            LogLine {
+                time: Timestamp::from_ns(us.saturating_mul(1000)),
+                severity,
+                body: bodies[i].clone().unwrap_or_default(),
+            },
+        );
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -585,6 +683,8 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         strings(&b, 5),
         strings(&b, 6),
     );
+    let ids_present: Vec<String> = ids.iter().flatten().cloned().collect();
+    let mut logs = last_logs(ctx, &ids_present).await?;
     let top_abandoned = (0..ids.len())
         .map(|i| TopCart {
             cart_id: ids[i].clone().unwrap_or_default(),
@@ -594,6 +694,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
             last_op_status: lst[i].clone().unwrap_or_default(),
             suspected_cause: lca[i].clone(),
             trace_id: ltr[i].clone().unwrap_or_default(),
+            last_log: ids[i].as_ref().and_then(|id| logs.remove(id)),
         })
         .collect();
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use comfy_table::{presets, Table as Grid};
 
-use super::Report;
+use super::{LogLine, Report};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum ReportFormat {
@@ -292,21 +292,27 @@ fn text(r: &Report, m: Markup) -> String {
     out.push_str(&h("Suspected causes"));
     out.push_str(&counts_table(m, "cause", &r.causes));
     out.push_str(&h("Top abandoned carts by value"));
+    // The log column only when some cart has a log line: exports without logs read as before.
+    let with_logs = r.top_abandoned.iter().any(|c| c.last_log.is_some());
+    let mut header = vec![
+        "cart",
+        "value",
+        "last operation",
+        "ms",
+        "status",
+        "cause",
+        "trace id",
+    ];
+    if with_logs {
+        header.push("last error/warning log");
+    }
     out.push_str(&table(
         m,
-        &[
-            "cart",
-            "value",
-            "last operation",
-            "ms",
-            "status",
-            "cause",
-            "trace id",
-        ],
+        &header,
         r.top_abandoned
             .iter()
             .map(|c| {
-                vec![
+                let mut row = vec![
                     c.cart_id.clone(),
                     format!("{:.2}", c.value),
                     c.last_operation.clone(),
@@ -314,7 +320,11 @@ fn text(r: &Report, m: Markup) -> String {
                     c.last_op_status.clone(),
                     c.suspected_cause.clone().unwrap_or_else(|| "none".into()),
                     c.trace_id.clone(),
-                ]
+                ];
+                if with_logs {
+                    row.push(c.last_log.as_ref().map(LogLine::cell).unwrap_or_default());
+                }
+                row
             })
             .collect(),
     ));

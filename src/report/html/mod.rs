@@ -554,32 +554,44 @@ fn top_carts(p: &mut String, r: &Report) {
     if r.top_abandoned.is_empty() {
         para(p, "empty", "No abandoned carts in this period.");
     } else {
+        // The log column only when some cart has a log line, as in the text report.
+        let with_logs = r.top_abandoned.iter().any(|c| c.last_log.is_some());
+        let mut header = vec![
+            ("cart", Col::Code),
+            ("value", Col::Num),
+            ("last operation", Col::Text),
+            ("ms", Col::Num),
+            ("status", Col::Text),
+            ("cause", Col::Text),
+            ("trace id", Col::Code),
+        ];
+        if with_logs {
+            header.push(("last error/warning log", Col::Text));
+        }
         table(
             p,
-            &[
-                ("cart", Col::Code),
-                ("value", Col::Num),
-                ("last operation", Col::Text),
-                ("ms", Col::Num),
-                ("status", Col::Text),
-                ("cause", Col::Text),
-                ("trace id", Col::Code),
-            ],
+            &header,
             &r.top_abandoned
                 .iter()
                 .map(|c| {
-                    (
-                        false,
-                        vec![
-                            c.cart_id.clone(),
-                            money(c.value),
-                            c.last_operation.clone(),
-                            num(c.last_op_duration_ms, 1),
-                            c.last_op_status.clone(),
-                            c.suspected_cause.clone().unwrap_or_else(|| "none".into()),
-                            c.trace_id.clone(),
-                        ],
-                    )
+                    let mut row = vec![
+                        c.cart_id.clone(),
+                        money(c.value),
+                        c.last_operation.clone(),
+                        num(c.last_op_duration_ms, 1),
+                        c.last_op_status.clone(),
+                        c.suspected_cause.clone().unwrap_or_else(|| "none".into()),
+                        c.trace_id.clone(),
+                    ];
+                    if with_logs {
+                        row.push(
+                            c.last_log
+                                .as_ref()
+                                .map(crate::report::LogLine::cell)
+                                .unwrap_or_default(),
+                        );
+                    }
+                    (false, row)
                 })
                 .collect::<Vec<_>>(),
         );
@@ -694,6 +706,7 @@ mod tests {
                 last_op_status: s("error"),
                 suspected_cause: Some(s("cause")),
                 trace_id: s("trace"),
+                last_log: None,
             }],
             drivers: vec![Driver {
                 driver: s("driver"),
