@@ -19,6 +19,7 @@ mod loader_formats;
 mod logs;
 mod misfit;
 mod nearest_rank;
+mod object_store;
 mod otel_demo;
 mod otlp_examples;
 mod projection;

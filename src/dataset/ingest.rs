@@ -155,7 +155,7 @@ pub fn ingest_resolved(
         eprintln!("cartscope: removed {orphans} unfinished part files of an interrupted ingest");
     }
 
-    let size = |f: &InputFile| std::fs::metadata(&f.path).map_or(0, |m| m.len());
+    let size = |f: &InputFile| f.len();
     let mut sizes: HashMap<u64, usize> = HashMap::new();
     for i in &manifest.inputs {
         *sizes.entry(i.bytes).or_default() += 1;
@@ -342,7 +342,7 @@ pub fn ingest_resolved(
                 st.manifest.inputs.push(IngestedInput {
                     source: f.path.display().to_string(),
                     hash,
-                    bytes: std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0),
+                    bytes: f.len(),
                     rows,
                     bad_records: bad,
                     parts: parts.clone(),

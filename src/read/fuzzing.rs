@@ -55,6 +55,7 @@ pub fn file(bytes: &[u8], path: &Path) -> usize {
     let files = [InputFile {
         path: path.to_path_buf(),
         discovered: true,
+        size: None,
     }];
     let opts = LoadOptions {
         threads: 1,

@@ -30,6 +30,8 @@ pub struct InputFile {
     /// Found by walking a directory or expanding a glob, rather than named: a file that
     /// holds no telemetry is then noted and passed over instead of being an error.
     pub discovered: bool,
+    /// Its size when known without looking at the file (an object store listed it).
+    pub size: Option<u64>,
 }
 
 /// The input that names standard input (a file named `-` is `./-`).
@@ -44,6 +46,18 @@ impl InputFile {
     pub fn is_stdin(&self) -> bool {
         is_stdin(&self.path)
     }
+
+    /// Whether it is an object in an object store (`s3://...`); its path is then its URL.
+    pub fn is_remote(&self) -> bool {
+        self.path.to_str().is_some_and(crate::read::remote::is_url)
+    }
+
+    /// Its size in bytes (0 when unknown: standard input, a file that went away).
+    pub fn len(&self) -> u64 {
+        self.size
+            .or_else(|| std::fs::metadata(&self.path).ok().map(|m| m.len()))
+            .unwrap_or(0)
+    }
 }
 
 /// Standard input as an input, if it can be one: a terminal has no export to give.
@@ -55,6 +69,7 @@ fn stdin_input() -> Result<InputFile> {
     Ok(InputFile {
         path: PathBuf::from(STDIN),
         discovered: false,
+        size: None,
     })
 }
 
@@ -80,6 +95,8 @@ pub fn resolve(inputs: &[impl AsRef<str>]) -> Result<Inputs> {
                 bail!("'-' (standard input) is given twice: it can be read only once");
             }
             out.files.push(stdin_input()?);
+        } else if crate::read::remote::is_url(input) {
+            add_remote(&mut out, input)?;
         } else if path.exists() {
             add_path(&mut out, path, false)?;
         } else if is_glob(input) {
@@ -99,6 +116,25 @@ pub fn resolve(inputs: &[impl AsRef<str>]) -> Result<Inputs> {
         }
     }
     Ok(out)
+}
+
+/// An object store URL: one object, or every object below a prefix (a prefix holding a
+/// dataset's manifest is refused for now, naming what to do).
+fn add_remote(out: &mut Inputs, input: &str) -> Result<()> {
+    let listing = crate::read::remote::list(input, MANIFEST)?;
+    if let Some(ds) = listing.dataset {
+        bail!("'{ds}' is a dataset written by `cartscope ingest`: datasets are read from local folders only for now; copy it down (e.g. `aws s3 sync {ds} ./dataset`) and give the folder, or give the raw export's objects");
+    }
+    if listing.objects.is_empty() {
+        bail!("no object found at '{input}': give a prefix holding an export, or one object");
+    }
+    out.files
+        .extend(listing.objects.into_iter().map(|o| InputFile {
+            path: PathBuf::from(o.url),
+            discovered: !listing.single,
+            size: Some(o.size),
+        }));
+    Ok(())
 }
 
 /// What a path that is neither a regular file nor a directory is, for the report.
@@ -197,11 +233,13 @@ fn add_path(out: &mut Inputs, path: &Path, discovered: bool) -> Result<()> {
         out.files.extend(found.into_iter().map(|path| InputFile {
             path,
             discovered: true,
+            size: None,
         }));
     } else {
         out.files.push(InputFile {
             path: path.to_path_buf(),
             discovered,
+            size: None,
         });
     }
     Ok(())
@@ -322,6 +360,12 @@ pub fn finish_hash(path: &Path, h: &FileHasher) -> Result<String> {
     // Standard input goes on where the reading stopped.
     let mut f: Box<dyn Read> = if is_stdin(path) {
         Box::new(io::stdin())
+    } else if let Some(url) = path.to_str().filter(|p| crate::read::remote::is_url(p)) {
+        // An object is read again from its start, the bytes already hashed passed over.
+        let mut r = crate::read::remote::open(url)?;
+        io::copy(&mut (&mut r).take(st.len), &mut io::sink())
+            .with_context(|| format!("cannot read '{url}'"))?;
+        r
     } else {
         let mut f = std::fs::File::open(path)
             .with_context(|| format!("cannot open '{}'", path.display()))?;
@@ -405,6 +449,8 @@ pub fn open(
 ) -> Result<(Compression, Content, Box<dyn Read + Send>)> {
     let file: Box<dyn Read + Send> = if is_stdin(path) {
         Box::new(std::io::stdin())
+    } else if let Some(url) = path.to_str().filter(|p| crate::read::remote::is_url(p)) {
+        crate::read::remote::open(url)?
     } else {
         Box::new(
             std::fs::File::open(path)

@@ -324,10 +324,7 @@ pub fn load(
     if files.is_empty() {
         return Ok(stats);
     }
-    let total_bytes: u64 = files
-        .iter()
-        .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let total_bytes: u64 = files.iter().map(|f| f.len()).sum();
     stats.bytes = total_bytes;
     let progress = crate::output::progress_bar(opts.progress, total_bytes, "reading");
     let read_bytes = Arc::new(AtomicU64::new(0));

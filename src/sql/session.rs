@@ -91,9 +91,10 @@ impl Data {
     /// bounded memory of `cartscope ingest`, and read in place from it.
     pub fn load(inputs: &Inputs, opts: &LoadOptions) -> Result<(Data, LoadStats)> {
         load::admit_unreadable(&inputs.unreadable, opts, &mut LoadStats::default())?;
-        if inputs.files.iter().any(|f| f.is_stdin()) {
-            // Its size is known only once it is read, and it is read once: never into
-            // memory it might not fit.
+        if inputs.files.iter().any(|f| f.is_stdin() || f.is_remote()) {
+            // Standard input's size is known only once it is read, and it is read once:
+            // never into memory it might not fit. Objects in a store are read once too (each
+            // read is a download), as they stream.
             return Data::spill(inputs, opts, None);
         }
         let estimate = in_memory_estimate(&inputs.files);
