@@ -251,13 +251,13 @@ impl<'de> Visitor<'de> for DocSeed<'_, '_> {
             // reported by the records themselves.
             match &*k.camel() {
                 "resourceSpans" => {
-                    each::<ResourceSpans, _>(ctx, &mut map)?.ok();
+                    each::<Resource<Spans>, _>(ctx, &mut map)?.ok();
                 }
                 "resourceMetrics" => {
-                    each::<ResourceMetrics, _>(ctx, &mut map)?.ok();
+                    each::<Resource<Metrics>, _>(ctx, &mut map)?.ok();
                 }
                 "resourceLogs" if ctx.p.logs => {
-                    each::<ResourceLogs, _>(ctx, &mut map)?.ok();
+                    each::<Resource<Logs>, _>(ctx, &mut map)?.ok();
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -308,12 +308,29 @@ impl<'de> Visitor<'de> for &mut Named<'_> {
     }
 }
 
-struct ResourceSpans;
+/// What differs between `resourceSpans`, `resourceMetrics` and `resourceLogs`: the key of
+/// their scopes, what their records are called, and the builders they fill.
+trait Signal {
+    /// The scopes' key and its pre-1.0 name.
+    const SCOPES: [&'static str; 2];
+    /// The records, for a report: "spans".
+    const RECORDS: &'static str;
+    /// The rows so far: the records and those their children (events, exemplars) added.
+    fn rows(b: &TableBuilders) -> (usize, usize);
+    /// Reads the scopes' array.
+    fn scopes<'de, A: MapAccess<'de>>(ctx: &mut Ctx, map: &mut A) -> Result<(), A::Error>;
+    /// Fills the resource columns of the last `n` records and `children` children, and
+    /// counts the records.
+    fn end(ctx: &mut Ctx, n: usize, children: usize);
+}
 
-impl ObjVisit for ResourceSpans {
+/// A `resource*` object of one signal: its resource (attributes, before or after its
+/// scopes) and its scopes.
+struct Resource<S>(PhantomData<S>);
+
+impl<S: Signal> ObjVisit for Resource<S> {
     fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
-        let spans0 = ctx.b.traces.spans();
-        let events0 = ctx.b.traces.events_len();
+        let (rows0, children0) = S::rows(ctx.b);
         let doc = ctx.doc;
         let resource_keys = ctx.p.resource_keys();
         ctx.s.res_attrs.clear();
@@ -333,9 +350,7 @@ impl ObjVisit for ResourceSpans {
                         let r = map.next_value_seed(&mut named)?;
                         keep_first_at(&mut res_err, doc, &k.0, r);
                     }
-                    "scopeSpans" | "instrumentationLibrarySpans" => {
-                        each::<ScopeSpans, _>(ctx, &mut map)?.ok();
-                    }
+                    key if S::SCOPES.contains(&key) => S::scopes(ctx, &mut map)?,
                     _ => {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -343,19 +358,36 @@ impl ObjVisit for ResourceSpans {
             }
             Ok(())
         })();
-        let n = ctx.b.traces.spans() - spans0;
-        let n_events = ctx.b.traces.events_len() - events0;
+        let (rows, children) = S::rows(ctx.b);
+        let (n, n_children) = (rows - rows0, children - children0);
         if let Some((e, at)) = res_err {
-            // A resource attribute of the wrong type: keep the spans, drop that attribute.
+            // A resource attribute of the wrong type: keep the records, drop that attribute.
             ctx.s.reject(
                 at,
-                format!("resource of {n} spans: {e} (attribute dropped)"),
+                format!("resource of {n} {}: {e} (attribute dropped)", S::RECORDS),
             );
         }
-        ctx.b.traces.end_resource(n, n_events, &ctx.s.res_attrs);
-        ctx.counts.spans += n;
+        S::end(ctx, n, n_children);
         res?;
         Ok(Ok(()))
+    }
+}
+
+struct Spans;
+
+impl Signal for Spans {
+    const SCOPES: [&'static str; 2] = ["scopeSpans", "instrumentationLibrarySpans"];
+    const RECORDS: &'static str = "spans";
+    fn rows(b: &TableBuilders) -> (usize, usize) {
+        (b.traces.spans(), b.traces.events_len())
+    }
+    fn scopes<'de, A: MapAccess<'de>>(ctx: &mut Ctx, map: &mut A) -> Result<(), A::Error> {
+        each::<ScopeSpans, _>(ctx, map)?.ok();
+        Ok(())
+    }
+    fn end(ctx: &mut Ctx, n: usize, events: usize) {
+        ctx.b.traces.end_resource(n, events, &ctx.s.res_attrs);
+        ctx.counts.spans += n;
     }
 }
 
@@ -1055,51 +1087,21 @@ impl<'de> Visitor<'de> for NestedKeyValue<'_> {
 
 // ---- logs ----------------------------------------------------------------------------------
 
-struct ResourceLogs;
+struct Logs;
 
-impl ObjVisit for ResourceLogs {
-    fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
-        let logs0 = ctx.b.logs.records();
-        let doc = ctx.doc;
-        let resource_keys = ctx.p.resource_keys();
-        ctx.s.res_attrs.clear();
-        let mut res_err = None;
-        // The resource and scope columns are filled even when the document turns out
-        // malformed, so every column keeps one length and the rollback can cut them.
-        let res: Result<(), A::Error> = (|| {
-            while let Some(k) = map.next_key::<Key>()? {
-                match &*k.camel() {
-                    "resource" => {
-                        let mut named = Named {
-                            attrs: &mut ctx.s.res_attrs,
-                            keys: &resource_keys,
-                            name: None,
-                            version: None,
-                        };
-                        let r = map.next_value_seed(&mut named)?;
-                        keep_first_at(&mut res_err, doc, &k.0, r);
-                    }
-                    "scopeLogs" | "instrumentationLibraryLogs" => {
-                        each::<ScopeLogs, _>(ctx, &mut map)?.ok();
-                    }
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(())
-        })();
-        let n = ctx.b.logs.records() - logs0;
-        if let Some((e, at)) = res_err {
-            ctx.s.reject(
-                at,
-                format!("resource of {n} log records: {e} (attribute dropped)"),
-            );
-        }
+impl Signal for Logs {
+    const SCOPES: [&'static str; 2] = ["scopeLogs", "instrumentationLibraryLogs"];
+    const RECORDS: &'static str = "log records";
+    fn rows(b: &TableBuilders) -> (usize, usize) {
+        (b.logs.records(), 0)
+    }
+    fn scopes<'de, A: MapAccess<'de>>(ctx: &mut Ctx, map: &mut A) -> Result<(), A::Error> {
+        each::<ScopeLogs, _>(ctx, map)?.ok();
+        Ok(())
+    }
+    fn end(ctx: &mut Ctx, n: usize, _: usize) {
         ctx.b.logs.end_resource(n, &ctx.s.res_attrs);
         ctx.counts.logs += n;
-        res?;
-        Ok(Ok(()))
     }
 }
 
@@ -1219,53 +1221,21 @@ impl ObjVisit for LogRecord {
     }
 }
 
-struct ResourceMetrics;
+struct Metrics;
 
-impl ObjVisit for ResourceMetrics {
-    fn visit<'de, A: MapAccess<'de>>(ctx: &mut Ctx, mut map: A) -> Result<Lv<()>, A::Error> {
-        let points0 = ctx.b.metrics.points();
-        let ex0 = ctx.b.metrics.exemplars_len();
-        let doc = ctx.doc;
-        let resource_keys = ctx.p.resource_keys();
-        ctx.s.res_attrs.clear();
-        let mut res_err = None;
-        // The resource and scope columns are filled even when the document turns out
-        // malformed, so every column keeps one length and the rollback can cut them.
-        let res: Result<(), A::Error> = (|| {
-            while let Some(k) = map.next_key::<Key>()? {
-                match &*k.camel() {
-                    "resource" => {
-                        let mut named = Named {
-                            attrs: &mut ctx.s.res_attrs,
-                            keys: &resource_keys,
-                            name: None,
-                            version: None,
-                        };
-                        let r = map.next_value_seed(&mut named)?;
-                        keep_first_at(&mut res_err, doc, &k.0, r);
-                    }
-                    "scopeMetrics" | "instrumentationLibraryMetrics" => {
-                        each::<ScopeMetrics, _>(ctx, &mut map)?.ok();
-                    }
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(())
-        })();
-        let n = ctx.b.metrics.points() - points0;
-        let n_ex = ctx.b.metrics.exemplars_len() - ex0;
-        if let Some((e, at)) = res_err {
-            ctx.s.reject(
-                at,
-                format!("resource of {n} data points: {e} (attribute dropped)"),
-            );
-        }
-        ctx.b.metrics.end_resource(n, n_ex, &ctx.s.res_attrs);
+impl Signal for Metrics {
+    const SCOPES: [&'static str; 2] = ["scopeMetrics", "instrumentationLibraryMetrics"];
+    const RECORDS: &'static str = "data points";
+    fn rows(b: &TableBuilders) -> (usize, usize) {
+        (b.metrics.points(), b.metrics.exemplars_len())
+    }
+    fn scopes<'de, A: MapAccess<'de>>(ctx: &mut Ctx, map: &mut A) -> Result<(), A::Error> {
+        each::<ScopeMetrics, _>(ctx, map)?.ok();
+        Ok(())
+    }
+    fn end(ctx: &mut Ctx, n: usize, exemplars: usize) {
+        ctx.b.metrics.end_resource(n, exemplars, &ctx.s.res_attrs);
         ctx.counts.points += n;
-        res?;
-        Ok(Ok(()))
     }
 }
 
