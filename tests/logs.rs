@@ -23,6 +23,16 @@ fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(args)).unwrap()
 }
 
+/// The rows of a command's `-f ndjson` output, and the text itself for messages.
+fn ndjson(args: &[&str]) -> (Vec<serde_json::Value>, String) {
+    let text = ok(args);
+    let rows = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (rows, text)
+}
+
 /// Span `n` of cart `c` in the hand-made export: its trace and span ids (see `util::span`).
 fn ids(c: u32, n: u32) -> (String, String) {
     let k = u64::from(c) * 1000 + u64::from(n) + 1;
@@ -242,7 +252,7 @@ fn hostile_log_records_are_read_linked_to_carts_and_the_last_warning_is_shown() 
     );
 
     // error_before_abandonment: cart 0, its last operation failed, with its ERROR line.
-    let q = ok(&[
+    let (rows, q) = ndjson(&[
         "query",
         "error_before_abandonment",
         "--data",
@@ -252,10 +262,6 @@ fn hostile_log_records_are_read_linked_to_carts_and_the_last_warning_is_shown() 
         "-f",
         "ndjson",
     ]);
-    let rows: Vec<serde_json::Value> = q
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(rows.len(), 1, "{q}");
     assert_eq!(rows[0]["cart_id"], "cart-0");
     assert_eq!(rows[0]["last_log_severity"], "ERROR");
@@ -442,7 +448,7 @@ fn generated_logs_survive_ingest_and_stdin_and_name_the_failed_operation() {
     assert_eq!(stdout(&o), raw);
 
     // Each abandoned cart whose last operation failed shows that failure's ERROR line.
-    let q = ok(&[
+    let (rows, q) = ndjson(&[
         "query",
         "error_before_abandonment",
         "--data",
@@ -450,10 +456,6 @@ fn generated_logs_survive_ingest_and_stdin_and_name_the_failed_operation() {
         "-f",
         "ndjson",
     ]);
-    let rows: Vec<serde_json::Value> = q
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert!(rows.len() >= 5, "{q}");
     for r in &rows {
         assert_eq!(r["last_log_severity"], "ERROR", "{r}");

@@ -46,32 +46,16 @@ def id_hex(v, size):
     return base64.b64decode(v).hex()
 
 
-def spans_of_json(path):
+def json_docs(path):
+    """Each JSON document of a file of JSON lines."""
     with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            doc = json.loads(line)
-            for rs in doc.get("resourceSpans", []):
-                service = None
-                for kv in rs.get("resource", {}).get("attributes", []):
-                    if kv["key"] == "service.name":
-                        service = kv["value"].get("stringValue")
-                for ss in rs.get("scopeSpans", []):
-                    for s in ss.get("spans", []):
-                        yield (
-                            id_hex(s["traceId"], 16),
-                            id_hex(s["spanId"], 8),
-                            s["name"],
-                            service,
-                            int(s["startTimeUnixNano"]),
-                            int(s["endTimeUnixNano"]),
-                        )
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
 
 
-def spans_of_framed(path):
-    from opentelemetry.proto.trace.v1 import trace_pb2
-
+def frames(path):
+    """Each body of a file of length-framed messages (4-byte big-endian length first)."""
     with open(path, "rb") as f:
         data = f.read()
     off = 0
@@ -83,13 +67,47 @@ def spans_of_framed(path):
         if len(body) != n:
             raise ValueError(f"{path}: a truncated frame at byte {off}")
         off += 4 + n
+        yield body
+
+
+def service_of_json(resource):
+    for kv in resource.get("attributes", []):
+        if kv["key"] == "service.name":
+            return kv["value"].get("stringValue")
+    return None
+
+
+def service_of_proto(resource):
+    for kv in resource.attributes:
+        if kv.key == "service.name":
+            return kv.value.string_value
+    return None
+
+
+def spans_of_json(path):
+    for doc in json_docs(path):
+        for rs in doc.get("resourceSpans", []):
+            service = service_of_json(rs.get("resource", {}))
+            for ss in rs.get("scopeSpans", []):
+                for s in ss.get("spans", []):
+                    yield (
+                        id_hex(s["traceId"], 16),
+                        id_hex(s["spanId"], 8),
+                        s["name"],
+                        service,
+                        int(s["startTimeUnixNano"]),
+                        int(s["endTimeUnixNano"]),
+                    )
+
+
+def spans_of_framed(path):
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    for body in frames(path):
         msg = trace_pb2.TracesData()
         msg.ParseFromString(body)
         for rs in msg.resource_spans:
-            service = None
-            for kv in rs.resource.attributes:
-                if kv.key == "service.name":
-                    service = kv.value.string_value
+            service = service_of_proto(rs.resource)
             for ss in rs.scope_spans:
                 for s in ss.spans:
                     yield (
@@ -117,53 +135,33 @@ def body_text(v):
 
 def logs_of_json(path):
     """(trace id, span id, time, service, scope, severity text, severity number, body)."""
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            doc = json.loads(line)
-            for rl in doc.get("resourceLogs", []):
-                service = None
-                for kv in rl.get("resource", {}).get("attributes", []):
-                    if kv["key"] == "service.name":
-                        service = kv["value"].get("stringValue")
-                for sl in rl.get("scopeLogs", []):
-                    scope = sl.get("scope", {}).get("name")
-                    for r in sl.get("logRecords", []):
-                        n = r.get("severityNumber", 0)
-                        yield (
-                            id_hex(r.get("traceId", ""), 16),
-                            id_hex(r.get("spanId", ""), 8),
-                            int(r.get("timeUnixNano", 0)),
-                            service,
-                            scope,
-                            r.get("severityText"),
-                            SEVERITY_NUMBERS[n] if isinstance(n, str) else int(n),
-                            body_text(r.get("body", {})),
-                        )
+    for doc in json_docs(path):
+        for rl in doc.get("resourceLogs", []):
+            service = service_of_json(rl.get("resource", {}))
+            for sl in rl.get("scopeLogs", []):
+                scope = sl.get("scope", {}).get("name")
+                for r in sl.get("logRecords", []):
+                    n = r.get("severityNumber", 0)
+                    yield (
+                        id_hex(r.get("traceId", ""), 16),
+                        id_hex(r.get("spanId", ""), 8),
+                        int(r.get("timeUnixNano", 0)),
+                        service,
+                        scope,
+                        r.get("severityText"),
+                        SEVERITY_NUMBERS[n] if isinstance(n, str) else int(n),
+                        body_text(r.get("body", {})),
+                    )
 
 
 def logs_of_framed(path):
     from opentelemetry.proto.logs.v1 import logs_pb2
 
-    with open(path, "rb") as f:
-        data = f.read()
-    off = 0
-    while off < len(data):
-        if off + 4 > len(data):
-            raise ValueError(f"{path}: a truncated length at byte {off}")
-        (n,) = struct.unpack(">I", data[off : off + 4])
-        body = data[off + 4 : off + 4 + n]
-        if len(body) != n:
-            raise ValueError(f"{path}: a truncated frame at byte {off}")
-        off += 4 + n
+    for body in frames(path):
         msg = logs_pb2.LogsData()
         msg.ParseFromString(body)
         for rl in msg.resource_logs:
-            service = None
-            for kv in rl.resource.attributes:
-                if kv.key == "service.name":
-                    service = kv.value.string_value
+            service = service_of_proto(rl.resource)
             for sl in rl.scope_logs:
                 for r in sl.log_records:
                     if r.body.WhichOneof("value") != "string_value":

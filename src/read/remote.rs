@@ -14,8 +14,9 @@
 //! on a runtime of their own, so the loader's threads (plain threads, not async) read objects
 //! as they read files.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::StreamExt;
@@ -81,14 +82,42 @@ impl Location {
     }
 }
 
-/// The store an URL points into, built from the environment.
+/// The store an URL points into: built from the environment once per bucket or host, then
+/// shared by every object of it (one client, one pool of connections).
 pub fn locate(input: &str) -> Result<Location> {
     let url = Url::parse(input).with_context(|| format!("'{input}' is not a valid URL"))?;
     let scheme = url.scheme().to_ascii_lowercase();
     url.host_str()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| anyhow!("'{input}' names no bucket or host"))?;
-    let store: Arc<dyn ObjectStore> = match scheme.as_str() {
+    let base = Url::parse(&format!("{scheme}://{}", url.authority()))
+        .with_context(|| format!("'{input}' is not a valid URL"))?;
+    let path = ObjectPath::from_url_path(url.path())
+        .with_context(|| format!("'{input}': not a valid object path"))?;
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    let stores = STORES.get_or_init(Default::default);
+    let known = stores
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(base.as_str())
+        .cloned();
+    let store = match known {
+        Some(s) => s,
+        None => {
+            let s = build(&scheme, input, &url)?;
+            stores
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(base.as_str().to_string(), s.clone());
+            s
+        }
+    };
+    Ok(Location { store, base, path })
+}
+
+/// A store for `input`'s bucket or host, from the environment.
+fn build(scheme: &str, input: &str, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+    Ok(match scheme {
         "s3" | "s3a" => {
             let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(input);
             let endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
@@ -127,12 +156,7 @@ pub fn locate(input: &str) -> Result<Location> {
         other => bail!(
             "'{input}': the scheme {other}:// is not read; give s3://, gs://, az:// or http(s)://"
         ),
-    };
-    let base = Url::parse(&format!("{scheme}://{}", url.authority()))
-        .with_context(|| format!("'{input}' is not a valid URL"))?;
-    let path = ObjectPath::from_url_path(url.path())
-        .with_context(|| format!("'{input}': not a valid object path"))?;
-    Ok(Location { store, base, path })
+    })
 }
 
 /// One object found under a prefix: its URL and size.
