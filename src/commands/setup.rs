@@ -3,9 +3,10 @@
 
 use anyhow::{Context, Result};
 
+use crate::read::input::Window;
 use crate::read::load::LoadOptions;
 use crate::read::projection::Projection;
-use crate::time::{Day, TimeArg, Timestamp};
+use crate::time::{Day, Duration, TimeArg, Timestamp};
 
 /// Settings every command shares.
 #[derive(Debug, Clone)]
@@ -37,7 +38,9 @@ pub async fn open_data(
     g: &Globals,
     reads: &Projection,
 ) -> Result<datafusion::prelude::SessionContext> {
-    Ok(open_inputs(data, engine, g, reads).await?.0)
+    Ok(open_inputs(data, engine, g, reads, Window::default())
+        .await?
+        .0)
 }
 
 /// As `open_data`, with the inputs `--data` named.
@@ -46,6 +49,7 @@ async fn open_inputs(
     engine: &crate::cli::EngineArgs,
     g: &Globals,
     reads: &Projection,
+    window: Window,
 ) -> Result<(
     datafusion::prelude::SessionContext,
     crate::read::input::Inputs,
@@ -53,8 +57,19 @@ async fn open_inputs(
     crate::output::phase("start");
     engine.engine.check_built()?;
     let scratch = work_dir(engine)?;
-    let inputs = crate::read::input::resolve(&data.data)?;
+    let inputs = crate::read::input::resolve_in(&data.data, window)?;
     if !engine.engine.is_local() {
+        if let Some(d) = inputs
+            .datasets
+            .iter()
+            .find(|d| d.to_str().is_some_and(crate::read::remote::is_url))
+        {
+            anyhow::bail!(
+                "--engine {} reads datasets from a filesystem every executor shares, and '{}' is in an object store: run it with --engine local, or copy the dataset to that filesystem",
+                engine.engine,
+                d.display()
+            );
+        }
         if let Some(f) = inputs.files.first() {
             anyhow::bail!(
                 "--engine {} reads ingested datasets only (every executor reads the files itself), and '{}' is a raw export: ingest it first (`cartscope ingest {} --out DATASET`) and give the dataset to --data",
@@ -137,10 +152,27 @@ pub async fn open_replayed(
     g: &Globals,
     reads: &Projection,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
+    open_replayed_in(data, r, g, reads, Window::default()).await
+}
+
+/// As `open_replayed`, of the data of `window` only (see `Window`).
+async fn open_replayed_in(
+    data: &crate::cli::DataArgs,
+    r: &crate::cli::ReplayArgs,
+    g: &Globals,
+    reads: &Projection,
+    window: Window,
+) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
     let reads = crate::replay::projection(&r.model).union(reads);
-    let (ctx, inputs) = open_inputs(data, &r.engine, g, &reads).await?;
-    // Kept beside the dataset only when the data is nothing but datasets.
-    let datasets = if inputs.files.is_empty() && inputs.unreadable.is_empty() {
+    let (ctx, inputs) = open_inputs(data, &r.engine, g, &reads, window).await?;
+    // Kept beside the dataset only when the data is nothing but datasets, on this machine:
+    // a dataset in an object store is replayed every time (its replays are not written
+    // into the store).
+    let local = |d: &std::path::PathBuf| !d.to_str().is_some_and(crate::read::remote::is_url);
+    let datasets = if inputs.files.is_empty()
+        && inputs.unreadable.is_empty()
+        && inputs.datasets.iter().all(local)
+    {
         inputs.datasets.clone()
     } else {
         Vec::new()
@@ -196,6 +228,51 @@ impl Default for Tuning {
 /// Loads and replays the data and builds the report of the period; the session stays open
 /// for more SQL (`cartscope check` runs its SQL rules in it: `reads` names what they read of
 /// raw exports' attributes).
+/// Spans may be exported (and land in a time partition) this long after they end.
+const EXPORT_DELAY: Duration = Duration::from_mins(60);
+/// How long before the previous period began a cart seen in it may have started, beyond the
+/// idle threshold: its earlier spans are still read, so it is first seen when it was.
+const CART_LIFE: Duration = Duration::from_mins(6 * 60);
+
+/// The span of time a report or check needs, when it is known before the data is read
+/// (`--day`, times given as instants, or relative to an --as-of given as one): from the
+/// start of the previous period, less the threshold and `CART_LIFE`, to the as-of time and
+/// `EXPORT_DELAY` after it. An end that depends on the data's latest time is left open.
+fn report_window(period: &crate::cli::PeriodArgs, replay: &crate::cli::ReplayArgs) -> Window {
+    let as_of = match replay.as_of {
+        Some(TimeArg::At(t)) => Some(t),
+        _ => None,
+    };
+    let until = match (period.day, period.until) {
+        (Some(d), _) => Some(d.end()),
+        (None, Some(t)) => t.resolve(as_of).ok(),
+        (None, None) => as_of,
+    };
+    let since = match (period.day, period.since) {
+        (Some(d), _) => Some(d.start()),
+        (None, Some(t)) => t.resolve(as_of).ok(),
+        (None, None) => until.and_then(|u| u.checked_sub(Day::LENGTH)),
+    };
+    // The longest a cart may idle and still be alive: any stage's threshold.
+    let threshold = replay
+        .model
+        .stages
+        .iter()
+        .filter_map(|s| s.threshold)
+        .chain(replay.threshold)
+        .chain([replay.model.threshold])
+        .max()
+        .unwrap_or_default();
+    let from = since.zip(until).and_then(|(s, u)| {
+        let length = Duration::from_ns(u.ns().checked_sub(s.ns())?.try_into().ok()?);
+        s.checked_sub(length)?
+            .checked_sub(threshold)?
+            .checked_sub(CART_LIFE)
+    });
+    let to = as_of.and_then(|t| t.checked_add(EXPORT_DELAY));
+    Window { from, to }
+}
+
 pub async fn open_report(
     data: &crate::cli::DataArgs,
     replay: &crate::cli::ReplayArgs,
@@ -218,7 +295,8 @@ pub async fn open_report(
         tuning.attributes.clone()
     };
     let reads = crate::report::projection(&attributes).union(reads);
-    let (ctx, s) = open_replayed(data, &replay, g, &reads).await?;
+    let window = report_window(period, &replay);
+    let (ctx, s) = open_replayed_in(data, &replay, g, &reads, window).await?;
     crate::sql::session::note_one_partition(&ctx);
     let as_of = s.as_of;
     let (since, until) = match period.day {

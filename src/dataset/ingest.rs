@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, unbounded};
 use datafusion::arrow::array::{Array, TimestampMicrosecondArray};
 use datafusion::arrow::compute::concat_batches;
@@ -80,6 +80,8 @@ struct State {
     duplicate_rows: PerTable<u64>,
     bad_before: u64,
     manifest: Manifest,
+    /// The dataset's prefix in an object store, and the version its manifest is at.
+    remote: Option<(String, Option<object_store::UpdateVersion>)>,
     written: Vec<(String, PerTable<u64>)>,
     already: Vec<String>,
     seen: HashSet<String>,
@@ -148,9 +150,30 @@ pub fn ingest_resolved(
     opts: &load::LoadOptions,
 ) -> Result<IngestReport> {
     load::admit_unreadable(&inputs.unreadable, opts, &mut load::LoadStats::default())?;
-    let manifest = Manifest::load_or_new(out)?;
-    std::fs::create_dir_all(out)?;
-    let orphans = manifest.remove_orphans(out)?;
+    // Into an object store, parts are written in a temporary folder (`staging`), uploaded,
+    // and committed by putting the manifest; into a folder, in place.
+    let remote = out
+        .to_str()
+        .filter(|o| crate::read::remote::is_url(o))
+        .map(|o| format!("{}/", o.trim_end_matches('/')));
+    let staging;
+    let (manifest, out, version, orphans) = match &remote {
+        Some(url) => {
+            let (manifest, version) = Manifest::load_or_new_remote(url)?;
+            let orphans = manifest.remove_remote_orphans(url)?;
+            staging = tempfile::Builder::new()
+                .prefix("cartscope-upload-")
+                .tempdir()
+                .context("cannot create a temporary folder for the parts to upload")?;
+            (manifest, staging.path(), version, orphans)
+        }
+        None => {
+            let manifest = Manifest::load_or_new(out)?;
+            std::fs::create_dir_all(out)?;
+            let orphans = manifest.remove_orphans(out)?;
+            (manifest, out, None, orphans)
+        }
+    };
     if orphans > 0 {
         eprintln!("cartscope: removed {orphans} unfinished part files of an interrupted ingest");
     }
@@ -193,6 +216,7 @@ pub fn ingest_resolved(
         duplicate_rows: PerTable::default(),
         bad_before: 0,
         manifest,
+        remote: remote.map(|url| (url, version)),
         written: Vec::new(),
         already,
         seen,
@@ -348,9 +372,20 @@ pub fn ingest_resolved(
                     parts: parts.clone(),
                 });
                 // Committed file by file: an interrupted ingest keeps what it finished. The
-                // parts get their .parquet names only once the manifest lists them.
-                st.manifest.save(out)?;
-                dataset::commit_parts(out, &parts)?;
+                // parts get their .parquet names only once the manifest lists them; in an
+                // object store they are uploaded under them, and read only once the manifest
+                // (put after them) lists them.
+                let st = &mut *st;
+                match &mut st.remote {
+                    None => {
+                        st.manifest.save(out)?;
+                        dataset::commit_parts(out, &parts)?;
+                    }
+                    Some((url, version)) => {
+                        dataset::upload_parts(out, url, &parts)?;
+                        st.manifest.save_remote(url, version)?;
+                    }
+                }
                 st.written.push((f.path.display().to_string(), file_rows));
                 Ok(())
             },

@@ -28,6 +28,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
+use object_store::UpdateVersion;
 use serde::{Deserialize, Serialize};
 
 use crate::output::ROW_GROUP;
@@ -76,11 +77,26 @@ impl Manifest {
         dir.join(MANIFEST)
     }
 
+    /// The manifest of the dataset `dir`: a folder, or a prefix in an object store (its URL).
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = Self::path(dir);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read the dataset manifest '{}'", path.display()))?;
-        let m: Manifest = serde_json::from_str(&text).with_context(|| {
+        let text = match path.to_str().filter(|p| crate::read::remote::is_url(p)) {
+            Some(url) => {
+                let got = crate::read::remote::fetch(url)?
+                    .with_context(|| format!("the dataset manifest '{url}' is gone"))?;
+                String::from_utf8(got.bytes.to_vec())
+                    .with_context(|| format!("'{url}' is not a cartscope dataset manifest"))?
+            }
+            None => std::fs::read_to_string(&path).with_context(|| {
+                format!("cannot read the dataset manifest '{}'", path.display())
+            })?,
+        };
+        Self::parse(&path, &text)
+    }
+
+    /// A manifest's text, read from `path` (named in errors).
+    fn parse(path: &Path, text: &str) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_str(text).with_context(|| {
             format!(
                 "'{}' is not a cartscope dataset manifest; was it edited by hand?",
                 path.display()
@@ -126,6 +142,70 @@ impl Manifest {
             w.write_all(b"\n")?;
             Ok(())
         })
+    }
+
+    /// The manifest of the dataset at the object store prefix `url` (ending in `/`) and the
+    /// version it was read at, or a new one (no version) when the prefix holds no dataset
+    /// yet. A prefix holding other objects is refused, as a folder is.
+    pub fn load_or_new_remote(url: &str) -> Result<(Manifest, Option<UpdateVersion>)> {
+        let path = format!("{url}{MANIFEST}");
+        if let Some(got) = crate::read::remote::fetch(&path)? {
+            let text = String::from_utf8(got.bytes.to_vec())
+                .with_context(|| format!("'{path}' is not a cartscope dataset manifest"))?;
+            return Ok((Self::parse(Path::new(&path), &text)?, Some(got.version)));
+        }
+        if let Some(other) = crate::read::remote::sizes(url)?.into_keys().min() {
+            bail!("--out '{url}' holds objects that are not a cartscope dataset (no {MANIFEST}; '{other}' for one): give an empty or new prefix");
+        }
+        Ok((Manifest::default(), None))
+    }
+
+    /// Puts the manifest at the prefix `url`, only if it is still at `version` (the commit of
+    /// an ingest into an object store: one atomic put). Another ingest's commit in between
+    /// is an error rather than lost; `version` becomes the one written.
+    pub fn save_remote(&mut self, url: &str, version: &mut Option<UpdateVersion>) -> Result<()> {
+        self.version = VERSION;
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        let path = format!("{url}{MANIFEST}");
+        match crate::read::remote::put_if(&path, text.into_bytes(), version.take()) {
+            Ok(v) => {
+                *version = Some(v);
+                Ok(())
+            }
+            Err(e) if e.is::<crate::read::remote::Changed>() => bail!(
+                "another ingest wrote to the dataset '{url}' meanwhile (its {MANIFEST} changed): this ingest's remaining inputs are not committed; run it again (inputs already ingested are passed over)"
+            ),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// As `remove_orphans`, in an object store: deletes the part objects below the prefix
+    /// `url` that no input lists (uploaded by an ingest that was cut short before its commit).
+    pub fn remove_remote_orphans(&self, url: &str) -> Result<usize> {
+        let listed: std::collections::HashSet<&str> = self
+            .inputs
+            .iter()
+            .flat_map(|i| i.parts.iter().map(String::as_str))
+            .collect();
+        let mut removed = 0;
+        for object in crate::read::remote::sizes(url)?.into_keys() {
+            let Some(rel) = object.strip_prefix(url) else {
+                continue;
+            };
+            let in_table = Table::ALL
+                .iter()
+                .any(|t| rel.starts_with(&format!("{}/", t.name())));
+            let is_part = rel
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with("part-"));
+            if in_table && is_part && !listed.contains(rel) {
+                crate::read::remote::delete(&object)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     pub fn contains(&self, hash: &str) -> Option<&IngestedInput> {
@@ -376,6 +456,18 @@ pub fn commit_parts(dir: &Path, rels: &[String]) -> Result<()> {
         let done = dir.join(rel);
         std::fs::rename(pending(&done), &done)
             .with_context(|| format!("cannot rename '{}' into place", done.display()))?;
+    }
+    Ok(())
+}
+
+/// Uploads the parts `rels`, written under their pending names in the staging folder
+/// `dir`, to the dataset at the object store prefix `url` under their final names, deleting
+/// each staged file once it is up. Readers see them only once the manifest lists them.
+pub fn upload_parts(dir: &Path, url: &str, rels: &[String]) -> Result<()> {
+    for rel in rels {
+        let staged = pending(&dir.join(rel));
+        crate::read::remote::upload(&staged, &format!("{url}{rel}"))?;
+        let _ = std::fs::remove_file(&staged);
     }
     Ok(())
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+pub use crate::read::remote::Window;
+
 /// The manifest that marks a directory as a dataset written by `cartscope ingest`.
 pub const MANIFEST: &str = "_cartscope.json";
 
@@ -15,7 +17,8 @@ pub const MANIFEST: &str = "_cartscope.json";
 pub struct Inputs {
     /// Raw export files, in a stable order: as named, directories sorted by path.
     pub files: Vec<InputFile>,
-    /// Directories written by `cartscope ingest`.
+    /// Directories written by `cartscope ingest`, or their URLs in an object store (ending
+    /// in `/`).
     pub datasets: Vec<PathBuf>,
     /// What could not be read as a file: special files (a FIFO, a device, a socket) and
     /// directory entries that fail (a dangling link, a loop, no permission). Reported like
@@ -86,6 +89,12 @@ fn hidden(p: &Path) -> bool {
 /// Resolves the inputs. A path that does not exist, or a glob that matches nothing, is an
 /// error that names it.
 pub fn resolve(inputs: &[impl AsRef<str>]) -> Result<Inputs> {
+    resolve_in(inputs, Window::default())
+}
+
+/// As `resolve`, for data of `window` only: an object store's time partitions outside it
+/// are not listed (files on disk are all read).
+pub fn resolve_in(inputs: &[impl AsRef<str>], window: Window) -> Result<Inputs> {
     let mut out = Inputs::default();
     for input in inputs {
         let input = input.as_ref();
@@ -96,7 +105,7 @@ pub fn resolve(inputs: &[impl AsRef<str>]) -> Result<Inputs> {
             }
             out.files.push(stdin_input()?);
         } else if crate::read::remote::is_url(input) {
-            add_remote(&mut out, input)?;
+            add_remote(&mut out, input, window)?;
         } else if path.exists() {
             add_path(&mut out, path, false)?;
         } else if is_glob(input) {
@@ -118,14 +127,24 @@ pub fn resolve(inputs: &[impl AsRef<str>]) -> Result<Inputs> {
     Ok(out)
 }
 
-/// An object store URL: one object, or every object below a prefix (a prefix holding a
-/// dataset's manifest is refused for now, naming what to do).
-fn add_remote(out: &mut Inputs, input: &str) -> Result<()> {
-    let listing = crate::read::remote::list(input, MANIFEST)?;
-    if let Some(ds) = listing.dataset {
-        bail!("'{ds}' is a dataset written by `cartscope ingest`: datasets are read from local folders only for now; copy it down (e.g. `aws s3 sync {ds} ./dataset`) and give the folder, or give the raw export's objects");
+/// An object store URL: one object, or every object below a prefix, a dataset below it
+/// read as one (through its manifest).
+fn add_remote(out: &mut Inputs, input: &str, window: Window) -> Result<()> {
+    let listing = crate::read::remote::list(input, MANIFEST, window)?;
+    if listing.pruned > 0 {
+        let end =
+            |t: Option<crate::time::Timestamp>| t.map_or("…".to_string(), |t| t.to_string());
+        eprintln!(
+            "cartscope: note: {} time partition{} under '{input}' outside {} to {} passed over unlisted (the period, its previous period and margins for carts that span them)",
+            listing.pruned,
+            if listing.pruned == 1 { "" } else { "s" },
+            end(window.from),
+            end(window.to)
+        );
     }
-    if listing.objects.is_empty() {
+    out.datasets
+        .extend(listing.datasets.iter().map(PathBuf::from));
+    if listing.objects.is_empty() && listing.datasets.is_empty() {
         bail!("no object found at '{input}': give a prefix holding an export, or one object");
     }
     out.files

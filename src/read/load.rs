@@ -745,7 +745,7 @@ fn read_file(
             "standard input holds Parquet, which is read from a file (its footer is at the end): save it to a file and give that"
         )),
         Content::Parquet if compression == Compression::None => {
-            let kind = parquet::read_parquet(path, &mut |t, batch| {
+            let kind = parquet::read_parquet(path, f.size, &mut |t, batch| {
                 let mut tables: PerTable<Vec<RecordBatch>> = Default::default();
                 tables[t].push(batch);
                 send(idx, Work::Ready(tables))

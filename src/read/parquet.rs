@@ -191,12 +191,34 @@ fn short_type(dt: &DataType) -> String {
 /// A file that holds nothing cartscope knows is not an error here: `Ok(ParquetKind::Unknown)`
 /// comes back without anything emitted, and its `Display` says why, so the caller can skip it
 /// with a warning or fail. Errors returned by `emit` are passed through unchanged.
+///
+/// `path` may be the URL of an object in a store (`size` its size when listed): it is read
+/// by ranges, the footer and then the columns used, never downloaded whole.
 pub fn read_parquet(
     path: &Path,
+    size: Option<u64>,
     emit: &mut dyn FnMut(Table, RecordBatch) -> Result<()>,
 ) -> Result<ParquetKind> {
     let shown = path.display();
-    let file = File::open(path).map_err(|e| anyhow!("{shown}: cannot open: {e}"))?;
+    match path.to_str().filter(|p| crate::read::remote::is_url(p)) {
+        Some(url) => read_from(
+            &shown.to_string(),
+            crate::read::remote::Ranged::new(url, size)?,
+            emit,
+        ),
+        None => read_from(
+            &shown.to_string(),
+            File::open(path).map_err(|e| anyhow!("{shown}: cannot open: {e}"))?,
+            emit,
+        ),
+    }
+}
+
+fn read_from<R: datafusion::parquet::file::reader::ChunkReader + 'static>(
+    shown: &str,
+    file: R,
+    emit: &mut dyn FnMut(Table, RecordBatch) -> Result<()>,
+) -> Result<ParquetKind> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
         anyhow!(
             "{shown}: not a readable Parquet file ({e}); check that it is complete (not still \
@@ -852,7 +874,7 @@ mod tests {
 
     fn read_all(path: &Path) -> (ParquetKind, BTreeMap<Table, RecordBatch>) {
         let mut got: BTreeMap<Table, Vec<RecordBatch>> = BTreeMap::new();
-        let kind = read_parquet(path, &mut |t, b| {
+        let kind = read_parquet(path, None, &mut |t, b| {
             got.entry(t).or_default().push(b);
             Ok(())
         })
@@ -1503,12 +1525,15 @@ mod tests {
         )
         .unwrap();
         write(&path, &batch, false);
-        let kind = read_parquet(&path, &mut |_, _| panic!("nothing to emit")).unwrap();
+        let kind = read_parquet(&path, None, &mut |_, _| panic!("nothing to emit")).unwrap();
         assert!(matches!(kind, ParquetKind::Unknown(_)));
 
         let bad = dir.path().join("broken.parquet");
         std::fs::write(&bad, b"not parquet at all").unwrap();
-        let err = format!("{:#}", read_parquet(&bad, &mut |_, _| Ok(())).unwrap_err());
+        let err = format!(
+            "{:#}",
+            read_parquet(&bad, None, &mut |_, _| Ok(())).unwrap_err()
+        );
         assert!(
             err.contains("broken.parquet") && err.contains("not a readable Parquet"),
             "{err}"

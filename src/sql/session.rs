@@ -226,6 +226,13 @@ pub async fn context(data: Data, threads: usize, engine: &Engine) -> Result<Sess
         .iter()
         .map(|d| Manifest::load(d).map(|m| (d.clone(), m)))
         .collect::<Result<Vec<_>>>()?;
+    // A dataset in an object store is read through the store its URL names.
+    for d in &data.datasets {
+        if let Some(url) = d.to_str().filter(|u| crate::read::remote::is_url(u)) {
+            let loc = crate::read::remote::locate(url)?;
+            runtime.register_object_store(&loc.base, loc.store);
+        }
+    }
     let (parts, note) = partitions(&data, &manifests, threads);
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config(parts))
@@ -296,11 +303,23 @@ pub async fn context(data: Data, threads: usize, engine: &Engine) -> Result<Sess
 const PARQUET_EXPANSION: u64 = 6;
 
 /// About how many bytes Parquet `files` hold decoded: their size times `PARQUET_EXPANSION`.
-fn parquet_decoded(files: &[PathBuf]) -> u64 {
+/// Parts in an object store are sized by listing their dataset (one request, not one per
+/// part); `datasets` are those the parts belong to.
+fn parquet_decoded(datasets: &[PathBuf], files: &[PathBuf]) -> u64 {
+    let mut listed = std::collections::HashMap::new();
+    for d in datasets {
+        if let Some(url) = d.to_str().filter(|u| crate::read::remote::is_url(u)) {
+            if let Ok(sizes) = crate::read::remote::sizes(url) {
+                listed.extend(sizes);
+            }
+        }
+    }
     let on_disk: u64 = files
         .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
+        .filter_map(|p| match listed.get(p.to_string_lossy().as_ref()) {
+            Some(size) => Some(*size),
+            None => std::fs::metadata(p).ok().map(|m| m.len()),
+        })
         .sum();
     on_disk.saturating_mul(PARQUET_EXPANSION)
 }
@@ -331,7 +350,7 @@ fn partitions(
         .iter()
         .flat_map(|(dir, m)| Table::ALL.into_iter().flat_map(move |t| m.parts(dir, t)))
         .collect();
-    let size = in_memory + parquet_decoded(&parts);
+    let size = in_memory + parquet_decoded(&data.datasets, &parts);
     if size <= memory_limit() as u64 {
         return (threads, None);
     }
@@ -839,7 +858,9 @@ fn provider_bytes(
             .iter()
             .filter_map(|u| u.get_url().to_file_path().ok())
             .collect();
-        let all = parquet_decoded(&files);
+        // Local files only: those in an object store count for nothing here (queries over
+        // them are tried across every thread first).
+        let all = parquet_decoded(&[], &files);
         if projection.is_none() {
             return all;
         }
