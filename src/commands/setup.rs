@@ -62,7 +62,7 @@ async fn open_inputs(
         if let Some(d) = inputs
             .datasets
             .iter()
-            .find(|d| d.to_str().is_some_and(crate::read::remote::is_url))
+            .find(|d| crate::read::remote::url_in(d).is_some())
         {
             anyhow::bail!(
                 "--engine {} reads datasets from a filesystem every executor shares, and '{}' is in an object store: run it with --engine local, or copy the dataset to that filesystem",
@@ -168,7 +168,7 @@ async fn open_replayed_in(
     // Kept beside the dataset only when the data is nothing but datasets, on this machine:
     // a dataset in an object store is replayed every time (its replays are not written
     // into the store).
-    let local = |d: &std::path::PathBuf| !d.to_str().is_some_and(crate::read::remote::is_url);
+    let local = |d: &std::path::PathBuf| crate::read::remote::url_in(d).is_none();
     let datasets = if inputs.files.is_empty()
         && inputs.unreadable.is_empty()
         && inputs.datasets.iter().all(local)

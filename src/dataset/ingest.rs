@@ -152,10 +152,7 @@ pub fn ingest_resolved(
     load::admit_unreadable(&inputs.unreadable, opts, &mut load::LoadStats::default())?;
     // Into an object store, parts are written in a temporary folder (`staging`), uploaded,
     // and committed by putting the manifest; into a folder, in place.
-    let remote = out
-        .to_str()
-        .filter(|o| crate::read::remote::is_url(o))
-        .map(|o| format!("{}/", o.trim_end_matches('/')));
+    let remote = crate::read::remote::url_in(out).map(|o| format!("{}/", o.trim_end_matches('/')));
     let staging;
     let (manifest, out, version, orphans) = match &remote {
         Some(url) => {

@@ -80,7 +80,7 @@ impl Manifest {
     /// The manifest of the dataset `dir`: a folder, or a prefix in an object store (its URL).
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = Self::path(dir);
-        let text = match path.to_str().filter(|p| crate::read::remote::is_url(p)) {
+        let text = match crate::read::remote::url_in(&path) {
             Some(url) => {
                 let got = crate::read::remote::fetch(url)?
                     .with_context(|| format!("the dataset manifest '{url}' is gone"))?;

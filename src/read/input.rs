@@ -52,7 +52,7 @@ impl InputFile {
 
     /// Whether it is an object in an object store (`s3://...`); its path is then its URL.
     pub fn is_remote(&self) -> bool {
-        self.path.to_str().is_some_and(crate::read::remote::is_url)
+        crate::read::remote::url_in(&self.path).is_some()
     }
 
     /// Its size in bytes (0 when unknown: standard input, a file that went away).
@@ -379,7 +379,7 @@ pub fn finish_hash(path: &Path, h: &FileHasher) -> Result<String> {
     // Standard input goes on where the reading stopped.
     let mut f: Box<dyn Read> = if is_stdin(path) {
         Box::new(io::stdin())
-    } else if let Some(url) = path.to_str().filter(|p| crate::read::remote::is_url(p)) {
+    } else if let Some(url) = crate::read::remote::url_in(path) {
         // An object is read again from its start, the bytes already hashed passed over.
         let mut r = crate::read::remote::open(url)?;
         io::copy(&mut (&mut r).take(st.len), &mut io::sink())
@@ -468,7 +468,7 @@ pub fn open(
 ) -> Result<(Compression, Content, Box<dyn Read + Send>)> {
     let file: Box<dyn Read + Send> = if is_stdin(path) {
         Box::new(std::io::stdin())
-    } else if let Some(url) = path.to_str().filter(|p| crate::read::remote::is_url(p)) {
+    } else if let Some(url) = crate::read::remote::url_in(path) {
         crate::read::remote::open(url)?
     } else {
         Box::new(

@@ -200,7 +200,7 @@ pub fn read_parquet(
     emit: &mut dyn FnMut(Table, RecordBatch) -> Result<()>,
 ) -> Result<ParquetKind> {
     let shown = path.display();
-    match path.to_str().filter(|p| crate::read::remote::is_url(p)) {
+    match crate::read::remote::url_in(path) {
         Some(url) => read_from(
             &shown.to_string(),
             crate::read::remote::Ranged::new(url, size)?,

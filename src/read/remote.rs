@@ -47,6 +47,12 @@ fn flat(e: object_store::Error) -> anyhow::Error {
     anyhow!("{e}")
 }
 
+/// The URL a path holds, when it names an object store rather than a file (inputs and
+/// datasets found in a store are kept as paths of their URLs).
+pub fn url_in(path: &std::path::Path) -> Option<&str> {
+    path.to_str().filter(|p| is_url(p))
+}
+
 /// The runtime every store request runs on.
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();

@@ -228,7 +228,7 @@ pub async fn context(data: Data, threads: usize, engine: &Engine) -> Result<Sess
         .collect::<Result<Vec<_>>>()?;
     // A dataset in an object store is read through the store its URL names.
     for d in &data.datasets {
-        if let Some(url) = d.to_str().filter(|u| crate::read::remote::is_url(u)) {
+        if let Some(url) = crate::read::remote::url_in(d) {
             let loc = crate::read::remote::locate(url)?;
             runtime.register_object_store(&loc.base, loc.store);
         }
@@ -308,7 +308,7 @@ const PARQUET_EXPANSION: u64 = 6;
 fn parquet_decoded(datasets: &[PathBuf], files: &[PathBuf]) -> u64 {
     let mut listed = std::collections::HashMap::new();
     for d in datasets {
-        if let Some(url) = d.to_str().filter(|u| crate::read::remote::is_url(u)) {
+        if let Some(url) = crate::read::remote::url_in(d) {
             if let Ok(sizes) = crate::read::remote::sizes(url) {
                 listed.extend(sizes);
             }
