@@ -607,6 +607,11 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value_t = crate::generate::naming::NamingPreset::Reference)]
     pub naming: crate::generate::naming::NamingPreset,
 
+    /// Which spans carry the cart's value: every add to the cart, or only checkout and later
+    /// (then carts left before checkout have none; the truth still knows every cart's).
+    #[arg(long, value_enum, default_value_t = crate::generate::workload::ValueRecorded::EveryItem)]
+    pub value_recorded: crate::generate::workload::ValueRecorded,
+
     /// Inject an incident: KIND:FROM-TO, KIND one of shipping-slow, payment-errors, bad-deploy;
     /// FROM and TO as RFC 3339 or HH:MM on the day --end falls in. Repeatable.
     #[arg(long, value_name = "KIND:FROM-TO", value_parser = parse_from::<IncidentArg>)]

@@ -27,6 +27,7 @@ pub fn run(a: &GenerateArgs, g: &Globals) -> Result<()> {
             .map(|i| i.resolve(end))
             .collect::<Result<_>>()?,
         naming: Naming::preset(a.naming),
+        value_recorded: a.value_recorded,
     };
     let summary = generate::generate(&Options {
         params,

@@ -126,6 +126,9 @@ pub struct Span {
     pub events: Vec<Event>,
     /// The lifecycle step this span is, for the truth.
     pub step: Step,
+    /// The cart's item count and value as this span saw them (an add to the cart, the start
+    /// of checkout), for the truth: exported as attributes or not (`ValueRecorded`).
+    pub cart_state: Option<(i64, f64)>,
 }
 
 /// What a span means for the cart's lifecycle.
@@ -280,6 +283,20 @@ pub struct Params {
     pub threshold_ns: u64,
     pub incidents: Vec<Incident>,
     pub naming: Naming,
+    pub value_recorded: ValueRecorded,
+}
+
+/// Which spans carry the cart's value (its item count is on every add to the cart and on
+/// checkout either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ValueRecorded {
+    /// Every add to the cart and the start of checkout.
+    #[default]
+    EveryItem,
+    /// The start of checkout and later only, as much instrumentation does (the OpenTelemetry
+    /// Demo's cart service records a product and quantity, its checkout the order's amount):
+    /// a cart left before checkout has no recorded value.
+    Checkout,
 }
 
 /// A metric observation the instrumentation would record.
@@ -426,6 +443,7 @@ impl Cart<'_> {
             error: None,
             events: Vec::new(),
             step,
+            cart_state: None,
         });
         self.spans.len() - 1
     }
@@ -574,11 +592,15 @@ fn add_item(c: &mut Cart, t: u64) {
     c.cart_attrs(i, true);
     let product = format!("SKU-{:05}", c.rng.below(5000) + 1);
     let (items, value) = (c.items, c.value);
+    let every_item = c.p.value_recorded == ValueRecorded::EveryItem;
     let s = &mut c.spans[i];
     s.attrs.push((n.attr_product_id, Val::Str(product)));
     s.attrs.push((n.attr_quantity, Val::Int(qty)));
     s.attrs.push((n.attr_item_count, Val::Int(items)));
-    s.attrs.push((n.attr_total_value, Val::Double(value)));
+    if every_item {
+        s.attrs.push((n.attr_total_value, Val::Double(value)));
+    }
+    s.cart_state = Some((items, value));
     s.attrs
         .push(("user.segment", Val::Str(c.segment.to_string())));
     if first {
@@ -617,6 +639,7 @@ fn checkout(c: &mut Cart, t: u64, t0: u64) {
     c.spans[root]
         .attrs
         .push((n.attr_total_value, Val::Double(value)));
+    c.spans[root].cart_state = Some((items, value));
     let root_id = c.spans[root].span_id;
     let root_end = c.spans[root].end_ns;
     c.obs.push(Observation::Transition {
@@ -852,14 +875,12 @@ fn truth_of(c: &Cart, p: &Params) -> Option<Truth> {
     };
     let furthest = spans.iter().map(|s| s.step).max().unwrap_or(Step::AddItem);
     // Latest known count and value: from the span that ended last among those carrying them.
-    let n = &p.naming;
+    // The true ones, whether the spans recorded the value or not.
     let mut latest: Option<(u64, i64, f64)> = None;
     for s in spans {
-        let count = s.attrs.iter().find(|(k, _)| *k == n.attr_item_count);
-        let value = s.attrs.iter().find(|(k, _)| *k == n.attr_total_value);
-        if let (Some((_, Val::Int(ci))), Some((_, Val::Double(v)))) = (count, value) {
+        if let Some((ci, v)) = s.cart_state {
             if latest.is_none_or(|l| s.end_ns >= l.0) {
-                latest = Some((s.end_ns, *ci, *v));
+                latest = Some((s.end_ns, ci, v));
             }
         }
     }
