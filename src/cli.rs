@@ -607,8 +607,9 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value_t = crate::generate::naming::NamingPreset::Reference)]
     pub naming: crate::generate::naming::NamingPreset,
 
-    /// Which spans carry the cart's value: every add to the cart, or only checkout and later
-    /// (then carts left before checkout have none; the truth still knows every cart's).
+    /// Which spans carry the cart's value: every add to the cart; only checkout and later
+    /// (then carts left before checkout have none; the truth still knows every cart's); or
+    /// checkout, with each add recording its line's unit price and quantity.
     #[arg(long, value_enum, default_value_t = crate::generate::workload::ValueRecorded::EveryItem)]
     pub value_recorded: crate::generate::workload::ValueRecorded,
 

@@ -34,3 +34,4 @@ mod rendered;
 mod shell;
 mod stdin;
 mod suggest;
+mod value;

@@ -100,6 +100,11 @@ const MEASURES: &[MeasureDef] = &[
         rate: false,
     },
     MeasureDef {
+        name: "abandoned_value_estimated",
+        needs: Needs::OptionalCause,
+        rate: false,
+    },
+    MeasureDef {
         name: "stage_carts",
         needs: Needs::Stage,
         rate: false,
@@ -593,6 +598,28 @@ pub fn measure(r: &Report, source: &Source) -> Result<f64, String> {
             None => s.abandoned_value,
             Some(c) => cause_row(c).map_or(0.0, |x| x.value),
         },
+        "abandoned_value_estimated" => {
+            let cover = match cause {
+                None => Some(&s.abandoned_value_coverage),
+                Some(c) => cause_row(c).map(|x| &x.value_coverage),
+            };
+            match cover {
+                // No abandoned cart of that cause: nothing at risk.
+                None => 0.0,
+                Some(c) if c.carts == 0 && s.abandoned > 0 => {
+                    return Err(
+                        "the report has no value coverage (a report written before cartscope estimated unknown values): write the baseline again".into(),
+                    )
+                }
+                Some(c) => c.estimated.ok_or_else(|| {
+                    format!(
+                        "no estimate: the value of {} of {} abandoned carts is unknown and no cart of the period has a recorded value to estimate it from",
+                        c.carts - c.known,
+                        c.carts
+                    )
+                })?,
+            }
+        }
         // A rate of nothing is not 0: an empty or misjudged export must not pass a check.
         "abandonment_rate" | "conversion_rate" if s.converted + s.abandoned == 0 => {
             return Err(format!(

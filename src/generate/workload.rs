@@ -297,6 +297,9 @@ pub enum ValueRecorded {
     /// Demo's cart service records a product and quantity, its checkout the order's amount):
     /// a cart left before checkout has no recorded value.
     Checkout,
+    /// As `checkout`, each add to the cart also recording the line's unit price beside its
+    /// quantity: a model that names them (`line_price`, `line_quantity`) adds them up.
+    Lines,
 }
 
 /// A metric observation the instrumentation would record.
@@ -599,6 +602,9 @@ fn add_item(c: &mut Cart, t: u64) {
     s.attrs.push((n.attr_item_count, Val::Int(items)));
     if every_item {
         s.attrs.push((n.attr_total_value, Val::Double(value)));
+    }
+    if c.p.value_recorded == ValueRecorded::Lines {
+        s.attrs.push((n.attr_price, Val::Double(price)));
     }
     s.cart_state = Some((items, value));
     s.attrs

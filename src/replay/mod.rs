@@ -198,6 +198,8 @@ pub fn projection(m: &Model) -> Projection {
         &k.session_id,
         &k.item_count,
         &k.total_value,
+        &k.line_price,
+        &k.line_quantity,
     ]
     .into_iter()
     .flatten()
@@ -337,10 +339,13 @@ fn event_columns(m: &Model, by: &str) -> String {
          t.operation_name AS operation, t.trace_id, t.span_id, t.duration_ms, t.status_code, \
          {by} AS attributed_by, {user} AS user_id, \
          TRY_CAST({count} AS BIGINT) AS item_count, TRY_CAST({value} AS DOUBLE) AS total_value, \
+         TRY_CAST({price} AS DOUBLE) * coalesce(TRY_CAST({quantity} AS DOUBLE), 1.0) AS line_value, \
          coalesce({success}, false) AS is_success",
         user = attr("t", &m.keys.user_id),
         count = attr("t", &m.keys.item_count),
         value = attr("t", &m.keys.total_value),
+        price = attr("t", &m.keys.line_price),
+        quantity = attr("t", &m.keys.line_quantity),
     )
 }
 
@@ -588,7 +593,9 @@ pub const FOLD_EXPLAINED: &str = "\
 -- carts: one row per cart, folded in Rust over its cart_events in (end_time, time, span_id) order
 --   first_seen = min(time); last_activity = max(end_time); span_count = count of events
 --   last_stage = the stage of max(stage_order); converted = any event is a success stage
---   user_id, item_count, total_value = the latest non-null value
+--   user_id, item_count, total_value = the latest non-null value; total_value, when no
+--             event records one, = the sum of the line values (line price x quantity) of
+--             the events that record a line price
 --   last_operation, last_op_duration_ms, last_op_status, last_trace_id = of the latest event
 --   came_back = in start order, an event starts >= threshold after all earlier ones ended
 --   outcome = recovered (converted and came back) | converted | abandoned (idle >= the last
@@ -622,6 +629,8 @@ struct Cart<'a> {
     user_id: Option<&'a str>,
     item_count: Option<i64>,
     total_value: Option<f64>,
+    /// The sum of its lines' values (price x quantity), when some event records a price.
+    lines_value: Option<f64>,
     last_operation: Option<&'a str>,
     last_op_duration_ms: Option<f64>,
     last_op_status: Option<&'a str>,
@@ -732,7 +741,8 @@ impl Cart<'_> {
         out.last_activity.push(self.last_activity);
         out.last_stage.append_option(stage.map(|s| s.0.as_str()));
         out.item_count.push(self.item_count);
-        out.total_value.push(self.total_value);
+        // A value recorded as such wins; else the lines the cart's events record add up to it.
+        out.total_value.push(self.total_value.or(self.lines_value));
         out.outcome.append_value(outcome);
         out.abandoned_at.push(
             self.last_activity
@@ -772,6 +782,7 @@ struct EventColumns {
     user: StringArray,
     items: Int64Array,
     value: Float64Array,
+    line: Float64Array,
     success: BooleanArray,
 }
 
@@ -816,6 +827,7 @@ impl EventColumns {
             user: text("user_id")?,
             items: int("item_count")?,
             value: float("total_value")?,
+            line: float("line_value")?,
             success: col("is_success", &DataType::Boolean)?.as_boolean().clone(),
         })
     }
@@ -855,6 +867,9 @@ impl<'a> Cart<'a> {
         }
         if let Some(j) = opt(&c.value, i) {
             self.total_value = Some(c.value.value(j));
+        }
+        if let Some(j) = opt(&c.line, i) {
+            self.lines_value = Some(self.lines_value.unwrap_or(0.0) + c.line.value(j));
         }
         let (op, status, trace) = (
             text_at(&c.op, i),

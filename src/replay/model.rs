@@ -66,6 +66,12 @@ pub struct Keys {
     pub item_count: Vec<String>,
     #[serde(default)]
     pub total_value: Vec<String>,
+    /// A line's unit price and its quantity (1 when not recorded), on the spans that add to
+    /// the cart: a cart without a recorded total is worth the sum of its lines.
+    #[serde(default)]
+    pub line_price: Vec<String>,
+    #[serde(default)]
+    pub line_quantity: Vec<String>,
     #[serde(default)]
     pub cart_is_user: bool,
 }

@@ -268,7 +268,7 @@ pub async fn suggest(ctx: &SessionContext) -> Result<Suggestion> {
     let value = number(&d, &keys, &carts, false);
     let count = number(&d, &keys, &carts, true);
     if value.is_none() {
-        doubts.notes.push("no number on the carts' spans looks like the cart's value (money that grows as items are added): total_value left empty, so revenue figures are 0".into());
+        doubts.notes.push("no number on the carts' spans looks like the cart's value (money that grows as items are added): total_value left empty, so the report has no recorded value to estimate revenue at risk from".into());
     }
     if count.is_none() {
         doubts.notes.push(

@@ -18,12 +18,13 @@
 
 pub mod html;
 pub mod render;
+mod rows;
+pub mod value;
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,8 @@ use crate::replay::model::Model;
 use crate::sql::passes::{lit, Passes, Scratch};
 use crate::stats::{self, TwoByTwo};
 use crate::time::{Duration, Timestamp};
+use rows::{batches, counts, floats, ints, primitives, round, strings};
+pub use value::ValueCoverage;
 
 pub const REPORT_VERSION: u32 = 1;
 
@@ -116,8 +119,12 @@ pub struct Summary {
     /// abandoned / (abandoned + converted); active carts are censored.
     pub abandonment_rate: f64,
     pub abandonment_rate_ci95: [f64; 2],
-    /// The value of abandoned carts: revenue at risk.
+    /// The recorded value of abandoned carts: revenue at risk, as far as it was recorded.
     pub abandoned_value: f64,
+    /// How many abandoned carts' value was recorded, and the estimated value of all of them
+    /// (added within version 1).
+    #[serde(default)]
+    pub abandoned_value_coverage: ValueCoverage,
 }
 
 impl Summary {
@@ -155,7 +162,11 @@ pub struct FunnelStage {
 pub struct Count {
     pub name: String,
     pub carts: u64,
+    /// The recorded value of these carts.
     pub value: f64,
+    /// How many of them had it recorded, and the estimate of all (added within version 1).
+    #[serde(default)]
+    pub value_coverage: ValueCoverage,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -170,6 +181,12 @@ pub struct OperationRow {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub error_rate: f64,
+    /// The recorded value of the carts abandoned right after it, how many of them had it
+    /// recorded, and the estimate of all (added within version 1).
+    #[serde(default)]
+    pub value: f64,
+    #[serde(default)]
+    pub value_coverage: ValueCoverage,
 }
 
 /// An operation's latency percentiles (nearest rank) and error rate over its spans in the
@@ -315,7 +332,17 @@ pub struct Driver {
     pub q_value: f64,
     /// Abandonments beyond what the baseline rate predicts.
     pub excess_abandoned: f64,
+    /// Their recorded value (the excess abandonments times the recorded value per abandoned
+    /// cart with the driver).
     pub excess_value: f64,
+    /// Their value with the carts whose value was not recorded estimated (see
+    /// `value::Reference`): what the drivers are ranked by (added within version 1).
+    #[serde(default)]
+    pub excess_value_estimated: f64,
+    /// Of its abandoned carts (those counted in `abandoned`), those whose value was
+    /// recorded (added within version 1).
+    #[serde(default)]
+    pub abandoned_value_known: u64,
     pub significant: bool,
 }
 
@@ -381,60 +408,6 @@ pub struct Options {
     pub attributes: Vec<String>,
 }
 
-fn round(x: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (x * f).round() / f
-}
-
-async fn batches(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    Ok(ctx.sql(sql).await?.collect().await?)
-}
-
-/// Column `i` of every row as text / number / count.
-fn strings(bs: &[RecordBatch], i: usize) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    for b in bs {
-        let c = datafusion::arrow::compute::cast(
-            b.column(i),
-            &datafusion::arrow::datatypes::DataType::Utf8,
-        )
-        .expect("cast to text");
-        let a = c.as_string::<i32>();
-        out.extend((0..a.len()).map(|r| a.is_valid(r).then(|| a.value(r).to_string())));
-    }
-    out
-}
-
-/// Column `i` of every batch cast to `T`, nulls as `None`.
-fn primitives<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
-    bs: &[RecordBatch],
-    i: usize,
-) -> Vec<Option<T::Native>> {
-    let mut out = Vec::new();
-    for b in bs {
-        let c = datafusion::arrow::compute::cast(b.column(i), &T::DATA_TYPE)
-            .expect("a numeric column casts");
-        out.extend(c.as_primitive::<T>().iter());
-    }
-    out
-}
-
-fn floats(bs: &[RecordBatch], i: usize) -> Vec<Option<f64>> {
-    primitives::<Float64Type>(bs, i)
-}
-
-fn ints(bs: &[RecordBatch], i: usize) -> Vec<Option<i64>> {
-    primitives::<Int64Type>(bs, i)
-}
-
-/// A count column: null and negative read as 0.
-fn counts(bs: &[RecordBatch], i: usize) -> Vec<u64> {
-    ints(bs, i)
-        .into_iter()
-        .map(|v| v.map_or(0, |n| n.max(0) as u64))
-        .collect()
-}
-
 /// The carts of a period: those first seen in [since, until).
 fn period_filter(since_ns: i64, until_ns: i64) -> String {
     format!(
@@ -444,7 +417,11 @@ fn period_filter(since_ns: i64, until_ns: i64) -> String {
     )
 }
 
-async fn summary_of(ctx: &SessionContext, filter: &str) -> Result<Summary> {
+async fn summary_of(
+    ctx: &SessionContext,
+    filter: &str,
+    reference: &value::Reference,
+) -> Result<Summary> {
     let b = batches(
         ctx,
         &format!(
@@ -460,6 +437,11 @@ async fn summary_of(ctx: &SessionContext, filter: &str) -> Result<Summary> {
     .await?;
     let c: Vec<u64> = (0..5).map(|i| counts(&b, i)[0]).collect();
     let value = floats(&b, 5)[0].unwrap_or(0.0);
+    let abandoned = format!("{filter} AND outcome = 'abandoned'");
+    let coverage = value::coverage(ctx, reference, &abandoned, None)
+        .await?
+        .remove("")
+        .unwrap_or_else(ValueCoverage::empty);
     let decided = c[1] + c[2];
     let (lo, hi) = stats::wilson_interval(c[2], decided, stats::Z_95);
     Ok(Summary {
@@ -475,6 +457,7 @@ async fn summary_of(ctx: &SessionContext, filter: &str) -> Result<Summary> {
         },
         abandonment_rate_ci95: [round(lo, 6), round(hi, 6)],
         abandoned_value: round(value, 2),
+        abandoned_value_coverage: coverage,
     })
 }
 
@@ -525,6 +508,18 @@ fn changes(cur: &Summary, prev: &Summary) -> Vec<Change> {
         p_value: None,
         significant: false,
     });
+    // With the unknown values estimated, when both periods have an estimate.
+    let estimated = |s: &Summary| s.abandoned_value_coverage.estimated;
+    if let (Some(a), Some(b)) = (estimated(cur), estimated(prev)) {
+        out.push(Change {
+            figure: "abandoned_value_estimated".into(),
+            current: a,
+            previous: b,
+            change: round(a - b, 2),
+            p_value: None,
+            significant: false,
+        });
+    }
     out
 }
 
@@ -571,8 +566,10 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     let cur = period_filter(since_ns, until_ns);
     let len = until_ns - since_ns;
     let prev = period_filter(since_ns.saturating_sub(len), since_ns);
-    let summary = summary_of(ctx, &cur).await?;
-    let previous = summary_of(ctx, &prev).await?;
+    // Each period's unknown values are estimated from its own carts.
+    let reference = value::Reference::of(ctx, &cur).await?;
+    let summary = summary_of(ctx, &cur, &reference).await?;
+    let previous = summary_of(ctx, &prev, &value::Reference::of(ctx, &prev).await?).await?;
     let period_carts = format!("SELECT cart_id FROM carts WHERE {cur}");
 
     // Funnel: carts whose furthest stage is at least each stage.
@@ -610,20 +607,30 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
              WHERE {cur} AND outcome = 'abandoned' GROUP BY 1 ORDER BY 2 DESC, 1"
         )
     };
-    let to_counts = |b: &[RecordBatch]| -> Vec<Count> {
+    let abandoned = format!("{cur} AND outcome = 'abandoned'");
+    let to_counts = |b: &[RecordBatch], mut cover: BTreeMap<String, ValueCoverage>| -> Vec<Count> {
         let (n, c, v) = (strings(b, 0), counts(b, 1), floats(b, 2));
         n.into_iter()
             .zip(c)
             .zip(v)
-            .map(|((n, c), v)| Count {
-                name: n.unwrap_or_default(),
-                carts: c,
-                value: v.unwrap_or(0.0),
+            .map(|((n, c), v)| {
+                let name = n.unwrap_or_default();
+                Count {
+                    value_coverage: cover.remove(&name).unwrap_or_default(),
+                    name,
+                    carts: c,
+                    value: v.unwrap_or(0.0),
+                }
             })
             .collect()
     };
-    let by_last_stage = to_counts(&batches(ctx, &grouped("last_stage")).await?);
-    let causes = to_counts(&batches(ctx, &grouped("suspected_cause")).await?);
+    let mut by_group = Vec::new();
+    for col in ["last_stage", "suspected_cause"] {
+        let cover = value::coverage(ctx, &reference, &abandoned, Some(col)).await?;
+        by_group.push(to_counts(&batches(ctx, &grouped(col)).await?, cover));
+    }
+    let causes = by_group.pop().unwrap_or_default();
+    let by_last_stage = by_group.pop().unwrap_or_default();
 
     // By last operation, with that operation's latency and errors over the period's spans.
     let span_period = format!(
@@ -637,20 +644,30 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     let b = batches(
         ctx,
         &format!(
-            "SELECT last_operation, count(*) FROM carts
-             WHERE {cur} AND outcome = 'abandoned' GROUP BY 1 ORDER BY 2 DESC, 1"
+            "SELECT last_operation, count(*), round(coalesce(sum(total_value), 0), 2)
+             FROM carts WHERE {cur} AND outcome = 'abandoned' GROUP BY 1 ORDER BY 2 DESC, 1"
         ),
     )
     .await?;
-    let (ops, n) = (strings(&b, 0), counts(&b, 1));
+    let (ops, n, op_value) = (strings(&b, 0), counts(&b, 1), floats(&b, 2));
+    let mut op_cover = value::coverage(
+        ctx,
+        &reference,
+        &abandoned,
+        Some("coalesce(last_operation, '')"),
+    )
+    .await?;
     let total: u64 = n.iter().sum();
     let by_last_operation = ops
         .into_iter()
         .zip(n)
-        .map(|(op, n)| {
+        .zip(op_value)
+        .map(|((op, n), v)| {
             let op = op.unwrap_or_default();
             let st = operations.iter().find(|s| s.operation == op);
             OperationRow {
+                value: v.unwrap_or(0.0),
+                value_coverage: op_cover.remove(&op).unwrap_or_default(),
                 abandoned: n,
                 share: round(n as f64 / total.max(1) as f64, 4),
                 spans: st.map_or(0, |s| s.spans),
@@ -727,7 +744,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     }
 
     crate::output::phase("report: last operations, top carts, hours");
-    let (drivers, latency_curves) = drivers(ctx, m, o, &cur).await?;
+    let (drivers, latency_curves) = drivers(ctx, m, o, &cur, &reference).await?;
     crate::output::phase("report: drivers and latency curves");
     Ok(Report {
         version: REPORT_VERSION,
@@ -757,13 +774,16 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
 /// among the carts that lack it has no finite relative risk: it is reported by the lower
 /// limit of its interval (`relative_risk_at_least`), and its test and excess are computed as
 /// for any other. `q_value` and `significant` are set by [`rank`].
-fn score(kind: &str, label: &str, t: &TwoByTwo, exposed_bad_value: f64) -> Driver {
+/// `exposed_bad_value`: the value of the abandoned carts with it, recorded and estimated.
+fn score(kind: &str, label: &str, t: &TwoByTwo, exposed_bad_value: [f64; 2]) -> Driver {
     let (test, p) = stats::association_p_value(t);
     let excess = t.excess_bad().unwrap_or(0.0);
-    let per_bad = if t.exposed_bad > 0 {
-        exposed_bad_value / t.exposed_bad as f64
-    } else {
-        0.0
+    let per_bad = |value: f64| {
+        if t.exposed_bad > 0 {
+            value / t.exposed_bad as f64
+        } else {
+            0.0
+        }
     };
     let ci = t.rr_confidence_interval(stats::Z_95);
     let unbounded = t.unexposed_risk() == Some(0.0) && t.exposed_risk().is_some_and(|r| r > 0.0);
@@ -781,13 +801,17 @@ fn score(kind: &str, label: &str, t: &TwoByTwo, exposed_bad_value: f64) -> Drive
         p_value: p,
         q_value: 1.0,
         excess_abandoned: round(excess, 2),
-        excess_value: round(excess.max(0.0) * per_bad, 2),
+        excess_value: round(excess.max(0.0) * per_bad(exposed_bad_value[0]), 2),
+        excess_value_estimated: round(excess.max(0.0) * per_bad(exposed_bad_value[1]), 2),
+        abandoned_value_known: 0,
         significant: false,
     }
 }
 
 /// Controls the false discovery rate across all candidates (Benjamini-Hochberg) and ranks
-/// them: the significant ones first, by the abandoned value they explain. A candidate is
+/// them: the significant ones first, by the abandoned value they explain (with the carts
+/// whose value was not recorded estimated, so that a driver acting before checkout, where
+/// values are seldom recorded, is weighed fairly). A candidate is
 /// significant when its q-value is below 0.05 and carts with it are abandoned more often
 /// than carts without it, whether or not its relative risk is finite.
 fn rank(out: &mut [Driver]) {
@@ -800,6 +824,10 @@ fn rank(out: &mut [Driver]) {
     out.sort_by(|a, b| {
         b.significant
             .cmp(&a.significant)
+            .then(
+                b.excess_value_estimated
+                    .total_cmp(&a.excess_value_estimated),
+            )
             .then(b.excess_value.total_cmp(&a.excess_value))
             .then(a.driver.cmp(&b.driver))
     });
@@ -864,6 +892,7 @@ async fn drivers(
     m: &Model,
     o: &Options,
     cur: &str,
+    reference: &value::Reference,
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     // Each pass fits the cap by its size, across every core: hash joins and groups split by
     // partition. The session's own setting comes back for the curves and after.
@@ -871,7 +900,7 @@ async fn drivers(
     let mut more = 1;
     loop {
         crate::sql::session::set_joins(ctx, (true, crate::sql::session::threads(ctx)));
-        let r = drivers_of(ctx, m, o, cur, more, session).await;
+        let r = drivers_of(ctx, m, o, (cur, reference), more, session).await;
         crate::sql::session::set_joins(ctx, session);
         match r {
             Err(e) if crate::sql::session::exhausted(&e) && more < 8 => {
@@ -919,8 +948,12 @@ struct Counted {
     stage: i64,
     /// (furthest stage, carts, abandoned carts).
     by_furthest: Vec<(i64, u64, u64)>,
-    /// The value of its abandoned carts, whatever stage they reached.
-    bad_value: f64,
+    /// The value of its abandoned carts, whatever stage they reached: recorded, and with
+    /// the unknown ones estimated.
+    bad_value: [f64; 2],
+    /// How many of its abandoned carts had their value recorded, by the furthest stage
+    /// they reached.
+    bad_known: Vec<(i64, u64)>,
 }
 
 impl Counted {
@@ -928,15 +961,24 @@ impl Counted {
         Self {
             stage: i64::MAX,
             by_furthest: Vec::new(),
-            bad_value: 0.0,
+            bad_value: [0.0; 2],
+            bad_known: Vec::new(),
         }
     }
 
     /// Counts more of the candidate's carts, which show it from `stage`.
-    fn add(&mut self, stage: i64, by_furthest: &[(i64, u64, u64)], bad_value: f64) {
+    fn add(
+        &mut self,
+        stage: i64,
+        by_furthest: &[(i64, u64, u64)],
+        bad_value: [f64; 2],
+        bad_known: &[(i64, u64)],
+    ) {
+        self.bad_known.extend_from_slice(bad_known);
         self.stage = self.stage.min(stage);
         self.by_furthest.extend_from_slice(by_furthest);
-        self.bad_value += bad_value;
+        self.bad_value[0] += bad_value[0];
+        self.bad_value[1] += bad_value[1];
     }
 }
 
@@ -966,7 +1008,7 @@ async fn drivers_of(
     ctx: &SessionContext,
     m: &Model,
     o: &Options,
-    cur: &str,
+    (cur, reference): (&str, &value::Reference),
     more: usize,
     session: (bool, usize),
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
@@ -987,8 +1029,10 @@ async fn drivers_of(
     };
     let pop = format!(
         "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
+                {} AS ve, CAST(c.total_value IS NOT NULL AS INT) AS vk,
                 CAST(coalesce(c.item_count, 0) AS DOUBLE) AS n, {furthest} AS furthest
-         FROM carts c WHERE {cur} AND c.outcome IN ('abandoned', 'converted')"
+         FROM carts c WHERE {cur} AND c.outcome IN ('abandoned', 'converted')",
+        reference.point_sql("c")
     );
     // The carts that reached each stage, and how many of them were abandoned.
     let b = batches(
@@ -1058,7 +1102,7 @@ async fn drivers_of(
             "WITH pop AS (
                  SELECT *, {i} * 4294967296 + row_number() OVER (ORDER BY cart_id) AS cart
                  FROM ({pop} AND {in_range}))
-             SELECT e.*, pop.cart, pop.bad, pop.v, pop.furthest
+             SELECT e.*, pop.cart, pop.bad, pop.v, pop.ve, pop.vk, pop.furthest
              FROM pop JOIN cart_events e ON e.cart_id = pop.cart_id WHERE {e_in_range}",
             in_range = by_cart.range(i, "c.cart_id"),
             e_in_range = by_cart.range(i, "e.cart_id"),
@@ -1071,7 +1115,7 @@ async fn drivers_of(
                             bool_or(e.status_code = 'error') AS failed,
                             bool_or(e.duration_ms > {p95}) AS over,
                             coalesce(min(e.stage_order), {checkout_order}) AS st,
-                            bool_or(e.bad) AS bad, max(e.v) AS v, max(e.furthest) AS furthest,
+                            bool_or(e.bad) AS bad, max(e.v) AS v, max(e.ve) AS ve, max(e.vk) AS vk, max(e.furthest) AS furthest,
                             {i} AS pass
                      FROM ({joined}) e
                      WHERE e.stage_order >= {checkout_order} AND e.operation IS NOT NULL
@@ -1086,7 +1130,7 @@ async fn drivers_of(
                     POP_EVENTS,
                     &format!(
                         "SELECT cart, {i} AS cart_pass, trace_id, span_id, stage_order, bad, v,
-                                furthest, {pass} AS pass
+                                ve, vk, furthest, {pass} AS pass
                          FROM ({joined})",
                         pass = by_trace.of("trace_id"),
                     ),
@@ -1141,7 +1185,7 @@ async fn drivers_of(
                     CART_ATTRIBUTES,
                     &format!(
                         "SELECT s.k, e.cart, s.service_name, s.value, min(e.stage_order) AS st,
-                                bool_or(e.bad) AS bad, max(e.v) AS v, max(e.furthest) AS furthest,
+                                bool_or(e.bad) AS bad, max(e.v) AS v, max(e.ve) AS ve, max(e.vk) AS vk, max(e.furthest) AS furthest,
                                 e.cart_pass AS pass
                          FROM {POP_EVENTS} e
                          JOIN {SPAN_VALUES} s ON s.trace_id = e.trace_id AND s.span_id = e.span_id
@@ -1227,7 +1271,8 @@ async fn candidates_and_curves(
             strings(b, 3),
             ints(b, 4),
         );
-        let (st, n, k, value) = (ints(b, 5), counts(b, 6), counts(b, 7), floats(b, 8));
+        let (st, n, k) = (ints(b, 5), counts(b, 6), counts(b, 7));
+        let (value, estimated, known) = (floats(b, 8), floats(b, 9), counts(b, 10));
         for r in 0..fam.len() {
             let (Some(f), Some(a)) = (fam[r], a[r].clone()) else {
                 continue;
@@ -1238,26 +1283,29 @@ async fn candidates_and_curves(
                 .add(
                     st[r].unwrap_or(1),
                     &[(furthest[r].unwrap_or(0), n[r], k[r])],
-                    value[r].unwrap_or(0.0),
+                    [value[r].unwrap_or(0.0), estimated[r].unwrap_or(0.0)],
+                    &[(furthest[r].unwrap_or(0), known[r])],
                 );
         }
     };
     // Sums of money as decimals: the same total whatever order the rows come in.
     let tail = "furthest, min(st), count(*), count(*) FILTER (WHERE bad),
-                CAST(sum(CAST(v AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE)";
+                CAST(sum(CAST(v AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE),
+                CAST(sum(CAST(ve AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE),
+                count(*) FILTER (WHERE bad AND vk = 1)";
     let mut families = vec![
-        format!("SELECT {SLOWER_THAN_THRESHOLD} AS f, operation AS a, st, bad, v, furthest FROM {CART_OPS} WHERE d > {slow}"),
-        format!("SELECT {SLOWER_THAN_P95}, operation, st, bad, v, furthest FROM {CART_OPS} WHERE over"),
-        format!("SELECT {FAILED}, operation, st, bad, v, furthest FROM {CART_OPS} WHERE failed"),
+        format!("SELECT {SLOWER_THAN_THRESHOLD} AS f, operation AS a, st, bad, v, ve, vk, furthest FROM {CART_OPS} WHERE d > {slow}"),
+        format!("SELECT {SLOWER_THAN_P95}, operation, st, bad, v, ve, vk, furthest FROM {CART_OPS} WHERE over"),
+        format!("SELECT {FAILED}, operation, st, bad, v, ve, vk, furthest FROM {CART_OPS} WHERE failed"),
         format!(
-            "SELECT {LATENCY_ABOVE_MEDIAN}, operation, {op_stage_sql}, bad, v, furthest FROM {CART_OPS}
+            "SELECT {LATENCY_ABOVE_MEDIAN}, operation, {op_stage_sql}, bad, v, ve, vk, furthest FROM {CART_OPS}
              WHERE d > {}",
             case_of("operation", &op_medians)
         ),
     ];
     for (col, med) in &numbers {
         families.push(format!(
-            "SELECT {NUMBER_ABOVE_MEDIAN}, '{col}', {checkout_order}, bad, v, furthest FROM pop
+            "SELECT {NUMBER_ABOVE_MEDIAN}, '{col}', {checkout_order}, bad, v, ve, vk, furthest FROM pop
              WHERE {col} > CAST('{med}' AS DOUBLE)"
         ));
     }
@@ -1297,11 +1345,11 @@ async fn candidates_and_curves(
             let sql = format!(
                 "WITH each_service AS (
                      SELECT k, cart, service_name, value, coalesce(min(st), 1) AS st,
-                            bool_or(bad) AS bad, max(v) AS v, max(furthest) AS furthest
+                            bool_or(bad) AS bad, max(v) AS v, max(ve) AS ve, max(vk) AS vk, max(furthest) AS furthest
                      FROM {CART_ATTRIBUTES} WHERE pass = {i} GROUP BY 1, 2, 3, 4),
                  each_cart AS (
                      SELECT k, cart, {service} AS s, value, min(st) AS st,
-                            bool_or(bad) AS bad, max(v) AS v, max(furthest) AS furthest
+                            bool_or(bad) AS bad, max(v) AS v, max(ve) AS ve, max(vk) AS vk, max(furthest) AS furthest
                      FROM each_service GROUP BY 1, 2, 3, 4)
                  SELECT {ATTRIBUTE}, CAST(k AS VARCHAR), s, value, {tail}
                  FROM each_cart GROUP BY k, s, value, furthest"
@@ -1350,7 +1398,7 @@ async fn candidates_and_curves(
         scored
             .entry((kind.to_string(), label))
             .or_insert_with(Counted::new)
-            .add(c.stage, &c.by_furthest, c.bad_value);
+            .add(c.stage, &c.by_furthest, c.bad_value, &c.bad_known);
     }
     let mut out = Vec::new();
     for ((kind, label), c) in &scored {
@@ -1369,7 +1417,15 @@ async fn candidates_and_curves(
             unexposed_bad: total_bad - exposed_bad,
             unexposed_good: (members - support) - (total_bad - exposed_bad),
         };
-        out.push(score(kind, label, &t, c.bad_value));
+        let mut d = score(kind, label, &t, c.bad_value);
+        // Among the same carts as `abandoned`: those that reached its stage.
+        d.abandoned_value_known = c
+            .bad_known
+            .iter()
+            .filter(|r| r.0 >= c.stage)
+            .map(|r| r.1)
+            .sum();
+        out.push(d);
     }
     rank(&mut out);
 
@@ -1485,7 +1541,7 @@ mod tests {
             "failed_operation",
             "payment.authorize failed",
             &table(64, 16, 0, 400),
-            64.0 * 120.0,
+            [64.0 * 120.0, 64.0 * 150.0],
         );
         assert_eq!(sep.relative_risk, None);
         let lo = sep.relative_risk_at_least.unwrap();
@@ -1495,12 +1551,13 @@ mod tests {
         assert!(sep.p_value < 1e-40, "{sep:?}");
         assert_eq!(sep.excess_abandoned, 64.0);
         assert_eq!(sep.excess_value, 64.0 * 120.0);
+        assert_eq!(sep.excess_value_estimated, 64.0 * 150.0);
 
         let slow = score(
             "slow_operation",
             "shipping.calculate_rates slower than 2000 ms",
             &table(50, 50, 14, 366),
-            50.0 * 80.0,
+            [50.0 * 80.0; 2],
         );
         assert!(slow.relative_risk.unwrap() > 1.0);
         assert_eq!(slow.relative_risk_at_least, None);
@@ -1508,7 +1565,7 @@ mod tests {
             "attribute",
             "user.segment = new",
             &table(5, 45, 59, 371),
-            500.0,
+            [500.0; 2],
         );
 
         let mut all = vec![noise, slow, sep];
@@ -1530,7 +1587,7 @@ mod tests {
             "failed_operation",
             "x failed",
             &table(30, 0, 100, 300),
-            300.0,
+            [300.0; 2],
         );
         assert_eq!(d.relative_risk, Some(4.0));
         assert_eq!(d.relative_risk_at_least, None);
@@ -1545,11 +1602,11 @@ mod tests {
     /// p-value; and a property with no abandonment on either side has nothing to bound.
     #[test]
     fn protective_and_empty_properties_are_not_drivers() {
-        let protective = score("attribute", "a", &table(0, 200, 150, 150), 0.0);
+        let protective = score("attribute", "a", &table(0, 200, 150, 150), [0.0; 2]);
         assert_eq!(protective.relative_risk, Some(0.0));
         assert_eq!(protective.relative_risk_at_least, None);
         assert!(protective.p_value < 1e-20);
-        let none = score("attribute", "b", &table(0, 50, 0, 50), 0.0);
+        let none = score("attribute", "b", &table(0, 50, 0, 50), [0.0; 2]);
         assert_eq!(none.relative_risk, None);
         assert_eq!(none.relative_risk_at_least, None);
         assert_eq!(none.p_value, 1.0);

@@ -74,20 +74,53 @@ fn table(m: Markup, header: &[&str], rows: Vec<Vec<String>>) -> String {
     }
 }
 
-/// A name, carts, value table (by last stage, by cause).
+/// A name, carts, value table (by last stage, by cause): the recorded value, of how many
+/// carts, and the estimate of all.
 fn counts_table(m: Markup, what: &str, rows: &[super::Count]) -> String {
     table(
         m,
-        &[what, "carts", "value"],
+        &[
+            what,
+            "carts",
+            "recorded value",
+            "value known",
+            "estimated value (95% CI)",
+        ],
         rows.iter()
             .map(|c| {
                 vec![
                     c.name.clone(),
                     c.carts.to_string(),
                     format!("{:.2}", c.value),
+                    c.value_coverage.known_cell(),
+                    c.value_coverage.estimated_text(),
                 ]
             })
             .collect(),
+    )
+}
+
+/// The summary's sentence on abandoned value: never a partial sum as the whole.
+pub fn abandoned_value_text(s: &super::Summary) -> String {
+    let c = &s.abandoned_value_coverage;
+    if !c.is_partial() {
+        return format!(
+            "abandoned value (revenue at risk) {:.2} ({})",
+            s.abandoned_value,
+            c.known_text()
+        );
+    }
+    let estimate = match (c.estimated, c.estimated_ci95) {
+        (Some(e), Some([lo, hi])) => format!(
+            "estimated total {e:.2} (95% CI {lo:.2} to {hi:.2}; the unknown values by {})",
+            c.method
+        ),
+        _ => "no estimate of the rest: no cart of the period has a recorded value".into(),
+    };
+    format!(
+        "abandoned value (revenue at risk) recorded {:.2} ({}); {estimate}",
+        s.abandoned_value,
+        c.known_text()
     )
 }
 
@@ -130,8 +163,13 @@ fn text(r: &Report, m: Markup) -> String {
     };
     let _ = writeln!(
         out,
-        "{} carts: {} converted, {} abandoned, {} active, {} recovered.\nAbandonment rate {rate}; abandoned value (revenue at risk) {:.2}.",
-        s.carts, s.converted, s.abandoned, s.active, s.recovered, s.abandoned_value
+        "{} carts: {} converted, {} abandoned, {} active, {} recovered.\nAbandonment rate {rate}; {}.",
+        s.carts,
+        s.converted,
+        s.abandoned,
+        s.active,
+        s.recovered,
+        abandoned_value_text(s)
     );
     out.push_str(&h("Against the previous period"));
     // A period without decided carts has no rate, now or before.
@@ -195,7 +233,8 @@ fn text(r: &Report, m: Markup) -> String {
             "relative risk (95% CI)",
             "q",
             "excess abandoned",
-            "excess value",
+            "excess value (estimated)",
+            "excess value (recorded)",
         ],
         r.drivers
             .iter()
@@ -218,7 +257,8 @@ fn text(r: &Report, m: Markup) -> String {
                     },
                     format!("{:.2e}", d.q_value),
                     format!("{:.1}", d.excess_abandoned),
-                    format!("{:.2}", d.excess_value),
+                    format!("{:.2}", d.excess_value_estimated),
+                    format!("{:.2} ({} known)", d.excess_value, d.abandoned_value_known),
                 ]
             })
             .collect(),
@@ -271,6 +311,9 @@ fn text(r: &Report, m: Markup) -> String {
             "p95 ms",
             "p99 ms",
             "error rate",
+            "recorded value",
+            "value known",
+            "estimated value (95% CI)",
         ],
         r.by_last_operation
             .iter()
@@ -283,6 +326,9 @@ fn text(r: &Report, m: Markup) -> String {
                     format!("{:.1}", o.p95_ms),
                     format!("{:.1}", o.p99_ms),
                     pct(o.error_rate),
+                    format!("{:.2}", o.value),
+                    o.value_coverage.known_cell(),
+                    o.value_coverage.estimated_text(),
                 ]
             })
             .collect(),

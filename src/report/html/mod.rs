@@ -15,7 +15,7 @@ mod text;
 
 use std::fmt::Write as _;
 
-use super::{Count, Driver, Report};
+use super::{Count, Driver, Report, ValueCoverage};
 use charts::*;
 use svg::figure;
 pub use text::esc;
@@ -68,12 +68,46 @@ fn table(out: &mut String, heads: &[(&str, Col)], rows: &[(bool, Vec<String>)]) 
 fn counts_table(out: &mut String, what: &str, rows: &[Count]) {
     table(
         out,
-        &[(what, Col::Text), ("carts", Col::Num), ("value", Col::Num)],
+        &[
+            (what, Col::Text),
+            ("carts", Col::Num),
+            ("recorded value", Col::Num),
+            ("value known", Col::Num),
+            ("estimated value (95% CI)", Col::Num),
+        ],
         &rows
             .iter()
-            .map(|c| (false, vec![c.name.clone(), int(c.carts), money(c.value)]))
+            .map(|c| {
+                (
+                    false,
+                    vec![
+                        c.name.clone(),
+                        int(c.carts),
+                        money(c.value),
+                        known(&c.value_coverage),
+                        estimated(&c.value_coverage),
+                    ],
+                )
+            })
             .collect::<Vec<_>>(),
     );
+}
+
+/// "386 of 1,968"
+fn known(c: &ValueCoverage) -> String {
+    format!("{} of {}", int(c.known), int(c.carts))
+}
+
+/// "82.50 (95% CI 70.00–95.00)", the sum alone when every value is known, "–" when nothing
+/// could be estimated.
+fn estimated(c: &ValueCoverage) -> String {
+    match (c.estimated, c.estimated_ci95) {
+        (Some(e), Some([lo, hi])) if c.is_partial() => {
+            format!("{} (95% CI {}–{})", money(e), money(lo), money(hi))
+        }
+        (Some(e), _) => money(e),
+        _ => "–".into(),
+    }
 }
 
 fn para(out: &mut String, class: &str, text: &str) {
@@ -190,6 +224,9 @@ pub fn render(r: &Report) -> String {
                 ("p95 ms", Col::Num),
                 ("p99 ms", Col::Num),
                 ("error rate", Col::Num),
+                ("recorded value", Col::Num),
+                ("value known", Col::Num),
+                ("estimated value (95% CI)", Col::Num),
             ],
             &r.by_last_operation
                 .iter()
@@ -205,6 +242,9 @@ pub fn render(r: &Report) -> String {
                             num(o.p95_ms, 1),
                             num(o.p99_ms, 1),
                             pct(o.error_rate),
+                            money(o.value),
+                            known(&o.value_coverage),
+                            estimated(&o.value_coverage),
                         ],
                     )
                 })
@@ -273,12 +313,48 @@ fn summary(p: &mut String, r: &Report) {
         None => ("–".into(), "no decided carts".into()),
     };
     card(p, "Abandonment rate", &rate, &sub);
-    card(
-        p,
-        "Abandoned value (revenue at risk)",
-        &money(s.abandoned_value),
-        &format!("{} abandoned carts", int(s.abandoned)),
-    );
+    // Never a partial sum as the whole: the recorded sum and the estimate side by side.
+    let c = &s.abandoned_value_coverage;
+    if c.is_partial() {
+        card(
+            p,
+            "Abandoned value recorded",
+            &money(s.abandoned_value),
+            &format!(
+                "value known for {} of {} abandoned carts",
+                int(c.known),
+                int(c.carts)
+            ),
+        );
+        let (value, sub) = match (c.estimated, c.estimated_ci95) {
+            (Some(e), Some([lo, hi])) => (
+                money(e),
+                format!(
+                    "95% CI {} to {}; the unknown values by {}",
+                    money(lo),
+                    money(hi),
+                    c.method
+                ),
+            ),
+            _ => (
+                "–".into(),
+                "no cart of the period has a recorded value".into(),
+            ),
+        };
+        card(
+            p,
+            "Abandoned value, estimated total (revenue at risk)",
+            &value,
+            &sub,
+        );
+    } else {
+        card(
+            p,
+            "Abandoned value (revenue at risk)",
+            &money(s.abandoned_value),
+            &format!("{} abandoned carts, value known for all", int(s.abandoned)),
+        );
+    }
     card(
         p,
         "Carts",
@@ -331,7 +407,9 @@ fn changes(p: &mut String, r: &Report) {
                         },
                     )
                 }
-                "abandoned_value" => (money(c.current), money(c.previous), signed(money(c.change))),
+                "abandoned_value" | "abandoned_value_estimated" => {
+                    (money(c.current), money(c.previous), signed(money(c.change)))
+                }
                 _ if [c.current, c.previous, c.change]
                     .iter()
                     .all(|x| x.fract() == 0.0) =>
@@ -423,7 +501,12 @@ fn drivers(p: &mut String, r: &Report) {
                         pval(d.p_value),
                         pval(d.q_value),
                         num(d.excess_abandoned, 1),
-                        money(d.excess_value),
+                        money(d.excess_value_estimated),
+                        format!(
+                            "{} ({} known)",
+                            money(d.excess_value),
+                            int(d.abandoned_value_known)
+                        ),
                     ],
                 )
             })
@@ -439,7 +522,8 @@ fn drivers(p: &mut String, r: &Report) {
                 ("p", Col::Num),
                 ("q", Col::Num),
                 ("excess abandoned", Col::Num),
-                ("excess value", Col::Num),
+                ("excess value (estimated)", Col::Num),
+                ("excess value (recorded)", Col::Num),
             ],
             &rows,
         );
@@ -664,6 +748,7 @@ mod tests {
             name: s(name),
             carts: 6,
             value: 12.5,
+            value_coverage: Default::default(),
         };
         let stage = |name: &str, carts, dropped, drop_rate| FunnelStage {
             stage: s(name),
@@ -695,6 +780,8 @@ mod tests {
                 p95_ms: 2.0,
                 p99_ms: 3.0,
                 error_rate: 0.1,
+                value: 12.5,
+                value_coverage: Default::default(),
             }],
             operations: Vec::new(),
             causes: vec![count("cause")],
@@ -723,6 +810,8 @@ mod tests {
                 q_value: 0.01,
                 excess_abandoned: 5.0,
                 excess_value: 10.0,
+                excess_value_estimated: 20.0,
+                abandoned_value_known: 2,
                 significant: true,
             }],
             latency_curves: vec![LatencyCurve {
