@@ -948,12 +948,10 @@ struct Counted {
     stage: i64,
     /// (furthest stage, carts, abandoned carts).
     by_furthest: Vec<(i64, u64, u64)>,
-    /// The value of its abandoned carts, whatever stage they reached: recorded, and with
-    /// the unknown ones estimated.
-    bad_value: [f64; 2],
-    /// How many of its abandoned carts had their value recorded, by the furthest stage
-    /// they reached.
-    bad_known: Vec<(i64, u64)>,
+    /// Its abandoned carts by the furthest stage they reached: their value (recorded, and
+    /// with the unknown ones estimated), and how many had it recorded. Summed over those
+    /// that reached the candidate's stage, as its counts are.
+    bad: Vec<(i64, [f64; 2], u64)>,
 }
 
 impl Counted {
@@ -961,24 +959,28 @@ impl Counted {
         Self {
             stage: i64::MAX,
             by_furthest: Vec::new(),
-            bad_value: [0.0; 2],
-            bad_known: Vec::new(),
+            bad: Vec::new(),
         }
     }
 
     /// Counts more of the candidate's carts, which show it from `stage`.
-    fn add(
-        &mut self,
-        stage: i64,
-        by_furthest: &[(i64, u64, u64)],
-        bad_value: [f64; 2],
-        bad_known: &[(i64, u64)],
-    ) {
-        self.bad_known.extend_from_slice(bad_known);
+    fn add(&mut self, stage: i64, by_furthest: &[(i64, u64, u64)], bad: &[(i64, [f64; 2], u64)]) {
         self.stage = self.stage.min(stage);
         self.by_furthest.extend_from_slice(by_furthest);
-        self.bad_value[0] += bad_value[0];
-        self.bad_value[1] += bad_value[1];
+        self.bad.extend_from_slice(bad);
+    }
+
+    /// The value and the recorded count of its abandoned carts that reached its stage.
+    fn bad_at_stage(&self) -> ([f64; 2], u64) {
+        let (mut value, mut known) = ([0.0; 2], 0);
+        for (furthest, v, k) in &self.bad {
+            if *furthest >= self.stage {
+                value[0] += v[0];
+                value[1] += v[1];
+                known += k;
+            }
+        }
+        (value, known)
     }
 }
 
@@ -1283,8 +1285,11 @@ async fn candidates_and_curves(
                 .add(
                     st[r].unwrap_or(1),
                     &[(furthest[r].unwrap_or(0), n[r], k[r])],
-                    [value[r].unwrap_or(0.0), estimated[r].unwrap_or(0.0)],
-                    &[(furthest[r].unwrap_or(0), known[r])],
+                    &[(
+                        furthest[r].unwrap_or(0),
+                        [value[r].unwrap_or(0.0), estimated[r].unwrap_or(0.0)],
+                        known[r],
+                    )],
                 );
         }
     };
@@ -1398,7 +1403,7 @@ async fn candidates_and_curves(
         scored
             .entry((kind.to_string(), label))
             .or_insert_with(Counted::new)
-            .add(c.stage, &c.by_furthest, c.bad_value, &c.bad_known);
+            .add(c.stage, &c.by_furthest, &c.bad);
     }
     let mut out = Vec::new();
     for ((kind, label), c) in &scored {
@@ -1417,14 +1422,10 @@ async fn candidates_and_curves(
             unexposed_bad: total_bad - exposed_bad,
             unexposed_good: (members - support) - (total_bad - exposed_bad),
         };
-        let mut d = score(kind, label, &t, c.bad_value);
         // Among the same carts as `abandoned`: those that reached its stage.
-        d.abandoned_value_known = c
-            .bad_known
-            .iter()
-            .filter(|r| r.0 >= c.stage)
-            .map(|r| r.1)
-            .sum();
+        let (value, known) = c.bad_at_stage();
+        let mut d = score(kind, label, &t, value);
+        d.abandoned_value_known = known;
         out.push(d);
     }
     rank(&mut out);
