@@ -24,6 +24,31 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+/// `generate --carts CARTS --seed 11 --value-recorded checkout` in a temporary folder (kept
+/// while the first is), and the path of its OTLP files.
+fn checkout_export(carts: &str) -> (tempfile::TempDir, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gen");
+    let args = [
+        "--carts",
+        carts,
+        "--seed",
+        "11",
+        "--value-recorded",
+        "checkout",
+    ];
+    generate(&dir, &args);
+    let data = dir.join("otlp").display().to_string();
+    (tmp, data)
+}
+
+/// The report over `data` in `format`, which must succeed.
+fn report(data: &str, format: &str) -> String {
+    let o = cartscope(&["report", "--data", data, "-f", format]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    stdout(&o)
+}
+
 /// Over several seeds and incident mixes, the estimated value of the abandoned carts holds
 /// the truth's total in its 95% interval, far from the recorded sum; the recorded sum and
 /// count are exactly those of the abandoned carts that reached checkout (where the value is
@@ -144,25 +169,8 @@ fn the_estimated_value_of_abandoned_carts_holds_the_truth() {
 /// beside the recorded sum, never the partial sum as the whole; `check` bounds either.
 #[test]
 fn every_format_shows_the_recorded_and_the_estimated_value_and_check_bounds_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("gen");
-    generate(
-        &dir,
-        &[
-            "--carts",
-            "1500",
-            "--seed",
-            "11",
-            "--value-recorded",
-            "checkout",
-        ],
-    );
-    let data = dir.join("otlp").display().to_string();
-    let run = |format: &str| {
-        let o = cartscope(&["report", "--data", &data, "-f", format]);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        stdout(&o)
-    };
+    let (tmp, data) = checkout_export("1500");
+    let run = |format: &str| report(&data, format);
     let text = run("text");
     assert!(
         text.contains("abandoned value (revenue at risk) recorded")
@@ -372,25 +380,8 @@ fn line_prices_and_quantities_give_exact_values() {
 /// JSON's coverage fields.
 #[test]
 fn value_coverage_snapshots() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("gen");
-    generate(
-        &dir,
-        &[
-            "--carts",
-            "400",
-            "--seed",
-            "11",
-            "--value-recorded",
-            "checkout",
-        ],
-    );
-    let data = dir.join("otlp").display().to_string();
-    let run = |format: &str| {
-        let o = cartscope(&["report", "--data", &data, "-f", format]);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        stdout(&o)
-    };
+    let (_tmp, data) = checkout_export("400");
+    let run = |format: &str| report(&data, format);
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(
         r"cartscope \d+\.\d+\.\d+(-[0-9A-Za-z.]+)?",
