@@ -2,7 +2,9 @@
 //! how many of its carts had it recorded, and estimates the rest with a 95% interval.
 //! Data: `cartscope generate --value-recorded checkout` (the truth knows every cart's value,
 //! the spans carry it only from checkout on), the real OpenTelemetry JS SDK's export (every
-//! value recorded), and a hand-made export whose spans record no value at all.
+//! value recorded), the real JS SDK's export of a shop that records values at checkout and
+//! prices on product pages and on half its carts' adds (`real-sdk/js-catalog`), and a
+//! hand-made export whose spans record no value at all.
 
 use std::path::Path;
 
@@ -406,6 +408,9 @@ fn value_coverage_snapshots() {
             "by_last_operation": r["by_last_operation"].as_array().unwrap().iter()
                 .map(|o| serde_json::json!({"operation": o["operation"], "value": o["value"], "value_coverage": o["value_coverage"]}))
                 .collect::<Vec<_>>(),
+            "top_abandoned": r["top_abandoned"].as_array().unwrap().iter().take(4)
+                .map(|c| serde_json::json!({"cart_id": c["cart_id"], "value": c["value"], "value_estimated": c["value_estimated"]}))
+                .collect::<Vec<_>>(),
             "drivers": r["drivers"].as_array().unwrap().iter()
                 .map(|d| serde_json::json!({"driver": d["driver"], "abandoned": d["abandoned"], "abandoned_value_known": d["abandoned_value_known"], "excess_value": d["excess_value"], "excess_value_estimated": d["excess_value_estimated"]}))
                 .collect::<Vec<_>>(),
@@ -415,4 +420,139 @@ fn value_coverage_snapshots() {
             serde_json::to_string_pretty(&parts).unwrap()
         );
     });
+}
+
+/// The real JS SDK's export of a shop that records a cart's value only at checkout, and
+/// prices on its product pages (`GET /product`) and on the adds of one client in two
+/// (`bench/real-sdk/make.sh --catalog`, 400 carts, seed 7). A cart whose every add records
+/// its price is worth the sum of its lines, recorded; one with a line without a price is
+/// not (the lines it priced are not the whole), and is estimated from its products' prices
+/// as recorded elsewhere (`product prices`): each such cart's estimate is its true value
+/// (a product has one price here), the top carts are ranked by those values, and the
+/// estimated total holds the truth, closer than without the products' prices.
+#[test]
+fn product_prices_recorded_elsewhere_value_the_lines_that_record_none() {
+    let dir = fixture("real-sdk/js-catalog");
+    let data = dir.join("traces.jsonl.gz").display().to_string();
+    let truth: std::collections::HashMap<String, f64> = truth(&dir)
+        .iter()
+        .map(|c| (c["cart_id"].as_str().unwrap().to_string(), f(&c["value"])))
+        .collect();
+    let abandoned: std::collections::HashSet<String> = self::truth(&dir)
+        .iter()
+        .filter(|c| c["outcome"] == "abandoned")
+        .map(|c| c["cart_id"].as_str().unwrap().to_string())
+        .collect();
+    let true_total: f64 = abandoned.iter().map(|c| truth[c]).sum();
+    let run = |model: &str| {
+        json(
+            &cartscope(&[
+                "report", "--data", &data, "--model", model, "--top", "1000", "-f", "json",
+            ]),
+            "report",
+        )
+    };
+    let r = run("reference");
+    let s = &r["summary"];
+    assert_eq!(s["abandoned"], abandoned.len());
+    let c = &s["abandoned_value_coverage"];
+    let method = c["method"].as_str().unwrap();
+    assert!(method.starts_with("product prices + value per item"), "{c}");
+    let (est, lo, hi) = (
+        f(&c["estimated"]),
+        f(&c["estimated_ci95"][0]),
+        f(&c["estimated_ci95"][1]),
+    );
+    assert!(
+        lo <= true_total && true_total <= hi,
+        "{true_total} outside {c}"
+    );
+
+    // Every abandoned cart is in the top list: recorded values are the truth's, and the
+    // estimates of the carts whose every product was priced somewhere are exact.
+    let top = r["top_abandoned"].as_array().unwrap();
+    assert_eq!(top.len(), abandoned.len());
+    let (mut recorded, mut exact, mut estimated) = (0, 0, 0);
+    let mut recorded_sum = 0.0;
+    for t in top {
+        let (id, v) = (t["cart_id"].as_str().unwrap(), f(&t["value"]));
+        if t.get("value_estimated").is_some_and(|e| e == true) {
+            estimated += 1;
+            exact += usize::from((v - truth[id]).abs() < 0.005);
+        } else {
+            assert!(
+                (v - truth[id]).abs() < 0.005,
+                "{id}: recorded {v}, truth {}",
+                truth[id]
+            );
+            recorded += 1;
+            recorded_sum += v;
+        }
+    }
+    // Ranked by value, estimates included.
+    let values: Vec<f64> = top.iter().map(|t| f(&t["value"])).collect();
+    assert!(values.windows(2).all(|w| w[0] >= w[1]), "{values:?}");
+    assert_eq!(recorded, c["known"].as_u64().unwrap() as usize);
+    assert!((recorded_sum - f(&s["abandoned_value"])).abs() < 0.05);
+    // Of the 101 abandoned carts without a recorded value, 58 have every product priced
+    // on some span of the export (counted from the plan: tests/fixtures/real-sdk/README.md),
+    // and exactly those are estimated at their true value; the other 43 from their items.
+    assert_eq!((exact, estimated), (58, 101));
+
+    // The carts table: a cart with an add that records no price has no recorded value
+    // unless it reached checkout; one whose every add records it is worth their sum.
+    let o = cartscope(&[
+        "query",
+        "--data",
+        &data,
+        "-f",
+        "csv",
+        "-e",
+        "SELECT cart_id, round(total_value, 2) AS v FROM carts WHERE total_value IS NOT NULL",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let known: Vec<(String, f64)> = stdout(&o)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (id, v) = l.split_once(',').unwrap();
+            (id.to_string(), v.parse().unwrap())
+        })
+        .collect();
+    assert!(known.len() > 150, "{}", known.len());
+    for (id, v) in &known {
+        assert!(
+            (v - truth[id]).abs() < 0.005,
+            "{id}: {v} against {}",
+            truth[id]
+        );
+    }
+
+    // Without the products' prices (a model with no product_id), the same carts are
+    // estimated from items alone: a wider interval, further from the truth.
+    let model = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/replay/presets/reference.toml"),
+    )
+    .unwrap()
+    .replace("product_id = [\"product.id\"]", "product_id = []");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("no-products.toml");
+    std::fs::write(&path, model).unwrap();
+    let r0 = run(path.to_str().unwrap());
+    let c0 = &r0["summary"]["abandoned_value_coverage"];
+    assert!(
+        !c0["method"].as_str().unwrap().contains("product prices"),
+        "{c0}"
+    );
+    let width = |c: &Value| f(&c["estimated_ci95"][1]) - f(&c["estimated_ci95"][0]);
+    assert!(width(c) < width(c0), "{c} against {c0}");
+    assert!(
+        (est - true_total).abs() <= (f(&c0["estimated"]) - true_total).abs(),
+        "{est} and {} against the truth {true_total}",
+        c0["estimated"]
+    );
+    eprintln!(
+        "js-catalog: truth {true_total:.2}; recorded {:.2} ({} of {} carts); with product prices {est:.2} ({lo:.2} to {hi:.2}); without {} ({} to {}); {exact} of {estimated} estimated carts exact",
+        f(&s["abandoned_value"]), recorded, abandoned.len(), c0["estimated"], c0["estimated_ci95"][0], c0["estimated_ci95"][1]
+    );
 }

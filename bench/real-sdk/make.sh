@@ -2,6 +2,7 @@
 # Writes shop exports with the REAL OpenTelemetry SDKs, each with its truth.json.
 #
 #   bench/real-sdk/make.sh OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS] [--logs]
+#                          [--catalog]
 #
 # OUT_DIR/js/{traces.jsonl,truth.json}        JS SDK, OTLP/HTTP JSON bodies, one per line
 # OUT_DIR/py-proto/{traces.binpb,truth.json}  Python SDK, OTLP/HTTP protobuf bodies, each
@@ -16,6 +17,9 @@
 #                                             SDK's LoggingHandler, inside the spans), traces
 #                                             and logs in the JSON mapping as py-json, and a
 #                                             truth with each cart's log_count and last_log
+#
+# --catalog plans a shop that records a cart's value only at checkout and prices on product
+# views and on half the carts' adds (plan.py --catalog), for the estimate of unknown values.
 #
 # The simulation is planned once (plan.py, deterministic from the seed), replayed through
 # each SDK (js/shop.mjs, shop.py) against a local sink (sink.py, 127.0.0.1, a free port), and
@@ -33,11 +37,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
-    echo "usage: $0 OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS] [--logs]" >&2
+    echo "usage: $0 OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS] [--logs] [--catalog]" >&2
     exit 2
 }
 
-OUT="" CARTS="" SEED=7 GZIP=0 TIMEOUT=1800 LOGS=0
+OUT="" CARTS="" SEED=7 GZIP=0 TIMEOUT=1800 LOGS=0 CATALOG=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --carts) [ $# -ge 2 ] || usage; CARTS=$2; shift 2 ;;
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
         --timeout) [ $# -ge 2 ] || usage; TIMEOUT=$2; shift 2 ;;
         --gzip) GZIP=1; shift ;;
         --logs) LOGS=1; shift ;;
+        --catalog) CATALOG=(--catalog); shift ;;
         -h|--help) usage ;;
         -*) echo "make.sh: unknown option $1" >&2; usage ;;
         *) [ -z "$OUT" ] || usage; OUT=$1; shift ;;
@@ -119,7 +124,7 @@ fi
 PY="$HERE/.venv/bin/python"
 
 # --- the plan ---------------------------------------------------------------------------
-logged "$WORK/plan.log" timeout "$TIMEOUT" "$PY" "$HERE/plan.py" --carts "$CARTS" --seed "$SEED" --out "$WORK/plan.json"
+logged "$WORK/plan.log" timeout "$TIMEOUT" "$PY" "$HERE/plan.py" --carts "$CARTS" --seed "$SEED" "${CATALOG[@]}" --out "$WORK/plan.json"
 
 # --- sinks, then both drivers at once -------------------------------------------------------
 start_sink() { # NAME ARGS...: sets SINK_PORT

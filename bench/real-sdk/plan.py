@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The shop simulation, once for every SDK: a plan of traces and spans with their times.
 
-    plan.py --carts N --seed S --out plan.json
+    plan.py --carts N --seed S [--catalog] --out plan.json
 
 Deterministic from the seed (each cart draws from its own random stream, so a cart does not
 depend on how many carts come before it). The drivers (shop.py, js/shop.mjs) replay the plan
@@ -15,6 +15,13 @@ carts check out: a trace with root `cart.begin_checkout` (checkout), children
 sometimes failing, sometimes retried), and `checkout.complete` (checkout) for converted carts.
 Some cart spans have a nested database or HTTP client child without `cart.id`. Browsing
 noise (`GET /product`, `catalog.search`) lives in traces of its own.
+
+With --catalog the shop records a cart's value only at checkout (as much instrumentation
+does), and prices elsewhere: each product has one price; most adds to the cart follow a view
+of the product (`GET /product`, recording `product.id` and `product.price`); the adds record
+`product.id` and `product.quantity`, and the price too for half the carts (one of the shop's
+two clients records it). The truth still knows every cart's value. Without it the plan is
+what it always was, to the byte.
 
 Spans that start after the export's end are left out; spans that start before it but end
 after it are started by the drivers and never ended, as an SDK at the moment of the export
@@ -97,9 +104,18 @@ class Trace:
         return len(self.spans) - 1
 
 
+def price_of(sku):
+    """A product's one price (--catalog), from its id alone."""
+    r = random.Random("price:" + sku)
+    return money(min(max(28.0 * math.exp(0.8 * r.gauss(0.0, 1.0)), 2.0), 900.0))
+
+
 class Cart:
-    def __init__(self, index, seed, carts):
+    def __init__(self, index, seed, carts, catalog=False):
         self.rng = random.Random(seed * 1_000_003 + index)
+        self.catalog = catalog
+        # --catalog: whether this cart's client records the price on its adds.
+        self.client_prices = catalog and self.rng.random() < 0.5
         self.index = index
         self.cart_id = "cart-%08d" % (index + 1)
         pool = max(1, carts * 2 // 3)
@@ -153,6 +169,8 @@ class Cart:
             t += int(self.rng.uniform(5.0, 40.0) * NS_S)
 
     def add_item(self, t):
+        if self.catalog:
+            return self.add_listed_item(t)
         tr = Trace()
         d = max(self.ms(self.lognormal(35.0, 0.4)), 5 * NS_MS)
         price = money(min(max(self.lognormal(28.0, 0.8), 2.0), 900.0))
@@ -172,6 +190,41 @@ class Cart:
                 ("db.operation.name", "UPDATE"),
                 ("db.collection.name", "cart_items"),
             ])
+        self.traces.append(tr)
+        return tr.spans[root]["end"]
+
+    def add_listed_item(self, t):
+        """--catalog: a product view (most of the time), then the add, with the product's one
+        price; the add records the price only when the cart's client does."""
+        sku = self.sku()
+        price = price_of(sku)
+        if self.rng.random() < 0.7:
+            view = Trace()
+            v = t - int(self.rng.uniform(10.0, 60.0) * NS_S)
+            view.span(-1, "frontend", "GET /product", "server", v, self.ms(self.lognormal(60.0, 0.5)), [
+                ("http.request.method", "GET"),
+                ("url.path", "/product/" + sku),
+                ("http.response.status_code", 200),
+                ("product.id", sku),
+                ("product.price", float(price)),
+            ])
+            self.traces.append(view)
+        tr = Trace()
+        d = max(self.ms(self.lognormal(35.0, 0.4)), 5 * NS_MS)
+        qty = 1 + (self.rng.random() < 0.15)
+        self.items += qty
+        self.value = money(self.value + price * qty)
+        attrs = [
+            ("cart.id", self.cart_id),
+            ("user.id", self.user_id),
+            ("product.id", sku),
+            ("product.quantity", qty),
+            ("cart.item_count", self.items),
+        ]
+        if self.client_prices:
+            attrs.append(("product.price", float(price)))
+        root = tr.span(-1, "cart", "cart.add_item", "server", t, d, attrs)
+        tr.spans[root]["state"] = (self.items, self.value)
         self.traces.append(tr)
         return tr.spans[root]["end"]
 
@@ -271,8 +324,8 @@ class Cart:
         ])
 
 
-def simulate(index, seed, carts, end):
-    c = Cart(index, seed, carts)
+def simulate(index, seed, carts, end, catalog=False):
+    c = Cart(index, seed, carts, catalog)
     slot = WINDOW_NS / max(carts, 1)
     t0 = end - WINDOW_NS + int((index + c.rng.random()) * slot)
     c.noise(t0)
@@ -329,9 +382,14 @@ def truth_of(cart_id, spans, end):
     user = None
     for _, s in spans:
         a = dict(s["attributes"])
-        if "cart.item_count" in a and "cart.total_value" in a:
+        # The cart's items and value after this span: as recorded, or (--catalog, where the
+        # adds record no value) as the plan knows them.
+        state = s.get("state")
+        if state is None and "cart.item_count" in a and "cart.total_value" in a:
+            state = (a["cart.item_count"], a["cart.total_value"])
+        if state is not None:
             if latest is None or s["end"] >= latest[0]:
-                latest = (s["end"], a["cart.item_count"], a["cart.total_value"])
+                latest = (s["end"], state[0], state[1])
         if "user.id" in a:
             user = a["user.id"]
     _, item_count, value = latest or (0, 0, 0.0)
@@ -362,11 +420,11 @@ def truth_of(cart_id, spans, end):
     }
 
 
-def build(carts, seed):
+def build(carts, seed, catalog=False):
     end = end_ns()
     traces = []  # (first start, cart index, order in cart, Trace)
     for index in range(carts):
-        c = simulate(index, seed, carts, end)
+        c = simulate(index, seed, carts, end, catalog)
         for k, tr in enumerate(c.traces):
             # Spans that start after the end never existed; those that end after it were
             # never exported.
@@ -455,11 +513,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--carts", type=int, required=True)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--catalog", action="store_true", help="values at checkout, prices on product views")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     if a.carts < 1:
         sys.exit("plan.py: --carts must be at least 1")
-    plan = build(a.carts, a.seed)
+    plan = build(a.carts, a.seed, a.catalog)
     with open(a.out, "w") as f:
         json.dump(plan, f, separators=(",", ":"))
 

@@ -200,6 +200,7 @@ pub fn projection(m: &Model) -> Projection {
         &k.total_value,
         &k.line_price,
         &k.line_quantity,
+        &k.product_id,
     ]
     .into_iter()
     .flatten()
@@ -218,7 +219,7 @@ pub fn projection(m: &Model) -> Projection {
 }
 
 /// `coalesce(t.attributes['a'], t.attributes['b'])`, or a typed NULL for no keys.
-fn attr(alias: &str, keys: &[String]) -> String {
+pub(crate) fn attr(alias: &str, keys: &[String]) -> String {
     match keys.len() {
         0 => "CAST(NULL AS VARCHAR)".into(),
         1 => format!("{alias}.attributes[{}]", lit(&keys[0])),
@@ -340,12 +341,14 @@ fn event_columns(m: &Model, by: &str) -> String {
          {by} AS attributed_by, {user} AS user_id, \
          TRY_CAST({count} AS BIGINT) AS item_count, TRY_CAST({value} AS DOUBLE) AS total_value, \
          TRY_CAST({price} AS DOUBLE) * coalesce(TRY_CAST({quantity} AS DOUBLE), 1.0) AS line_value, \
+         {product} AS product_id, TRY_CAST({quantity} AS DOUBLE) AS line_quantity, \
          coalesce({success}, false) AS is_success",
         user = attr("t", &m.keys.user_id),
         count = attr("t", &m.keys.item_count),
         value = attr("t", &m.keys.total_value),
         price = attr("t", &m.keys.line_price),
         quantity = attr("t", &m.keys.line_quantity),
+        product = attr("t", &m.keys.product_id),
     )
 }
 
@@ -595,7 +598,8 @@ pub const FOLD_EXPLAINED: &str = "\
 --   last_stage = the stage of max(stage_order); converted = any event is a success stage
 --   user_id, item_count, total_value = the latest non-null value; total_value, when no
 --             event records one, = the sum of the line values (line price x quantity) of
---             the events that record a line price
+--             the events that record a line price, when every line has one (a line: a
+--             stage's event with a line price or a product id)
 --   last_operation, last_op_duration_ms, last_op_status, last_trace_id = of the latest event
 --   came_back = in start order, an event starts >= threshold after all earlier ones ended
 --   outcome = recovered (converted and came back) | converted | abandoned (idle >= the last
@@ -631,6 +635,9 @@ struct Cart<'a> {
     total_value: Option<f64>,
     /// The sum of its lines' values (price x quantity), when some event records a price.
     lines_value: Option<f64>,
+    /// Some line (a stage's event with a product id) records no price: the sum of the
+    /// lines is not the cart's value.
+    unpriced_line: bool,
     last_operation: Option<&'a str>,
     last_op_duration_ms: Option<f64>,
     last_op_status: Option<&'a str>,
@@ -741,8 +748,10 @@ impl Cart<'_> {
         out.last_activity.push(self.last_activity);
         out.last_stage.append_option(stage.map(|s| s.0.as_str()));
         out.item_count.push(self.item_count);
-        // A value recorded as such wins; else the lines the cart's events record add up to it.
-        out.total_value.push(self.total_value.or(self.lines_value));
+        // A value recorded as such wins; else the lines the cart's events record add up to
+        // it, when every line records its price (the report estimates the others).
+        let lines = self.lines_value.filter(|_| !self.unpriced_line);
+        out.total_value.push(self.total_value.or(lines));
         out.outcome.append_value(outcome);
         out.abandoned_at.push(
             self.last_activity
@@ -783,6 +792,7 @@ struct EventColumns {
     items: Int64Array,
     value: Float64Array,
     line: Float64Array,
+    product: StringArray,
     success: BooleanArray,
 }
 
@@ -828,6 +838,7 @@ impl EventColumns {
             items: int("item_count")?,
             value: float("total_value")?,
             line: float("line_value")?,
+            product: text("product_id")?,
             success: col("is_success", &DataType::Boolean)?.as_boolean().clone(),
         })
     }
@@ -870,6 +881,8 @@ impl<'a> Cart<'a> {
         }
         if let Some(j) = opt(&c.line, i) {
             self.lines_value = Some(self.lines_value.unwrap_or(0.0) + c.line.value(j));
+        } else if order.is_some() && c.product.is_valid(i) {
+            self.unpriced_line = true;
         }
         let (op, status, trace) = (
             text_at(&c.op, i),

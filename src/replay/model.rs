@@ -72,6 +72,11 @@ pub struct Keys {
     pub line_price: Vec<String>,
     #[serde(default)]
     pub line_quantity: Vec<String>,
+    /// A line's product on the spans that add to the cart. A line whose price is not
+    /// recorded is valued at its product's price recorded elsewhere in the export (a product
+    /// page, another client), and such a cart's value is an estimate, not a recorded value.
+    #[serde(default)]
+    pub product_id: Vec<String>,
     #[serde(default)]
     pub cart_is_user: bool,
 }

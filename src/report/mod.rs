@@ -204,7 +204,12 @@ pub struct OperationStats {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TopCart {
     pub cart_id: String,
+    /// The cart's recorded value, or its estimate when `value_estimated` (see `value.rs`).
     pub value: f64,
+    /// The value is an estimate: the cart recorded none (added within version 1; absent
+    /// when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub value_estimated: bool,
     pub last_operation: String,
     pub last_op_duration_ms: f64,
     pub last_op_status: String,
@@ -215,6 +220,21 @@ pub struct TopCart {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_log: Option<LogLine>,
 }
+
+impl TopCart {
+    /// The value as a cell, `shown` as the format writes it: `~` before an estimate.
+    pub fn value_cell(&self, shown: String) -> String {
+        if self.value_estimated {
+            format!("~{shown}")
+        } else {
+            shown
+        }
+    }
+}
+
+/// What a table of top carts says under it when some value is estimated.
+pub const ESTIMATED_NOTE: &str =
+    "~ estimated: the cart recorded no value; it is estimated as the unknown values of the totals are";
 
 /// One log record, as the report shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -566,6 +586,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     let cur = period_filter(since_ns, until_ns);
     let len = until_ns - since_ns;
     let prev = period_filter(since_ns.saturating_sub(len), since_ns);
+    value::register(ctx, m).await?;
     // Each period's unknown values are estimated from its own carts.
     let reference = value::Reference::of(ctx, &cur).await?;
     let summary = summary_of(ctx, &cur, &reference).await?;
@@ -683,11 +704,13 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     let b = batches(
         ctx,
         &format!(
-            "SELECT cart_id, coalesce(total_value, 0), last_operation, last_op_duration_ms, last_op_status,
-                    suspected_cause, last_trace_id
-             FROM carts WHERE {cur} AND outcome = 'abandoned'
-             ORDER BY total_value DESC NULLS LAST, cart_id LIMIT {}",
-            o.top
+            "SELECT c.cart_id, {value} AS v, c.last_operation, c.last_op_duration_ms,
+                    c.last_op_status, c.suspected_cause, c.last_trace_id,
+                    CAST(c.total_value IS NULL AS BIGINT)
+             FROM valued_carts c WHERE {cur} AND c.outcome = 'abandoned'
+             ORDER BY v DESC, c.cart_id LIMIT {}",
+            o.top,
+            value = reference.point_sql("c"),
         ),
     )
     .await?;
@@ -700,12 +723,14 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         strings(&b, 5),
         strings(&b, 6),
     );
+    let estimated = ints(&b, 7);
     let ids_present: Vec<String> = ids.iter().flatten().cloned().collect();
     let mut logs = last_logs(ctx, &ids_present).await?;
     let top_abandoned = (0..ids.len())
         .map(|i| TopCart {
             cart_id: ids[i].clone().unwrap_or_default(),
-            value: vals[i].unwrap_or(0.0),
+            value: round(vals[i].unwrap_or(0.0), 2),
+            value_estimated: estimated[i] == Some(1),
             last_operation: lops[i].clone().unwrap_or_default(),
             last_op_duration_ms: round(ldur[i].unwrap_or(0.0), 3),
             last_op_status: lst[i].clone().unwrap_or_default(),
@@ -1033,7 +1058,7 @@ async fn drivers_of(
         "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
                 {} AS ve, CAST(c.total_value IS NOT NULL AS INT) AS vk,
                 CAST(coalesce(c.item_count, 0) AS DOUBLE) AS n, {furthest} AS furthest
-         FROM carts c WHERE {cur} AND c.outcome IN ('abandoned', 'converted')",
+         FROM valued_carts c WHERE {cur} AND c.outcome IN ('abandoned', 'converted')",
         reference.point_sql("c")
     );
     // The carts that reached each stage, and how many of them were abandoned.

@@ -360,7 +360,7 @@ fn text(r: &Report, m: Markup) -> String {
             .map(|c| {
                 let mut row = vec![
                     c.cart_id.clone(),
-                    format!("{:.2}", c.value),
+                    c.value_cell(format!("{:.2}", c.value)),
                     c.last_operation.clone(),
                     format!("{:.1}", c.last_op_duration_ms),
                     c.last_op_status.clone(),
@@ -374,5 +374,8 @@ fn text(r: &Report, m: Markup) -> String {
             })
             .collect(),
     ));
+    if r.top_abandoned.iter().any(|c| c.value_estimated) {
+        out.push_str(&format!("{}\n", super::ESTIMATED_NOTE));
+    }
     out
 }

@@ -6,6 +6,10 @@
 //! many of its carts have a recorded value, and adds an estimate, with a 95% interval, for
 //! the rest:
 //!
+//! - a cart whose lines all have a price, recorded on the line or, for its product, on other
+//!   spans of the export (a product page's, another client's add: the model's `product_id`
+//!   and `line_price`): the sum of its lines at those prices, with the spread of each listed
+//!   product's recorded prices (`product prices`);
 //! - a cart whose item count is recorded: its items times the value per item of the period's
 //!   carts whose value and item count are both recorded (a ratio estimator; a cart's value is
 //!   taken to vary about that line with a variance proportional to its items);
@@ -25,8 +29,67 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use super::rows::{batches, counts, floats, round, strings};
+use crate::replay::attr;
+use crate::replay::model::Model;
 use crate::sql::passes::lit;
 use crate::stats;
+
+/// The view of `carts` with each cart's listed value (`listed_value`, `listed_variance`):
+/// what the money figures are computed over.
+const VALUED: &str = "valued_carts";
+
+/// Registers `valued_carts`: `carts` with, for a cart of no recorded value whose every line
+/// has a price (its own, or its product's as recorded on other spans of the export), the
+/// sum of its lines (`listed_value`) and the variance of that sum (`listed_variance`: for
+/// each line priced from elsewhere, its quantity squared times the spread of its product's
+/// recorded prices, plus that of their mean; 0 for a product priced once). NULL for the
+/// other carts, and for every cart when the model names no product or no line price, or no
+/// cart lacks a value: then no span is read again.
+pub async fn register(ctx: &SessionContext, m: &Model) -> Result<()> {
+    let k = &m.keys;
+    let unknown = !k.product_id.is_empty()
+        && !k.line_price.is_empty()
+        && counts(
+            &batches(ctx, "SELECT count(*) FROM carts WHERE total_value IS NULL").await?,
+            0,
+        )
+        .first()
+        .is_some_and(|&n| n > 0);
+    let sql = if unknown {
+        format!(
+            "WITH prices AS (
+                SELECT product_id, avg(price) AS price, coalesce(var_samp(price), 0) AS spread,
+                       count(*) AS n
+                FROM (SELECT {product} AS product_id, TRY_CAST({price} AS DOUBLE) AS price
+                      FROM observed_traces t)
+                WHERE product_id IS NOT NULL AND price IS NOT NULL GROUP BY product_id),
+            lines AS (
+                SELECT e.cart_id, e.line_value, coalesce(e.line_quantity, 1.0) AS q,
+                       p.price, p.spread, p.n
+                FROM cart_events e LEFT JOIN prices p ON e.product_id = p.product_id
+                WHERE e.stage IS NOT NULL AND (e.product_id IS NOT NULL OR e.line_value IS NOT NULL)
+                  AND e.cart_id IN (SELECT cart_id FROM carts WHERE total_value IS NULL)),
+            listed AS (
+                SELECT cart_id, sum(coalesce(line_value, price * q)) AS listed_value,
+                       coalesce(sum(q * q * spread * (1.0 + 1.0 / n)) FILTER (WHERE line_value IS NULL), 0)
+                           AS listed_variance
+                FROM lines GROUP BY cart_id
+                HAVING bool_and(line_value IS NOT NULL OR price IS NOT NULL))
+            SELECT c.*, l.listed_value, l.listed_variance
+            FROM carts c LEFT JOIN listed l ON c.cart_id = l.cart_id",
+            product = attr("t", &k.product_id),
+            price = attr("t", &k.line_price),
+        )
+    } else {
+        "SELECT *, CAST(NULL AS DOUBLE) AS listed_value, CAST(NULL AS DOUBLE) AS listed_variance
+         FROM carts"
+            .to_string()
+    };
+    let view = ctx.sql(&sql).await?.into_view();
+    ctx.deregister_table(VALUED)?;
+    ctx.register_table(VALUED, view)?;
+    Ok(())
+}
 
 /// Fewer carts of a stage with a recorded value than this, and the stage's unknown values
 /// are estimated from every cart of the period instead.
@@ -44,9 +107,9 @@ pub struct ValueCoverage {
     pub estimated: Option<f64>,
     /// Its 95% interval (the recorded sum when every value is known).
     pub estimated_ci95: Option<[f64; 2]>,
-    /// How the unknown values were estimated: `recorded` (none was unknown), `value per
-    /// item`, `stage mean`, `period mean`, several joined by ` + `, or `none` (nothing to
-    /// estimate from).
+    /// How the unknown values were estimated: `recorded` (none was unknown), `product
+    /// prices`, `value per item`, `stage mean`, `period mean`, several joined by ` + `, or
+    /// `none` (nothing to estimate from).
     pub method: String,
 }
 
@@ -176,10 +239,11 @@ impl Reference {
         }
     }
 
-    /// A SQL expression of a cart's value (columns of `carts`, prefixed by `alias.`): the
-    /// recorded one, else its estimate, else 0 when there is nothing to estimate from.
+    /// A SQL expression of a cart's value (columns of `valued_carts`, prefixed by
+    /// `alias.`): the recorded one, else its estimate, else 0 when there is nothing to
+    /// estimate from.
     pub fn point_sql(&self, alias: &str) -> String {
-        let mut e = format!("coalesce({alias}.total_value");
+        let mut e = format!("coalesce({alias}.total_value, {alias}.listed_value");
         if let Some((per_item, _, _)) = self.per_item {
             e.push_str(&format!(
                 ", CASE WHEN {alias}.item_count > 0 THEN {alias}.item_count * {} END",
@@ -218,6 +282,9 @@ struct Group {
     carts: u64,
     known: u64,
     recorded: f64,
+    /// Carts without a recorded value but with a listed one (every line priced), their
+    /// listed values' sum and its variance.
+    by_list: (u64, f64, f64),
     /// Carts without a recorded value but with their item count, and their items.
     by_items: (u64, f64),
     /// Carts without either, by last stage.
@@ -230,6 +297,12 @@ impl Group {
         let (mut estimate, mut variance) = (self.recorded, 0.0);
         let mut estimable = true;
         let mut by_stage = self.by_stage.clone();
+        let (n_listed, listed, listed_variance) = self.by_list;
+        if n_listed > 0 {
+            estimate += listed;
+            variance += listed_variance;
+            methods.push("product prices");
+        }
         let (n_items, items) = self.by_items;
         if n_items > 0 {
             match r.per_item {
@@ -307,16 +380,21 @@ pub async fn coverage(
     group: Option<&str>,
 ) -> Result<BTreeMap<String, ValueCoverage>> {
     let group = group.unwrap_or("''");
+    let listed = "total_value IS NULL AND listed_value IS NOT NULL";
+    let unlisted = "total_value IS NULL AND listed_value IS NULL";
     let b = batches(
         ctx,
         &format!(
             "SELECT coalesce(CAST({group} AS VARCHAR), 'none'), coalesce(last_stage, ''),
                     count(*), count(total_value), sum(total_value),
-                    count(*) FILTER (WHERE total_value IS NULL AND item_count > 0),
-                    CAST(sum(item_count) FILTER (WHERE total_value IS NULL AND item_count > 0)
+                    count(*) FILTER (WHERE {unlisted} AND item_count > 0),
+                    CAST(sum(item_count) FILTER (WHERE {unlisted} AND item_count > 0)
                          AS DOUBLE),
-                    count(*) FILTER (WHERE total_value IS NULL AND NOT coalesce(item_count > 0, false))
-             FROM carts WHERE {filter} GROUP BY 1, 2 ORDER BY 1, 2"
+                    count(*) FILTER (WHERE {unlisted} AND NOT coalesce(item_count > 0, false)),
+                    count(*) FILTER (WHERE {listed}),
+                    sum(listed_value) FILTER (WHERE {listed}),
+                    sum(listed_variance) FILTER (WHERE {listed})
+             FROM {VALUED} WHERE {filter} GROUP BY 1, 2 ORDER BY 1, 2"
         ),
     )
     .await?;
@@ -328,12 +406,16 @@ pub async fn coverage(
         floats(&b, 4),
     );
     let (with_items, items, bare) = (counts(&b, 5), floats(&b, 6), counts(&b, 7));
+    let (n_listed, listed, listed_var) = (counts(&b, 8), floats(&b, 9), floats(&b, 10));
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for i in 0..g.len() {
         let e = groups.entry(g[i].clone().unwrap_or_default()).or_default();
         e.carts += n[i];
         e.known += known[i];
         e.recorded += sum[i].unwrap_or(0.0);
+        e.by_list.0 += n_listed[i];
+        e.by_list.1 += listed[i].unwrap_or(0.0);
+        e.by_list.2 += listed_var[i].unwrap_or(0.0);
         e.by_items.0 += with_items[i];
         e.by_items.1 += items[i].unwrap_or(0.0);
         *e.by_stage
@@ -370,6 +452,7 @@ mod tests {
             carts: 5,
             known: 1,
             recorded: 30.0,
+            by_list: (0, 0.0, 0.0),
             by_items: (2, 5.0),
             by_stage: [("active".to_string(), 2)].into(),
         };
@@ -382,6 +465,27 @@ mod tests {
         let half = stats::Z_95 * (200.0f64 + 400.0 / 3.0).sqrt();
         assert!((hi - (120.0 + half)).abs() < 0.01 && (lo - (120.0 - half)).abs() < 0.01);
         assert_eq!(c.known_text(), "value known for 1 of 5 carts");
+    }
+
+    #[test]
+    fn carts_priced_from_their_products_add_their_lines_and_spread() {
+        let g = Group {
+            carts: 4,
+            known: 1,
+            recorded: 30.0,
+            by_list: (2, 55.5, 4.0),
+            by_items: (1, 2.0),
+            ..Default::default()
+        };
+        let c = g.cover(&reference());
+        // 30 recorded + 55.5 listed + 2 items at 10 (no spread about the line).
+        assert_eq!(c.estimated, Some(105.5));
+        assert_eq!(c.method, "product prices + value per item");
+        let half = stats::Z_95 * 4.0f64.sqrt();
+        assert_eq!(
+            c.estimated_ci95,
+            Some([round(105.5 - half, 2), round(105.5 + half, 2)])
+        );
     }
 
     #[test]
@@ -411,7 +515,7 @@ mod tests {
         assert_eq!((c.estimated, c.method.as_str()), (None, "none"));
         assert_eq!(
             Reference::default().point_sql("c"),
-            "coalesce(c.total_value, 0.0)"
+            "coalesce(c.total_value, c.listed_value, 0.0)"
         );
     }
 

@@ -660,7 +660,7 @@ fn top_carts(p: &mut String, r: &Report) {
                 .map(|c| {
                     let mut row = vec![
                         c.cart_id.clone(),
-                        money(c.value),
+                        c.value_cell(money(c.value)),
                         c.last_operation.clone(),
                         num(c.last_op_duration_ms, 1),
                         c.last_op_status.clone(),
@@ -679,6 +679,9 @@ fn top_carts(p: &mut String, r: &Report) {
                 })
                 .collect::<Vec<_>>(),
         );
+        if r.top_abandoned.iter().any(|c| c.value_estimated) {
+            para(p, "note", crate::report::ESTIMATED_NOTE);
+        }
     }
     p.push_str("</section>\n");
 }
@@ -788,6 +791,7 @@ mod tests {
             top_abandoned: vec![TopCart {
                 cart_id: s("cart"),
                 value: 2.0,
+                value_estimated: false,
                 last_operation: s("op"),
                 last_op_duration_ms: 1.0,
                 last_op_status: s("error"),
