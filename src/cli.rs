@@ -613,6 +613,18 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value_t = crate::generate::workload::ValueRecorded::EveryItem)]
     pub value_recorded: crate::generate::workload::ValueRecorded,
 
+    /// Sample the traces as an SDK's probability sampler does: keep each trace with
+    /// probability P (decided on its trace id) and write the threshold in its spans'
+    /// tracestate (`ot=th:...`). Metrics, logs and the truth stay complete.
+    #[arg(long, value_name = "P", value_parser = crate::generate::sampling::probability, conflicts_with = "tail_sample")]
+    pub sample_rate: Option<f64>,
+
+    /// Sample the traces as a Collector's tail sampler does, once each trace is complete:
+    /// POLICY is keep-errors, keep-slow[=DURATION] (2s unless given) and rate=P for the
+    /// others, separated by commas. Nothing is written in tracestate.
+    #[arg(long, value_name = "POLICY", value_parser = parse_from::<crate::generate::sampling::TailPolicy>)]
+    pub tail_sample: Option<crate::generate::sampling::TailPolicy>,
+
     /// Inject an incident: KIND:FROM-TO, KIND one of shipping-slow, payment-errors, bad-deploy;
     /// FROM and TO as RFC 3339 or HH:MM on the day --end falls in. Repeatable.
     #[arg(long, value_name = "KIND:FROM-TO", value_parser = parse_from::<IncidentArg>)]

@@ -8,6 +8,7 @@ use anyhow::{anyhow, Result};
 use crate::cli::GenerateArgs;
 use crate::commands::setup::Globals;
 use crate::generate::naming::Naming;
+use crate::generate::sampling::Sampling;
 use crate::generate::workload::Params;
 use crate::generate::{self, Options};
 
@@ -28,6 +29,11 @@ pub fn run(a: &GenerateArgs, g: &Globals) -> Result<()> {
             .collect::<Result<_>>()?,
         naming: Naming::preset(a.naming),
         value_recorded: a.value_recorded,
+        sampling: match (a.sample_rate, &a.tail_sample) {
+            (Some(p), _) => Sampling::Head { p },
+            (None, Some(t)) => Sampling::Tail(t.clone()),
+            (None, None) => Sampling::Everything,
+        },
     };
     let summary = generate::generate(&Options {
         params,

@@ -13,6 +13,7 @@
 //! order, so memory stays flat whatever the number of carts and one seed gives one output.
 
 pub mod naming;
+pub mod sampling;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,10 @@ pub struct Totals {
     pub noise_spans: u64,
     pub metric_points: u64,
     pub log_records: u64,
+    /// Under `--sample-rate` or `--tail-sample`: the spans (of carts and noise) whose traces
+    /// were kept, and so written; `spans` and `noise_spans` count every one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exported_spans: Option<u64>,
 }
 
 pub struct Summary {
@@ -202,7 +207,10 @@ pub fn generate(opts: &Options) -> Result<Summary> {
         });
         for sims in results {
             line.clear();
-            write_traces_line(&mut line, &sims, p);
+            let written = write_traces_line(&mut line, &sims, p);
+            if !p.sampling.is_everything() {
+                *totals.exported_spans.get_or_insert(0) += written;
+            }
             traces.w.write_all(line.as_bytes())?;
             line.clear();
             totals.log_records += write_logs_line(&mut line, &sims, p);
@@ -319,7 +327,7 @@ fn generator_json(p: &Params) -> String {
             })
         })
         .collect();
-    serde_json::json!({
+    let mut g = serde_json::json!({
         "seed": p.seed,
         "carts": p.carts,
         "end": format_ns(p.end_ns as i64),
@@ -328,8 +336,12 @@ fn generator_json(p: &Params) -> String {
         "naming": if p.naming.cart_keyed_by_user { "otel-demo" } else { "reference" },
         "incidents": incidents,
         "rules": "outcome: converted if it completed with no idle spell of the threshold before; recovered if it came back after such a spell and then completed or is still active; abandoned if idle at least the threshold at the end without completing; else active. last_operation: the span that ended last. suspected_cause (abandoned carts only): slow_response if it took over 2000 ms, else error if it failed, else none.",
-    })
-    .to_string()
+    });
+    // Only when sampled: the truth of an unsampled export is what it always was.
+    if let Some(how) = p.sampling.describe() {
+        g["sampling"] = how.into();
+    }
+    g.to_string()
 }
 
 /// An id (at most 16 bytes) in lowercase hex.
@@ -379,12 +391,16 @@ fn attrs(out: &mut String, list: &[(&str, Val)]) {
     out.push(']');
 }
 
-fn span_json(out: &mut String, s: &Span) {
+fn span_json(out: &mut String, s: &Span, trace_state: Option<&str>) {
     out.push_str("{\"traceId\":\"");
     hex(out, &s.trace_id);
     out.push_str("\",\"spanId\":\"");
     hex(out, &s.span_id);
     out.push('"');
+    if let Some(ts) = trace_state {
+        out.push_str(",\"traceState\":");
+        write_json_str(out, ts);
+    }
     if let Some(p) = s.parent {
         out.push_str(",\"parentSpanId\":\"");
         hex(out, &p);
@@ -444,12 +460,25 @@ fn resource_json(out: &mut String, p: &Params, svc: Service, version: &str, regi
     out.push('}');
 }
 
-/// One line of the file exporter: every span of a batch of carts, grouped by resource (service,
-/// version, region) and scope, as an SDK's batch processor would export them.
-fn write_traces_line(out: &mut String, sims: &[CartSim], p: &Params) {
+/// One line of the file exporter: every span of a batch of carts whose trace the sampling
+/// keeps, grouped by resource (service, version, region) and scope, as an SDK's batch
+/// processor would export them. Returns how many spans it wrote.
+fn write_traces_line(out: &mut String, sims: &[CartSim], p: &Params) -> u64 {
     let mut groups: BTreeMap<(Service, &str, &str), Vec<&Span>> = BTreeMap::new();
+    let mut written = 0;
     for sim in sims {
-        for s in sim.noise.iter().chain(sim.spans.iter()) {
+        let all = || sim.noise.iter().chain(sim.spans.iter());
+        let kept = (!p.sampling.is_everything()).then(|| {
+            p.sampling.kept(all().map(|s| {
+                let ns = s.end_ns.saturating_sub(s.start_ns);
+                (s.trace_id, s.error.is_some(), ns)
+            }))
+        });
+        for s in all() {
+            if kept.as_ref().is_some_and(|k| !k[&s.trace_id]) {
+                continue;
+            }
+            written += 1;
             groups
                 .entry((s.service, s.version, s.region))
                 .or_default()
@@ -457,8 +486,9 @@ fn write_traces_line(out: &mut String, sims: &[CartSim], p: &Params) {
         }
     }
     if groups.is_empty() {
-        return;
+        return 0;
     }
+    let trace_state = p.sampling.trace_state();
     out.push_str("{\"resourceSpans\":[");
     for (gi, ((svc, version, region), spans)) in groups.iter().enumerate() {
         if gi > 0 {
@@ -474,11 +504,12 @@ fn write_traces_line(out: &mut String, sims: &[CartSim], p: &Params) {
             if i > 0 {
                 out.push(',');
             }
-            span_json(out, s);
+            span_json(out, s, trace_state.as_deref());
         }
         out.push_str("]}],\"schemaUrl\":\"https://opentelemetry.io/schemas/1.26.0\"}");
     }
     out.push_str("]}\n");
+    written
 }
 
 /// Spans slower than this get a warning log line.

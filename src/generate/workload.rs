@@ -284,6 +284,8 @@ pub struct Params {
     pub incidents: Vec<Incident>,
     pub naming: Naming,
     pub value_recorded: ValueRecorded,
+    /// Which traces reach the export (metrics, logs and the truth are never sampled).
+    pub sampling: super::sampling::Sampling,
 }
 
 /// Which spans carry the cart's value (its item count is on every add to the cart and on
