@@ -323,6 +323,27 @@ impl FromStr for TimeArg {
     }
 }
 
+/// A timestamp written to the whole second, as SQL writes a truncated hour.
+pub mod whole_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Timestamp;
+
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        let secs = t.ns().div_euclid(1_000_000_000);
+        match chrono::DateTime::from_timestamp(secs, 0) {
+            Some(d) => s.collect_str(&d.format("%Y-%m-%dT%H:%M:%SZ")),
+            None => s.collect_str(t),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e: anyhow::Error| serde::de::Error::custom(format!("{e:#}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ fn the_example_rules_pass_on_sample_data() {
     let o = check(&["--rules", ex.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("7 rules: 7 passed, 0 failed"), "{out}");
+    assert!(out.contains("8 rules: 8 passed, 0 failed"), "{out}");
     // Each rule is listed with its measured value: the rate agrees with the truth file.
     assert!(out.contains("abandonment rate stays below 75%"), "{out}");
     assert!(out.contains("0.694263"), "{out}");

@@ -26,6 +26,7 @@ mod projection;
 mod properties;
 mod queries;
 mod real_sdk;
+mod sampling;
 mod query_runner;
 mod report;
 mod replay_store;

@@ -48,6 +48,8 @@ enum Needs {
     Stage,
     /// `cause = "..."`, optional: the abandonments with that suspected cause.
     OptionalCause,
+    /// `stage = "..."`, optional: that stage's figure rather than the whole's.
+    OptionalStage,
 }
 
 struct MeasureDef {
@@ -103,6 +105,11 @@ const MEASURES: &[MeasureDef] = &[
         name: "abandoned_value_estimated",
         needs: Needs::OptionalCause,
         rate: false,
+    },
+    MeasureDef {
+        name: "trace_coverage",
+        needs: Needs::OptionalStage,
+        rate: true,
     },
     MeasureDef {
         name: "stage_carts",
@@ -410,7 +417,11 @@ fn check_rule(r: RawRule, line: usize, text: &str) -> Result<Rule, RuleError> {
             let mut wanted = [
                 ("operation", &r.operation, def.needs == Needs::Operation),
                 ("cause", &r.cause, def.needs == Needs::OptionalCause),
-                ("stage", &r.stage, def.needs == Needs::Stage),
+                (
+                    "stage",
+                    &r.stage,
+                    matches!(def.needs, Needs::Stage | Needs::OptionalStage),
+                ),
             ];
             for (key, v, allowed) in &mut wanted {
                 if let (Some(v), false) = (v, *allowed) {
@@ -631,6 +642,28 @@ pub fn measure(r: &Report, source: &Source) -> Result<f64, String> {
         "conversion_rate" => {
             let decided = (s.converted + s.abandoned) as f64;
             (s.converted as f64 / decided * 1e6).round() / 1e6
+        }
+        "trace_coverage" => {
+            let rc = r.reconciliation.as_ref().ok_or(
+                "no trace coverage: the export has no transition counter for the model's stages to reconcile the traces with (the model's derived.metric_name by derived.stage_attribute), or the report was written before cartscope reconciled them",
+            )?;
+            match stage {
+                None => rc
+                    .coverage
+                    .ok_or("no trace coverage: the metrics counted no transition in the period")?,
+                Some(st) => {
+                    let row = rc.stages.iter().find(|x| x.stage == *st).ok_or_else(|| {
+                        let names: Vec<&str> = rc.stages.iter().map(|x| x.stage.as_str()).collect();
+                        format!(
+                            "no trace coverage for stage '{st}': the metrics count transitions into {}",
+                            names.join(", ")
+                        )
+                    })?;
+                    row.coverage.ok_or_else(|| {
+                        format!("no trace coverage for stage '{st}': the metrics counted no transition into it in the period")
+                    })?
+                }
+            }
         }
         "stage_carts" => stage_row()?.carts as f64,
         "drop_rate" => {

@@ -17,6 +17,7 @@
 //! support, and the excess abandoned carts and value it explains; ranked by that value.
 
 pub mod html;
+pub mod reconcile;
 pub mod render;
 mod rows;
 pub mod value;
@@ -55,11 +56,14 @@ pub const DEFAULT_ATTRIBUTES: [&str; 6] = [
 
 /// What the report reads of a raw export's attributes beyond the replay: the candidate
 /// attributes, on spans and their resources (`coalesce(attributes[a], resource_attributes[a])`
-/// in `build`'s drivers), and the log records (the top carts' last error or warning line).
+/// in `build`'s drivers), the log records (the top carts' last error or warning line), and
+/// every attribute of metric points with the resources' instance ids (a counter's series, to
+/// difference cumulative points: `reconcile`).
 pub fn projection(attributes: &[String]) -> Projection {
     Projection {
         span: Keys::only(attributes),
-        resource: Keys::only(attributes),
+        resource: Keys::only(attributes).with(reconcile::INSTANCE),
+        point: Keys::All,
         logs: true,
         ..Projection::nothing()
     }
@@ -95,6 +99,11 @@ pub struct Report {
     /// within version 1; absent when there are none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The stage transitions the metrics counted against those the traces show: how
+    /// complete the traces are (added within version 1; absent when the export has no
+    /// transition counter for the model's stages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<reconcile::Reconciliation>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -389,30 +398,9 @@ pub struct LatencyBucket {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HourRow {
     /// The hour's start, written to the second (`2026-11-20T10:00:00Z`).
-    #[serde(with = "whole_seconds")]
+    #[serde(with = "crate::time::whole_seconds")]
     pub hour: Timestamp,
     pub causes: BTreeMap<String, u64>,
-}
-
-/// A timestamp written to the whole second, as SQL writes a truncated hour.
-mod whole_seconds {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::time::Timestamp;
-
-    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-        let secs = t.ns().div_euclid(1_000_000_000);
-        match chrono::DateTime::from_timestamp(secs, 0) {
-            Some(d) => s.collect_str(&d.format("%Y-%m-%dT%H:%M:%SZ")),
-            None => s.collect_str(t),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse()
-            .map_err(|e: anyhow::Error| serde::de::Error::custom(format!("{e:#}")))
-    }
 }
 
 /// What to report on.
@@ -771,6 +759,8 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     crate::output::phase("report: last operations, top carts, hours");
     let (drivers, latency_curves) = drivers(ctx, m, o, &cur, &reference).await?;
     crate::output::phase("report: drivers and latency curves");
+    let reconciliation = reconcile::reconcile(ctx, m, since_ns, until_ns).await?;
+    crate::output::phase("report: metrics against traces");
     Ok(Report {
         version: REPORT_VERSION,
         generator: format!("cartscope {}", env!("CARGO_PKG_VERSION")),
@@ -791,6 +781,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         latency_curves,
         by_hour,
         warnings: o.warnings.clone(),
+        reconciliation,
     })
 }
 

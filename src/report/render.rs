@@ -44,6 +44,15 @@ enum Markup {
     Markdown,
 }
 
+/// A section's heading.
+fn heading(m: Markup, s: &str) -> String {
+    if m == Markup::Markdown {
+        format!("\n## {s}\n\n")
+    } else {
+        format!("\n{s}\n")
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
@@ -126,13 +135,7 @@ pub fn abandoned_value_text(s: &super::Summary) -> String {
 
 fn text(r: &Report, m: Markup) -> String {
     let md = m == Markup::Markdown;
-    let h = |s: &str| {
-        if md {
-            format!("\n## {s}\n\n")
-        } else {
-            format!("\n{s}\n")
-        }
-    };
+    let h = |s: &str| heading(m, s);
     let s = &r.summary;
     let mut out = String::new();
     if md {
@@ -171,6 +174,9 @@ fn text(r: &Report, m: Markup) -> String {
         s.recovered,
         abandoned_value_text(s)
     );
+    if let Some(rc) = &r.reconciliation {
+        out.push_str(&completeness(m, rc));
+    }
     out.push_str(&h("Against the previous period"));
     // A period without decided carts has no rate, now or before.
     let (rate_now, rate_before) = (r.summary.rate().is_some(), r.previous.rate().is_some());
@@ -376,6 +382,47 @@ fn text(r: &Report, m: Markup) -> String {
     ));
     if r.top_abandoned.iter().any(|c| c.value_estimated) {
         out.push_str(&format!("{}\n", super::ESTIMATED_NOTE));
+    }
+    out
+}
+
+/// The "Data completeness" section: the metrics' stage transitions against the traces'.
+fn completeness(m: Markup, rc: &crate::report::reconcile::Reconciliation) -> String {
+    let h = |t: &str| heading(m, t);
+    let mut out = h("Data completeness");
+    let _ = writeln!(
+        out,
+        "Traces against metrics ({} by {}): {}.",
+        rc.metric, rc.stage_attribute, rc.summary
+    );
+    out.push_str(&table(
+        m,
+        &[
+            "stage",
+            "metric transitions",
+            "in traces",
+            "coverage",
+            "95% CI",
+            "traces per entry",
+        ],
+        rc.stages
+            .iter()
+            .map(|s| {
+                vec![
+                    s.stage.clone(),
+                    format!("{}", s.metric_transitions),
+                    s.trace_transitions.to_string(),
+                    s.coverage.map(pct).unwrap_or_else(|| "-".into()),
+                    s.coverage_ci95
+                        .map(|[lo, hi]| format!("{} to {}", pct(lo), pct(hi)))
+                        .unwrap_or_else(|| "-".into()),
+                    format!("{:.2}", s.traces_per_entry),
+                ]
+            })
+            .collect(),
+    ));
+    for g in &rc.gaps {
+        let _ = writeln!(out, "- no {} from {} to {}", g.missing, g.from, g.until);
     }
     out
 }

@@ -156,6 +156,7 @@ pub fn render(r: &Report) -> String {
 
     warnings(&mut p, r);
     summary(&mut p, r);
+    completeness(&mut p, r);
     changes(&mut p, r);
     drivers(&mut p, r);
 
@@ -293,6 +294,64 @@ fn warnings(p: &mut String, r: &Report) {
         let _ = writeln!(p, "<li>{}</li>", esc(w));
     }
     p.push_str("</ul>\n</section>\n");
+}
+
+/// Data completeness: the metrics' stage transitions against the traces'.
+fn completeness(p: &mut String, r: &Report) {
+    let Some(rc) = &r.reconciliation else {
+        return;
+    };
+    section(p, "completeness", "Data completeness");
+    para(
+        p,
+        if rc.verdict == "complete" { "" } else { "note" },
+        &format!(
+            "Traces against metrics ({} by {}): {}.",
+            rc.metric, rc.stage_attribute, rc.summary
+        ),
+    );
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    table(
+        p,
+        &[
+            ("stage", Col::Text),
+            ("metric transitions", Col::Num),
+            ("in traces", Col::Num),
+            ("coverage", Col::Num),
+            ("95% CI", Col::Num),
+            ("traces per entry", Col::Num),
+        ],
+        &rc.stages
+            .iter()
+            .map(|s| {
+                (
+                    false,
+                    vec![
+                        s.stage.clone(),
+                        format!("{}", s.metric_transitions),
+                        s.trace_transitions.to_string(),
+                        s.coverage.map(pct).unwrap_or_else(|| "-".into()),
+                        s.coverage_ci95
+                            .map(|[lo, hi]| format!("{} to {}", pct(lo), pct(hi)))
+                            .unwrap_or_else(|| "-".into()),
+                        format!("{:.2}", s.traces_per_entry),
+                    ],
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    if !rc.gaps.is_empty() {
+        p.push_str("<ul>\n");
+        for g in &rc.gaps {
+            let _ = writeln!(
+                p,
+                "<li>{}</li>",
+                esc(&format!("no {} from {} to {}", g.missing, g.from, g.until))
+            );
+        }
+        p.push_str("</ul>\n");
+    }
+    p.push_str("</section>\n");
 }
 
 fn summary(p: &mut String, r: &Report) {
@@ -834,6 +893,7 @@ mod tests {
                 causes: [(s("cause"), 4), ("none".to_string(), 2)].into(),
             }],
             warnings: vec![s("stage")],
+            reconciliation: None,
         };
         if empty {
             r.summary = Summary::default();
