@@ -26,6 +26,18 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+/// The (cart id, value) rows of a `query -f csv` of two columns.
+fn id_values(o: &std::process::Output) -> Vec<(String, f64)> {
+    stdout(o)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (id, v) = l.split_once(',').unwrap();
+            (id.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
 /// `generate --carts CARTS --seed 11 --value-recorded checkout` in a temporary folder (kept
 /// while the first is), and the path of its OTLP files.
 fn checkout_export(carts: &str) -> (tempfile::TempDir, String) {
@@ -361,14 +373,7 @@ fn line_prices_and_quantities_give_exact_values() {
         .map(|c| (c["cart_id"].as_str().unwrap().to_string(), f(&c["value"])))
         .collect();
     want.sort_by(|a, b| a.0.cmp(&b.0));
-    let got: Vec<(String, f64)> = stdout(&o)
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let (id, v) = l.split_once(',').unwrap();
-            (id.to_string(), v.parse().unwrap())
-        })
-        .collect();
+    let got = id_values(&o);
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.0, w.0);
@@ -511,14 +516,7 @@ fn product_prices_recorded_elsewhere_value_the_lines_that_record_none() {
         "SELECT cart_id, round(total_value, 2) AS v FROM carts WHERE total_value IS NOT NULL",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let known: Vec<(String, f64)> = stdout(&o)
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let (id, v) = l.split_once(',').unwrap();
-            (id.to_string(), v.parse().unwrap())
-        })
-        .collect();
+    let known = id_values(&o);
     assert!(known.len() > 150, "{}", known.len());
     for (id, v) in &known {
         assert!(

@@ -21,8 +21,9 @@
 //! carts show about one trace each of them (`traces_per_entry`; under sampling it understates
 //! the traces there were, which is why the first stage is left out whatever it shows), and
 //! the verdict compares those stages:
-//! alike (uniform sampling, which leaves rates unbiased), or not (sampling that depends on what
-//! happened, such as a tail sampler keeping errors, which biases them).
+//! alike (uniform sampling: each operation's figures unbiased, though carts whose later traces
+//! were dropped look abandoned), or not (sampling that depends on what happened, such as a
+//! tail sampler keeping errors, which biases the operations' figures too).
 
 use std::collections::BTreeMap;
 
@@ -89,6 +90,33 @@ pub struct StageCoverage {
     pub traces_per_entry: f64,
 }
 
+impl StageCoverage {
+    /// The columns of a stage's row, as every format shows them.
+    pub const HEADER: [&'static str; 6] = [
+        "stage",
+        "metric transitions",
+        "in traces",
+        "coverage",
+        "95% CI",
+        "traces per entry",
+    ];
+
+    /// The row's cells, in `HEADER`'s order.
+    pub fn cells(&self) -> Vec<String> {
+        let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+        vec![
+            self.stage.clone(),
+            format!("{}", self.metric_transitions),
+            self.trace_transitions.to_string(),
+            self.coverage.map(pct).unwrap_or_else(|| "-".into()),
+            self.coverage_ci95
+                .map(|[lo, hi]| format!("{} to {}", pct(lo), pct(hi)))
+                .unwrap_or_else(|| "-".into()),
+            format!("{:.2}", self.traces_per_entry),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HourCoverage {
     #[serde(with = "crate::time::whole_seconds")]
@@ -96,6 +124,13 @@ pub struct HourCoverage {
     pub metric_transitions: f64,
     pub trace_transitions: u64,
     pub coverage: Option<f64>,
+}
+
+impl Gap {
+    /// "no traces from 2026-11-20T10:00:00.000000Z to ..."
+    pub fn text(&self) -> String {
+        format!("no {} from {} to {}", self.missing, self.from, self.until)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -170,7 +205,7 @@ async fn metric_transitions(
              FROM observed_metrics
              WHERE name = {name} AND {stage} IS NOT NULL AND metric_type = 'sum'
                AND timestamp IS NOT NULL
-               AND CAST(timestamp AS BIGINT) < {until_us}
+               AND CAST(timestamp AS BIGINT) <= {until_us}
              ORDER BY series, t",
             name = lit(&d.metric_name),
             until_us = until_ns.div_euclid(1000),
@@ -393,7 +428,7 @@ pub async fn reconcile(
         (
             "uniform",
             format!(
-                "uniformly sampled at about {}: the traces hold that share of the carts' requests whatever happened in them, so rates and shares are unbiased and counts are about {:.1} times too low ({})",
+                "uniformly sampled at about {}: each request's trace was kept with that chance whatever happened in it, so counts are about {:.1} times too low and, as a cart's life spans several traces, carts whose checkout or completion was not kept look abandoned: the abandonment rate from traces is overstated, while each operation's latency and error rate are not biased ({})",
                 pct(p),
                 1.0 / p.max(1e-9),
                 list(&stages.iter().collect::<Vec<_>>())
@@ -403,16 +438,13 @@ pub async fn reconcile(
         (
             "uneven",
             format!(
-                "sampled unevenly by stage ({}): traces were kept by what happened in them (a tail sampler keeping errors or slow requests, say), which biases the abandonment rate and the drivers",
+                "sampled unevenly by stage ({}): traces were kept by what happened in them (a tail sampler keeping errors or slow requests, say), which biases the abandonment rate, the drivers and each operation's latency and error rate",
                 list(&stages.iter().collect::<Vec<_>>())
             ),
         )
     };
     if !gaps.is_empty() {
-        let said: Vec<String> = gaps
-            .iter()
-            .map(|g| format!("no {} from {} to {}", g.missing, g.from, g.until))
-            .collect();
+        let said: Vec<String> = gaps.iter().map(Gap::text).collect();
         summary = format!(
             "a gap ({}: an exporter down?); otherwise {summary}",
             said.join("; ")

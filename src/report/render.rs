@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use comfy_table::{presets, Table as Grid};
 
+use super::reconcile::{Reconciliation, StageCoverage};
 use super::{LogLine, Report};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -387,7 +388,7 @@ fn text(r: &Report, m: Markup) -> String {
 }
 
 /// The "Data completeness" section: the metrics' stage transitions against the traces'.
-fn completeness(m: Markup, rc: &crate::report::reconcile::Reconciliation) -> String {
+fn completeness(m: Markup, rc: &Reconciliation) -> String {
     let h = |t: &str| heading(m, t);
     let mut out = h("Data completeness");
     let _ = writeln!(
@@ -397,32 +398,11 @@ fn completeness(m: Markup, rc: &crate::report::reconcile::Reconciliation) -> Str
     );
     out.push_str(&table(
         m,
-        &[
-            "stage",
-            "metric transitions",
-            "in traces",
-            "coverage",
-            "95% CI",
-            "traces per entry",
-        ],
-        rc.stages
-            .iter()
-            .map(|s| {
-                vec![
-                    s.stage.clone(),
-                    format!("{}", s.metric_transitions),
-                    s.trace_transitions.to_string(),
-                    s.coverage.map(pct).unwrap_or_else(|| "-".into()),
-                    s.coverage_ci95
-                        .map(|[lo, hi]| format!("{} to {}", pct(lo), pct(hi)))
-                        .unwrap_or_else(|| "-".into()),
-                    format!("{:.2}", s.traces_per_entry),
-                ]
-            })
-            .collect(),
+        &StageCoverage::HEADER,
+        rc.stages.iter().map(StageCoverage::cells).collect(),
     ));
     for g in &rc.gaps {
-        let _ = writeln!(out, "- no {} from {} to {}", g.missing, g.from, g.until);
+        let _ = writeln!(out, "- {}", g.text());
     }
     out
 }

@@ -15,6 +15,7 @@ mod text;
 
 use std::fmt::Write as _;
 
+use super::reconcile::StageCoverage;
 use super::{Count, Driver, Report, ValueCoverage};
 use charts::*;
 use svg::figure;
@@ -310,44 +311,18 @@ fn completeness(p: &mut String, r: &Report) {
             rc.metric, rc.stage_attribute, rc.summary
         ),
     );
-    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-    table(
-        p,
-        &[
-            ("stage", Col::Text),
-            ("metric transitions", Col::Num),
-            ("in traces", Col::Num),
-            ("coverage", Col::Num),
-            ("95% CI", Col::Num),
-            ("traces per entry", Col::Num),
-        ],
-        &rc.stages
-            .iter()
-            .map(|s| {
-                (
-                    false,
-                    vec![
-                        s.stage.clone(),
-                        format!("{}", s.metric_transitions),
-                        s.trace_transitions.to_string(),
-                        s.coverage.map(pct).unwrap_or_else(|| "-".into()),
-                        s.coverage_ci95
-                            .map(|[lo, hi]| format!("{} to {}", pct(lo), pct(hi)))
-                            .unwrap_or_else(|| "-".into()),
-                        format!("{:.2}", s.traces_per_entry),
-                    ],
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    // The stage's name as text, the figures as numbers.
+    let heads: Vec<(&str, Col)> = StageCoverage::HEADER
+        .iter()
+        .enumerate()
+        .map(|(k, h)| (*h, if k == 0 { Col::Text } else { Col::Num }))
+        .collect();
+    let rows: Vec<(bool, Vec<String>)> = rc.stages.iter().map(|s| (false, s.cells())).collect();
+    table(p, &heads, &rows);
     if !rc.gaps.is_empty() {
         p.push_str("<ul>\n");
         for g in &rc.gaps {
-            let _ = writeln!(
-                p,
-                "<li>{}</li>",
-                esc(&format!("no {} from {} to {}", g.missing, g.from, g.until))
-            );
+            let _ = writeln!(p, "<li>{}</li>", esc(&g.text()));
         }
         p.push_str("</ul>\n");
     }
