@@ -3,7 +3,8 @@
 //! with those the traces show.
 //! Data: `cartscope generate` exports sampled by it (the truth and the metrics complete); the
 //! same exports reshaped by the tests into what cartscope never writes: cumulative counters
-//! with a process restart, an hour of traces lost.
+//! with a process restart, an hour of traces lost; and the real Python SDK's own counter and
+//! ratio sampler (tests/fixtures/real-sdk/py-metrics, py-sampled).
 
 use std::path::Path;
 
@@ -321,4 +322,52 @@ fn cumulative_counters_with_a_restart_count_as_the_deltas_do() {
     assert_eq!(cumulative["reconciliation"]["verdict"], "complete");
     let hours = |r: &Value| r["reconciliation"]["hours"].clone();
     assert_eq!(hours(&cumulative), hours(&delta));
+}
+
+/// The real Python SDK's own cumulative counter (`py-metrics`: 300 carts, every trace) against
+/// its traces: every stage's transitions are those truth.py counted off the plan, and the
+/// traces hold them all. Then the SDK's own ratio sampler (`py-sampled`: 2,000 carts,
+/// `ParentBased(TraceIdRatioBased(0.25))`, the counter unsampled): the rate is recovered
+/// within 2 points and the sampling called uniform. Neither was written by cartscope.
+#[test]
+fn the_real_sdk_s_counter_and_sampler_are_reconciled() {
+    for (kind, rate) in [("py-metrics", 1.0), ("py-sampled", 0.25)] {
+        let dir = fixture(&format!("real-sdk/{kind}"));
+        let truth: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap();
+        let o = cartscope(&[
+            "report",
+            "--data",
+            &dir.join("traces.jsonl.gz").display().to_string(),
+            "--data",
+            &dir.join("metrics.jsonl.gz").display().to_string(),
+            "-f",
+            "json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{kind}: {}", stderr(&o));
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let rc = &r["reconciliation"];
+        for (name, n) in truth["totals"]["transitions"].as_object().unwrap() {
+            assert_eq!(
+                f(&stage(&r, name)["metric_transitions"]),
+                f(n),
+                "{kind} {name}: {rc}"
+            );
+        }
+        if rate == 1.0 {
+            assert_eq!(rc["verdict"], "complete", "{kind}: {rc}");
+            for s in rc["stages"].as_array().unwrap() {
+                assert_eq!(
+                    f(&s["trace_transitions"]),
+                    f(&s["metric_transitions"]),
+                    "{kind}: {s}"
+                );
+            }
+        } else {
+            assert_eq!(rc["verdict"], "uniform", "{kind}: {rc}");
+            let p = f(&rc["coverage"]);
+            assert!((p - rate).abs() <= 0.02, "{kind}: estimated {p}");
+        }
+        eprintln!("{kind}: {} ({})", rc["verdict"], rc["summary"]);
+    }
 }

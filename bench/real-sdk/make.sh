@@ -2,7 +2,7 @@
 # Writes shop exports with the REAL OpenTelemetry SDKs, each with its truth.json.
 #
 #   bench/real-sdk/make.sh OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS] [--logs]
-#                          [--catalog]
+#                          [--catalog] [--metrics [--sample-rate P]]
 #
 # OUT_DIR/js/{traces.jsonl,truth.json}        JS SDK, OTLP/HTTP JSON bodies, one per line
 # OUT_DIR/py-proto/{traces.binpb,truth.json}  Python SDK, OTLP/HTTP protobuf bodies, each
@@ -17,6 +17,15 @@
 #                                             SDK's LoggingHandler, inside the spans), traces
 #                                             and logs in the JSON mapping as py-json, and a
 #                                             truth with each cart's log_count and last_log
+#
+# With --metrics, instead of those three, only:
+# OUT_DIR/py-metrics/{traces.jsonl,metrics.jsonl,truth.json}
+#                                             Python SDK with the cart service's transition
+#                                             counter too (shop.py --metrics-endpoint, the
+#                                             SDK's cumulative temporality), in the JSON
+#                                             mapping; the truth with `transitions` by stage
+# and with --sample-rate P the same in OUT_DIR/py-sampled/, the traces sampled by the SDK's
+# ParentBased(TraceIdRatioBased(P)) (the metrics and the truth complete).
 #
 # --catalog plans a shop that records a cart's value only at checkout and prices on product
 # views and on half the carts' adds (plan.py --catalog), for the estimate of unknown values.
@@ -37,11 +46,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
-    echo "usage: $0 OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS] [--logs] [--catalog]" >&2
+    echo "usage: $0 OUT_DIR --carts N [--seed S] [--gzip] [--timeout SECONDS] [--logs] [--catalog] [--metrics [--sample-rate P]]" >&2
     exit 2
 }
 
-OUT="" CARTS="" SEED=7 GZIP=0 TIMEOUT=1800 LOGS=0 CATALOG=()
+OUT="" CARTS="" SEED=7 GZIP=0 TIMEOUT=1800 LOGS=0 CATALOG=() METRICS=0 RATE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --carts) [ $# -ge 2 ] || usage; CARTS=$2; shift 2 ;;
@@ -50,6 +59,8 @@ while [ $# -gt 0 ]; do
         --gzip) GZIP=1; shift ;;
         --logs) LOGS=1; shift ;;
         --catalog) CATALOG=(--catalog); shift ;;
+        --metrics) METRICS=1; shift ;;
+        --sample-rate) [ $# -ge 2 ] || usage; RATE=$2; shift 2 ;;
         -h|--help) usage ;;
         -*) echo "make.sh: unknown option $1" >&2; usage ;;
         *) [ -z "$OUT" ] || usage; OUT=$1; shift ;;
@@ -150,6 +161,42 @@ stop_sink() { # PID NAME
         fail "the $2 sink failed"
     fi
 }
+
+if [ -n "$RATE" ]; then
+    [ "$METRICS" = 1 ] || { echo "make.sh: --sample-rate goes with --metrics" >&2; exit 2; }
+    [[ "$RATE" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || { echo "make.sh: --sample-rate '$RATE' is not a probability from 0 to 1" >&2; exit 2; }
+fi
+
+if [ "$METRICS" = 1 ]; then
+    # Only the Python driver, with the transition counter; sampled when --sample-rate.
+    KIND=py-metrics SAMPLING=()
+    if [ -n "$RATE" ]; then KIND=py-sampled SAMPLING=(--sample-rate "$RATE"); fi
+    mkdir -p "$WORK/$KIND" "$WORK/$KIND-proto"
+    start_sink py --out-dir "$WORK/$KIND-proto" --proto-json "$WORK/$KIND/traces.jsonl"
+    PY_SINK=${SINKS[-1]} PY_PORT=$SINK_PORT
+    timeout --kill-after=10 "$TIMEOUT" "$PY" "$HERE/shop.py" --plan "$WORK/plan.json" \
+        --endpoint "http://127.0.0.1:$PY_PORT/v1/traces" --ids "$WORK/py.ids.json" \
+        --metrics-endpoint "http://127.0.0.1:$PY_PORT/v1/metrics" "${SAMPLING[@]}" >"$WORK/py.log" 2>&1 &
+    PY_DRIVER=$!
+    JOBS+=("$PY_DRIVER")
+    PY_RC=0
+    wait "$PY_DRIVER" || PY_RC=$?
+    JOBS=()
+    [ "$PY_RC" -eq 0 ] || { cat "$WORK/py.log" >&2; fail "the Python driver failed (exit $PY_RC; 124 is the $TIMEOUT s timeout)"; }
+    stop_sink "$PY_SINK" py
+    SINKS=()
+    touch "$WORK/$KIND/traces.jsonl" "$WORK/$KIND/metrics.jsonl"
+    logged "$WORK/$KIND-truth.log" timeout "$TIMEOUT" "$PY" "$HERE/truth.py" --plan "$WORK/plan.json" \
+        --ids "$WORK/py.ids.json" --export "$WORK/$KIND/traces.jsonl" \
+        --metrics "$WORK/$KIND/metrics.jsonl" --out "$WORK/$KIND/truth.json"
+    if [ "$GZIP" = 1 ]; then
+        gzip -n -9 "$WORK/$KIND/traces.jsonl" "$WORK/$KIND/metrics.jsonl"
+    fi
+    mkdir -p "$OUT/$KIND"
+    rm -f "$OUT/$KIND"/traces.jsonl* "$OUT/$KIND"/metrics.jsonl* "$OUT/$KIND"/truth.json
+    mv "$WORK/$KIND"/traces.jsonl* "$WORK/$KIND"/metrics.jsonl* "$WORK/$KIND/truth.json" "$OUT/$KIND/"
+    exit 0
+fi
 
 if [ "$LOGS" = 1 ]; then
     # Only the Python driver, with logs; the protobuf bodies are kept aside, not shipped.

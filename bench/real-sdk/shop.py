@@ -3,6 +3,7 @@
 
     shop.py --plan PLAN.json --endpoint http://127.0.0.1:PORT/v1/traces --ids IDS.json
             [--logs-endpoint http://127.0.0.1:PORT/v1/logs]
+            [--metrics-endpoint http://127.0.0.1:PORT/v1/metrics] [--sample-rate P]
 
 One TracerProvider per service (its own Resource, BatchSpanProcessor and OTLP/HTTP protobuf
 exporter), every span with its planned start and end time, in the plan's time order. Writes
@@ -17,6 +18,19 @@ BatchLogRecordProcessor with default settings, the OTLP/HTTP protobuf log export
 line is logged inside its span (the span is the current one), so the SDK writes that span's
 trace and span ids on the record, at the line's planned time (a filter on the handler sets
 the record's `created`; the SDK reads its timestamp from there).
+
+With --metrics-endpoint, the cart service counts its carts' stage transitions as the reference
+instrumentation does: a counter `cart.state.transitions` (unit `{transition}`) with attribute
+`cart.stage`, +1 when the span that moves a cart into a stage ends (the plan marks them: the
+first add, the start of checkout, the completion). A MeterProvider with the cart service's
+Resource, a PeriodicExportingMetricReader over the OTLP/HTTP protobuf metric exporter, the
+SDK's default (cumulative) temporality; the reader is flushed at every minute of the shop's
+time. The SDK stamps points with time.time_ns(), so its metrics modules are given the shop's
+clock instead (the aggregation, temporality and encoding are the SDK's own).
+
+With --sample-rate P, every TracerProvider samples with the SDK's
+ParentBased(TraceIdRatioBased(P)) (as `OTEL_TRACES_SAMPLER=parentbased_traceidratio`): unsampled traces are not exported. IDS.json then says
+which traces were sampled. Metrics and logs are not sampled.
 """
 
 import argparse
@@ -29,12 +43,14 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode
 
 import shoplogs
 
 KINDS = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT, "internal": SpanKind.INTERNAL}
+MINUTE_NS = 60 * 1_000_000_000
 # Spans ended between forced flushes: each provider's queue (2048 by default) never fills.
 FLUSH_EVERY = 1024
 
@@ -98,6 +114,41 @@ def log_pipelines(plan, resources, endpoint):
     return loggers, providers, clock
 
 
+class ShopClock:
+    """The shop's time, in ns, for the SDK's metrics modules."""
+
+    def __init__(self, ns):
+        self.now_ns = ns
+
+    def __call__(self):
+        return self.now_ns
+
+
+def metric_pipeline(resource, endpoint, start_ns):
+    """The cart service's MeterProvider, its transition counter, and the shop's clock."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics._internal import (
+        _view_instrument_match,
+        instrument,
+        metric_reader_storage,
+    )
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    clock = ShopClock(start_ns)
+    # Where the SDK reads the time of a measurement and of a collection (not its deadlines).
+    for module in (instrument, metric_reader_storage, _view_instrument_match):
+        module.time_ns = clock
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=endpoint), export_interval_millis=10**9
+    )
+    provider = MeterProvider(resource=resource, metric_readers=[reader])
+    counter = provider.get_meter("cartscope.shop", "1.0.0").create_counter(
+        "cart.state.transitions", unit="{transition}", description="Cart lifecycle state transitions"
+    )
+    return provider, counter, clock
+
+
 def write_log(log, r):
     """One line, as the service's code would log it."""
     if r["kind"] == "failed":
@@ -119,6 +170,8 @@ def main():
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--ids", required=True)
     ap.add_argument("--logs-endpoint")
+    ap.add_argument("--metrics-endpoint")
+    ap.add_argument("--sample-rate", type=float)
     a = ap.parse_args()
 
     problems = Problems()
@@ -138,7 +191,10 @@ def main():
                 "deployment.environment.name": "bench",
             }
         )
-        provider = TracerProvider(resource=resources[service])
+        sampler = None
+        if a.sample_rate is not None:
+            sampler = ParentBased(TraceIdRatioBased(a.sample_rate))
+        provider = TracerProvider(resource=resources[service], sampler=sampler)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=a.endpoint)))
         providers[service] = provider
         tracers[service] = provider.get_tracer("cartscope.shop", "1.0.0")
@@ -154,6 +210,22 @@ def main():
         loggers, log_providers, clock = log_pipelines(plan, resources, a.logs_endpoint)
         logs = shoplogs.plan_logs(plan)
     next_log = 0
+    meters = None
+    if a.metrics_endpoint:
+        window_start = min(int(t[0]["start"]) for t in traces) if traces else int(plan["end_ns"])
+        first_minute = window_start - window_start % MINUTE_NS
+        meters = metric_pipeline(resources["cart"], a.metrics_endpoint, first_minute)
+        next_flush = first_minute + MINUTE_NS
+
+    def flush_metrics_before(t):
+        """Collects and exports the counter at every minute of the shop's time up to t."""
+        nonlocal next_flush
+        provider, _, clock = meters
+        while next_flush <= t:
+            clock.now_ns = next_flush
+            if not provider.force_flush(30_000):
+                problems.seen.append("error: the metrics' force_flush timed out")
+            next_flush += MINUTE_NS
 
     def write_logs_before(t):
         """Writes the lines due before t, each inside its (live) span."""
@@ -172,6 +244,8 @@ def main():
     for what, ti, si in plan["events"]:
         if logs:
             write_logs_before(event_time(traces, what, ti, si))
+        if meters:
+            flush_metrics_before(event_time(traces, what, ti, si))
         s = traces[ti][si]
         if what == 1:
             if s["parent"] >= 0:
@@ -199,6 +273,10 @@ def main():
             if "error" in s:
                 span.set_status(Status(StatusCode.ERROR, s["error"]))
             span.end(end_time=int(s["end"]))
+            if meters and s.get("transition"):
+                _, counter, clock = meters
+                clock.now_ns = int(s["end"])
+                counter.add(1, {"cart.stage": s["transition"]})
             ended += 1
             if ended % FLUSH_EVERY == 0:
                 for p in list(providers.values()) + list(log_providers.values()):
@@ -208,6 +286,9 @@ def main():
         write_logs_before(int(plan["end_ns"]))  # lines of spans still open at the end
         if next_log != len(logs):
             problems.seen.append(f"error: {len(logs) - next_log} log lines not written")
+    if meters:
+        flush_metrics_before(int(plan["end_ns"]))
+        meters[0].shutdown()
     for p in providers.values():
         p.shutdown()
     for p in log_providers.values():
@@ -217,6 +298,8 @@ def main():
         "trace_ids": [format(c[0].trace_id, "032x") for c in contexts],
         "span_ids": [[format(x.span_id, "016x") for x in c] for c in contexts],
     }
+    if a.sample_rate is not None:
+        ids["sampled"] = [bool(c[0].trace_flags.sampled) for c in contexts]
     with open(a.ids, "w") as f:
         json.dump(ids, f, separators=(",", ":"))
     if problems.seen:

@@ -2,6 +2,7 @@
 """truth.json for one SDK run: the plan's truth with the trace ids that SDK chose.
 
     truth.py --plan PLAN.json --ids IDS.json --export FILE --out truth.json [--logs LOGS]
+             [--metrics METRICS]
 
 First checks the export against the plan, independently of cartscope: every span the plan
 says was exported is in FILE exactly once, under the ids the driver captured, with its planned
@@ -21,6 +22,12 @@ records written in the cart's traces) and `last_log` (for an abandoned cart, its
 or error line up to its abandonment, `{"time", "severity", "body"}`; null when it has none and
 for every cart not abandoned), and the totals with `log_records` and `log_severities` (records
 by severity text).
+
+When the SDK sampled the traces (IDS.json says which were), only the sampled traces' spans are
+expected; the truth still describes every cart, with `exported_spans` in its totals. With
+--metrics (shop.py --metrics-endpoint's counter, as OTLP/JSON lines), also checks that each
+stage's points form one cumulative series ending at the plan's number of transitions into it,
+and writes `transitions` (by stage) in the totals.
 """
 
 import argparse
@@ -214,8 +221,11 @@ def check_logs(plan, ids, logs, path):
 def check_export(plan, ids, path):
     """Problems found comparing the export with the plan (empty: they agree)."""
     want = {}
+    sampled = ids.get("sampled")
     for ti, spans in enumerate(plan["traces"]):
         tid = ids["trace_ids"][ti]
+        if sampled is not None and not sampled[ti]:
+            continue  # the SDK's sampler dropped this trace
         for si, s in enumerate(spans):
             if s["exported"]:
                 want[(tid, ids["span_ids"][ti][si])] = (s["name"], s["service"], int(s["start"]), int(s["end"]))
@@ -236,6 +246,41 @@ def check_export(plan, ids, path):
     if missing:
         problems.append(f"{len(missing)} of {len(want)} planned spans are not in the export, e.g. {missing[0]}")
     return problems, len(seen)
+
+
+def metric_points_of_json(path):
+    """(stage, start, time, value) of each `cart.state.transitions` point of OTLP/JSON lines."""
+    for doc in json_docs(path):
+        for rm in doc.get("resourceMetrics", []):
+            for sm in rm.get("scopeMetrics", []):
+                for m in sm.get("metrics", []):
+                    if m.get("name") != "cart.state.transitions":
+                        continue
+                    for p in m["sum"]["dataPoints"]:
+                        stage = next(a["value"]["stringValue"] for a in p["attributes"] if a["key"] == "cart.stage")
+                        value = int(p.get("asInt", 0)) if "asInt" in p else p["asDouble"]
+                        yield stage, int(p.get("startTimeUnixNano", 0)), int(p["timeUnixNano"]), value
+
+
+def check_metrics(plan, path):
+    """Problems found comparing the counter's cumulative points with the plan's transitions
+    (each stage's last value is its transitions; values never fall), and the counts."""
+    want = {}
+    for spans in plan["traces"]:
+        for s in spans:
+            if s["exported"] and s.get("transition"):
+                want[s["transition"]] = want.get(s["transition"], 0) + 1
+    last = {}
+    problems = []
+    for stage, start, t, v in metric_points_of_json(path):
+        p = last.get(stage)
+        if p is not None and (t < p[1] or v < p[2] or start != p[0]):
+            problems.append(f"{stage}: a point at {t} ({v}) after one at {p[1]} ({p[2]}): not one cumulative series")
+        last[stage] = (start, t, v)
+    got = {k: v[2] for k, v in last.items()}
+    if got != want:
+        problems.append(f"transitions by stage: the counter says {dict(sorted(got.items()))}, the plan {dict(sorted(want.items()))}")
+    return problems, want
 
 
 def shortest(x):
@@ -287,7 +332,7 @@ def cart_line(t, trace_id, logs=None):
     return "{" + ",".join(f'"{k}":{v}' for k, v in parts) + "}"
 
 
-def write_truth(plan, ids, out, logs=None):
+def write_truth(plan, ids, out, logs=None, transitions=None):
     totals = {"carts": 0, "converted": 0, "abandoned": 0, "active": 0, "recovered": 0}
     abandoned_value = 0.0
     causes = {}
@@ -309,6 +354,11 @@ def write_truth(plan, ids, out, logs=None):
     totals["spans"] = spans
     totals["noise_spans"] = plan["noise_spans"]
     totals["metric_points"] = 0
+    if transitions is not None:
+        totals["transitions"] = dict(sorted(transitions.items()))
+    if ids.get("sampled") is not None:
+        kept = [ti for ti, k in enumerate(ids["sampled"]) if k]
+        totals["exported_spans"] = sum(1 for ti in kept for s in plan["traces"][ti] if s["exported"])
     if logs is not None:
         totals["log_records"] = len(logs)
         severities = {}
@@ -340,6 +390,7 @@ def main():
     ap.add_argument("--export", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--logs")
+    ap.add_argument("--metrics", help="the counter's points, OTLP/JSON lines")
     a = ap.parse_args()
     with open(a.plan) as f:
         plan = json.load(f)
@@ -351,13 +402,17 @@ def main():
     if a.logs:
         logs = shoplogs.plan_logs(plan)
         problems += [f"{a.logs}: {p}" for p in check_logs(plan, ids, logs, a.logs)]
+    transitions = None
+    if a.metrics:
+        found, transitions = check_metrics(plan, a.metrics)
+        problems += [f"{a.metrics}: {p}" for p in found]
     if problems:
         for p in problems[:10]:
             print(f"truth.py: {p}", file=sys.stderr)
         if len(problems) > 10:
             print(f"truth.py: ... {len(problems)} problems in all", file=sys.stderr)
         sys.exit(1)
-    write_truth(plan, ids, a.out, logs)
+    write_truth(plan, ids, a.out, logs, transitions)
 
 
 if __name__ == "__main__":
