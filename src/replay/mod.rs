@@ -201,6 +201,8 @@ pub fn projection(m: &Model) -> Projection {
         &k.line_price,
         &k.line_quantity,
         &k.product_id,
+        &k.sampling_probability,
+        &k.adjusted_count,
     ]
     .into_iter()
     .flatten()
@@ -1811,6 +1813,10 @@ async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
         .and_then(|a| (!a.is_empty() && a.is_valid(0)).then(|| a.value(0))))
 }
 
+/// What the misfit warning about carts of one span says of them (the report adds that
+/// sampled traces explain it too).
+pub const SINGLE_SPAN: &str = "have a single span";
+
 /// Signs that the replay does not fit the data, each naming the likely fix: a stage that
 /// matched no span, no cart converting, most spans that carry a cart or user key matched by
 /// no stage, most carts with a single span. An empty list when the model fits (or when the
@@ -1937,7 +1943,7 @@ async fn misfits(ctx: &SessionContext, m: &Model, s: &Summary) -> Result<Vec<Str
             .unwrap_or(0);
         if single as f64 / s.carts as f64 > MOST {
             out.push(format!(
-                "{single} of {} carts have a single span: the cart key ({}) may be on one span of each cart only; check keys.cart_id, or set keys.session_id to join a cart's other traces",
+                "{single} of {} carts {SINGLE_SPAN}: the cart key ({}) may be on one span of each cart only; check keys.cart_id, or set keys.session_id to join a cart's other traces",
                 s.carts,
                 keys.join(", ")
             ));

@@ -77,6 +77,14 @@ pub struct Keys {
     /// page, another client), and such a cart's value is an estimate, not a recorded value.
     #[serde(default)]
     pub product_id: Vec<String>,
+    /// Where a sampler records the probability with which a span's trace was kept, when
+    /// its tracestate holds no OpenTelemetry threshold (`ot=th:...`): as a probability, or as
+    /// an adjusted count (1/p, how many traces this one stands for). Numbers outside (0, 1]
+    /// and below 1 are ignored.
+    #[serde(default)]
+    pub sampling_probability: Vec<String>,
+    #[serde(default)]
+    pub adjusted_count: Vec<String>,
     #[serde(default)]
     pub cart_is_user: bool,
 }

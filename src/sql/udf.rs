@@ -2,7 +2,10 @@
 //! - `now()` / `CURRENT_TIMESTAMP` pinned to the as-of time, so relative windows work on old
 //!   exports and a query gives the same answer tomorrow;
 //! - `attr_double(map, key)`, `attr_int(map, key)`: an attribute as a number (attribute values
-//!   are strings; these sort numbers as numbers); NULL when absent or not a number.
+//!   are strings; these sort numbers as numbers); NULL when absent or not a number;
+//! - `ot_probability(trace_state)`: the probability with which a span's trace was kept, read
+//!   from the sampling threshold OpenTelemetry's probability samplers write in the W3C
+//!   tracestate (`ot=th:c` is 25%); NULL when it records none.
 //!
 //! and the aggregate `last_by(value, key, ...)` (`sql/last_by.rs`).
 
@@ -20,7 +23,11 @@ use datafusion::logical_expr::{
 /// `now()`: the client folds it into a constant before a plan leaves it.
 pub fn shipped() -> (Vec<ScalarUDF>, Vec<datafusion::logical_expr::AggregateUDF>) {
     (
-        vec![AttrNumber::double(), AttrNumber::int()],
+        vec![
+            AttrNumber::double(),
+            AttrNumber::int(),
+            ScalarUDF::new_from_impl(OtProbability::new()),
+        ],
         vec![crate::sql::last_by::LastBy::udaf()],
     )
 }
@@ -163,5 +170,122 @@ impl ScalarUDFImpl for AttrNumber {
             }
         };
         Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// 2^56: the sampling threshold and a trace's randomness span [0, 2^56).
+const THRESHOLD_RANGE: f64 = 72_057_594_037_927_936.0;
+
+/// The probability of keeping a trace that a W3C tracestate records, by OpenTelemetry's
+/// specification of probability sampling: the `ot` entry's `th` sub-key holds the rejection
+/// threshold T as 1 to 14 hexadecimal digits, trailing zeros removed (`th:c` is
+/// 0xc0000000000000), and a trace is kept with probability (2^56 - T) / 2^56. `None` when
+/// there is no `ot` entry, no `th` in it, or the threshold is not 1 to 14 hexadecimal digits
+/// (the specification has such a tracestate's threshold ignored). The earlier experimental
+/// `p:N` is read too.
+pub fn ot_probability(trace_state: &str) -> Option<f64> {
+    let ot = trace_state
+        .split(',')
+        .map(str::trim)
+        .find_map(|member| member.strip_prefix("ot="))?;
+    let Some(th) = ot.split(';').find_map(|kv| kv.strip_prefix("th:")) else {
+        // The experimental form before it (`p:N`, probability 2^-N, 63 for none), which
+        // the contrib consistent samplers wrote.
+        let p: u32 = ot
+            .split(';')
+            .find_map(|kv| kv.strip_prefix("p:"))
+            .filter(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()))?
+            .parse()
+            .ok()?;
+        return (p <= 62).then(|| 0.5f64.powi(p as i32));
+    };
+    if th.is_empty() || th.len() > 14 || !th.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let t = u64::from_str_radix(th, 16).ok()? << (4 * (14 - th.len()));
+    Some((THRESHOLD_RANGE - t as f64) / THRESHOLD_RANGE)
+}
+
+/// `ot_probability(trace_state)`: see [`ot_probability`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct OtProbability {
+    signature: Signature,
+}
+
+impl OtProbability {
+    fn new() -> Self {
+        OtProbability {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for OtProbability {
+    fn name(&self) -> &str {
+        "ot_probability"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let states = args.args[0].clone().into_array(n)?;
+        let states = datafusion::arrow::compute::cast(&states, &DataType::Utf8)?;
+        let states = states.as_string::<i32>();
+        let mut b = Float64Builder::with_capacity(n);
+        for row in 0..n {
+            b.append_option(
+                states
+                    .is_valid(row)
+                    .then(|| ot_probability(states.value(row)))
+                    .flatten(),
+            );
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ot_probability;
+
+    #[test]
+    fn thresholds_read_as_the_specification_writes_them() {
+        assert_eq!(ot_probability("ot=th:0"), Some(1.0));
+        assert_eq!(ot_probability("ot=th:c"), Some(0.25));
+        assert_eq!(ot_probability("ot=th:8"), Some(0.5));
+        assert_eq!(ot_probability("ot=th:c0000000000000"), Some(0.25));
+        // 1% as the specification's examples write it (rounded to 14 digits).
+        let p = ot_probability("ot=th:fd70a3d70a3d71").unwrap();
+        assert!((p - 0.01).abs() < 1e-12, "{p}");
+        // Beside other vendors' entries and the randomness sub-key, in any order.
+        assert_eq!(
+            ot_probability("congo=t61rcWkgMzE, ot=rv:9b8233f7e3a151;th:c"),
+            Some(0.25)
+        );
+        assert_eq!(ot_probability("ot=p:2;r:10"), Some(0.25));
+        assert_eq!(ot_probability("ot=p:0"), Some(1.0));
+    }
+
+    #[test]
+    fn anything_else_records_no_probability() {
+        for s in [
+            "",
+            "ot=rv:9b8233f7e3a151",
+            "ot=th:",
+            "ot=th:123456789abcdef",
+            "ot=th:0x8",
+            "ot=th:-1",
+            "vendor=th:c",
+            "xot=th:c",
+            "ot=p:63",
+            "ot=p:x",
+            "ot=p:",
+        ] {
+            assert_eq!(ot_probability(s), None, "{s:?}");
+        }
     }
 }
