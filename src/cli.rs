@@ -235,6 +235,9 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub period: PeriodArgs,
 
+    #[command(flatten)]
+    pub sampled: SampledArgs,
+
     #[arg(long, short = 'f', value_enum, default_value_t = crate::report::render::ReportFormat::Text)]
     pub format: crate::report::render::ReportFormat,
 
@@ -254,6 +257,44 @@ pub struct ReportArgs {
     /// user.segment, cloud.region, payment.method, shipping.carrier, deployment.environment.name].
     #[arg(long = "attribute", value_name = "KEY")]
     pub attributes: Vec<String>,
+}
+
+/// How the traces of a report or a check were sampled, when their spans do not say.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SampledArgs {
+    /// The probability with which the export's traces were kept, for spans that record none
+    /// (no `ot=th:` in their tracestate, none of the model's sampling keys): the report
+    /// weighs each cart by 1/P. A number above 0 and at most 1.
+    #[arg(long, value_name = "P", value_parser = parse_kept_share, allow_negative_numbers = true)]
+    pub trace_sample_rate: Option<f64>,
+
+    /// The tail sampler that kept the export's traces, for spans that record nothing: POLICY
+    /// is keep-errors, keep-slow[=DURATION] (2s unless given) and rate=P for the others, as
+    /// `generate --tail-sample` takes it. A trace with an error or a span that slow counts
+    /// once; any other for 1/P.
+    #[arg(long, value_name = "POLICY", conflicts_with = "trace_sample_rate", value_parser = parse_from::<crate::report::sampling::TailPolicy>)]
+    pub trace_sample_policy: Option<crate::report::sampling::TailPolicy>,
+}
+
+impl SampledArgs {
+    /// What the flags say of the sampling.
+    pub fn declared(&self) -> crate::report::sampling::Declared {
+        use crate::report::sampling::Declared;
+        match (self.trace_sample_rate, &self.trace_sample_policy) {
+            (Some(p), _) => Declared::Rate(p),
+            (None, Some(t)) => Declared::Policy(t.clone()),
+            (None, None) => Declared::Nothing,
+        }
+    }
+}
+
+fn parse_kept_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 1.0 => Ok(p),
+        _ => Err(format!(
+            "'{s}' is not a sampling probability: give a number above 0 and at most 1, such as 0.25 for one trace in four"
+        )),
+    }
 }
 
 /// The period a report or a check is about: the carts first seen in it.
@@ -283,6 +324,9 @@ pub struct CheckArgs {
 
     #[command(flatten)]
     pub period: PeriodArgs,
+
+    #[command(flatten)]
+    pub sampled: SampledArgs,
 
     /// The rules: a TOML file of [[rule]] tables (see checks.example.toml).
     #[arg(long, value_name = "FILE", required_unless_present = "write_baseline")]
@@ -622,8 +666,8 @@ pub struct GenerateArgs {
     /// Sample the traces as a Collector's tail sampler does, once each trace is complete:
     /// POLICY is keep-errors, keep-slow[=DURATION] (2s unless given) and rate=P for the
     /// others, separated by commas. Nothing is written in tracestate.
-    #[arg(long, value_name = "POLICY", value_parser = parse_from::<crate::generate::sampling::TailPolicy>)]
-    pub tail_sample: Option<crate::generate::sampling::TailPolicy>,
+    #[arg(long, value_name = "POLICY", value_parser = parse_from::<crate::report::sampling::TailPolicy>)]
+    pub tail_sample: Option<crate::report::sampling::TailPolicy>,
 
     /// Inject an incident: KIND:FROM-TO, KIND one of shipping-slow, payment-errors, bad-deploy;
     /// FROM and TO as RFC 3339 or HH:MM on the day --end falls in. Repeatable.

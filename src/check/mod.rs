@@ -92,6 +92,11 @@ const MEASURES: &[MeasureDef] = &[
         rate: true,
     },
     MeasureDef {
+        name: "abandonment_rate_adjusted",
+        needs: Needs::Nothing,
+        rate: true,
+    },
+    MeasureDef {
         name: "conversion_rate",
         needs: Needs::Nothing,
         rate: true,
@@ -639,6 +644,20 @@ pub fn measure(r: &Report, source: &Source) -> Result<f64, String> {
             ))
         }
         "abandonment_rate" => s.abandonment_rate,
+        // The rate once the traces' sampling is accounted for; the rate itself when every
+        // trace was kept.
+        "abandonment_rate_adjusted" => match &r.sampling {
+            None if s.converted + s.abandoned == 0 => {
+                return Err(format!(
+                    "no cart of the period was decided (converted or abandoned) among its {} carts",
+                    s.carts
+                ))
+            }
+            None => s.abandonment_rate,
+            Some(sa) => sa.abandonment_rate.ok_or(
+                "no abandonment rate adjusted for sampling: the traces were sampled, and the export has no transition counter for the model's first and success stages to estimate it from (the report gives the rates with and without the carts of incomplete trace, which bound it)",
+            )?,
+        },
         "conversion_rate" => {
             let decided = (s.converted + s.abandoned) as f64;
             (s.converted as f64 / decided * 1e6).round() / 1e6

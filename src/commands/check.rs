@@ -30,8 +30,18 @@ pub async fn run(a: &CheckArgs, g: &Globals) -> Result<ExitCode> {
     let reads = rules
         .as_ref()
         .map_or_else(crate::read::projection::Projection::nothing, Rules::reads);
-    let (ctx, report) =
-        open_report(&a.data, &a.replay, &a.period, &Tuning::default(), g, &reads).await?;
+    let (ctx, report) = open_report(
+        &a.data,
+        &a.replay,
+        &a.period,
+        &Tuning {
+            sampled: a.sampled.declared(),
+            ..Tuning::default()
+        },
+        g,
+        &reads,
+    )
+    .await?;
     if let Some(b) = &baseline {
         warn_if_incomparable(&report, b);
     }

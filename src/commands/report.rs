@@ -11,6 +11,7 @@ pub async fn run(a: &ReportArgs, g: &Globals) -> Result<()> {
         top: a.top,
         min_support: a.min_support,
         attributes: a.attributes.clone(),
+        sampled: a.sampled.declared(),
     };
     let (_, r) = open_report(
         &a.data,

@@ -213,6 +213,8 @@ pub struct Tuning {
     pub top: usize,
     pub min_support: u64,
     pub attributes: Vec<String>,
+    /// `--trace-sample-rate` or `--trace-sample-policy`.
+    pub sampled: crate::report::sampling::Declared,
 }
 
 impl Default for Tuning {
@@ -221,6 +223,7 @@ impl Default for Tuning {
             top: crate::report::DEFAULT_TOP,
             min_support: crate::report::DEFAULT_MIN_SUPPORT,
             attributes: Vec::new(),
+            sampled: crate::report::sampling::Declared::Nothing,
         }
     }
 }
@@ -326,6 +329,7 @@ pub async fn open_report(
         top: tuning.top,
         min_support: tuning.min_support,
         attributes,
+        sampled: tuning.sampled.clone(),
     };
     let r = crate::report::build(&ctx, &replay.model, &opts).await?;
     Ok((ctx, r))

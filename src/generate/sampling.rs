@@ -16,9 +16,6 @@
 //! the export does not say how likely each trace was to be kept.
 
 use std::collections::HashMap;
-use std::str::FromStr;
-
-use anyhow::{bail, Context, Result};
 
 /// 2^56: the randomness of a trace id spans [0, 2^56).
 const RANGE: f64 = 72_057_594_037_927_936.0;
@@ -35,55 +32,7 @@ pub enum Sampling {
     Tail(TailPolicy),
 }
 
-/// A tail-sampling policy (`keep-errors,keep-slow=2s,rate=0.1`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TailPolicy {
-    pub keep_errors: bool,
-    /// Keep a trace with a span at least this long (nanoseconds).
-    pub keep_slow_ns: Option<u64>,
-    /// The probability of keeping any other trace.
-    pub rate: f64,
-}
-
-impl FromStr for TailPolicy {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<TailPolicy> {
-        let mut t = TailPolicy {
-            keep_errors: false,
-            keep_slow_ns: None,
-            rate: f64::NAN,
-        };
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part.split_once('=') {
-                None if part == "keep-errors" => t.keep_errors = true,
-                None if part == "keep-slow" => t.keep_slow_ns = Some(2_000_000_000),
-                Some(("keep-slow", d)) => {
-                    let d: crate::time::Duration = d
-                        .parse()
-                        .with_context(|| format!("keep-slow={d}: a duration, such as 2s"))?;
-                    t.keep_slow_ns = Some(d.ns());
-                }
-                Some(("rate", p)) => t.rate = probability(p)?,
-                _ => bail!(
-                    "unknown tail-sampling policy '{part}': use keep-errors, keep-slow[=DURATION] and rate=P, separated by commas"
-                ),
-            }
-        }
-        if t.rate.is_nan() {
-            bail!("say which share of the other traces to keep: rate=P, with P from 0 to 1 (rate=0 keeps none)");
-        }
-        Ok(t)
-    }
-}
-
-/// A probability: a number from 0 to 1.
-pub fn probability(s: &str) -> Result<f64> {
-    match s.trim().parse::<f64>() {
-        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
-        _ => bail!("'{s}' is not a probability: give a number from 0 to 1, such as 0.25"),
-    }
-}
+pub use crate::report::sampling::{probability, TailPolicy};
 
 /// The rejection threshold of probability `p`: keep when randomness >= it.
 pub fn threshold(p: f64) -> u64 {
@@ -194,32 +143,5 @@ mod tests {
         // kept at 50% (threshold 2^55), not at 49%.
         assert!(randomness(&id) >= threshold(0.5));
         assert!(randomness(&id) < threshold(0.49));
-    }
-
-    #[test]
-    fn tail_policies_parse_and_say_what_is_wrong() {
-        let t: TailPolicy = "keep-errors,keep-slow,rate=0.1".parse().unwrap();
-        assert_eq!(
-            t,
-            TailPolicy {
-                keep_errors: true,
-                keep_slow_ns: Some(2_000_000_000),
-                rate: 0.1
-            }
-        );
-        let t: TailPolicy = "keep-slow=500ms, rate=0".parse().unwrap();
-        assert_eq!(t.keep_slow_ns, Some(500_000_000));
-        for (bad, says) in [
-            ("keep-errors", "rate=P"),
-            ("rate=1.5", "not a probability"),
-            (
-                "keep-everything,rate=0.1",
-                "unknown tail-sampling policy 'keep-everything'",
-            ),
-            ("keep-slow=fast,rate=0.1", "keep-slow=fast"),
-        ] {
-            let e = format!("{:#}", bad.parse::<TailPolicy>().unwrap_err());
-            assert!(e.contains(says), "{bad}: {e}");
-        }
     }
 }

@@ -20,6 +20,7 @@ pub mod html;
 pub mod reconcile;
 pub mod render;
 mod rows;
+pub mod sampling;
 pub mod value;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,10 @@ pub struct Report {
     /// transition counter for the model's stages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciliation: Option<reconcile::Reconciliation>,
+    /// The period's carts once the traces' sampling is accounted for (added within version
+    /// 1; absent when every trace was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<sampling::Sampling>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -414,6 +419,9 @@ pub struct Options {
     pub top: usize,
     pub min_support: u64,
     pub attributes: Vec<String>,
+    /// `--trace-sample-rate` or `--trace-sample-policy`: how likely a trace was to be kept,
+    /// where its spans do not say.
+    pub sampled: sampling::Declared,
 }
 
 /// The carts of a period: those first seen in [since, until).
@@ -757,10 +765,27 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     }
 
     crate::output::phase("report: last operations, top carts, hours");
-    let (drivers, latency_curves) = drivers(ctx, m, o, &cur, &reference).await?;
-    crate::output::phase("report: drivers and latency curves");
-    let reconciliation = reconcile::reconcile(ctx, m, since_ns, until_ns).await?;
+    let reconciled = reconcile::reconcile(ctx, m, since_ns, until_ns).await?;
     crate::output::phase("report: metrics against traces");
+    let sampled = sampling::estimate(
+        ctx,
+        m,
+        &cur,
+        &o.sampled,
+        reconciled.as_ref().map(|(r, h)| (r, h)),
+    )
+    .await?;
+    crate::output::phase("report: sampling");
+    let reconciliation = reconciled.map(|(r, _)| r);
+    // Under sampling, the drivers are judged on the carts whose outcome is known: a cart
+    // that may have gone on in a dropped trace would count its driver as an abandonment.
+    let (sampling, known) = match sampled {
+        Some((s, known)) => (Some(s), format!("{cur} AND {known}")),
+        None => (None, cur.clone()),
+    };
+    let weighted = sampling.is_some();
+    let (drivers, latency_curves) = drivers(ctx, m, o, (&known, weighted), &reference).await?;
+    crate::output::phase("report: drivers and latency curves");
     Ok(Report {
         version: REPORT_VERSION,
         generator: format!("cartscope {}", env!("CARGO_PKG_VERSION")),
@@ -780,8 +805,18 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         drivers,
         latency_curves,
         by_hour,
-        warnings: o.warnings.clone(),
+        warnings: o
+            .warnings
+            .iter()
+            .map(|w| match &sampling {
+                Some(_) if w.contains(crate::replay::SINGLE_SPAN) => format!(
+                    "{w} (but the traces are sampled, see Sampling: a cart of which one trace was kept shows few spans, so the sampling may explain it)"
+                ),
+                _ => w.clone(),
+            })
+            .collect(),
         reconciliation,
+        sampling,
     })
 }
 
@@ -907,7 +942,7 @@ async fn drivers(
     ctx: &SessionContext,
     m: &Model,
     o: &Options,
-    cur: &str,
+    cur: (&str, bool),
     reference: &value::Reference,
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     // Each pass fits the cap by its size, across every core: hash joins and groups split by
@@ -948,6 +983,11 @@ const CART_ATTRIBUTES: &str = "cartscope_report_cart_attributes";
 /// three numbers), its cart events (a cart, trace and span id, five small values).
 /// Estimates: a pass that does not fit makes `drivers` run again with more passes.
 const POP_ROW_BYTES: usize = 120;
+
+/// A group's carts and its abandoned carts, each counted for its weight `w` (1 unless the
+/// traces were sampled), rounded to whole carts.
+const WEIGHED_CARTS: &str = "CAST(round(sum(w)) AS BIGINT)";
+const WEIGHED_BAD: &str = "CAST(round(coalesce(sum(w) FILTER (WHERE bad), 0)) AS BIGINT)";
 const EVENT_ROW_BYTES: usize = 240;
 
 /// The kinds of candidate, as the SQL of `drivers_of` numbers them.
@@ -1026,11 +1066,43 @@ async fn drivers_of(
     ctx: &SessionContext,
     m: &Model,
     o: &Options,
-    (cur, reference): (&str, &value::Reference),
+    ((cur, weighted), reference): ((&str, bool), &value::Reference),
     more: usize,
     session: (bool, usize),
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     let checkout_order = checkout_order(m);
+    // Each cart's weight: 1 unless the traces were sampled; then its adjusted count (1/p,
+    // `sampling::WEIGHTS`) over their mean among the population, so that the counts keep
+    // their size (the tests and intervals then read them as counts of carts).
+    let population = format!(
+        "FROM valued_carts c{} WHERE {cur} AND c.outcome IN ('abandoned', 'converted')",
+        if weighted {
+            format!(
+                " LEFT JOIN {} sw ON sw.cart_id = c.cart_id",
+                sampling::WEIGHTS
+            )
+        } else {
+            String::new()
+        }
+    );
+    let weight = if weighted {
+        let mean = floats(
+            &batches(
+                ctx,
+                &format!("SELECT avg(coalesce(sw.w, 1.0)) {population}"),
+            )
+            .await?,
+            0,
+        )
+        .first()
+        .copied()
+        .flatten()
+        .filter(|w| *w > 0.0)
+        .unwrap_or(1.0);
+        format!("coalesce(sw.w, 1.0) / CAST('{mean}' AS DOUBLE)")
+    } else {
+        "1.0".to_string()
+    };
     // Every decided cart of the period with the furthest stage it reached (the order of its
     // `last_stage`, which the replay sets to the stage of its events' highest order); each
     // driver is then judged among the carts that reached the stage where it shows.
@@ -1048,15 +1120,16 @@ async fn drivers_of(
     let pop = format!(
         "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
                 {} AS ve, CAST(c.total_value IS NOT NULL AS INT) AS vk,
-                CAST(coalesce(c.item_count, 0) AS DOUBLE) AS n, {furthest} AS furthest
-         FROM valued_carts c WHERE {cur} AND c.outcome IN ('abandoned', 'converted')",
+                CAST(coalesce(c.item_count, 0) AS DOUBLE) AS n, {furthest} AS furthest,
+                {weight} AS w
+         {population}",
         reference.point_sql("c")
     );
     // The carts that reached each stage, and how many of them were abandoned.
     let b = batches(
         ctx,
         &format!(
-            "WITH pop AS ({pop}) SELECT furthest, count(*), count(*) FILTER (WHERE bad)
+            "WITH pop AS ({pop}) SELECT furthest, {WEIGHED_CARTS}, {WEIGHED_BAD}
              FROM pop GROUP BY furthest"
         ),
     )
@@ -1120,7 +1193,7 @@ async fn drivers_of(
             "WITH pop AS (
                  SELECT *, {i} * 4294967296 + row_number() OVER (ORDER BY cart_id) AS cart
                  FROM ({pop} AND {in_range}))
-             SELECT e.*, pop.cart, pop.bad, pop.v, pop.ve, pop.vk, pop.furthest
+             SELECT e.*, pop.cart, pop.bad, pop.v, pop.ve, pop.vk, pop.furthest, pop.w
              FROM pop JOIN cart_events e ON e.cart_id = pop.cart_id WHERE {e_in_range}",
             in_range = by_cart.range(i, "c.cart_id"),
             e_in_range = by_cart.range(i, "e.cart_id"),
@@ -1134,7 +1207,7 @@ async fn drivers_of(
                             bool_or(e.duration_ms > {p95}) AS over,
                             coalesce(min(e.stage_order), {checkout_order}) AS st,
                             bool_or(e.bad) AS bad, max(e.v) AS v, max(e.ve) AS ve, max(e.vk) AS vk, max(e.furthest) AS furthest,
-                            {i} AS pass
+                            max(e.w) AS w, {i} AS pass
                      FROM ({joined}) e
                      WHERE e.stage_order >= {checkout_order} AND e.operation IS NOT NULL
                      GROUP BY e.cart, e.operation"
@@ -1148,7 +1221,7 @@ async fn drivers_of(
                     POP_EVENTS,
                     &format!(
                         "SELECT cart, {i} AS cart_pass, trace_id, span_id, stage_order, bad, v,
-                                ve, vk, furthest, {pass} AS pass
+                                ve, vk, furthest, w, {pass} AS pass
                          FROM ({joined})",
                         pass = by_trace.of("trace_id"),
                     ),
@@ -1204,7 +1277,7 @@ async fn drivers_of(
                     &format!(
                         "SELECT s.k, e.cart, s.service_name, s.value, min(e.stage_order) AS st,
                                 bool_or(e.bad) AS bad, max(e.v) AS v, max(e.ve) AS ve, max(e.vk) AS vk, max(e.furthest) AS furthest,
-                                e.cart_pass AS pass
+                                max(e.w) AS w, e.cart_pass AS pass
                          FROM {POP_EVENTS} e
                          JOIN {SPAN_VALUES} s ON s.trace_id = e.trace_id AND s.span_id = e.span_id
                          WHERE e.pass = {i} AND s.pass = {i}
@@ -1310,23 +1383,26 @@ async fn candidates_and_curves(
         }
     };
     // Sums of money as decimals: the same total whatever order the rows come in.
-    let tail = "furthest, min(st), count(*), count(*) FILTER (WHERE bad),
-                CAST(sum(CAST(v AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE),
-                CAST(sum(CAST(ve AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE),
-                count(*) FILTER (WHERE bad AND vk = 1)";
+    // Each cart counts for its weight (1 unless the traces were sampled).
+    let tail = format!(
+        "furthest, min(st), {WEIGHED_CARTS}, {WEIGHED_BAD},
+         CAST(sum(CAST(v * w AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE),
+         CAST(sum(CAST(ve * w AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE),
+         CAST(round(coalesce(sum(w) FILTER (WHERE bad AND vk = 1), 0)) AS BIGINT)"
+    );
     let mut families = vec![
-        format!("SELECT {SLOWER_THAN_THRESHOLD} AS f, operation AS a, st, bad, v, ve, vk, furthest FROM {CART_OPS} WHERE d > {slow}"),
-        format!("SELECT {SLOWER_THAN_P95}, operation, st, bad, v, ve, vk, furthest FROM {CART_OPS} WHERE over"),
-        format!("SELECT {FAILED}, operation, st, bad, v, ve, vk, furthest FROM {CART_OPS} WHERE failed"),
+        format!("SELECT {SLOWER_THAN_THRESHOLD} AS f, operation AS a, st, bad, v, ve, vk, furthest, w FROM {CART_OPS} WHERE d > {slow}"),
+        format!("SELECT {SLOWER_THAN_P95}, operation, st, bad, v, ve, vk, furthest, w FROM {CART_OPS} WHERE over"),
+        format!("SELECT {FAILED}, operation, st, bad, v, ve, vk, furthest, w FROM {CART_OPS} WHERE failed"),
         format!(
-            "SELECT {LATENCY_ABOVE_MEDIAN}, operation, {op_stage_sql}, bad, v, ve, vk, furthest FROM {CART_OPS}
+            "SELECT {LATENCY_ABOVE_MEDIAN}, operation, {op_stage_sql}, bad, v, ve, vk, furthest, w FROM {CART_OPS}
              WHERE d > {}",
             case_of("operation", &op_medians)
         ),
     ];
     for (col, med) in &numbers {
         families.push(format!(
-            "SELECT {NUMBER_ABOVE_MEDIAN}, '{col}', {checkout_order}, bad, v, ve, vk, furthest FROM pop
+            "SELECT {NUMBER_ABOVE_MEDIAN}, '{col}', {checkout_order}, bad, v, ve, vk, furthest, w FROM pop
              WHERE {col} > CAST('{med}' AS DOUBLE)"
         ));
     }
@@ -1366,11 +1442,13 @@ async fn candidates_and_curves(
             let sql = format!(
                 "WITH each_service AS (
                      SELECT k, cart, service_name, value, coalesce(min(st), 1) AS st,
-                            bool_or(bad) AS bad, max(v) AS v, max(ve) AS ve, max(vk) AS vk, max(furthest) AS furthest
+                            bool_or(bad) AS bad, max(v) AS v, max(ve) AS ve, max(vk) AS vk, max(furthest) AS furthest,
+                            max(w) AS w
                      FROM {CART_ATTRIBUTES} WHERE pass = {i} GROUP BY 1, 2, 3, 4),
                  each_cart AS (
                      SELECT k, cart, {service} AS s, value, min(st) AS st,
-                            bool_or(bad) AS bad, max(v) AS v, max(ve) AS ve, max(vk) AS vk, max(furthest) AS furthest
+                            bool_or(bad) AS bad, max(v) AS v, max(ve) AS ve, max(vk) AS vk, max(furthest) AS furthest,
+                            max(w) AS w
                      FROM each_service GROUP BY 1, 2, 3, 4)
                  SELECT {ATTRIBUTE}, CAST(k AS VARCHAR), s, value, {tail}
                  FROM each_cart GROUP BY k, s, value, furthest"

@@ -47,7 +47,7 @@ pub const INSTANCE: &str = "service.instance.id";
 const ONE_TRACE: f64 = 1.25;
 
 /// Coverage at or above this is complete (a few transitions land in the next hour or period).
-const COMPLETE: f64 = 0.98;
+pub const COMPLETE: f64 = 0.98;
 
 /// An hour with at least this many transitions on one side and none on the other is a gap.
 const GAP_MIN: f64 = 5.0;
@@ -279,14 +279,17 @@ fn pct(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
 }
 
-/// The reconciliation of the period [since, until), or `None` when the export has no
-/// transition counter for the model's stages.
+/// Per (stage, hour start): the transitions the metrics counted, and those the traces show.
+pub type ByStageHour = BTreeMap<(String, i64), (f64, u64)>;
+
+/// The reconciliation of the period [since, until), with its counts per stage and hour, or
+/// `None` when the export has no transition counter for the model's stages.
 pub async fn reconcile(
     ctx: &SessionContext,
     m: &Model,
     since_ns: i64,
     until_ns: i64,
-) -> Result<Option<Reconciliation>> {
+) -> Result<Option<(Reconciliation, ByStageHour)>> {
     let metric = metric_transitions(ctx, m, since_ns, until_ns).await?;
     let names: Vec<&str> = m.stages.iter().map(|s| s.name.as_str()).collect();
     // Only the model's stages the counter names: the others cannot be compared.
@@ -451,16 +454,26 @@ pub async fn reconcile(
         );
         verdict = "gap";
     }
-    Ok(Some(Reconciliation {
-        metric: m.derived.metric_name.clone(),
-        stage_attribute: m.derived.stage_attribute.clone(),
-        verdict: verdict.into(),
-        summary,
-        coverage,
-        stages,
-        hours,
-        gaps,
-    }))
+    let mut detail: ByStageHour = BTreeMap::new();
+    for (k, v) in metric {
+        detail.entry(k).or_default().0 += v;
+    }
+    for (k, (n, _)) in traces {
+        detail.entry(k).or_default().1 += n;
+    }
+    Ok(Some((
+        Reconciliation {
+            metric: m.derived.metric_name.clone(),
+            stage_attribute: m.derived.stage_attribute.clone(),
+            verdict: verdict.into(),
+            summary,
+            coverage,
+            stages,
+            hours,
+            gaps,
+        },
+        detail,
+    )))
 }
 
 #[cfg(test)]

@@ -175,8 +175,24 @@ fn text(r: &Report, m: Markup) -> String {
         s.recovered,
         abandoned_value_text(s)
     );
+    if let Some(r) = r.sampling.as_ref().and_then(|sa| sa.abandonment_rate) {
+        let _ = writeln!(
+            out,
+            "The traces were sampled: adjusted for it, the abandonment rate is {} (see Sampling).",
+            pct(r)
+        );
+    }
     if let Some(rc) = &r.reconciliation {
         out.push_str(&completeness(m, rc));
+    }
+    if let Some(sa) = &r.sampling {
+        out.push_str(&h("Sampling"));
+        let _ = writeln!(out, "Sampling: {}.", sa.summary);
+        out.push_str(&table(
+            m,
+            &["figure", "value"],
+            sa.rows().into_iter().map(Vec::from).collect(),
+        ));
     }
     out.push_str(&h("Against the previous period"));
     // A period without decided carts has no rate, now or before.

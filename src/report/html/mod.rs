@@ -158,6 +158,7 @@ pub fn render(r: &Report) -> String {
     warnings(&mut p, r);
     summary(&mut p, r);
     completeness(&mut p, r);
+    sampled(&mut p, r);
     changes(&mut p, r);
     drivers(&mut p, r);
 
@@ -326,6 +327,22 @@ fn completeness(p: &mut String, r: &Report) {
         }
         p.push_str("</ul>\n");
     }
+    p.push_str("</section>\n");
+}
+
+/// The period's carts once the sampling is accounted for.
+fn sampled(p: &mut String, r: &Report) {
+    let Some(sa) = &r.sampling else {
+        return;
+    };
+    section(p, "sampling", "Sampling");
+    para(p, "note", &format!("Sampling: {}.", sa.summary));
+    let rows: Vec<(bool, Vec<String>)> = sa
+        .rows()
+        .into_iter()
+        .map(|r| (false, Vec::from(r)))
+        .collect();
+    table(p, &[("figure", Col::Text), ("value", Col::Num)], &rows);
     p.push_str("</section>\n");
 }
 
@@ -869,6 +886,7 @@ mod tests {
             }],
             warnings: vec![s("stage")],
             reconciliation: None,
+            sampling: None,
         };
         if empty {
             r.summary = Summary::default();

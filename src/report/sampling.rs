@@ -1,0 +1,675 @@
+//! Sampling-aware figures: what the period's carts were, once the traces that were not kept
+//! are accounted for.
+//!
+//! A cart's life spans several traces (each add, then its checkout), and samplers keep or
+//! drop each trace. Two things follow. Each cart seen stands for 1/p carts (p: the
+//! probability its deciding trace, the one of its last event, was kept), so the counts are
+//! weighted by that adjusted count. And a cart whose next stage begins a trace of its own
+//! (the checkout after the adds) may have gone on in a trace that was dropped: it looks
+//! abandoned without being known to be. Such carts are "abandoned, incomplete trace", and
+//! the rate is given with and without them.
+//!
+//! Where p comes from, first found first: OpenTelemetry's threshold in the span's W3C
+//! tracestate (`ot=th:...`, `ot_probability`); the model's `sampling_probability` or
+//! `adjusted_count` attributes; `--trace-sample-rate`; else, when the metrics' transition
+//! counter shows the traces incomplete, the coverage of the cart's last stage (a tail
+//! sampler records nothing, and keeps traces by what happened in them, so this is an
+//! estimate by stage).
+//!
+//! The rate itself: with a transition counter, the metrics counted every cart entering the
+//! first stage and every conversion, unsampled: 1 - conversions / entries (less the carts
+//! still active and those that came back, as the traced rate leaves them out, by their
+//! shares of the carts the traces show).
+//! Without one, the weighted rates with and without the incomplete carts bound it: counting
+//! them as abandoned counts the conversions the sampler hid as abandonments (too high); leaving
+//! them out leaves out the carts truly abandoned before their next trace (too low).
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use super::reconcile::{ByStageHour, Reconciliation, COMPLETE};
+use super::rows::{batches, counts, floats, ints, round, strings};
+use crate::replay::model::Model;
+use crate::sql::passes::lit;
+use crate::stats;
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+/// A tail-sampling policy (`keep-errors,keep-slow=2s,rate=0.1`): what a Collector's tail
+/// sampler keeps once it has seen the whole trace (those with an error, those with a span at
+/// least so slow, and a share of the rest). `cartscope generate --tail-sample` applies it;
+/// `report --trace-sample-policy` weighs the traces it kept by it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TailPolicy {
+    pub keep_errors: bool,
+    /// Keep a trace with a span at least this long (nanoseconds).
+    pub keep_slow_ns: Option<u64>,
+    /// The probability of keeping any other trace.
+    pub rate: f64,
+}
+
+impl FromStr for TailPolicy {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<TailPolicy> {
+        let mut t = TailPolicy {
+            keep_errors: false,
+            keep_slow_ns: None,
+            rate: f64::NAN,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                None if part == "keep-errors" => t.keep_errors = true,
+                None if part == "keep-slow" => t.keep_slow_ns = Some(2_000_000_000),
+                Some(("keep-slow", d)) => {
+                    let d: crate::time::Duration = d
+                        .parse()
+                        .with_context(|| format!("keep-slow={d}: a duration, such as 2s"))?;
+                    t.keep_slow_ns = Some(d.ns());
+                }
+                Some(("rate", p)) => t.rate = probability(p)?,
+                _ => bail!(
+                    "unknown tail-sampling policy '{part}': use keep-errors, keep-slow[=DURATION] and rate=P, separated by commas"
+                ),
+            }
+        }
+        if t.rate.is_nan() {
+            bail!("say which share of the other traces to keep: rate=P, with P from 0 to 1 (rate=0 keeps none)");
+        }
+        Ok(t)
+    }
+}
+
+/// A probability: a number from 0 to 1.
+pub fn probability(s: &str) -> Result<f64> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => bail!("'{s}' is not a probability: give a number from 0 to 1, such as 0.25"),
+    }
+}
+
+/// The period's carts, once sampling is accounted for (absent from the report when every
+/// trace was kept).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sampling {
+    /// Where the probabilities of keeping each cart's trace come from: `tracestate`
+    /// (OpenTelemetry's threshold), `attribute` (the model's sampling keys), `flag`
+    /// (`--trace-sample-rate`) or `metrics` (each stage's coverage in the reconciliation); the
+    /// one that gave most carts theirs.
+    pub source: String,
+    /// Decided carts seen, over decided carts estimated: the share of them the traces show.
+    pub probability: f64,
+    /// Each decided cart weighted by its adjusted count (1/p).
+    pub converted_estimated: f64,
+    pub abandoned_estimated: f64,
+    /// Abandoned carts (as the traces show them) whose next stage begins a trace of its own
+    /// that may not have been kept: their trace was sampled, or the metrics counted entries
+    /// into a later stage, in the hours they went idle, that the traces lack.
+    pub abandoned_incomplete: u64,
+    /// The weighted abandonment rate counting those carts as abandoned, and without them.
+    pub rate_with_incomplete: Option<f64>,
+    pub rate_without_incomplete: Option<f64>,
+    /// How `abandonment_rate` was estimated: `metrics` (from the transition counter's
+    /// entries into the first stage and conversions) or `bounds` (no counter: it lies
+    /// between the two rates above, and is not given).
+    pub method: String,
+    pub abandonment_rate: Option<f64>,
+    pub abandonment_rate_ci95: Option<[f64; 2]>,
+    /// The same in words.
+    pub summary: String,
+}
+
+impl Sampling {
+    /// Its figures as (figure, value) rows, for the text and HTML reports.
+    pub fn rows(&self) -> Vec<[String; 2]> {
+        let rate = |r: Option<f64>| r.map_or("-".to_string(), pct);
+        let mut out = vec![
+            ["deciding traces kept".into(), pct(self.probability)],
+            [
+                "converted, estimated".into(),
+                format!("{:.0}", self.converted_estimated),
+            ],
+            [
+                "abandoned, estimated".into(),
+                format!("{:.0}", self.abandoned_estimated),
+            ],
+            [
+                "abandoned, incomplete trace".into(),
+                self.abandoned_incomplete.to_string(),
+            ],
+            ["rate counting them".into(), rate(self.rate_with_incomplete)],
+            [
+                "rate without them".into(),
+                rate(self.rate_without_incomplete),
+            ],
+        ];
+        if let (Some(r), Some([lo, hi])) = (self.abandonment_rate, self.abandonment_rate_ci95) {
+            out.push([
+                "rate from the metrics".into(),
+                format!("{} (95% CI {} to {})", pct(r), pct(lo), pct(hi)),
+            ]);
+        }
+        out
+    }
+}
+
+/// How the traces were sampled where their spans do not say: `--trace-sample-rate P` or
+/// `--trace-sample-policy POLICY`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Declared {
+    #[default]
+    Nothing,
+    Rate(f64),
+    Policy(TailPolicy),
+}
+
+/// The probability a cart's deciding trace was kept, and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Kept {
+    p: f64,
+    source: &'static str,
+}
+
+/// The decided or active carts of one outcome, last stage, idle hours and probability.
+#[derive(Debug, Clone)]
+struct Group {
+    outcome: String,
+    stage: String,
+    /// The hours of its last activity and of its abandonment (hour starts, ns).
+    idle: (Option<i64>, Option<i64>),
+    kept: Kept,
+    carts: u64,
+}
+
+/// The least probability a trace is taken to have been kept with: a weight at most 10,000.
+const LEAST_P: f64 = 0.0001;
+
+fn double(x: f64) -> String {
+    format!("CAST('{x}' AS DOUBLE)")
+}
+
+/// The period's carts (`c`, from `carts`) joined to the probability their deciding trace
+/// was kept (`p`) and where it came from (`source`): its spans' tracestate threshold, else the
+/// model's keys on them, else what `declared` says of it, else the coverage of the cart's
+/// last stage (`coverage`, when the metrics show traces missing), else 1.
+fn kept_sql(m: &Model, cur: &str, declared: &Declared, coverage: &BTreeMap<String, f64>) -> String {
+    let k = &m.keys;
+    let probability = k.sampling_probability.iter().map(|a| {
+        format!(
+            "CASE WHEN attr_double(t.attributes, {a}) > 0 AND attr_double(t.attributes, {a}) <= 1 \
+             THEN attr_double(t.attributes, {a}) END",
+            a = lit(a)
+        )
+    });
+    let adjusted = k.adjusted_count.iter().map(|a| {
+        format!(
+            "CASE WHEN attr_double(t.attributes, {a}) >= 1 THEN 1.0 / attr_double(t.attributes, {a}) END",
+            a = lit(a)
+        )
+    });
+    let attribute: Vec<String> = probability.chain(adjusted).collect();
+    let attribute = match attribute.len() {
+        0 => "CAST(NULL AS DOUBLE)".to_string(),
+        1 => attribute[0].clone(),
+        _ => format!("coalesce({})", attribute.join(", ")),
+    };
+    let declared = match declared {
+        Declared::Nothing => "CAST(NULL AS DOUBLE)".to_string(),
+        Declared::Rate(p) => double(*p),
+        Declared::Policy(t) => {
+            let mut notable = Vec::new();
+            if t.keep_errors {
+                notable.push("bool_or(t.status_code = 'error')".to_string());
+            }
+            if let Some(ns) = t.keep_slow_ns {
+                notable.push(format!("max(t.duration_ms) >= {}", double(ns as f64 / 1e6)));
+            }
+            if notable.is_empty() {
+                double(t.rate)
+            } else {
+                format!(
+                    "CASE WHEN {} THEN 1.0 ELSE {} END",
+                    notable.join(" OR "),
+                    double(t.rate)
+                )
+            }
+        }
+    };
+    let by_stage: String = coverage
+        .iter()
+        .map(|(st, c)| format!(" WHEN c.last_stage = {} THEN {}", lit(st), double(*c)))
+        .collect();
+    let by_stage_source: String = coverage
+        .keys()
+        .map(|st| format!(" WHEN c.last_stage = {} THEN 'metrics'", lit(st)))
+        .collect();
+    format!(
+        "(SELECT c.*,
+                 CASE WHEN tp.ot IS NOT NULL THEN tp.ot WHEN tp.attr IS NOT NULL THEN tp.attr
+                      WHEN tp.declared IS NOT NULL THEN tp.declared{by_stage} ELSE 1.0 END AS p,
+                 CASE WHEN tp.ot IS NOT NULL THEN 'tracestate' WHEN tp.attr IS NOT NULL THEN 'attribute'
+                      WHEN tp.declared IS NOT NULL THEN 'flag'{by_stage_source} ELSE '' END AS source
+          FROM carts c LEFT JOIN (
+              SELECT t.trace_id, min(ot_probability(t.trace_state)) AS ot, min({attribute}) AS attr,
+                     {declared} AS declared
+              FROM observed_traces t
+              WHERE t.trace_id IN (SELECT last_trace_id FROM carts WHERE {cur})
+              GROUP BY t.trace_id) tp ON tp.trace_id = c.last_trace_id
+          WHERE {cur})"
+    )
+}
+
+/// The view of each period cart's weight (`cart_id`, `w`: the adjusted count 1/p of its
+/// deciding trace), which the drivers count by.
+pub const WEIGHTS: &str = "cartscope_report_weights";
+
+/// The period's carts by outcome, last stage, idle hours and the probability of their
+/// deciding trace.
+async fn groups(ctx: &SessionContext, kept: &str) -> Result<Vec<Group>> {
+    let hour = |c: &str| format!("CAST(date_trunc('hour', c.{c}) AS BIGINT) * 1000");
+    let b = batches(
+        ctx,
+        &format!(
+            "SELECT c.outcome, c.last_stage, {from}, {to}, c.p, c.source, count(*)
+             FROM {kept} c GROUP BY 1, 2, 3, 4, 5, 6",
+            from = hour("last_activity"),
+            to = hour("abandoned_at"),
+        ),
+    )
+    .await?;
+    let (outcome, stage, from, to, p, source, n) = (
+        strings(&b, 0),
+        strings(&b, 1),
+        ints(&b, 2),
+        ints(&b, 3),
+        floats(&b, 4),
+        strings(&b, 5),
+        counts(&b, 6),
+    );
+    Ok((0..n.len())
+        .map(|i| Group {
+            outcome: outcome[i].clone().unwrap_or_default(),
+            stage: stage[i].clone().unwrap_or_default(),
+            idle: (from[i], to[i]),
+            kept: Kept {
+                p: p[i].unwrap_or(1.0).clamp(LEAST_P, 1.0),
+                source: match source[i].as_deref() {
+                    Some("tracestate") => "tracestate",
+                    Some("attribute") => "attribute",
+                    Some("flag") => "flag",
+                    Some("metrics") => "metrics",
+                    _ => "",
+                },
+            },
+            carts: n[i],
+        })
+        .collect())
+}
+
+/// Per stage, whether the carts that went on from it mostly entered their next stage in
+/// another trace than their last of it (the checkout after the adds): a cart that stopped
+/// there may have gone on in a trace that was not kept. A stage no cart went on from counts
+/// as such.
+async fn apart(ctx: &SessionContext, m: &Model, cur: &str) -> Result<Vec<bool>> {
+    let b = batches(
+        ctx,
+        &format!(
+            "WITH st AS (
+                 SELECT cart_id, stage_order,
+                        first_value(trace_id ORDER BY end_time) AS first_t,
+                        last_value(trace_id ORDER BY end_time) AS last_t
+                 FROM cart_events
+                 WHERE stage_order IS NOT NULL
+                   AND cart_id IN (SELECT cart_id FROM carts WHERE {cur})
+                 GROUP BY cart_id, stage_order),
+             nx AS (
+                 SELECT stage_order, last_t,
+                        lead(first_t) OVER (PARTITION BY cart_id ORDER BY stage_order) AS next_t
+                 FROM st)
+             SELECT stage_order, count(*) FILTER (WHERE next_t <> last_t), count(*)
+             FROM nx WHERE next_t IS NOT NULL GROUP BY 1"
+        ),
+    )
+    .await?;
+    let (order, other, all) = (ints(&b, 0), counts(&b, 1), counts(&b, 2));
+    let mut out = vec![true; m.stages.len()];
+    for i in 0..order.len() {
+        if let Some(s) = order[i].and_then(|o| usize::try_from(o - 1).ok()) {
+            if s < out.len() {
+                out[s] = 2 * other[i] > all[i];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the metrics counted entries into any stage after `stage` in the hours `idle`
+/// spans that the traces lack.
+fn later_missing(m: &Model, by_hour: &ByStageHour, stage: usize, idle: (i64, i64)) -> bool {
+    m.stages.iter().skip(stage + 1).any(|s| {
+        let mut h = idle.0;
+        while h <= idle.1 {
+            if let Some(&(metric, traced)) = by_hour.get(&(s.name.clone(), h)) {
+                if metric >= 1.0 && (traced as f64) < COMPLETE * metric {
+                    return true;
+                }
+            }
+            h += HOUR_NS;
+        }
+        false
+    })
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// The carts whose outcome is known, as a condition on `carts`: all but the abandoned ones of
+/// an incomplete trace, given as (last stage, hour of last activity, hour of abandonment) of
+/// theirs and of the others abandoned.
+fn known_outcome(
+    incomplete: &[(String, Option<i64>, Option<i64>)],
+    others: &[(String, Option<i64>, Option<i64>)],
+) -> String {
+    let hour = |c: &str| format!("coalesce(CAST(date_trunc('hour', {c}) AS BIGINT) * 1000, -1)");
+    let mut by_stage: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for (st, a, b) in incomplete {
+        by_stage
+            .entry(st.as_str())
+            .or_default()
+            .push((a.unwrap_or(-1), b.unwrap_or(-1)));
+    }
+    let terms: Vec<String> = by_stage
+        .into_iter()
+        .map(|(st, mut hours)| {
+            if !others.iter().any(|o| o.0 == st) {
+                return format!("last_stage = {}", lit(st));
+            }
+            hours.sort_unstable();
+            hours.dedup();
+            let pairs: Vec<String> = hours
+                .iter()
+                .map(|(a, b)| {
+                    format!(
+                        "({} = {a} AND {} = {b})",
+                        hour("last_activity"),
+                        hour("abandoned_at")
+                    )
+                })
+                .collect();
+            format!("(last_stage = {} AND ({}))", lit(st), pairs.join(" OR "))
+        })
+        .collect();
+    if terms.is_empty() {
+        "TRUE".into()
+    } else {
+        format!("NOT (outcome = 'abandoned' AND ({}))", terms.join(" OR "))
+    }
+}
+
+/// The period's sampling-aware figures, or `None` when every trace of its carts was kept
+/// (nothing records a probability below 1, and the metrics do not show traces missing),
+/// with the condition on `carts` that keeps the carts whose outcome is known (the drivers
+/// are judged among them; the view `WEIGHTS` holds each cart's weight). `cur`: the period's
+/// carts; `declared`: what the flags say of the sampling; `rc`: the reconciliation.
+pub async fn estimate(
+    ctx: &SessionContext,
+    m: &Model,
+    cur: &str,
+    declared: &Declared,
+    rc: Option<(&Reconciliation, &ByStageHour)>,
+) -> Result<Option<(Sampling, String)>> {
+    let incomplete_traces =
+        rc.is_some_and(|(r, _)| !matches!(r.verdict.as_str(), "complete" | "metrics_short"));
+    let coverage: BTreeMap<String, f64> = match rc {
+        Some((r, _)) if incomplete_traces => r
+            .stages
+            .iter()
+            .filter_map(|s| Some((s.stage.clone(), s.coverage?.min(1.0))))
+            .filter(|(_, c)| *c > 0.0)
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let kept = kept_sql(m, cur, declared, &coverage);
+    let groups = groups(ctx, &kept).await?;
+    if !incomplete_traces && groups.iter().all(|g| g.kept.p >= 1.0) {
+        return Ok(None);
+    }
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW {WEIGHTS} AS
+         SELECT cart_id, 1.0 / greatest(p, {}) AS w FROM {kept} c",
+        double(LEAST_P)
+    ))
+    .await?;
+    let apart = apart(ctx, m, cur).await?;
+    let order = |stage: &str| m.stages.iter().position(|s| s.name == stage);
+
+    let mut by_source: BTreeMap<&str, u64> = BTreeMap::new();
+    let (mut seen, mut conv, mut ab, mut ab_inc) = (0u64, 0.0, 0.0, 0.0);
+    // Carts as the traces show them, all, still active and come back.
+    let (mut shown, mut active, mut back) = (0u64, 0u64, 0u64);
+    let mut incomplete = 0u64;
+    let (mut hidden_keys, mut other_keys) = (Vec::new(), Vec::new());
+    for g in &groups {
+        let w = g.carts as f64 / g.kept.p;
+        shown += g.carts;
+        match g.outcome.as_str() {
+            "converted" => conv += w,
+            "active" => active += g.carts,
+            "recovered" => back += g.carts,
+            "abandoned" => {
+                ab += w;
+                let hidden = order(&g.stage).is_some_and(|s| {
+                    let after = s + 1 < m.stages.len() && apart[s];
+                    let missing = match (rc, g.idle) {
+                        (Some((_, h)), (Some(a), Some(b))) => later_missing(m, h, s, (a, b.max(a))),
+                        _ => false,
+                    };
+                    after && (g.kept.p < 1.0 || missing)
+                });
+                let key = (g.stage.clone(), g.idle.0, g.idle.1);
+                if hidden {
+                    ab_inc += w;
+                    incomplete += g.carts;
+                    hidden_keys.push(key);
+                } else {
+                    other_keys.push(key);
+                }
+            }
+            _ => continue,
+        }
+        if matches!(g.outcome.as_str(), "converted" | "abandoned") {
+            seen += g.carts;
+            if !g.kept.source.is_empty() {
+                *by_source.entry(g.kept.source).or_default() += g.carts;
+            }
+        }
+    }
+    let source = by_source
+        .iter()
+        .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
+        .map_or("metrics", |(s, _)| s)
+        .to_string();
+    let rate = |bad: f64, good: f64| (bad + good > 0.0).then(|| round(bad / (bad + good), 6));
+    let with = rate(ab, conv);
+    let without = rate(ab - ab_inc, conv);
+
+    // From the metrics: carts entering the first stage and converting, as counted.
+    let counted = |names: &[&str]| -> Option<f64> {
+        let (r, _) = rc?;
+        let mut total = 0.0;
+        for n in names {
+            total += r.stages.iter().find(|s| s.stage == *n)?.metric_transitions;
+        }
+        Some(total)
+    };
+    let first = m.stages.first().map(|s| s.name.as_str());
+    let success: Vec<&str> = m
+        .stages
+        .iter()
+        .filter(|s| s.success)
+        .map(|s| s.name.as_str())
+        .collect();
+    let metrics_rate = first
+        .and_then(|f| counted(&[f]))
+        .zip(counted(&success))
+        .and_then(|(entered, converted)| {
+            // The carts still active, and those that came back (whose conversions the
+            // counter holds), are left out as the traced rate leaves them out: as the
+            // shares of the carts the traces show. (Weighting them instead counts the
+            // converted carts whose completion was dropped as active.)
+            let share = |n: u64| n as f64 / shown.max(1) as f64;
+            let decided = entered * (1.0 - share(active) - share(back));
+            let converted = converted - entered * share(back);
+            (decided >= 1.0 && converted >= 0.0 && converted <= decided).then(|| {
+                let (n, bad) = (decided.round() as u64, (decided - converted).round() as u64);
+                let (lo, hi) = stats::wilson_interval(bad.min(n), n, stats::Z_95);
+                (
+                    round(1.0 - converted / decided, 6),
+                    [round(lo, 6), round(hi, 6)],
+                )
+            })
+        });
+    let estimated = conv + ab;
+    let probability = if estimated > 0.0 {
+        round(seen as f64 / estimated, 4)
+    } else {
+        1.0
+    };
+    let from = match source.as_str() {
+        "tracestate" => "OpenTelemetry's threshold in the tracestate".to_string(),
+        "attribute" => "the spans' sampling attributes".to_string(),
+        "flag" => match declared {
+            Declared::Policy(_) => "--trace-sample-policy".to_string(),
+            _ => "--trace-sample-rate".to_string(),
+        },
+        _ => "the metrics' count of each stage".to_string(),
+    };
+    let mut summary = format!(
+        "traces were sampled (about {} of the decided carts' deciding traces kept, from {from}); each cart counts for 1/p carts",
+        pct(probability)
+    );
+    if incomplete > 0 {
+        summary.push_str(&format!(
+            "; {incomplete} abandoned carts have an incomplete trace: their next stage begins a trace of its own, which may not have been kept (the drivers are judged without them, on the carts whose outcome is known)"
+        ));
+    }
+    if let (Some(w), Some(wo)) = (with, without) {
+        summary.push_str(&format!(
+            "; the abandonment rate weighted is {} counting them, {} without them",
+            pct(w),
+            pct(wo)
+        ));
+    }
+    let (method, abandonment_rate, ci) = match metrics_rate {
+        Some((r, ci)) => {
+            summary.push_str(&format!(
+                "; from the metrics' counts of carts entering the first stage and converting, it is {} ({} to {})",
+                pct(r),
+                pct(ci[0]),
+                pct(ci[1])
+            ));
+            ("metrics", Some(r), Some(ci))
+        }
+        None => {
+            summary.push_str("; without a transition counter the true rate lies between those two");
+            ("bounds", None, None)
+        }
+    };
+    let known = known_outcome(&hidden_keys, &other_keys);
+    Ok(Some((
+        Sampling {
+            source,
+            probability,
+            converted_estimated: round(conv, 2),
+            abandoned_estimated: round(ab, 2),
+            abandoned_incomplete: incomplete,
+            rate_with_incomplete: with,
+            rate_without_incomplete: without,
+            method: method.into(),
+            abandonment_rate,
+            abandonment_rate_ci95: ci,
+            summary,
+        },
+        known,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        Model::load("reference").unwrap()
+    }
+
+    #[test]
+    fn a_later_stage_missing_from_the_traces_in_the_idle_hours_leaves_the_outcome_open() {
+        let m = model();
+        let h = HOUR_NS;
+        let mut by_hour = ByStageHour::new();
+        // Hour 0: every checkout traced; hour 1: 10 counted, 3 traced.
+        by_hour.insert(("checkout".into(), 0), (10.0, 10));
+        by_hour.insert(("checkout".into(), h), (10.0, 3));
+        let active = 0;
+        assert!(!later_missing(&m, &by_hour, active, (0, 0)));
+        assert!(later_missing(&m, &by_hour, active, (0, h)));
+        assert!(later_missing(&m, &by_hour, active, (h, h)));
+        // Only stages after the cart's own count: a cart at checkout is not left open by
+        // checkouts missing.
+        let checkout = 1;
+        assert!(!later_missing(&m, &by_hour, checkout, (h, h)));
+    }
+
+    #[test]
+    fn the_known_outcome_leaves_out_the_incomplete_carts_by_stage_and_hours() {
+        let k = |st: &str, a: i64, b: i64| (st.to_string(), Some(a), Some(b));
+        assert_eq!(known_outcome(&[], &[k("active", 0, 0)]), "TRUE");
+        // Every abandoned cart of the stage is incomplete: the stage alone.
+        assert_eq!(
+            known_outcome(
+                &[k("active", 0, 0), k("active", 0, 1)],
+                &[k("checkout", 0, 0)]
+            ),
+            "NOT (outcome = 'abandoned' AND (last_stage = 'active'))"
+        );
+        // Some are not: by their hours.
+        let sql = known_outcome(&[k("active", 5, 6)], &[k("active", 0, 0)]);
+        assert!(sql.starts_with("NOT (outcome = 'abandoned' AND ((last_stage = 'active' AND ((coalesce(CAST(date_trunc('hour', last_activity)"), "{sql}");
+        assert!(
+            sql.contains("= 5 AND") && sql.ends_with("= 6)))))"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn tail_policies_parse_and_say_what_is_wrong() {
+        let t: TailPolicy = "keep-errors,keep-slow,rate=0.1".parse().unwrap();
+        assert_eq!(
+            t,
+            TailPolicy {
+                keep_errors: true,
+                keep_slow_ns: Some(2_000_000_000),
+                rate: 0.1
+            }
+        );
+        let t: TailPolicy = "keep-slow=500ms, rate=0".parse().unwrap();
+        assert_eq!(t.keep_slow_ns, Some(500_000_000));
+        for (bad, says) in [
+            ("keep-errors", "rate=P"),
+            ("rate=1.5", "not a probability"),
+            (
+                "keep-everything,rate=0.1",
+                "unknown tail-sampling policy 'keep-everything'",
+            ),
+            ("keep-slow=fast,rate=0.1", "keep-slow=fast"),
+        ] {
+            let e = format!("{:#}", bad.parse::<TailPolicy>().unwrap_err());
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}
