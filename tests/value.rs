@@ -26,9 +26,22 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
-/// The (cart id, value) rows of a `query -f csv` of two columns.
-fn id_values(o: &std::process::Output) -> Vec<(String, f64)> {
-    stdout(o)
+/// Each cart's value as the carts table has it (to the cent), of the carts `filter` keeps,
+/// in cart id order.
+fn cart_values(data: &str, filter: &str) -> Vec<(String, f64)> {
+    let o = cartscope(&[
+        "query",
+        "--data",
+        data,
+        "-f",
+        "csv",
+        "-e",
+        &format!(
+            "SELECT cart_id, round(total_value, 2) AS v FROM carts WHERE {filter} ORDER BY cart_id"
+        ),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    stdout(&o)
         .lines()
         .skip(1)
         .map(|l| {
@@ -358,22 +371,12 @@ fn line_prices_and_quantities_give_exact_values() {
         s["abandoned_value"]
     );
     // Each cart's value, as the carts table has it, is the truth's.
-    let o = cartscope(&[
-        "query",
-        "--data",
-        &data,
-        "-f",
-        "csv",
-        "-e",
-        "SELECT cart_id, round(total_value, 2) AS v FROM carts ORDER BY cart_id",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let mut want: Vec<(String, f64)> = truth(&dir)
         .iter()
         .map(|c| (c["cart_id"].as_str().unwrap().to_string(), f(&c["value"])))
         .collect();
     want.sort_by(|a, b| a.0.cmp(&b.0));
-    let got = id_values(&o);
+    let got = cart_values(&data, "TRUE");
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.0, w.0);
@@ -506,17 +509,7 @@ fn product_prices_recorded_elsewhere_value_the_lines_that_record_none() {
 
     // The carts table: a cart with an add that records no price has no recorded value
     // unless it reached checkout; one whose every add records it is worth their sum.
-    let o = cartscope(&[
-        "query",
-        "--data",
-        &data,
-        "-f",
-        "csv",
-        "-e",
-        "SELECT cart_id, round(total_value, 2) AS v FROM carts WHERE total_value IS NOT NULL",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let known = id_values(&o);
+    let known = cart_values(&data, "total_value IS NOT NULL");
     assert!(known.len() > 150, "{}", known.len());
     for (id, v) in &known {
         assert!(

@@ -167,16 +167,18 @@ if [ -n "$RATE" ]; then
     [[ "$RATE" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || { echo "make.sh: --sample-rate '$RATE' is not a probability from 0 to 1" >&2; exit 2; }
 fi
 
-if [ "$METRICS" = 1 ]; then
-    # Only the Python driver, with the transition counter; sampled when --sample-rate.
-    KIND=py-metrics SAMPLING=()
-    if [ -n "$RATE" ]; then KIND=py-sampled SAMPLING=(--sample-rate "$RATE"); fi
-    mkdir -p "$WORK/$KIND" "$WORK/$KIND-proto"
-    start_sink py --out-dir "$WORK/$KIND-proto" --proto-json "$WORK/$KIND/traces.jsonl"
+# The Python driver alone, its export in $WORK/KIND (protobuf bodies in $WORK/KIND-proto):
+# python_only KIND SIGNAL [SHOP_ARGS...], SIGNAL (logs, metrics) sent to the sink beside the
+# traces.
+python_only() {
+    local kind=$1 signal=$2
+    shift 2
+    mkdir -p "$WORK/$kind" "$WORK/$kind-proto"
+    start_sink py --out-dir "$WORK/$kind-proto" --proto-json "$WORK/$kind/traces.jsonl"
     PY_SINK=${SINKS[-1]} PY_PORT=$SINK_PORT
     timeout --kill-after=10 "$TIMEOUT" "$PY" "$HERE/shop.py" --plan "$WORK/plan.json" \
         --endpoint "http://127.0.0.1:$PY_PORT/v1/traces" --ids "$WORK/py.ids.json" \
-        --metrics-endpoint "http://127.0.0.1:$PY_PORT/v1/metrics" "${SAMPLING[@]}" >"$WORK/py.log" 2>&1 &
+        "--$signal-endpoint" "http://127.0.0.1:$PY_PORT/v1/$signal" "$@" >"$WORK/py.log" 2>&1 &
     PY_DRIVER=$!
     JOBS+=("$PY_DRIVER")
     PY_RC=0
@@ -185,35 +187,36 @@ if [ "$METRICS" = 1 ]; then
     [ "$PY_RC" -eq 0 ] || { cat "$WORK/py.log" >&2; fail "the Python driver failed (exit $PY_RC; 124 is the $TIMEOUT s timeout)"; }
     stop_sink "$PY_SINK" py
     SINKS=()
+}
+
+# Gzips (with --gzip) and moves into $OUT/KIND the traces, the SIGNAL file and the truth:
+# place KIND SIGNAL.
+place() {
+    local kind=$1 signal=$2
+    if [ "$GZIP" = 1 ]; then
+        gzip -n -9 "$WORK/$kind/traces.jsonl" "$WORK/$kind/$signal.jsonl"
+    fi
+    mkdir -p "$OUT/$kind"
+    rm -f "$OUT/$kind"/traces.jsonl* "$OUT/$kind/$signal".jsonl* "$OUT/$kind"/truth.json
+    mv "$WORK/$kind"/traces.jsonl* "$WORK/$kind/$signal".jsonl* "$WORK/$kind/truth.json" "$OUT/$kind/"
+}
+
+if [ "$METRICS" = 1 ]; then
+    # Only the Python driver, with the transition counter; sampled when --sample-rate.
+    KIND=py-metrics SAMPLING=()
+    if [ -n "$RATE" ]; then KIND=py-sampled SAMPLING=(--sample-rate "$RATE"); fi
+    python_only "$KIND" metrics "${SAMPLING[@]}"
     touch "$WORK/$KIND/traces.jsonl" "$WORK/$KIND/metrics.jsonl"
     logged "$WORK/$KIND-truth.log" timeout "$TIMEOUT" "$PY" "$HERE/truth.py" --plan "$WORK/plan.json" \
         --ids "$WORK/py.ids.json" --export "$WORK/$KIND/traces.jsonl" \
         --metrics "$WORK/$KIND/metrics.jsonl" --out "$WORK/$KIND/truth.json"
-    if [ "$GZIP" = 1 ]; then
-        gzip -n -9 "$WORK/$KIND/traces.jsonl" "$WORK/$KIND/metrics.jsonl"
-    fi
-    mkdir -p "$OUT/$KIND"
-    rm -f "$OUT/$KIND"/traces.jsonl* "$OUT/$KIND"/metrics.jsonl* "$OUT/$KIND"/truth.json
-    mv "$WORK/$KIND"/traces.jsonl* "$WORK/$KIND"/metrics.jsonl* "$WORK/$KIND/truth.json" "$OUT/$KIND/"
+    place "$KIND" metrics
     exit 0
 fi
 
 if [ "$LOGS" = 1 ]; then
     # Only the Python driver, with logs; the protobuf bodies are kept aside, not shipped.
-    mkdir -p "$WORK/py-logs" "$WORK/py-logs-proto"
-    start_sink py --out-dir "$WORK/py-logs-proto" --proto-json "$WORK/py-logs/traces.jsonl"
-    PY_SINK=${SINKS[-1]} PY_PORT=$SINK_PORT
-    timeout --kill-after=10 "$TIMEOUT" "$PY" "$HERE/shop.py" --plan "$WORK/plan.json" \
-        --endpoint "http://127.0.0.1:$PY_PORT/v1/traces" --ids "$WORK/py.ids.json" \
-        --logs-endpoint "http://127.0.0.1:$PY_PORT/v1/logs" >"$WORK/py.log" 2>&1 &
-    PY_DRIVER=$!
-    JOBS+=("$PY_DRIVER")
-    PY_RC=0
-    wait "$PY_DRIVER" || PY_RC=$?
-    JOBS=()
-    [ "$PY_RC" -eq 0 ] || { cat "$WORK/py.log" >&2; fail "the Python driver failed (exit $PY_RC; 124 is the $TIMEOUT s timeout)"; }
-    stop_sink "$PY_SINK" py
-    SINKS=()
+    python_only py-logs logs
     # no file when the plan has no log line (a few carts): truth.py then checks there is none
     touch "$WORK/py-logs/logs.jsonl" "$WORK/py-logs-proto/logs.binpb"
     logged "$WORK/py-logs-truth.log" timeout "$TIMEOUT" "$PY" "$HERE/truth.py" --plan "$WORK/plan.json" \
@@ -223,13 +226,7 @@ if [ "$LOGS" = 1 ]; then
     logged "$WORK/py-logs-proto-truth.log" timeout "$TIMEOUT" "$PY" "$HERE/truth.py" --plan "$WORK/plan.json" \
         --ids "$WORK/py.ids.json" --export "$WORK/py-logs-proto/traces.binpb" \
         --logs "$WORK/py-logs-proto/logs.binpb" --out "$WORK/py-logs-proto/truth.json"
-    if [ "$GZIP" = 1 ]; then
-        gzip -n -9 "$WORK/py-logs/traces.jsonl" "$WORK/py-logs/logs.jsonl"
-    fi
-    mkdir -p "$OUT/py-logs"
-    rm -f "$OUT/py-logs"/traces.jsonl "$OUT/py-logs"/traces.jsonl.gz "$OUT/py-logs"/logs.jsonl \
-        "$OUT/py-logs"/logs.jsonl.gz "$OUT/py-logs"/truth.json
-    mv "$WORK/py-logs"/traces.jsonl* "$WORK/py-logs"/logs.jsonl* "$WORK/py-logs/truth.json" "$OUT/py-logs/"
+    place py-logs logs
     exit 0
 fi
 
