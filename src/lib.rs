@@ -46,5 +46,6 @@ pub use read::projection::{Keys, Projection};
 pub use replay::model::{Model, Preset};
 pub use replay::{run as replay, ReplayOptions};
 pub use sql::session::{context, Data};
+pub use stats::{wilson_interval, Z_95};
 pub use tables::schema::Table;
 pub use time::Timestamp;

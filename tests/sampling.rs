@@ -183,13 +183,12 @@ fn a_uniform_sample_is_recognised_and_its_rate_recovered() {
 /// The truth's abandonment rate and its 95% (Wilson) interval, as the report computes it.
 fn truth_rate(truth: &Value) -> (f64, [f64; 2]) {
     let t = &truth["totals"];
-    let (bad, good) = (f(&t["abandoned"]), f(&t["converted"]));
-    let n = bad + good;
-    let p = bad / n;
-    let z = 1.959964f64;
-    let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
-    let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
-    (p, [centre - half, centre + half])
+    let (bad, good) = (
+        t["abandoned"].as_u64().unwrap(),
+        t["converted"].as_u64().unwrap(),
+    );
+    let (lo, hi) = cartscope::wilson_interval(bad, bad + good, cartscope::Z_95);
+    (bad as f64 / (bad + good) as f64, [lo, hi])
 }
 
 /// A driver's name without the figure in it ("latency above its median (303.12)"), which

@@ -185,6 +185,10 @@ struct Group {
     carts: u64,
 }
 
+/// Where a trace's probability comes from, as `Sampling::source` names it, first found
+/// first: its tracestate, the model's keys on its spans, the flags, each stage's coverage.
+const SOURCES: [&str; 4] = ["tracestate", "attribute", "flag", "metrics"];
+
 /// The least probability a trace is taken to have been kept with: a weight at most 10,000.
 const LEAST_P: f64 = 0.0001;
 
@@ -239,20 +243,33 @@ fn kept_sql(m: &Model, cur: &str, declared: &Declared, coverage: &BTreeMap<Strin
             }
         }
     };
-    let by_stage: String = coverage
-        .iter()
-        .map(|(st, c)| format!(" WHEN c.last_stage = {} THEN {}", lit(st), double(*c)))
-        .collect();
-    let by_stage_source: String = coverage
-        .keys()
-        .map(|st| format!(" WHEN c.last_stage = {} THEN 'metrics'", lit(st)))
-        .collect();
+    // Where p comes from, first found first: (when, p, source).
+    let mut from: Vec<(String, String, &str)> = [
+        ("tp.ot", SOURCES[0]),
+        ("tp.attr", SOURCES[1]),
+        ("tp.declared", SOURCES[2]),
+    ]
+    .into_iter()
+    .map(|(col, source)| (format!("{col} IS NOT NULL"), col.to_string(), source))
+    .collect();
+    from.extend(coverage.iter().map(|(st, c)| {
+        (
+            format!("c.last_stage = {}", lit(st)),
+            double(*c),
+            SOURCES[3],
+        )
+    }));
+    let case = |then: &dyn Fn(&(String, String, &str)) -> String, otherwise: &str| {
+        let whens: String = from
+            .iter()
+            .map(|f| format!(" WHEN {} THEN {}", f.0, then(f)))
+            .collect();
+        format!("CASE{whens} ELSE {otherwise} END")
+    };
+    let p = case(&|f| f.1.clone(), "1.0");
+    let source = case(&|f| format!("'{}'", f.2), "''");
     format!(
-        "(SELECT c.*,
-                 CASE WHEN tp.ot IS NOT NULL THEN tp.ot WHEN tp.attr IS NOT NULL THEN tp.attr
-                      WHEN tp.declared IS NOT NULL THEN tp.declared{by_stage} ELSE 1.0 END AS p,
-                 CASE WHEN tp.ot IS NOT NULL THEN 'tracestate' WHEN tp.attr IS NOT NULL THEN 'attribute'
-                      WHEN tp.declared IS NOT NULL THEN 'flag'{by_stage_source} ELSE '' END AS source
+        "(SELECT c.*, {p} AS p, {source} AS source
           FROM carts c LEFT JOIN (
               SELECT t.trace_id, min(ot_probability(t.trace_state)) AS ot, min({attribute}) AS attr,
                      {declared} AS declared
@@ -297,13 +314,10 @@ async fn groups(ctx: &SessionContext, kept: &str) -> Result<Vec<Group>> {
             idle: (from[i], to[i]),
             kept: Kept {
                 p: p[i].unwrap_or(1.0).clamp(LEAST_P, 1.0),
-                source: match source[i].as_deref() {
-                    Some("tracestate") => "tracestate",
-                    Some("attribute") => "attribute",
-                    Some("flag") => "flag",
-                    Some("metrics") => "metrics",
-                    _ => "",
-                },
+                source: SOURCES
+                    .into_iter()
+                    .find(|s| Some(*s) == source[i].as_deref())
+                    .unwrap_or(""),
             },
             carts: n[i],
         })
