@@ -152,6 +152,52 @@ fn a_uniform_sample_is_recognised_and_its_rate_recovered() {
     assert!(f(&sa["rate_without_incomplete"]) < truth_rate);
     assert!(f(&sa["rate_with_incomplete"]) > truth_rate);
 
+    // The weighted funnel: the counter's count where it counts a stage, else each cart's
+    // entry weighted by its trace's adjusted count (4), within three standard errors of the
+    // truth's (a Horvitz-Thompson count of n at p has variance n(1-p)/p).
+    let funnel = weighted(&r, "funnel");
+    let stages: Vec<&str> = funnel.iter().map(|(s, _)| *s).collect();
+    let reached = truth_reached(&truth, &stages);
+    let mut from_traces = 0;
+    for ((name, row), truth_n) in funnel.iter().zip(&reached) {
+        let est = f(&row["carts"]);
+        eprintln!(
+            "25% sample: funnel {name}: truth {truth_n}, weighted {est} ({})",
+            row["source"]
+        );
+        if row["source"] == "metrics" {
+            assert_eq!(est, f(&stage(&r, name)["metric_transitions"]), "{row}");
+        } else {
+            from_traces += 1;
+            assert_eq!(row["at_most"], false, "{row}");
+            assert!(
+                (est - truth_n).abs() <= 3.0 * (truth_n * 3.0).sqrt(),
+                "{name}: {est} against {truth_n}"
+            );
+        }
+    }
+    assert!(from_traces >= 2, "{funnel:?}");
+    // Each kept span stands for 4, and so does each abandoned cart with a named cause.
+    let ops = weighted(&r, "operations");
+    assert!(ops.len() >= 5, "{ops:?}");
+    for (name, o) in &ops {
+        assert_eq!(f(&o["spans_estimated"]), 4.0 * f(&o["spans"]), "{name}");
+    }
+    for name in ["slow_response", "error"] {
+        let (n, est) = (
+            f(&truth["totals"]["causes"][name]),
+            cause(&r["weighted"]["causes"], name),
+        );
+        eprintln!(
+            "25% sample: cause {name}: truth {n}, weighted {est}, traced {}",
+            cause(&r["causes"], name)
+        );
+        assert!(
+            (est - n).abs() <= 3.0 * (n * 3.0).sqrt(),
+            "{name}: {est} against {n}"
+        );
+    }
+
     // The text report says so in its own sections.
     let o = cartscope(&["report", "--data", &dir.join("otlp").display().to_string()]);
     let text = stdout(&o);
@@ -163,6 +209,7 @@ fn a_uniform_sample_is_recognised_and_its_rate_recovered() {
     );
     assert!(text.contains("abandoned, incomplete trace"), "{text}");
     assert!(text.contains("but the traces are sampled"), "{text}");
+    assert!(text.contains("Operations, weighted"), "{text}");
 
     // Without the counter, the threshold still weighs the carts, and the two rates bound it.
     let o = cartscope(&[
@@ -189,6 +236,142 @@ fn truth_rate(truth: &Value) -> (f64, [f64; 2]) {
     );
     let (lo, hi) = cartscope::wilson_interval(bad, bad + good, cartscope::Z_95);
     (bad as f64 / (bad + good) as f64, [lo, hi])
+}
+
+/// The report's weighted table `what` (`causes`, `operations`, `funnel`) as rows by name.
+fn weighted<'a>(r: &'a Value, what: &str) -> Vec<(&'a str, &'a Value)> {
+    let key = match what {
+        "operations" => "operation",
+        "funnel" => "stage",
+        _ => "name",
+    };
+    r["weighted"][what]
+        .as_array()
+        .unwrap_or_else(|| panic!("no weighted {what} in {}", r["weighted"]))
+        .iter()
+        .map(|row| (row[key].as_str().unwrap(), row))
+        .collect()
+}
+
+/// The truth's carts that reached each of `stages` (in the model's order), by the furthest
+/// stage of each (a converted cart's is the last).
+fn truth_reached(truth: &Value, stages: &[&str]) -> Vec<f64> {
+    let order = |s: &str| stages.iter().position(|x| *x == s).unwrap();
+    let furthest: Vec<usize> = truth["carts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| match c["outcome"].as_str() {
+            Some("converted") => stages.len() - 1,
+            _ => order(c["last_stage"].as_str().unwrap()),
+        })
+        .collect();
+    (0..stages.len())
+        .map(|i| furthest.iter().filter(|f| **f >= i).count() as f64)
+        .collect()
+}
+
+/// The abandoned carts of a cause in a report's `causes` (traced) or weighted causes.
+fn cause(rows: &Value, name: &str) -> f64 {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .map_or(0.0, |c| f(&c["carts"]))
+}
+
+/// How far a tail sample's operations and causes are from the whole export's, as kept (a
+/// report without the policy) and weighted (told it): [kept, weighted] each.
+struct Off {
+    /// Summed over the operations: |error rate - the whole's|, |log p50 - the whole's|,
+    /// |spans - the whole's| / the whole's.
+    error_rate: [f64; 2],
+    log_p50: [f64; 2],
+    spans: [f64; 2],
+    /// Summed over the causes: |share of the abandoned carts - the whole's|.
+    cause_shares: [f64; 2],
+}
+
+impl Off {
+    fn of(label: &str, whole: &Value, kept: &Value, told: &Value) -> Off {
+        let op = |r: &Value, name: &str| -> Value {
+            r["operations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["operation"] == name)
+                .unwrap_or_else(|| panic!("{label}: no {name} in {}", r["operations"]))
+                .clone()
+        };
+        let mut off = Off {
+            error_rate: [0.0; 2],
+            log_p50: [0.0; 2],
+            spans: [0.0; 2],
+            cause_shares: [0.0; 2],
+        };
+        let ops = weighted(told, "operations");
+        assert!(!ops.is_empty(), "{label}: {}", told["weighted"]);
+        for (name, o) in ops {
+            let (w, k) = (op(whole, name), op(kept, name));
+            eprintln!(
+                "{label}: {name}: error rate whole {}, kept {}, weighted {}; p50 whole {}, kept {}, weighted {}; spans whole {}, kept {}, estimated {}",
+                w["error_rate"], k["error_rate"], o["error_rate"],
+                w["p50_ms"], k["p50_ms"], o["p50_ms"],
+                w["spans"], k["spans"], o["spans_estimated"]
+            );
+            let err = f(&w["error_rate"]);
+            off.error_rate[0] += (f(&k["error_rate"]) - err).abs();
+            off.error_rate[1] += (f(&o["error_rate"]) - err).abs();
+            let p50 = f(&w["p50_ms"]).ln();
+            off.log_p50[0] += (f(&k["p50_ms"]).ln() - p50).abs();
+            off.log_p50[1] += (f(&o["p50_ms"]).ln() - p50).abs();
+            let n = f(&w["spans"]);
+            off.spans[0] += (f(&k["spans"]) - n).abs() / n;
+            off.spans[1] += (f(&o["spans_estimated"]) - n).abs() / n;
+        }
+        let share = |rows: &Value, name: &str| {
+            let all: f64 = rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| f(&c["carts"]))
+                .sum();
+            cause(rows, name) / all
+        };
+        for name in ["slow_response", "error", "none"] {
+            let truth = share(&whole["causes"], name);
+            let (k, est) = (
+                share(&kept["causes"], name),
+                share(&told["weighted"]["causes"], name),
+            );
+            eprintln!(
+                "{label}: cause {name}: share whole {truth:.4}, kept {k:.4}, weighted {est:.4}"
+            );
+            off.cause_shares[0] += (k - truth).abs();
+            off.cause_shares[1] += (est - truth).abs();
+            if name != "none" {
+                // Every failed or slow trace was kept: counted once each, as in the whole.
+                assert_eq!(
+                    cause(&told["weighted"]["causes"], name),
+                    cause(&whole["causes"], name),
+                    "{label}: {name}"
+                );
+            }
+        }
+        for (what, [k, w]) in off.figures() {
+            eprintln!("{label}: {what} off the whole's by {k:.4} as kept, {w:.4} weighted");
+        }
+        off
+    }
+
+    fn figures(&self) -> [(&'static str, [f64; 2]); 4] {
+        [
+            ("operations' error rates", self.error_rate),
+            ("operations' log medians", self.log_p50),
+            ("operations' span counts", self.spans),
+            ("causes' shares", self.cause_shares),
+        ]
+    }
 }
 
 /// A driver's name without the figure in it ("latency above its median (303.12)"), which
@@ -369,6 +552,22 @@ fn a_tail_sample_is_flagged_as_uneven_and_a_whole_export_as_complete() {
         assert!(f(&s["coverage"]) >= 0.98, "{s}");
     }
     assert!(w.get("sampling").is_none(), "{}", w["sampling"]);
+
+    // Told the policy, each span counts for its own trace's adjusted count (1 for a kept
+    // failed or slow trace, 10 for the rest): the operations' error rates and medians, and
+    // the abandoned carts of each cause, come back to the whole export's, where the traces
+    // as kept make failures and slow quotes look several times as common. Untold, spans have
+    // no probability to carry and the weighted operations are left out.
+    assert_eq!(
+        r["weighted"]["operations"],
+        serde_json::json!([]),
+        "{}",
+        r["weighted"]
+    );
+    let off = Off::of("tail sample", &w, &r, &policy);
+    for (what, [kept, weighted]) in off.figures() {
+        assert!(weighted * 5.0 < kept, "{what}: {weighted} against {kept}");
+    }
 
     // The drivers of a fixed definition, by how far (log relative risk) each report is from
     // the whole's.
@@ -605,6 +804,33 @@ fn the_real_sdk_s_counter_and_sampler_are_reconciled() {
             );
             assert!(lo <= est && est <= hi, "{kind}: {sa}");
             assert!(f(&r["summary"]["abandonment_rate"]) > hi);
+            // Nothing records p: each stage's coverage stands in, so the funnel's metered
+            // stages are the counter's, and the named causes' abandoned carts come far closer
+            // to the truth's than as kept.
+            for (name, row) in weighted(&r, "funnel") {
+                if row["source"] == "metrics" {
+                    assert_eq!(
+                        f(&row["carts"]),
+                        f(&truth["totals"]["transitions"][name]),
+                        "{row}"
+                    );
+                }
+            }
+            let (mut kept_off, mut weighted_off) = (0.0, 0.0);
+            for name in ["slow_response", "error"] {
+                let n = f(&truth["totals"]["causes"][name]);
+                let (kept, est) = (
+                    cause(&r["causes"], name),
+                    cause(&r["weighted"]["causes"], name),
+                );
+                eprintln!("{kind}: cause {name}: truth {n}, kept {kept}, weighted {est}");
+                kept_off += (kept - n).abs();
+                weighted_off += (est - n).abs();
+            }
+            assert!(
+                weighted_off * 3.0 < kept_off,
+                "{weighted_off} against {kept_off}"
+            );
         }
         eprintln!("{kind}: {} ({})", rc["verdict"], rc["summary"]);
     }
@@ -709,4 +935,99 @@ fn an_adjusted_count_attribute_weighs_the_carts() {
         assert_eq!(f(&sa["probability"]), 0.25, "{sa}");
         assert_eq!(sa["method"], "bounds", "{sa}");
     }
+}
+
+/// A tail sample of a real SDK's export, made here as a Collector's tail sampler would
+/// (`keep-errors,keep-slow,rate=0.1`: every trace with a failed span or one of 2 s or more,
+/// and a tenth of the rest by the low 56 bits of the trace id) from the Python SDK's whole
+/// export of 2,000 carts (tests/fixtures/real-sdk/py-whole; its trace ids base64, as
+/// protobuf's JSON mapping writes them). Told the policy, the report weighs each span and
+/// cart back: the operations' error rates, medians and span counts, and the causes' shares,
+/// each at least three times closer to the whole export's than as kept.
+#[test]
+fn a_tail_sample_of_the_real_sdk_s_export_is_weighted_back_by_its_policy() {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let dir = fixture("real-sdk/py-whole");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(dir.join("traces.jsonl.gz")).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let docs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let spans = |d: &Value| -> Vec<Value> {
+        let mut out = Vec::new();
+        for rs in d["resourceSpans"].as_array().unwrap() {
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                out.extend(ss["spans"].as_array().unwrap().iter().cloned());
+            }
+        }
+        out
+    };
+    let nanos = |v: &Value| -> u64 { v.as_str().unwrap().parse().unwrap() };
+    let mut notable = std::collections::BTreeSet::new();
+    for s in docs.iter().flat_map(spans) {
+        let failed = matches!(&s["status"]["code"], Value::Number(n) if n.as_u64() == Some(2))
+            || s["status"]["code"] == "STATUS_CODE_ERROR";
+        let slow = nanos(&s["endTimeUnixNano"]) - nanos(&s["startTimeUnixNano"]) >= 2_000_000_000;
+        if failed || slow {
+            notable.insert(s["traceId"].as_str().unwrap().to_string());
+        }
+    }
+    let kept = |s: &Value| {
+        let id = s["traceId"].as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(id)
+            .unwrap();
+        assert_eq!(bytes.len(), 16, "{id}");
+        let low56 = bytes[9..].iter().fold(0u64, |a, b| (a << 8) | *b as u64);
+        notable.contains(id) || (low56 as f64) < 0.1 * (1u64 << 56) as f64
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut out = String::new();
+    let (mut n_kept, mut n_all) = (0, 0);
+    for mut d in docs {
+        for rs in d["resourceSpans"].as_array_mut().unwrap() {
+            for ss in rs["scopeSpans"].as_array_mut().unwrap() {
+                let spans = ss["spans"].as_array_mut().unwrap();
+                n_all += spans.len();
+                spans.retain(kept);
+                n_kept += spans.len();
+            }
+        }
+        out.push_str(&d.to_string());
+        out.push('\n');
+    }
+    eprintln!(
+        "real SDK tail sample: {n_kept} of {n_all} spans kept, {} notable traces",
+        notable.len()
+    );
+    assert!(
+        n_kept * 4 < n_all && n_kept > n_all / 20,
+        "{n_kept} of {n_all}"
+    );
+    std::fs::write(tmp.path().join("traces.jsonl"), out).unwrap();
+    std::fs::copy(
+        dir.join("metrics.jsonl.gz"),
+        tmp.path().join("metrics.jsonl.gz"),
+    )
+    .unwrap();
+
+    let sample = tmp.path().display().to_string();
+    let whole = report_json(&dir.display().to_string(), &[]);
+    assert!(whole.get("sampling").is_none(), "{}", whole["sampling"]);
+    let untold = report_json(&sample, &[]);
+    assert_eq!(untold["weighted"]["operations"], serde_json::json!([]));
+    let told = report_json(
+        &sample,
+        &["--trace-sample-policy", "keep-errors,keep-slow,rate=0.1"],
+    );
+    assert_eq!(told["sampling"]["source"], "flag", "{}", told["sampling"]);
+    let off = Off::of("real SDK tail sample", &whole, &untold, &told);
+    for (what, [kept, weighted]) in off.figures() {
+        assert!(weighted * 3.0 < kept, "{what}: {weighted} against {kept}");
+    }
+
 }

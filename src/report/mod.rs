@@ -22,6 +22,7 @@ pub mod render;
 mod rows;
 pub mod sampling;
 pub mod value;
+pub mod weighted;
 
 use std::collections::BTreeMap;
 
@@ -109,6 +110,10 @@ pub struct Report {
     /// 1; absent when every trace was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<sampling::Sampling>,
+    /// The funnel, the abandoned carts by last stage and cause, and the operations, each
+    /// weighted by its adjusted count (added within version 1; present with `sampling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted: Option<weighted::Weighted>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -783,8 +788,22 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         Some((s, known)) => (Some(s), format!("{cur} AND {known}")),
         None => (None, cur.clone()),
     };
-    let weighted = sampling.is_some();
-    let (drivers, latency_curves) = drivers(ctx, m, o, (&known, weighted), &reference).await?;
+    let weighted = match &sampling {
+        Some(sa) => Some(
+            weighted::tables(
+                ctx,
+                m,
+                &cur,
+                &span_period,
+                &o.sampled,
+                (reconciliation.as_ref(), sa),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let (drivers, latency_curves) =
+        drivers(ctx, m, o, (&known, sampling.is_some()), &reference).await?;
     crate::output::phase("report: drivers and latency curves");
     Ok(Report {
         version: REPORT_VERSION,
@@ -817,6 +836,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
             .collect(),
         reconciliation,
         sampling,
+        weighted,
     })
 }
 

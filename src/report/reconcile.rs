@@ -441,7 +441,7 @@ pub async fn reconcile(
         (
             "uneven",
             format!(
-                "sampled unevenly by stage ({}): traces were kept by what happened in them (a tail sampler keeping errors or slow requests, say), which biases the abandonment rate, the drivers and each operation's latency and error rate",
+                "sampled unevenly by stage ({}): traces were kept by what happened in them (a tail sampler keeping errors or slow requests, say), which biases the abandonment rate, the drivers and each operation's latency and error rate; name the sampler's policy with --trace-sample-policy to weigh each trace by its own probability",
                 list(&stages.iter().collect::<Vec<_>>())
             ),
         )

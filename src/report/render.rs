@@ -194,6 +194,26 @@ fn text(r: &Report, m: Markup) -> String {
             sa.rows().into_iter().map(Vec::from).collect(),
         ));
     }
+    if let Some(wt) = &r.weighted {
+        let _ = writeln!(
+            out,
+            "{}{}",
+            if md { "\n" } else { "" },
+            super::weighted::INTRO
+        );
+        for t in wt.tables() {
+            let _ = write!(
+                out,
+                "{}",
+                if md {
+                    format!("\n### {}\n\n", t.title)
+                } else {
+                    format!("\n{}\n", t.title)
+                }
+            );
+            out.push_str(&table(m, t.header, t.rows));
+        }
+    }
     out.push_str(&h("Against the previous period"));
     // A period without decided carts has no rate, now or before.
     let (rate_now, rate_before) = (r.summary.rate().is_some(), r.previous.rate().is_some());

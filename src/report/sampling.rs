@@ -192,15 +192,14 @@ const SOURCES: [&str; 4] = ["tracestate", "attribute", "flag", "metrics"];
 /// The least probability a trace is taken to have been kept with: a weight at most 10,000.
 const LEAST_P: f64 = 0.0001;
 
-fn double(x: f64) -> String {
+pub(super) fn double(x: f64) -> String {
     format!("CAST('{x}' AS DOUBLE)")
 }
 
-/// The period's carts (`c`, from `carts`) joined to the probability their deciding trace
-/// was kept (`p`) and where it came from (`source`): its spans' tracestate threshold, else the
-/// model's keys on them, else what `declared` says of it, else the coverage of the cart's
-/// last stage (`coverage`, when the metrics show traces missing), else 1.
-fn kept_sql(m: &Model, cur: &str, declared: &Declared, coverage: &BTreeMap<String, f64>) -> String {
+/// Per trace that `traces` (a condition on `observed_traces t`) keeps, what its spans and the
+/// flags say of the probability it was kept: `ot` (the tracestate's threshold), `attr` (the
+/// model's keys) and `declared` (`--trace-sample-rate`, or the policy judged on the trace).
+pub(super) fn trace_probability_sql(m: &Model, traces: &str, declared: &Declared) -> String {
     let k = &m.keys;
     let probability = k.sampling_probability.iter().map(|a| {
         format!(
@@ -243,22 +242,66 @@ fn kept_sql(m: &Model, cur: &str, declared: &Declared, coverage: &BTreeMap<Strin
             }
         }
     };
+    format!(
+        "SELECT t.trace_id, min(ot_probability(t.trace_state)) AS ot, min({attribute}) AS attr,
+                {declared} AS declared
+         FROM observed_traces t WHERE {traces} GROUP BY t.trace_id"
+    )
+}
+
+/// Whether the metrics show traces missing (sampled, or an exporter down).
+fn traces_missing(r: &Reconciliation) -> bool {
+    !matches!(r.verdict.as_str(), "complete" | "metrics_short")
+}
+
+/// The probability that a trace entering a stage was kept, from the metrics when they show
+/// traces missing: each stage's coverage (traced transitions over counted, at most 1), else
+/// the coverage of every stage together. `None` when the metrics do not show traces missing.
+pub(super) fn stage_coverage_sql(rc: Option<&Reconciliation>, stage: &str) -> Option<String> {
+    let r = rc.filter(|r| traces_missing(r))?;
+    let positive = |c: Option<f64>| c.filter(|c| *c > 0.0).map(|c| c.min(1.0));
+    let whens: String = r
+        .stages
+        .iter()
+        .filter_map(|s| Some((s, positive(s.coverage)?)))
+        .map(|(s, c)| format!(" WHEN {} THEN {}", lit(&s.stage), double(c)))
+        .collect();
+    let overall = positive(r.coverage)?;
+    Some(format!("CASE {stage}{whens} ELSE {} END", double(overall)))
+}
+
+/// The columns of `trace_probability_sql` that say a trace's probability, first found first
+/// (the first of `SOURCES` each).
+const TRACE_COLUMNS: [&str; 3] = ["ot", "attr", "declared"];
+
+/// A trace's adjusted count (1/p, at most 1/`LEAST_P`) from the columns of
+/// `trace_probability_sql` under `alias`, first found first; p is `otherwise` (SQL) where
+/// none says.
+pub(super) fn adjusted_count_sql(alias: &str, otherwise: &str) -> String {
+    let p: Vec<String> = TRACE_COLUMNS
+        .iter()
+        .map(|c| format!("{alias}.{c}"))
+        .collect();
+    format!(
+        "1.0 / greatest(coalesce({}, {otherwise}), {})",
+        p.join(", "),
+        double(LEAST_P)
+    )
+}
+
+/// The period's carts (`c`, from `carts`) joined to the probability their deciding trace
+/// was kept (`p`) and where it came from (`source`): its spans' tracestate threshold, else the
+/// model's keys on them, else what `declared` says of it, else the coverage of the cart's
+/// last stage (`coverage`, SQL of `c.last_stage`, when the metrics show traces missing),
+/// else 1.
+fn kept_sql(m: &Model, cur: &str, declared: &Declared, coverage: Option<String>) -> String {
     // Where p comes from, first found first: (when, p, source).
-    let mut from: Vec<(String, String, &str)> = [
-        ("tp.ot", SOURCES[0]),
-        ("tp.attr", SOURCES[1]),
-        ("tp.declared", SOURCES[2]),
-    ]
-    .into_iter()
-    .map(|(col, source)| (format!("{col} IS NOT NULL"), col.to_string(), source))
-    .collect();
-    from.extend(coverage.iter().map(|(st, c)| {
-        (
-            format!("c.last_stage = {}", lit(st)),
-            double(*c),
-            SOURCES[3],
-        )
-    }));
+    let mut from: Vec<(String, String, &str)> = TRACE_COLUMNS
+        .into_iter()
+        .zip(SOURCES)
+        .map(|(col, source)| (format!("tp.{col} IS NOT NULL"), format!("tp.{col}"), source))
+        .collect();
+    from.extend(coverage.map(|c| ("TRUE".to_string(), c, SOURCES[3])));
     let case = |then: &dyn Fn(&(String, String, &str)) -> String, otherwise: &str| {
         let whens: String = from
             .iter()
@@ -268,14 +311,14 @@ fn kept_sql(m: &Model, cur: &str, declared: &Declared, coverage: &BTreeMap<Strin
     };
     let p = case(&|f| f.1.clone(), "1.0");
     let source = case(&|f| format!("'{}'", f.2), "''");
+    let traces = trace_probability_sql(
+        m,
+        &format!("t.trace_id IN (SELECT last_trace_id FROM carts WHERE {cur})"),
+        declared,
+    );
     format!(
         "(SELECT c.*, {p} AS p, {source} AS source
-          FROM carts c LEFT JOIN (
-              SELECT t.trace_id, min(ot_probability(t.trace_state)) AS ot, min({attribute}) AS attr,
-                     {declared} AS declared
-              FROM observed_traces t
-              WHERE t.trace_id IN (SELECT last_trace_id FROM carts WHERE {cur})
-              GROUP BY t.trace_id) tp ON tp.trace_id = c.last_trace_id
+          FROM carts c LEFT JOIN ({traces}) tp ON tp.trace_id = c.last_trace_id
           WHERE {cur})"
     )
 }
@@ -437,18 +480,9 @@ pub async fn estimate(
     declared: &Declared,
     rc: Option<(&Reconciliation, &ByStageHour)>,
 ) -> Result<Option<(Sampling, String)>> {
-    let incomplete_traces =
-        rc.is_some_and(|(r, _)| !matches!(r.verdict.as_str(), "complete" | "metrics_short"));
-    let coverage: BTreeMap<String, f64> = match rc {
-        Some((r, _)) if incomplete_traces => r
-            .stages
-            .iter()
-            .filter_map(|s| Some((s.stage.clone(), s.coverage?.min(1.0))))
-            .filter(|(_, c)| *c > 0.0)
-            .collect(),
-        _ => BTreeMap::new(),
-    };
-    let kept = kept_sql(m, cur, declared, &coverage);
+    let incomplete_traces = rc.is_some_and(|(r, _)| traces_missing(r));
+    let coverage = stage_coverage_sql(rc.map(|(r, _)| r), "c.last_stage");
+    let kept = kept_sql(m, cur, declared, coverage);
     let groups = groups(ctx, &kept).await?;
     if !incomplete_traces && groups.iter().all(|g| g.kept.p >= 1.0) {
         return Ok(None);

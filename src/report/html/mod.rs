@@ -343,6 +343,20 @@ fn sampled(p: &mut String, r: &Report) {
         .map(|r| (false, Vec::from(r)))
         .collect();
     table(p, &[("figure", Col::Text), ("value", Col::Num)], &rows);
+    if let Some(wt) = &r.weighted {
+        para(p, "note", super::weighted::INTRO);
+        for t in wt.tables() {
+            let _ = writeln!(p, "<h3>{}</h3>", esc(t.title));
+            let heads: Vec<(&str, Col)> = t
+                .header
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (*h, if i == 0 { Col::Text } else { Col::Num }))
+                .collect();
+            let rows: Vec<(bool, Vec<String>)> = t.rows.into_iter().map(|r| (false, r)).collect();
+            table(p, &heads, &rows);
+        }
+    }
     p.push_str("</section>\n");
 }
 
@@ -887,6 +901,7 @@ mod tests {
             warnings: vec![s("stage")],
             reconciliation: None,
             sampling: None,
+            weighted: None,
         };
         if empty {
             r.summary = Summary::default();
