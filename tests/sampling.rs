@@ -1030,4 +1030,44 @@ fn a_tail_sample_of_the_real_sdk_s_export_is_weighted_back_by_its_policy() {
         assert!(weighted * 3.0 < kept, "{what}: {weighted} against {kept}");
     }
 
+    // A CI gate on the payment errors and the shipping quote's median: told the policy, the
+    // adjusted measures pass where the traced ones fail; untold, the adjusted ones cannot be
+    // measured and say what to give.
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nmeasure = \"error_rate_adjusted\"\noperation = \"payment.authorize\"\nmax = 0.2\n\n\
+         [[rule]]\nmeasure = \"error_rate\"\noperation = \"payment.authorize\"\nmax = 0.2\n\n\
+         [[rule]]\nmeasure = \"p50_ms_adjusted\"\noperation = \"shipping.calculate_rates\"\nmax = 1000\n\n\
+         [[rule]]\nmeasure = \"p50_ms\"\noperation = \"shipping.calculate_rates\"\nmax = 1000\n\n\
+         [[rule]]\nmeasure = \"abandoned_carts_adjusted\"\ncause = \"slow_response\"\nmax = 100\n",
+    )
+    .unwrap();
+    let check = |extra: &[&str]| -> Vec<(bool, String)> {
+        let rules = rules.display().to_string();
+        let mut args = vec!["check", "--data", &sample, "--rules", &rules, "-f", "json"];
+        args.extend_from_slice(extra);
+        let o = cartscope(&args);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["passed"] == true,
+                    r["message"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let told = check(&["--trace-sample-policy", "keep-errors,keep-slow,rate=0.1"]);
+    let passed: Vec<bool> = told.iter().map(|v| v.0).collect();
+    assert_eq!(passed, [true, false, true, false, true], "{told:?}");
+    let untold = check(&[]);
+    for i in [0, 2] {
+        assert!(!untold[i].0, "{untold:?}");
+        assert!(untold[i].1.contains("--trace-sample-policy"), "{untold:?}");
+    }
 }

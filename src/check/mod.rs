@@ -24,6 +24,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::report::weighted::Weighted;
 use crate::report::Report;
 
 /// The version of the JSON form of a check's result.
@@ -148,6 +149,43 @@ const MEASURES: &[MeasureDef] = &[
     },
     MeasureDef {
         name: "error_rate",
+        needs: Needs::Operation,
+        rate: true,
+    },
+    // The same once the traces' sampling is accounted for (the report's weighted tables);
+    // the figures as traced when every trace was kept.
+    MeasureDef {
+        name: "abandoned_carts_adjusted",
+        needs: Needs::OptionalCause,
+        rate: false,
+    },
+    MeasureDef {
+        name: "stage_carts_adjusted",
+        needs: Needs::Stage,
+        rate: false,
+    },
+    MeasureDef {
+        name: "spans_adjusted",
+        needs: Needs::Operation,
+        rate: false,
+    },
+    MeasureDef {
+        name: "p50_ms_adjusted",
+        needs: Needs::Operation,
+        rate: false,
+    },
+    MeasureDef {
+        name: "p95_ms_adjusted",
+        needs: Needs::Operation,
+        rate: false,
+    },
+    MeasureDef {
+        name: "p99_ms_adjusted",
+        needs: Needs::Operation,
+        rate: false,
+    },
+    MeasureDef {
+        name: "error_rate_adjusted",
         needs: Needs::Operation,
         rate: true,
     },
@@ -572,6 +610,23 @@ pub fn measure(r: &Report, source: &Source) -> Result<f64, String> {
     else {
         return Err("an sql rule is not a measure of the report".into());
     };
+    if let Some(traced) = name.strip_suffix("_adjusted") {
+        if name != "abandonment_rate_adjusted" {
+            let traced = Source::Measure {
+                name: traced.to_string(),
+                operation: operation.clone(),
+                cause: cause.clone(),
+                stage: stage.clone(),
+            };
+            return match (&r.sampling, &r.weighted) {
+                (None, _) => measure(r, &traced),
+                (Some(_), Some(w)) => adjusted(r, w, &traced),
+                (Some(_), None) => Err(
+                    "no adjusted figures: the traces were sampled, and the report was written before cartscope weighted its tables: write the baseline again".into(),
+                ),
+            };
+        }
+    }
     let s = &r.summary;
     let cause_row = |c: &str| r.causes.iter().find(|x| x.name == c);
     let op = || {
@@ -703,6 +758,71 @@ pub fn measure(r: &Report, source: &Source) -> Result<f64, String> {
         "error_rate" => op()?.error_rate,
         other => return Err(format!("unknown measure '{other}'")),
     })
+}
+
+/// The measure `traced` of a report whose traces were sampled, off its weighted tables.
+fn adjusted(r: &Report, w: &Weighted, traced: &Source) -> Result<f64, String> {
+    let Source::Measure {
+        name,
+        operation,
+        cause,
+        stage,
+    } = traced
+    else {
+        return Err("an sql rule is not a measure of the report".into());
+    };
+    match name.as_str() {
+        "abandoned_carts" => {
+            // Without an adjusted rate, only the carts of a named cause are counted.
+            let rest = cause
+                .as_deref()
+                .is_none_or(|c| c == crate::report::weighted::NO_CAUSE);
+            if w.causes.iter().all(|c| c.share.is_none()) && rest {
+                return Err("no adjusted count of abandoned carts: the traces were sampled, and the export has no transition counter for the model's first and success stages to estimate the rate from".into());
+            }
+            Ok(match cause {
+                None => w.causes.iter().map(|c| c.carts).sum(),
+                Some(c) => w
+                    .causes
+                    .iter()
+                    .find(|x| x.name == *c)
+                    .map_or(0.0, |x| x.carts),
+            })
+        }
+        "stage_carts" => {
+            // The traced measure names the stages the model has.
+            measure(r, traced)?;
+            let st = stage.as_deref().unwrap_or_default();
+            Ok(w.funnel
+                .iter()
+                .find(|x| x.stage == st)
+                .map_or(0.0, |x| x.carts))
+        }
+        _ => {
+            let o = operation.as_deref().unwrap_or_default();
+            if w.operations.is_empty() {
+                return Err(format!(
+                    "no adjusted figures for '{o}': the traces were sampled and none records how likely it was kept (OpenTelemetry's tracestate threshold, or the model's sampling keys); give --trace-sample-rate or --trace-sample-policy"
+                ));
+            }
+            let row = match w.operations.iter().find(|x| x.operation == o) {
+                Some(row) => row,
+                None if name == "spans" => return Ok(0.0),
+                // The traced measure says which operations there are.
+                None => {
+                    return measure(r, traced)
+                        .and(Err(format!("no spans named '{o}' in the period")))
+                }
+            };
+            Ok(match name.as_str() {
+                "spans" => row.spans_estimated,
+                "p50_ms" => row.p50_ms,
+                "p95_ms" => row.p95_ms,
+                "p99_ms" => row.p99_ms,
+                _ => row.error_rate,
+            })
+        }
+    }
 }
 
 /// One bound as checked: what the value had to stay within, and whether it did.
@@ -1033,5 +1153,90 @@ mod tests {
         assert!(e.contains("no cart of the period was decided"), "{e}");
         assert_eq!(measure(&r, &m("abandoned_carts")), Ok(0.0));
         assert_eq!(measure(&r, &m("active_carts")), Ok(3.0));
+    }
+
+    /// The `_adjusted` measures read the weighted tables of a sampled report, the traced
+    /// figures of a whole one, and say what is missing when they cannot.
+    #[test]
+    fn adjusted_measures_read_the_weighted_tables() {
+        let mut v = serde_json::json!({
+            "version": 1, "generator": "t", "model": "m", "as_of": "2026-11-20T12:00:00Z", "threshold": "30m",
+            "period": {"since": "2026-11-19T12:00:00Z", "until": "2026-11-20T12:00:00Z"},
+            "summary": {"carts": 30, "converted": 10, "abandoned": 20, "active": 0, "recovered": 0,
+                        "abandonment_rate": 0.667, "abandonment_rate_ci95": [0.5, 0.8],
+                        "abandoned_value": 0.0},
+            "previous": {"carts": 0, "converted": 0, "abandoned": 0, "active": 0, "recovered": 0,
+                        "abandonment_rate": 0.0, "abandonment_rate_ci95": [0.0, 0.0],
+                        "abandoned_value": 0.0},
+            "changes": [], "funnel": [], "by_last_stage": [], "by_last_operation": [],
+            "operations": [{"operation": "pay", "spans": 10, "p50_ms": 900.0, "p95_ms": 3000.0,
+                            "p99_ms": 4000.0, "error_rate": 0.4}],
+            "causes": [{"name": "error", "carts": 4, "value": 0.0}],
+            "top_abandoned": [], "drivers": [], "latency_curves": [], "by_hour": []
+        });
+        let src = |name: &str, operation: Option<&str>, cause: Option<&str>| Source::Measure {
+            name: name.into(),
+            operation: operation.map(Into::into),
+            cause: cause.map(Into::into),
+            stage: None,
+        };
+        let read = |v: &serde_json::Value, s: &Source| {
+            measure(&serde_json::from_value(v.clone()).unwrap(), s)
+        };
+        // Every trace kept: the measure itself.
+        assert_eq!(
+            read(&v, &src("p50_ms_adjusted", Some("pay"), None)),
+            Ok(900.0)
+        );
+        assert_eq!(
+            read(&v, &src("abandoned_carts_adjusted", None, Some("error"))),
+            Ok(4.0)
+        );
+        v["sampling"] = serde_json::json!({
+            "source": "flag", "probability": 0.1, "converted_estimated": 100.0,
+            "abandoned_estimated": 200.0, "abandoned_incomplete": 0, "rate_with_incomplete": 0.7,
+            "rate_without_incomplete": 0.6, "method": "bounds", "abandonment_rate": null,
+            "abandonment_rate_ci95": null, "summary": ""
+        });
+        v["weighted"] = serde_json::json!({
+            "funnel": [],
+            "causes": [{"name": "error", "carts": 4.0, "share": null}],
+            "operations": [{"operation": "pay", "spans": 10, "spans_estimated": 64.0,
+                            "p50_ms": 300.0, "p95_ms": 2000.0, "p99_ms": 3500.0, "error_rate": 0.06}]
+        });
+        assert_eq!(
+            read(&v, &src("p50_ms_adjusted", Some("pay"), None)),
+            Ok(300.0)
+        );
+        assert_eq!(
+            read(&v, &src("error_rate_adjusted", Some("pay"), None)),
+            Ok(0.06)
+        );
+        assert_eq!(
+            read(&v, &src("spans_adjusted", Some("pay"), None)),
+            Ok(64.0)
+        );
+        assert_eq!(
+            read(&v, &src("spans_adjusted", Some("ship"), None)),
+            Ok(0.0)
+        );
+        let e = read(&v, &src("p95_ms_adjusted", Some("ship"), None)).unwrap_err();
+        assert!(
+            e.contains("no spans named 'ship'") && e.contains("pay"),
+            "{e}"
+        );
+        assert_eq!(
+            read(&v, &src("abandoned_carts_adjusted", None, Some("error"))),
+            Ok(4.0)
+        );
+        // Without an adjusted rate, the carts without a cause, and so all, are not counted.
+        for cause in [None, Some("none")] {
+            let e = read(&v, &src("abandoned_carts_adjusted", None, cause)).unwrap_err();
+            assert!(e.contains("no transition counter"), "{e}");
+        }
+        // No trace's probability known: the operations cannot be weighted.
+        v["weighted"]["operations"] = serde_json::json!([]);
+        let e = read(&v, &src("error_rate_adjusted", Some("pay"), None)).unwrap_err();
+        assert!(e.contains("--trace-sample-policy"), "{e}");
     }
 }
