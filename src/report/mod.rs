@@ -110,8 +110,9 @@ pub struct Report {
     /// 1; absent when every trace was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<sampling::Sampling>,
-    /// The funnel, the abandoned carts by last stage and cause, and the operations, each
-    /// weighted by its adjusted count (added within version 1; present with `sampling`).
+    /// The funnel, the abandoned carts by suspected cause, and the operations, each counted
+    /// for what it stands for under the sampling (added within version 1; present with
+    /// `sampling`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weighted: Option<weighted::Weighted>,
 }

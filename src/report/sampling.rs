@@ -11,10 +11,11 @@
 //!
 //! Where p comes from, first found first: OpenTelemetry's threshold in the span's W3C
 //! tracestate (`ot=th:...`, `ot_probability`); the model's `sampling_probability` or
-//! `adjusted_count` attributes; `--trace-sample-rate`; else, when the metrics' transition
-//! counter shows the traces incomplete, the coverage of the cart's last stage (a tail
-//! sampler records nothing, and keeps traces by what happened in them, so this is an
-//! estimate by stage).
+//! `adjusted_count` attributes; `--trace-sample-rate` or `--trace-sample-policy`; else, when
+//! the metrics' transition counter shows the traces incomplete, the coverage of the cart's
+//! last stage, or of every stage together where the counter does not count that one (a
+//! sampler that records nothing and is not named: right for a ratio sampler, an estimate by
+//! stage for a tail sampler, which keeps traces by what happened in them).
 //!
 //! The rate itself: with a transition counter, the metrics counted every cart entering the
 //! first stage and every conversion, unsampled: 1 - conversions / entries (less the carts
