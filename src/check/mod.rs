@@ -774,11 +774,10 @@ fn adjusted(r: &Report, w: &Weighted, traced: &Source) -> Result<f64, String> {
     match name.as_str() {
         "abandoned_carts" => {
             // Without an adjusted rate, only the carts of a named cause are counted.
-            let rest = cause
-                .as_deref()
-                .is_none_or(|c| c == crate::report::weighted::NO_CAUSE);
-            if w.causes.iter().all(|c| c.share.is_none()) && rest {
-                return Err("no adjusted count of abandoned carts: the traces were sampled, and the export has no transition counter for the model's first and success stages to estimate the rate from".into());
+            let no_cause = crate::report::weighted::NO_CAUSE;
+            let rest = cause.as_deref().is_none_or(|c| c == no_cause);
+            if rest && !w.causes.iter().any(|c| c.name == no_cause) {
+                return Err("no adjusted count of the abandoned carts without a suspected cause: the traces were sampled and the abandonment rate could not be adjusted (no transition counter for the model's first and success stages, or no cart converted)".into());
             }
             Ok(match cause {
                 None => w.causes.iter().map(|c| c.carts).sum(),
@@ -811,7 +810,7 @@ fn adjusted(r: &Report, w: &Weighted, traced: &Source) -> Result<f64, String> {
                 // The traced measure says which operations there are.
                 None => {
                     return measure(r, traced)
-                        .and(Err(format!("no spans named '{o}' in the period")))
+                        .and(Err(format!("no weighted figures for '{o}' in the report")))
                 }
             };
             Ok(match name.as_str() {

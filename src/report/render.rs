@@ -211,7 +211,7 @@ fn text(r: &Report, m: Markup) -> String {
                     format!("\n{}\n", t.title)
                 }
             );
-            out.push_str(&table(m, t.header, t.rows));
+            out.push_str(&table(m, &t.header(), t.rows));
         }
     }
     out.push_str(&h("Against the previous period"));

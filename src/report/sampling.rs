@@ -99,8 +99,8 @@ pub fn probability(s: &str) -> Result<f64> {
 pub struct Sampling {
     /// Where the probabilities of keeping each cart's trace come from: `tracestate`
     /// (OpenTelemetry's threshold), `attribute` (the model's sampling keys), `flag`
-    /// (`--trace-sample-rate`) or `metrics` (each stage's coverage in the reconciliation); the
-    /// one that gave most carts theirs.
+    /// (`--trace-sample-rate` or `--trace-sample-policy`) or `metrics` (each stage's coverage
+    /// in the reconciliation); the one that gave most carts theirs.
     pub source: String,
     /// Decided carts seen, over decided carts estimated: the share of them the traces show.
     pub probability: f64,
@@ -255,6 +255,12 @@ fn traces_missing(r: &Reconciliation) -> bool {
     !matches!(r.verdict.as_str(), "complete" | "metrics_short")
 }
 
+/// Whether the counter's counts can stand for the truth: it did not count fewer transitions
+/// than the traces show, and no hour lacks its metrics.
+pub(super) fn counter_whole(r: &Reconciliation) -> bool {
+    r.verdict != "metrics_short" && !r.gaps.iter().any(|g| g.missing == "metrics")
+}
+
 /// The probability that a trace entering a stage was kept, from the metrics when they show
 /// traces missing: each stage's coverage (traced transitions over counted, at most 1), else
 /// the coverage of every stage together. `None` when the metrics do not show traces missing.
@@ -267,8 +273,14 @@ pub(super) fn stage_coverage_sql(rc: Option<&Reconciliation>, stage: &str) -> Op
         .filter_map(|s| Some((s, positive(s.coverage)?)))
         .map(|(s, c)| format!(" WHEN {} THEN {}", lit(&s.stage), double(c)))
         .collect();
-    let overall = positive(r.coverage)?;
-    Some(format!("CASE {stage}{whens} ELSE {} END", double(overall)))
+    let overall = positive(r.coverage);
+    if whens.is_empty() && overall.is_none() {
+        return None;
+    }
+    Some(format!(
+        "CASE {stage}{whens} ELSE {} END",
+        double(overall.unwrap_or(1.0))
+    ))
 }
 
 /// The columns of `trace_probability_sql` that say a trace's probability, first found first
@@ -654,6 +666,51 @@ mod tests {
 
     fn model() -> Model {
         Model::load("reference").unwrap()
+    }
+
+    fn reconciliation(
+        verdict: &str,
+        overall: Option<f64>,
+        gaps: serde_json::Value,
+    ) -> Reconciliation {
+        serde_json::from_value(serde_json::json!({
+            "metric": "cart.state.transitions", "stage_attribute": "cart.stage",
+            "verdict": verdict, "summary": "", "coverage": overall,
+            "stages": [
+                {"stage": "checkout", "metric_transitions": 100.0, "trace_transitions": 25,
+                 "coverage": 0.25, "coverage_ci95": [0.2, 0.3], "traces_per_entry": 1.0},
+                {"stage": "completed", "metric_transitions": 0.0, "trace_transitions": 0,
+                 "coverage": null, "coverage_ci95": null, "traces_per_entry": 0.0}
+            ],
+            "hours": [], "gaps": gaps
+        }))
+        .unwrap()
+    }
+
+    /// Each stage's coverage, else every stage's together, else 1; nothing when the metrics
+    /// do not show traces missing. The counter stands for the truth unless it is short.
+    #[test]
+    fn the_coverage_falls_back_stage_by_stage() {
+        let r = reconciliation("uniform", Some(0.3), serde_json::json!([]));
+        let sql = stage_coverage_sql(Some(&r), "s").unwrap();
+        assert_eq!(
+            sql,
+            "CASE s WHEN 'checkout' THEN CAST('0.25' AS DOUBLE) ELSE CAST('0.3' AS DOUBLE) END"
+        );
+        let r = reconciliation("uneven", None, serde_json::json!([]));
+        let sql = stage_coverage_sql(Some(&r), "s").unwrap();
+        assert!(sql.ends_with("ELSE CAST('1' AS DOUBLE) END"), "{sql}");
+        assert!(counter_whole(&r));
+        let r = reconciliation("complete", Some(1.0), serde_json::json!([]));
+        assert_eq!(stage_coverage_sql(Some(&r), "s"), None);
+        let r = reconciliation("metrics_short", Some(1.2), serde_json::json!([]));
+        assert!(!counter_whole(&r));
+        let r = reconciliation(
+            "gap",
+            Some(0.9),
+            serde_json::json!([{"from": "2026-11-20T10:00:00Z", "until": "2026-11-20T11:00:00Z", "missing": "metrics"}]),
+        );
+        assert!(!counter_whole(&r));
     }
 
     #[test]

@@ -56,9 +56,11 @@ pub struct WeightedStage {
     /// `metrics` where the transition counter counts the stage's entries (their count, not
     /// an estimate), else `traces`.
     pub source: String,
-    /// Carts were seen at this stage in more than one trace each (items added in requests
+    /// Some cart was seen at this stage in more than one kept trace (items added in requests
     /// of their own): a cart is seen if any of them was kept, so its entry is counted for
-    /// more than its chance of being seen and the estimate is at most, not about, right.
+    /// more than its chance of being seen and the estimate is too high. Under sparse sampling
+    /// a stage entered over several requests may not show it: an estimated stage is exact
+    /// (in expectation) only where a cart enters it in one request.
     pub at_most: bool,
 }
 
@@ -90,12 +92,19 @@ pub struct WeightedOperation {
 /// What the weighted tables are, for a reader, above them in every format.
 pub const INTRO: &str = "Below, each cart and span counts for the carts or spans it stands for (1/p of its trace); a funnel stage the transition counter counts shows its count.";
 
-/// One of the weighted tables as rows of text, for every format: a title, a header (the
-/// first column names, the rest are figures) and the rows.
+/// One of the weighted tables as rows of text, for every format: a title, the columns
+/// (each named, and whether it holds figures) and the rows.
 pub struct Table {
     pub title: &'static str,
-    pub header: &'static [&'static str],
+    pub columns: &'static [(&'static str, bool)],
     pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// The columns' names.
+    pub fn header(&self) -> Vec<&'static str> {
+        self.columns.iter().map(|c| c.0).collect()
+    }
 }
 
 fn pct(x: f64) -> String {
@@ -108,7 +117,12 @@ impl Weighted {
         let mut out = vec![
             Table {
                 title: "Funnel, weighted",
-                header: &["stage", "carts", "drop rate", "counted by"],
+                columns: &[
+                    ("stage", false),
+                    ("carts", true),
+                    ("drop rate", true),
+                    ("counted by", false),
+                ],
                 rows: self
                     .funnel
                     .iter()
@@ -125,7 +139,11 @@ impl Weighted {
             },
             Table {
                 title: "Abandoned by suspected cause, weighted",
-                header: &["suspected cause", "abandoned (estimated)", "share"],
+                columns: &[
+                    ("suspected cause", false),
+                    ("abandoned (estimated)", true),
+                    ("share", true),
+                ],
                 rows: self
                     .causes
                     .iter()
@@ -139,14 +157,14 @@ impl Weighted {
         if !self.operations.is_empty() {
             out.push(Table {
                 title: "Operations, weighted",
-                header: &[
-                    "operation",
-                    "spans kept",
-                    "spans (estimated)",
-                    "p50 ms",
-                    "p95 ms",
-                    "p99 ms",
-                    "errors",
+                columns: &[
+                    ("operation", false),
+                    ("spans kept", true),
+                    ("spans (estimated)", true),
+                    ("p50 ms", true),
+                    ("p95 ms", true),
+                    ("p99 ms", true),
+                    ("errors", true),
                 ],
                 rows: self
                     .operations
@@ -210,7 +228,8 @@ pub async fn tables(
     let entered: Vec<f64> = entered.into_iter().map(|x| x.unwrap_or(0.0)).collect();
     // Where the counter counts a stage's entries, they are counted, not estimated.
     let counted = |stage: &str| {
-        rc?.stages
+        rc.filter(|r| sampling::counter_whole(r))?
+            .stages
             .iter()
             .find(|s| s.stage == stage && s.metric_transitions > 0.0)
             .map(|s| s.metric_transitions)
@@ -231,6 +250,13 @@ pub async fn tables(
             }
         })
         .collect();
+    // A cart that reached a stage reached every stage before it (one whose spans skip a
+    // stage, say), so no estimated stage counts fewer carts than the next.
+    for i in (0..funnel.len().saturating_sub(1)).rev() {
+        if funnel[i].source == "traces" && funnel[i].carts < funnel[i + 1].carts {
+            funnel[i].carts = funnel[i + 1].carts;
+        }
+    }
     for i in 1..funnel.len() {
         let (before, now) = (funnel[i - 1].carts, funnel[i].carts);
         if before > 0.0 {
@@ -295,7 +321,12 @@ async fn operations(
     spans: &str,
     declared: &Declared,
 ) -> Result<Vec<WeightedOperation>> {
-    let traces = sampling::trace_probability_sql(m, spans, declared);
+    // Each trace judged on all its spans, inside the period or not.
+    let traces = sampling::trace_probability_sql(
+        m,
+        &format!("t.trace_id IN (SELECT trace_id FROM observed_traces WHERE {spans})"),
+        declared,
+    );
     let weight = sampling::adjusted_count_sql("tp", "1.0");
     let at = |q: f64| {
         format!("approx_percentile_cont_with_weight(s.w, {q}) WITHIN GROUP (ORDER BY s.d)")
@@ -307,7 +338,7 @@ async fn operations(
              s AS (SELECT o.operation_name AS op, o.duration_ms AS d,
                           CASE WHEN o.status_code = 'error' THEN 1.0 ELSE 0.0 END AS e,
                           {weight} AS w
-                   FROM observed_traces o JOIN tp ON tp.trace_id = o.trace_id
+                   FROM observed_traces o LEFT JOIN tp ON tp.trace_id = o.trace_id
                    WHERE {spans} AND o.duration_ms IS NOT NULL AND o.operation_name IS NOT NULL)
              SELECT s.op, count(*), sum(s.w), sum(s.w * s.e) / sum(s.w), {p50}, {p95}, {p99},
                     max(s.w)

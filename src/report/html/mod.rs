@@ -348,10 +348,9 @@ fn sampled(p: &mut String, r: &Report) {
         for t in wt.tables() {
             let _ = writeln!(p, "<h3>{}</h3>", esc(t.title));
             let heads: Vec<(&str, Col)> = t
-                .header
+                .columns
                 .iter()
-                .enumerate()
-                .map(|(i, h)| (*h, if i == 0 { Col::Text } else { Col::Num }))
+                .map(|&(h, figures)| (h, if figures { Col::Num } else { Col::Text }))
                 .collect();
             let rows: Vec<(bool, Vec<String>)> = t.rows.into_iter().map(|r| (false, r)).collect();
             table(p, &heads, &rows);
