@@ -1127,27 +1127,39 @@ mod tests {
         assert!(!v.passed && v.message.contains("not measured: gone"));
     }
 
-    #[test]
-    fn a_rate_of_no_carts_is_not_measured() {
-        let r: Report = serde_json::from_value(serde_json::json!({
+    /// A report of no operations, causes or rows, with `summary`, as JSON.
+    fn report_json(summary: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
             "version": 1, "generator": "t", "model": "m", "as_of": "2026-11-20T12:00:00Z", "threshold": "30m",
             "period": {"since": "2026-11-19T12:00:00Z", "until": "2026-11-20T12:00:00Z"},
-            "summary": {"carts": 3, "converted": 0, "abandoned": 0, "active": 3, "recovered": 0,
-                        "abandonment_rate": 0.0, "abandonment_rate_ci95": [0.0, 0.0],
-                        "abandoned_value": 0.0},
+            "summary": summary,
             "previous": {"carts": 0, "converted": 0, "abandoned": 0, "active": 0, "recovered": 0,
                         "abandonment_rate": 0.0, "abandonment_rate_ci95": [0.0, 0.0],
                         "abandoned_value": 0.0},
             "changes": [], "funnel": [], "by_last_stage": [], "by_last_operation": [],
             "causes": [], "top_abandoned": [], "drivers": [], "latency_curves": [], "by_hour": []
-        }))
-        .unwrap();
-        let m = |name: &str| Source::Measure {
+        })
+    }
+
+    /// A named measure, of an operation and of a cause when given.
+    fn src(name: &str, operation: Option<&str>, cause: Option<&str>) -> Source {
+        Source::Measure {
             name: name.into(),
-            operation: None,
-            cause: None,
+            operation: operation.map(Into::into),
+            cause: cause.map(Into::into),
             stage: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_rate_of_no_carts_is_not_measured() {
+        let r: Report = serde_json::from_value(report_json(
+            serde_json::json!({"carts": 3, "converted": 0, "abandoned": 0, "active": 3, "recovered": 0,
+                               "abandonment_rate": 0.0, "abandonment_rate_ci95": [0.0, 0.0],
+                               "abandoned_value": 0.0}),
+        ))
+        .unwrap();
+        let m = |name: &str| src(name, None, None);
         let e = measure(&r, &m("abandonment_rate")).unwrap_err();
         assert!(e.contains("no cart of the period was decided"), "{e}");
         assert_eq!(measure(&r, &m("abandoned_carts")), Ok(0.0));
@@ -1158,27 +1170,13 @@ mod tests {
     /// figures of a whole one, and say what is missing when they cannot.
     #[test]
     fn adjusted_measures_read_the_weighted_tables() {
-        let mut v = serde_json::json!({
-            "version": 1, "generator": "t", "model": "m", "as_of": "2026-11-20T12:00:00Z", "threshold": "30m",
-            "period": {"since": "2026-11-19T12:00:00Z", "until": "2026-11-20T12:00:00Z"},
-            "summary": {"carts": 30, "converted": 10, "abandoned": 20, "active": 0, "recovered": 0,
-                        "abandonment_rate": 0.667, "abandonment_rate_ci95": [0.5, 0.8],
-                        "abandoned_value": 0.0},
-            "previous": {"carts": 0, "converted": 0, "abandoned": 0, "active": 0, "recovered": 0,
-                        "abandonment_rate": 0.0, "abandonment_rate_ci95": [0.0, 0.0],
-                        "abandoned_value": 0.0},
-            "changes": [], "funnel": [], "by_last_stage": [], "by_last_operation": [],
-            "operations": [{"operation": "pay", "spans": 10, "p50_ms": 900.0, "p95_ms": 3000.0,
-                            "p99_ms": 4000.0, "error_rate": 0.4}],
-            "causes": [{"name": "error", "carts": 4, "value": 0.0}],
-            "top_abandoned": [], "drivers": [], "latency_curves": [], "by_hour": []
-        });
-        let src = |name: &str, operation: Option<&str>, cause: Option<&str>| Source::Measure {
-            name: name.into(),
-            operation: operation.map(Into::into),
-            cause: cause.map(Into::into),
-            stage: None,
-        };
+        let mut v = report_json(serde_json::json!({
+            "carts": 30, "converted": 10, "abandoned": 20, "active": 0, "recovered": 0,
+            "abandonment_rate": 0.667, "abandonment_rate_ci95": [0.5, 0.8], "abandoned_value": 0.0
+        }));
+        v["operations"] = serde_json::json!([{"operation": "pay", "spans": 10, "p50_ms": 900.0,
+            "p95_ms": 3000.0, "p99_ms": 4000.0, "error_rate": 0.4}]);
+        v["causes"] = serde_json::json!([{"name": "error", "carts": 4, "value": 0.0}]);
         let read = |v: &serde_json::Value, s: &Source| {
             measure(&serde_json::from_value(v.clone()).unwrap(), s)
         };

@@ -8,6 +8,7 @@ use anyhow::Result;
 use comfy_table::{presets, Table as Grid};
 
 use super::reconcile::{Reconciliation, StageCoverage};
+use super::rows::pct;
 use super::{LogLine, Report};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -54,8 +55,13 @@ fn heading(m: Markup, s: &str) -> String {
     }
 }
 
-fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
+/// A table's heading within a section.
+fn subheading(m: Markup, s: &str) -> String {
+    if m == Markup::Markdown {
+        format!("\n### {s}\n\n")
+    } else {
+        format!("\n{s}\n")
+    }
 }
 
 fn table(m: Markup, header: &[&str], rows: Vec<Vec<String>>) -> String {
@@ -202,15 +208,7 @@ fn text(r: &Report, m: Markup) -> String {
             super::weighted::INTRO
         );
         for t in wt.tables() {
-            let _ = write!(
-                out,
-                "{}",
-                if md {
-                    format!("\n### {}\n\n", t.title)
-                } else {
-                    format!("\n{}\n", t.title)
-                }
-            );
+            out.push_str(&subheading(m, t.title));
             out.push_str(&table(m, &t.header(), t.rows));
         }
     }

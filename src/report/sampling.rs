@@ -33,7 +33,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use super::reconcile::{ByStageHour, Reconciliation, COMPLETE};
-use super::rows::{batches, counts, floats, ints, round, strings};
+use super::rows::{batches, counts, floats, ints, pct, round, strings};
 use crate::replay::model::Model;
 use crate::sql::passes::lit;
 use crate::stats;
@@ -432,10 +432,6 @@ fn later_missing(m: &Model, by_hour: &ByStageHour, stage: usize, idle: (i64, i64
         }
         false
     })
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", x * 100.0)
 }
 
 /// The carts whose outcome is known, as a condition on `carts`: all but the abandoned ones of

@@ -27,7 +27,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use super::reconcile::Reconciliation;
-use super::rows::{batches, floats, ints, round, strings};
+use super::rows::{batches, floats, ints, pct, round, strings};
 use super::sampling::{self, Declared, Sampling};
 use crate::replay::model::Model;
 
@@ -105,10 +105,6 @@ impl Table {
     pub fn header(&self) -> Vec<&'static str> {
         self.columns.iter().map(|c| c.0).collect()
     }
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
 }
 
 impl Weighted {
