@@ -353,18 +353,53 @@ pub fn type_name(dt: &DataType) -> String {
 /// A 128-bit key for a span's identity from its parts (trace and span id, and its cart where
 /// that counts): the repeat checks of the loader and the replay use it. Each part is
 /// length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+///
+/// Hashed in one call over the parts laid end to end (on the stack when they fit, as a
+/// trace and span id always do): XXH3's streaming state gives the same digest, but setting
+/// it up for every span was 1.7% of a raw 100k-cart `detect` (perf, real JS SDK export).
 pub fn span_key(parts: &[&str]) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let len: usize = parts.iter().map(|p| 8 + p.len()).sum();
+    let mut stack = [0u8; 128];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let mut at = 0;
     for part in parts {
-        h.update(&(part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
+        buf[at..at + 8].copy_from_slice(&(part.len() as u64).to_le_bytes());
+        buf[at + 8..at + 8 + part.len()].copy_from_slice(part.as_bytes());
+        at += 8 + part.len();
     }
-    h.digest128()
+    xxhash_rust::xxh3::xxh3_128(buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_key_is_the_streaming_digest_of_its_length_prefixed_parts() {
+        let long = "x".repeat(300);
+        for parts in [
+            vec![],
+            vec![""],
+            vec!["4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"],
+            vec!["ab", "c"],
+            vec!["a", "bc"],
+            vec![long.as_str(), "cart-1"],
+        ] {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for p in &parts {
+                h.update(&(p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+            }
+            assert_eq!(span_key(&parts), h.digest128(), "{parts:?}");
+        }
+        assert_ne!(span_key(&["ab", "c"]), span_key(&["a", "bc"]));
+    }
 
     #[test]
     fn every_column_is_snake_case_and_unique() {
