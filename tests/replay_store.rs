@@ -785,3 +785,60 @@ fn the_replay_finds_the_same_carts_whatever_the_number_of_its_passes() {
         }
     }
 }
+
+/// `detect` of raw files without `--out` leaves the replay's cart events unwritten (nothing
+/// reads them): it must say what `detect --out` says, which writes them. Data: the real JS
+/// SDK's export (not written by cartscope), as it is and exported twice over (every span
+/// repeated, as overlapping exports give: the fold drops the repeats), each with the
+/// reference model and with one whose success stage matches nothing (the fold's count of
+/// converting carts then feeds the misfit warning).
+#[test]
+fn detect_without_out_says_what_detect_with_out_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let js = fixture("real-sdk/js/traces.jsonl.gz");
+    let twice = tmp.path().join("twice");
+    std::fs::create_dir(&twice).unwrap();
+    for n in ["a.jsonl.gz", "b.jsonl.gz"] {
+        std::fs::copy(&js, twice.join(n)).unwrap();
+    }
+    let misfit = tmp.path().join("misfit.toml");
+    let text = cartscope::Preset::Reference
+        .text()
+        .replace("\"checkout.complete\"", "\"no.such.span\"");
+    assert_ne!(text, cartscope::Preset::Reference.text());
+    std::fs::write(&misfit, text).unwrap();
+    let misfit = misfit.to_str().unwrap();
+    let (js, twice) = (js.to_str().unwrap(), twice.to_str().unwrap());
+    for (data, model) in [
+        (js, "reference"),
+        (twice, "reference"),
+        (js, misfit),
+        (twice, misfit),
+    ] {
+        let args = ["detect", "--data", data, "--model", model, "-f", "csv"];
+        let (carts, said) = detect(&args);
+        let out = tmp.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut with_out = args.to_vec();
+        with_out.extend(["--out", out.to_str().unwrap()]);
+        let (carts_out, said_out) = detect(&with_out);
+        assert_eq!(carts, carts_out, "{data} {model}");
+        let said_out: String = said_out
+            .lines()
+            .filter(|l| !l.starts_with("cartscope: wrote carts, cart_events"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(said, said_out, "{data} {model}");
+        assert!(carts.lines().count() > 100, "{data}: {carts}");
+        if data == twice {
+            assert!(said.contains("exported more than once"), "{said}");
+        }
+        if model == misfit {
+            assert!(said.contains("no cart converted among"), "{said}");
+        } else {
+            assert!(!said.contains("warning"), "{said}");
+        }
+        let events = std::fs::metadata(out.join("cart_events.parquet")).unwrap();
+        assert!(events.len() > 10_000, "{}", events.len());
+    }
+}

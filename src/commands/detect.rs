@@ -55,7 +55,11 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
     }
     // The carts, and with --out the cart events and abandonments: the replay's own attributes.
     let reads = Projection::nothing();
-    let (ctx, s) = open_replayed(&a.data, &a.replay, g, &reads).await?;
+    let (ctx, s) = if a.out.is_some() {
+        open_replayed(&a.data, &a.replay, g, &reads).await?
+    } else {
+        crate::commands::setup::open_replayed_carts(&a.data, &a.replay, g, &reads).await?
+    };
     // Streamed: the carts are written as they are read, never all held.
     let carts = ctx
         .sql("SELECT * FROM carts ORDER BY cart_id")

@@ -152,7 +152,19 @@ pub async fn open_replayed(
     g: &Globals,
     reads: &Projection,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
-    open_replayed_in(data, r, g, reads, Window::default()).await
+    open_replayed_in(data, r, g, reads, Window::default(), false).await
+}
+
+/// As `open_replayed`, for a command that reads the replay's carts and derived rows alone:
+/// a replay of raw files leaves its cart events unwritten and `cart_events` unregistered
+/// (`ReplayOptions::carts_only`).
+pub async fn open_replayed_carts(
+    data: &crate::cli::DataArgs,
+    r: &crate::cli::ReplayArgs,
+    g: &Globals,
+    reads: &Projection,
+) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
+    open_replayed_in(data, r, g, reads, Window::default(), true).await
 }
 
 /// As `open_replayed`, of the data of `window` only (see `Window`).
@@ -162,6 +174,7 @@ async fn open_replayed_in(
     g: &Globals,
     reads: &Projection,
     window: Window,
+    carts_only: bool,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
     let reads = crate::replay::projection(&r.model).union(reads);
     let (ctx, inputs) = open_inputs(data, &r.engine, g, &reads, window).await?;
@@ -192,6 +205,7 @@ async fn open_replayed_in(
             threshold: r.threshold,
             keep_beside: datasets,
             refresh: r.refresh,
+            carts_only,
         },
     )
     .await?;
@@ -299,7 +313,7 @@ pub async fn open_report(
     };
     let reads = crate::report::projection(&attributes).union(reads);
     let window = report_window(period, &replay);
-    let (ctx, s) = open_replayed_in(data, &replay, g, &reads, window).await?;
+    let (ctx, s) = open_replayed_in(data, &replay, g, &reads, window, false).await?;
     crate::sql::session::note_one_partition(&ctx);
     let as_of = s.as_of;
     let (since, until) = match period.day {

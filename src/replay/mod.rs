@@ -103,6 +103,12 @@ pub struct ReplayOptions {
     pub keep_beside: Vec<std::path::PathBuf>,
     /// Replay again even when a kept replay matches.
     pub refresh: bool,
+    /// The session reads the replay's carts and derived rows only, never its cart events
+    /// (`detect` of a raw export without `--out`): a temporary replay then does not write
+    /// them (a kept one always does), and `cart_events` and the views over it are not
+    /// registered, so a query of them fails instead of finding nothing. Writing the events
+    /// was about a tenth of a raw 100k-cart `detect` (bench/RESULTS.md).
+    pub carts_only: bool,
 }
 
 /// What the replay found.
@@ -674,11 +680,14 @@ struct CartColumns {
     suspected_cause: StringBuilder,
     span_count: Vec<i64>,
     signals: ListBuilder<StringBuilder>,
+    /// Carts with a success event so far (not a column; `take` keeps it).
+    converting: u64,
 }
 
 impl Cart<'_> {
     /// Judges the cart and appends its row.
     fn finish(mut self, r: &Rules, out: &mut CartColumns) {
+        out.converting += u64::from(self.converted);
         // Came back: an event starting at least the threshold after every earlier event
         // (in start order) had ended. Nulls sort last, as in SQL.
         self.starts.sort_by(|a, b| {
@@ -1209,6 +1218,10 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     }
     crate::sql::session::note_one_partition(ctx);
     let replay = store::Replay::begin(ctx, &opts.keep_beside, key)?;
+    let target = Target {
+        replay: &replay,
+        events: !opts.carts_only || replay.kept(),
+    };
     let as_of_us = opts.as_of.micros();
     let threshold_us = threshold.micros();
     let p_ms = percentiles(ctx, DURATIONS_SQL, m.causes.percentile).await?;
@@ -1294,7 +1307,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
             // Each pass fits its share of the memory: every core.
             Way::Passes { .. } => set(true, crate::sql::session::threads(ctx)),
         }
-        let r = write(ctx, m, &rules, deriver.again(), way, spans, &replay).await;
+        let r = write(ctx, m, &rules, deriver.again(), way, spans, &target).await;
         let done = !matches!(&r, Err(e) if crate::sql::session::exhausted(e));
         outcome = Some(r);
         if done {
@@ -1304,7 +1317,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     // Later queries keep the join that worked, on every partition.
     let worked = ctx.copied_config().options().optimizer.prefer_hash_join;
     set(worked, partitions);
-    let mut summary = match outcome {
+    let (mut summary, converting) = match outcome {
         Some(Ok(s)) => s,
         Some(Err(e)) => return Err(crate::sql::session::out_of_memory(e, "the replay")),
         None => anyhow::bail!("the replay was not attempted"),
@@ -1313,7 +1326,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     summary.threshold = threshold;
     crate::output::phase("replay: written");
     register(ctx, m, &replay.dir).await?;
-    summary.warnings = misfits(ctx, m, &summary).await?;
+    summary.warnings = misfits(ctx, m, &summary, converting).await?;
     crate::output::phase("replay: misfits");
     let written = replay.dir.clone();
     let dir = replay.commit(&summary, opts.refresh || damaged)?;
@@ -1322,6 +1335,12 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     }
     crate::output::phase("replay: committed");
     Ok(summary)
+}
+
+/// Where the replay is written, and whether its cart events are (`ReplayOptions::carts_only`).
+struct Target<'a> {
+    replay: &'a store::Replay,
+    events: bool,
 }
 
 /// What the fold hands the writer thread.
@@ -1335,13 +1354,14 @@ const CART_CHUNK: usize = 16 * 1024;
 
 /// The replay's Parquet files, written as the fold goes.
 struct Writers {
-    events: ArrowWriter<std::fs::File>,
+    /// None when the replay's cart events are not written (`ReplayOptions::carts_only`).
+    events: Option<ArrowWriter<std::fs::File>>,
     carts: ArrowWriter<std::fs::File>,
     derived: PerTable<Option<ArrowWriter<std::fs::File>>>,
 }
 
 impl Writers {
-    fn new(r: &store::Replay, events: SchemaRef) -> Result<Writers> {
+    fn new(r: &store::Replay, events: Option<SchemaRef>) -> Result<Writers> {
         let open = |name: &str, schema: SchemaRef| -> Result<ArrowWriter<std::fs::File>> {
             let p = r.path(name);
             let f = std::fs::File::create(&p)
@@ -1370,7 +1390,7 @@ impl Writers {
         derived[Table::Traces] = Some(open(store::DERIVED_TRACES, Table::Traces.schema())?);
         derived[Table::Metrics] = Some(open(store::DERIVED_METRICS, Table::Metrics.schema())?);
         Ok(Writers {
-            events: open(store::CART_EVENTS, events)?,
+            events: events.map(|e| open(store::CART_EVENTS, e)).transpose()?,
             carts: open(store::CARTS, schema::carts_schema())?,
             derived,
         })
@@ -1391,7 +1411,9 @@ impl Writers {
     }
 
     fn close(self) -> Result<()> {
-        self.events.close()?;
+        if let Some(e) = self.events {
+            e.close()?;
+        }
         self.carts.close()?;
         for w in self.derived.into_values().flatten() {
             w.close()?;
@@ -1596,8 +1618,9 @@ async fn write(
     mut deriver: Deriver,
     way: Way,
     spans: u64,
-    r: &store::Replay,
-) -> Result<Summary> {
+    to: &Target<'_>,
+) -> Result<(Summary, u64)> {
+    let (r, events) = (to.replay, to.events);
     use datafusion::arrow::compute::{cast, concat_batches, interleave_record_batch};
     use datafusion::arrow::datatypes::DataType;
     use futures::StreamExt;
@@ -1630,12 +1653,16 @@ async fn write(
     };
     // Parquet is encoded on a thread of its own, while the fold reads on: a few batches
     // in flight at most.
-    let mut w = Writers::new(r, events_schema.clone())?;
+    let mut w = Writers::new(r, events.then(|| events_schema.clone()))?;
     let (tx, rx) = crossbeam_channel::bounded::<Written>(4);
     let writer = std::thread::spawn(move || -> Result<Summary> {
         for batch in rx {
             match batch {
-                Written::Events(b) => w.events.write(&b)?,
+                Written::Events(b) => {
+                    if let Some(e) = &mut w.events {
+                        e.write(&b)?;
+                    }
+                }
                 Written::Carts(c) => w.carts(&c, &mut deriver)?,
             }
         }
@@ -1648,11 +1675,11 @@ async fn write(
         let (kept, dropped) = fold_sorted(batches, rules, out)?;
         duplicates += dropped;
         let mut sent = true;
-        if dropped == 0 {
+        if events && dropped == 0 {
             for b in batches {
                 sent &= tx.send(Written::Events(b.clone())).is_ok();
             }
-        } else {
+        } else if events {
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             let b = interleave_record_batch(&refs, &kept)?;
             sent &= tx.send(Written::Events(b)).is_ok();
@@ -1732,7 +1759,7 @@ async fn write(
         );
     }
     summary.duplicate_spans = duplicates;
-    Ok(summary)
+    Ok((summary, out.converting))
 }
 
 /// How often a finished plan's operators spilled, and how many bytes.
@@ -1750,14 +1777,21 @@ fn spilled(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> (usize, usize
 
 /// Registers the replay's tables from the files in `dir`, and the views over them.
 async fn register(ctx: &SessionContext, m: &Model, dir: &std::path::Path) -> Result<()> {
+    // A replay written without its cart events (`ReplayOptions::carts_only`) registers
+    // neither them nor the views over them.
     let events = dir.join(store::CART_EVENTS);
-    let tables = [
-        (
+    let with_events = events.is_file();
+    let events = if with_events {
+        Some((
             "cart_events",
             store::CART_EVENTS,
             crate::sql::session::parquet_schema(&events)?,
             Some("cart_id"),
-        ),
+        ))
+    } else {
+        None
+    };
+    let tables = events.into_iter().chain([
         // In cart_id order, as the fold wrote it: `ORDER BY cart_id` then costs nothing.
         (
             "carts",
@@ -1777,7 +1811,7 @@ async fn register(ctx: &SessionContext, m: &Model, dir: &std::path::Path) -> Res
             Table::Metrics.schema(),
             None,
         ),
-    ];
+    ]);
     for (name, file, schema, sorted) in tables {
         let t = crate::sql::session::parquet_table(&[dir.join(file)], schema, sorted)?;
         ctx.deregister_table(name)?;
@@ -1790,6 +1824,9 @@ async fn register(ctx: &SessionContext, m: &Model, dir: &std::path::Path) -> Res
     }
     ctx.sql("CREATE VIEW abandonments AS SELECT *, outcome = 'recovered' AS recovered FROM carts WHERE outcome IN ('abandoned', 'recovered')")
         .await?;
+    if !with_events {
+        return crate::sql::session::present(ctx).await;
+    }
     ctx.sql("CREATE VIEW cart_exemplars AS SELECT e.*, c.cart_id FROM exemplars e JOIN (SELECT DISTINCT trace_id, cart_id FROM cart_events) c ON e.trace_id = c.trace_id")
         .await?;
     // A log record is the cart's when it was written in one of the cart's traces: every span
@@ -1825,7 +1862,13 @@ pub const SINGLE_SPAN: &str = "have a single span";
 /// The span-level checks share one pass over `observed_traces`, grouped by span name,
 /// whether the span carries a cart or user key and whether any stage matches it, with each
 /// stage's matches summed alongside; the rest read the cart-level tables.
-async fn misfits(ctx: &SessionContext, m: &Model, s: &Summary) -> Result<Vec<String>> {
+/// `converting`: the carts with a success event, as the fold counted them.
+async fn misfits(
+    ctx: &SessionContext,
+    m: &Model,
+    s: &Summary,
+    converting: u64,
+) -> Result<Vec<String>> {
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::DataType;
     let any_stage = m
@@ -1909,12 +1952,6 @@ async fn misfits(ctx: &SessionContext, m: &Model, s: &Summary) -> Result<Vec<Str
             ));
         }
     }
-    let converting = scalar_i64(
-        ctx,
-        "SELECT count(DISTINCT cart_id) FROM cart_events WHERE is_success",
-    )
-    .await?
-    .unwrap_or(0);
     if s.carts > 0 && converting == 0 {
         let success: Vec<&str> = m
             .stages
