@@ -7,6 +7,7 @@ CREATE VIEW traces AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/traces/*/
 CREATE VIEW span_events AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/span_events/*/*.parquet', hive_partitioning = true, union_by_name = true);
 CREATE VIEW metrics AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/metrics/*/*.parquet', hive_partitioning = true, union_by_name = true);
 CREATE VIEW exemplars AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/exemplars/*/*.parquet', hive_partitioning = true, union_by_name = true);
+CREATE VIEW logs AS SELECT * EXCLUDE (dt) FROM read_parquet('${DATA}/logs/*/*.parquet', hive_partitioning = true, union_by_name = true);
 -- The as-of time, as cartscope's default: the latest timestamp in the data.
 SET VARIABLE as_of_us = (SELECT max(t) FROM (
     SELECT epoch_us(max(end_time)) AS t FROM traces
