@@ -1180,7 +1180,9 @@ async fn implausible_times(ctx: &SessionContext, b: &TimeBounds) -> Result<Optio
 
 /// Runs the replay, or finds it kept beside the dataset, and registers `carts`,
 /// `cart_events`, `abandonments`, `cart_exemplars`, `cart_logs` and its derived rows (`derived_traces`,
-/// `derived_metrics`, seen through the `traces` and `metrics` views).
+/// `derived_metrics`, seen through the `traces` and `metrics` views). With
+/// `ReplayOptions::carts_only` and no kept replay, `cart_events`, `cart_exemplars` and
+/// `cart_logs` are not registered.
 pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Result<Summary> {
     let threshold = opts.threshold.unwrap_or(m.threshold);
     let key = if opts.keep_beside.is_empty() {
@@ -1206,7 +1208,8 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
             });
             match whole {
                 Ok(summary) => {
-                    register(ctx, m, &found.dir).await?;
+                    // A kept replay is always written with its events.
+                    register(ctx, m, &found.dir, true).await?;
                     return Ok(summary);
                 }
                 Err(e) => {
@@ -1325,13 +1328,14 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     summary.as_of = opts.as_of;
     summary.threshold = threshold;
     crate::output::phase("replay: written");
-    register(ctx, m, &replay.dir).await?;
+    register(ctx, m, &replay.dir, target.events).await?;
     summary.warnings = misfits(ctx, m, &summary, converting).await?;
     crate::output::phase("replay: misfits");
     let written = replay.dir.clone();
     let dir = replay.commit(&summary, opts.refresh || damaged)?;
     if dir != written {
-        register(ctx, m, &dir).await?;
+        // Another process's kept replay, committed first: kept replays have their events.
+        register(ctx, m, &dir, true).await?;
     }
     crate::output::phase("replay: committed");
     Ok(summary)
@@ -1776,11 +1780,20 @@ fn spilled(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> (usize, usize
 }
 
 /// Registers the replay's tables from the files in `dir`, and the views over them.
-async fn register(ctx: &SessionContext, m: &Model, dir: &std::path::Path) -> Result<()> {
-    // A replay written without its cart events (`ReplayOptions::carts_only`) registers
-    // neither them nor the views over them.
+///
+/// `with_events` says whether the replay wrote its cart events: false only for a temporary
+/// replay made with `ReplayOptions::carts_only`, which registers neither them nor the views
+/// over them. The caller says so rather than the folder: a kept replay whose events file has
+/// gone must fail when it is read, not lose `cart_events` quietly.
+async fn register(
+    ctx: &SessionContext,
+    m: &Model,
+    dir: &std::path::Path,
+    with_events: bool,
+) -> Result<()> {
     let events = dir.join(store::CART_EVENTS);
-    let with_events = events.is_file();
+    // A table left by an earlier replay in this session never stands in for this one's.
+    ctx.deregister_table("cart_events")?;
     let events = if with_events {
         Some((
             "cart_events",

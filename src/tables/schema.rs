@@ -382,8 +382,13 @@ mod tests {
 
     #[test]
     fn a_span_key_is_the_streaming_digest_of_its_length_prefixed_parts() {
+        // XXH3 hashes up to 128 bytes, 129 to 240 and longer inputs each its own way, and
+        // span_key lays out up to 128 on the stack: cases on each side of those lines.
         let long = "x".repeat(300);
+        let (edge, mid_a, mid_b) = ("e".repeat(120), "m".repeat(60), "n".repeat(74));
         for parts in [
+            vec![edge.as_str()],
+            vec![mid_a.as_str(), mid_b.as_str()],
             vec![],
             vec![""],
             vec!["4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"],
