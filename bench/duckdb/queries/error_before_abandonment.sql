@@ -12,6 +12,41 @@
 WITH failed AS (
     -- the carts listed: abandoned, their last operation failed
     SELECT * FROM carts WHERE outcome = 'abandoned' AND last_op_status = 'error'
+),
+last AS (
+    -- per failed cart, one pass over its events (with the warning and error log lines of
+    -- their traces up to its abandonment beside them): its last span, ordered as the replay
+    -- orders it, and its last such log line. One scan of cart_events, not one for the spans
+    -- and one for the logs' traces.
+    SELECT
+        e.cart_id,
+        first(e.trace_id ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC) AS trace_id,
+        first(e.span_id ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC) AS span_id,
+        first(e.end_time ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC) AS end_time,
+        -- a row without a log line comes after every row with one
+        first(g.severity ORDER BY g.timestamp IS NULL, g.timestamp DESC,
+              g.severity_number DESC, g.body DESC) AS last_log_severity,
+        first(g.body ORDER BY g.timestamp IS NULL, g.timestamp DESC,
+              g.severity_number DESC, g.body DESC) AS last_log_body
+    -- the failed carts' events kept first: joined to `failed` straight away, every event
+    -- was shuffled across the cores before the join kept a few (1.2x slower at 1M carts)
+    FROM (SELECT cart_id, trace_id, span_id, end_time, time FROM cart_events
+          WHERE cart_id IN (SELECT cart_id FROM failed)) e
+    JOIN failed c ON c.cart_id = e.cart_id
+    LEFT JOIN (
+        -- warning and error log lines (WARN is severity 13 to 16, ERROR 17 to 20, FATAL 21
+        -- to 24; the text when a record has no number)
+        SELECT trace_id, timestamp, severity_number, body,
+               coalesce(severity_text, CASE WHEN severity_number >= 21 THEN 'FATAL'
+                                            WHEN severity_number >= 17 THEN 'ERROR'
+                                            ELSE 'WARN' END) AS severity
+        FROM logs
+        WHERE severity_number >= 13
+           OR (severity_number IS NULL
+               AND upper(severity_text) IN ('WARN', 'WARNING', 'ERROR', 'CRITICAL', 'FATAL',
+                                            'SEVERE'))
+    ) g ON g.trace_id = e.trace_id AND g.timestamp <= c.abandoned_at
+    GROUP BY e.cart_id
 )
 SELECT
     f.operation,
@@ -44,18 +79,10 @@ FROM (
         l.trace_id,
         l.span_id,
         l.end_time AS failed_at,
-        g.severity AS last_log_severity,
-        g.body AS last_log_body
+        l.last_log_severity,
+        l.last_log_body
     FROM failed c
-    JOIN (
-        -- the cart's last span, ordered as the replay orders it
-        SELECT cart_id, trace_id, span_id, end_time,
-               row_number() OVER (PARTITION BY cart_id
-                                  ORDER BY end_time DESC, time DESC, span_id DESC) AS rn
-        FROM cart_events
-        -- only the failed carts' events: numbering every cart's took 5.5 s at 1M carts
-        WHERE cart_id IN (SELECT cart_id FROM failed)
-    ) l ON l.cart_id = c.cart_id AND l.rn = 1
+    JOIN last l ON l.cart_id = c.cart_id
     LEFT JOIN traces t
         ON t.trace_id = l.trace_id AND t.span_id = l.span_id
     LEFT JOIN (
@@ -66,28 +93,6 @@ FROM (
         FROM span_events
         WHERE name = 'exception'
     ) x ON x.trace_id = l.trace_id AND x.span_id = l.span_id AND x.rn = 1
-    LEFT JOIN (
-        -- the cart's last warning or error log line (WARN is severity 13 to 16, ERROR 17 to
-        -- 20, FATAL 21 to 24; the text when a record has no number)
-        SELECT c.cart_id, g.body,
-               coalesce(g.severity_text, CASE WHEN g.severity_number >= 21 THEN 'FATAL'
-                                              WHEN g.severity_number >= 17 THEN 'ERROR'
-                                              ELSE 'WARN' END) AS severity,
-               row_number() OVER (PARTITION BY c.cart_id
-                                  ORDER BY g.timestamp DESC, g.severity_number DESC,
-                                           g.body DESC) AS rn
-        FROM logs g
-        -- the failed carts' traces first: cart_logs pairs every cart's traces (4.45M
-        -- events at 1M carts) before this query keeps the failed ones
-        JOIN (SELECT DISTINCT trace_id, cart_id FROM cart_events
-              WHERE cart_id IN (SELECT cart_id FROM failed)) ft ON g.trace_id = ft.trace_id
-        JOIN failed c ON c.cart_id = ft.cart_id
-        WHERE (g.severity_number >= 13
-               OR (g.severity_number IS NULL
-                   AND upper(g.severity_text) IN ('WARN', 'WARNING', 'ERROR', 'CRITICAL',
-                                                  'FATAL', 'SEVERE')))
-          AND g.timestamp <= c.abandoned_at
-    ) g ON g.cart_id = c.cart_id AND g.rn = 1
 ) f
 ORDER BY carts_with_this_error DESC, f.operation, f.status_message NULLS LAST,
          f.total_value DESC NULLS LAST, f.cart_id
