@@ -12,19 +12,30 @@ WITH failed AS (
 ),
 last AS (
     -- per failed cart, one pass over its events (with the warning and error log lines of
-    -- their traces up to its abandonment beside them): its last span, ordered as the replay
-    -- orders it, and its last such log line. One scan of cart_events, not one for the spans
-    -- and one for the logs' traces.
+    -- their traces up to its abandonment beside them): its last span and its last such log
+    -- line. One scan of cart_events, not one for the spans and one for the logs' traces.
+    -- Every NULL order is written out, so that DuckDB's port (bench/duckdb) reads the same.
     SELECT
         e.cart_id,
-        first_value(e.trace_id ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC) AS trace_id,
-        first_value(e.span_id ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC) AS span_id,
-        first_value(e.end_time ORDER BY e.end_time DESC, e.time DESC, e.span_id DESC) AS end_time,
-        -- a row without a log line comes after every row with one
-        first_value(g.severity ORDER BY g.timestamp IS NULL, g.timestamp DESC,
-                    g.severity_number DESC, g.body DESC) AS last_log_severity,
-        first_value(g.body ORDER BY g.timestamp IS NULL, g.timestamp DESC,
-                    g.severity_number DESC, g.body DESC) AS last_log_body
+        -- the last span as the replay orders them (the reverse of its EVENT_ORDER)
+        first_value(e.trace_id ORDER BY
+            e.end_time DESC NULLS FIRST, e.time DESC NULLS FIRST,
+            e.span_id DESC NULLS FIRST, e.trace_id DESC NULLS FIRST) AS trace_id,
+        first_value(e.span_id ORDER BY
+            e.end_time DESC NULLS FIRST, e.time DESC NULLS FIRST,
+            e.span_id DESC NULLS FIRST, e.trace_id DESC NULLS FIRST) AS span_id,
+        first_value(e.end_time ORDER BY
+            e.end_time DESC NULLS FIRST, e.time DESC NULLS FIRST,
+            e.span_id DESC NULLS FIRST, e.trace_id DESC NULLS FIRST) AS end_time,
+        -- the last log line; a row without one (the LEFT JOIN's NULLs) after every row with
+        -- one; a line repeated because its trace holds several of the cart's events is the
+        -- same line
+        first_value(g.severity ORDER BY
+            g.timestamp DESC NULLS LAST, g.severity_number DESC NULLS FIRST,
+            g.body DESC NULLS FIRST, g.severity DESC NULLS FIRST) AS last_log_severity,
+        first_value(g.body ORDER BY
+            g.timestamp DESC NULLS LAST, g.severity_number DESC NULLS FIRST,
+            g.body DESC NULLS FIRST, g.severity DESC NULLS FIRST) AS last_log_body
     -- the failed carts' events kept first: joined to `failed` straight away, every event
     -- was shuffled across the cores before the join kept a few (1.2x slower at 1M carts)
     FROM (SELECT cart_id, trace_id, span_id, end_time, time FROM cart_events
@@ -85,8 +96,10 @@ FROM (
     LEFT JOIN (
         SELECT trace_id, span_id, attributes,
                row_number() OVER (PARTITION BY trace_id, span_id
-                                  ORDER BY timestamp DESC, attributes['exception.type'] DESC,
-                                           attributes['exception.message'] DESC) AS rn
+                                  ORDER BY timestamp DESC NULLS FIRST,
+                                           attributes['exception.type'] DESC NULLS FIRST,
+                                           attributes['exception.message'] DESC NULLS FIRST)
+                   AS rn
         FROM span_events
         WHERE name = 'exception'
     ) x ON x.trace_id = l.trace_id AND x.span_id = l.span_id AND x.rn = 1

@@ -1334,7 +1334,8 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     let written = replay.dir.clone();
     let dir = replay.commit(&summary, opts.refresh || damaged)?;
     if dir != written {
-        // Another process's kept replay, committed first: kept replays have their events.
+        // The replay kept under its key (its pending folder renamed, or another process's
+        // committed first): kept replays always have their events.
         register(ctx, m, &dir, true).await?;
     }
     crate::output::phase("replay: committed");
