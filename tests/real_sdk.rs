@@ -53,3 +53,55 @@ fn the_suggested_model_fits_sdk_output() {
         assert!(share >= 0.99, "{kind}: agreement {share}\n{toml}");
     }
 }
+
+/// `cart_events` carries each span's status message, as the SDK wrote it, and
+/// `error_before_abandonment` reports the failed span's message from there. The SDKs' files
+/// have failed payments with three messages (11 spans, each in a cart).
+#[test]
+fn cart_events_carry_the_sdks_status_messages() {
+    let sql = "SELECT count(*) AS events, count(e.status_message) AS with_message, \
+               count(DISTINCT e.status_message) AS messages, \
+               sum(CASE WHEN e.status_message IS DISTINCT FROM t.status_message THEN 1 ELSE 0 END) \
+                   AS differ \
+               FROM cart_events e JOIN observed_traces t \
+                   ON t.trace_id = e.trace_id AND t.span_id = e.span_id";
+    for (kind, file) in KINDS {
+        let data = fixture(&format!("real-sdk/{kind}")).join(file);
+        let data = data.to_str().unwrap();
+        let o = cartscope(&["query", "--data", data, "-f", "csv", "-e", sql]);
+        assert!(o.status.success(), "{kind}: {}", stderr(&o));
+        let out = stdout(&o);
+        let row: Vec<&str> = out.lines().nth(1).unwrap().split(',').collect();
+        assert!(row[0].parse::<u64>().unwrap() > 1000, "{kind}: {out}");
+        assert_eq!(row[1..], ["11", "3", "0"], "{kind}: {out}");
+
+        let o = cartscope(&[
+            "query",
+            "error_before_abandonment",
+            "--data",
+            data,
+            "-f",
+            "ndjson",
+        ]);
+        assert!(o.status.success(), "{kind}: {}", stderr(&o));
+        let rows: Vec<serde_json::Value> = stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!rows.is_empty(), "{kind}");
+        for r in &rows {
+            let m = r["status_message"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{kind}: {r}"));
+            assert!(
+                [
+                    "insufficient funds",
+                    "payment gateway timed out after 5s",
+                    "card declined by issuer"
+                ]
+                .contains(&m),
+                "{kind}: {r}"
+            );
+        }
+    }
+}

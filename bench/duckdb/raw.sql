@@ -1,8 +1,9 @@
 -- The replay straight from a raw OTLP/JSON lines traces export (${INPUT}), the way an analyst
 -- would write it in DuckDB: read_ndjson parses only the fields the replay reads (ids, name,
--- times, status code, the span attributes, the span events' times) and skips the rest, and
--- the spans are flattened once into a table that replay.sql then reads as `traces`. Span
--- event times count for the as-of time, as in cartscope; a traces export has no metrics.
+-- times, status code and message, the span attributes, the span events' times) and skips
+-- the rest, and the spans are flattened once into a table that replay.sql then reads as
+-- `traces`. Span event times count for the as-of time, as in cartscope; a traces export has
+-- no metrics.
 -- The status code is a number or, as the Python SDK writes it, the enum's name.
 CREATE TABLE traces AS
 WITH docs AS (
@@ -14,7 +15,7 @@ WITH docs AS (
                     startTimeUnixNano VARCHAR, endTimeUnixNano VARCHAR,
                     attributes STRUCT("key" VARCHAR, "value" STRUCT(stringValue VARCHAR, intValue VARCHAR, doubleValue DOUBLE, boolValue BOOLEAN))[],
                     events STRUCT(timeUnixNano VARCHAR)[],
-                    status STRUCT(code VARCHAR)
+                    status STRUCT(code VARCHAR, message VARCHAR)
                 )[]
             )[]
         )[]'})
@@ -30,6 +31,7 @@ SELECT
     make_timestamptz(CAST(span.endTimeUnixNano AS BIGINT) // 1000) AS end_time,
     CAST(CAST(span.endTimeUnixNano AS BIGINT) - CAST(span.startTimeUnixNano AS BIGINT) AS DOUBLE) / 1e6 AS duration_ms,
     CASE WHEN span.status.code IN ('1', 'STATUS_CODE_OK') THEN 'ok' WHEN span.status.code IN ('2', 'STATUS_CODE_ERROR') THEN 'error' ELSE 'unset' END AS status_code,
+    span.status.message AS status_message,
     map_from_entries(list_transform(span.attributes, lambda a: {k: a.key, v: coalesce(a.value.stringValue, a.value.intValue, CAST(a.value.doubleValue AS VARCHAR), CAST(a.value.boolValue AS VARCHAR))})) AS attributes,
     list_transform(span.events, lambda e: make_timestamptz(CAST(e.timeUnixNano AS BIGINT) // 1000)) AS event_times
 FROM sp;

@@ -29,6 +29,7 @@ SELECT tc.cart_id, t.start_time AS time, t.end_time,
             WHEN t.operation_name = 'payment.authorize' THEN 4
             WHEN t.operation_name = 'checkout.complete' THEN 5 END AS stage_order,
        t.operation_name AS operation, t.trace_id, t.span_id, t.duration_ms, t.status_code,
+       t.status_message,
        CASE WHEN t.attributes['cart.id'] IS NOT NULL THEN 'attribute' ELSE 'trace' END AS attributed_by,
        t.attributes['user.id'] AS user_id,
        TRY_CAST(t.attributes['cart.item_count'] AS BIGINT) AS item_count,

@@ -346,6 +346,7 @@ fn event_columns(m: &Model, by: &str) -> String {
     format!(
         "t.start_time AS time, t.end_time, {stage_name} AS stage, {stage_order} AS stage_order, \
          t.operation_name AS operation, t.trace_id, t.span_id, t.duration_ms, t.status_code, \
+         t.status_message, \
          {by} AS attributed_by, {user} AS user_id, \
          TRY_CAST({count} AS BIGINT) AS item_count, TRY_CAST({value} AS DOUBLE) AS total_value, \
          TRY_CAST({price} AS DOUBLE) * coalesce(TRY_CAST({quantity} AS DOUBLE), 1.0) AS line_value, \

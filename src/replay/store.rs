@@ -36,7 +36,8 @@ const REPLAYS: &str = "replays";
 const PENDING: &str = ".pending-";
 
 /// Changes whenever a replay's files would come out differently from the same inputs.
-const FORMAT: &str = "replay-4"; // 3: cart_events has line_value; 4: product_id, line_quantity
+// 3: cart_events has line_value; 4: product_id, line_quantity; 5: status_message
+const FORMAT: &str = "replay-5";
 
 /// Complete replays kept per dataset (the newest), besides the one just written.
 const KEEP: usize = 4;

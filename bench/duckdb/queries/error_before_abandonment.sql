@@ -1,6 +1,6 @@
 -- DuckDB port of queries/error_before_abandonment.sql (default parameters filled in), run after
--- replay.sql over the same dataset. Only the dialect differs: epoch_us(t) for
--- CAST(t AS BIGINT), the as-of time for NOW(), and the derived rows of metrics_all.
+-- replay.sql over the same dataset. Only the dialect differs: a struct literal for
+-- named_struct, first for first_value.
 -- name: error_before_abandonment
 -- description: Abandoned carts whose last operation failed: one row per cart with the failed
 --   operation, its status message and the exception its span recorded (exception.type and
@@ -20,28 +20,23 @@ last AS (
     -- Every NULL order is written out, so that DuckDB's port (bench/duckdb) reads the same.
     SELECT
         e.cart_id,
-        -- the last span as the replay orders them (the reverse of its EVENT_ORDER)
-        first(e.trace_id ORDER BY
-            e.end_time DESC NULLS FIRST, e.time DESC NULLS FIRST,
-            e.span_id DESC NULLS FIRST, e.trace_id DESC NULLS FIRST) AS trace_id,
-        first(e.span_id ORDER BY
-            e.end_time DESC NULLS FIRST, e.time DESC NULLS FIRST,
-            e.span_id DESC NULLS FIRST, e.trace_id DESC NULLS FIRST) AS span_id,
-        first(e.end_time ORDER BY
-            e.end_time DESC NULLS FIRST, e.time DESC NULLS FIRST,
-            e.span_id DESC NULLS FIRST, e.trace_id DESC NULLS FIRST) AS end_time,
-        -- the last log line; a row without one (the LEFT JOIN's NULLs) after every row with
-        -- one; a line repeated because its trace holds several of the cart's events is the
-        -- same line
-        first(g.severity ORDER BY
-            g.timestamp DESC NULLS LAST, g.severity_number DESC NULLS FIRST,
-            g.body DESC NULLS FIRST, g.severity DESC NULLS FIRST) AS last_log_severity,
-        first(g.body ORDER BY
-            g.timestamp DESC NULLS LAST, g.severity_number DESC NULLS FIRST,
-            g.body DESC NULLS FIRST, g.severity DESC NULLS FIRST) AS last_log_body
+        -- the last span as the replay orders them (the reverse of its EVENT_ORDER), and
+        -- the last log line: a row without one (the LEFT JOIN's NULLs) after every row
+        -- with one; a line repeated because its trace holds several of the cart's events
+        -- is the same line. Each is one ordered pick of a struct, so that its fields
+        -- come from one row.
+        first({'trace_id': e.trace_id, 'span_id': e.span_id,
+               'end_time': e.end_time, 'status_message': e.status_message}
+               ORDER BY e.end_time DESC NULLS FIRST, e.time DESC NULLS FIRST,
+                        e.span_id DESC NULLS FIRST, e.trace_id DESC NULLS FIRST)
+            AS span,
+        first({'severity': g.severity, 'body': g.body}
+               ORDER BY g.timestamp DESC NULLS LAST, g.severity_number DESC NULLS FIRST,
+                        g.body DESC NULLS FIRST, g.severity DESC NULLS FIRST)
+            AS log
     -- the failed carts' events kept first: joined to `failed` straight away, every event
     -- was shuffled across the cores before the join kept a few (1.2x slower at 1M carts)
-    FROM (SELECT cart_id, trace_id, span_id, end_time, time FROM cart_events
+    FROM (SELECT cart_id, trace_id, span_id, end_time, time, status_message FROM cart_events
           WHERE cart_id IN (SELECT cart_id FROM failed)) e
     JOIN failed c ON c.cart_id = e.cart_id
     LEFT JOIN (
@@ -83,19 +78,17 @@ FROM (
         c.total_value,
         c.last_stage,
         c.last_operation AS operation,
-        t.status_message,
+        l.span['status_message'] AS status_message,
         x.attributes['exception.type'] AS exception_type,
         x.attributes['exception.message'] AS exception_message,
         round(c.last_op_duration_ms, 3) AS duration_ms,
-        l.trace_id,
-        l.span_id,
-        l.end_time AS failed_at,
-        l.last_log_severity,
-        l.last_log_body
+        l.span['trace_id'] AS trace_id,
+        l.span['span_id'] AS span_id,
+        l.span['end_time'] AS failed_at,
+        l.log['severity'] AS last_log_severity,
+        l.log['body'] AS last_log_body
     FROM failed c
     JOIN last l ON l.cart_id = c.cart_id
-    LEFT JOIN traces t
-        ON t.trace_id = l.trace_id AND t.span_id = l.span_id
     LEFT JOIN (
         SELECT trace_id, span_id, attributes,
                row_number() OVER (PARTITION BY trace_id, span_id
@@ -105,7 +98,7 @@ FROM (
                    AS rn
         FROM span_events
         WHERE name = 'exception'
-    ) x ON x.trace_id = l.trace_id AND x.span_id = l.span_id AND x.rn = 1
+    ) x ON x.trace_id = l.span['trace_id'] AND x.span_id = l.span['span_id'] AND x.rn = 1
 ) f
 ORDER BY carts_with_this_error DESC, f.operation, f.status_message NULLS LAST,
          f.total_value DESC NULLS LAST, f.cart_id
