@@ -639,3 +639,106 @@ fn the_python_sdks_log_records_link_to_their_carts_as_the_truth_says() {
     }
     assert!(shown >= 10, "only {shown} carts have a last log line");
 }
+
+/// A trace holding many of a cart's spans and many warning lines (hand-made, each cart's
+/// checkout trace: 60 database spans without cart.id and 60 warnings, then a failed payment
+/// and its ERROR line): `error_before_abandonment` gives each cart one row, with the failed
+/// payment and its ERROR line; a warning written after the cart's abandonment does not count.
+#[test]
+fn a_trace_of_many_spans_and_warnings_gives_its_cart_one_row_with_its_last_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut spans, mut records) = (Vec::new(), Vec::new());
+    for c in 0..3u64 {
+        let trace = format!("{:032x}", 0xabc000 + c);
+        let root = format!("{:016x}", c * 1000 + 1);
+        let pay = format!("{:016x}", c * 1000 + 2);
+        let at = |ms: u64| BASE_NS + c * 60 * S + ms * 1_000_000;
+        let span = |id: &str,
+                    parent: &str,
+                    name: &str,
+                    t0: u64,
+                    t1: u64,
+                    attrs: &str,
+                    status: &str| {
+            format!(
+                r#"{{"traceId":"{trace}","spanId":"{id}","parentSpanId":"{parent}","name":"{name}","kind":2,"startTimeUnixNano":"{t0}","endTimeUnixNano":"{t1}","attributes":[{attrs}],"status":{{{status}}}}}"#
+            )
+        };
+        let cart = format!(r#"{{"key":"cart.id","value":{{"stringValue":"cart-{c}"}}}}"#);
+        spans.push(span(
+            &root,
+            "",
+            "cart.begin_checkout",
+            at(0),
+            at(900),
+            &cart,
+            "",
+        ));
+        for i in 0..60 {
+            let id = format!("{:016x}", c * 1000 + 10 + i);
+            spans.push(span(&id, &root, "db.query", at(10 + i), at(11 + i), "", ""));
+            records.push(record(
+                c * 60 + 1,
+                &format!(
+                    r#""severityNumber":13,"severityText":"WARN","body":{{"stringValue":"pool slow {i}"}},"traceId":"{trace}","spanId":"{id}""#
+                ),
+            ));
+        }
+        spans.push(span(
+            &pay,
+            &root,
+            "payment.authorize",
+            at(1000),
+            at(1300),
+            &cart,
+            r#""code":2,"message":"insufficient funds""#,
+        ));
+        records.push(record(
+            c * 60 + 2,
+            &format!(
+                r#""severityNumber":17,"severityText":"ERROR","body":{{"stringValue":"payment failed for cart-{c}"}},"traceId":"{trace}","spanId":"{pay}""#
+            ),
+        ));
+        // An hour later, past the cart's abandonment (30 minutes after its last span).
+        records.push(record(
+            c * 60 + 3600,
+            &format!(
+                r#""severityNumber":13,"severityText":"WARN","body":{{"stringValue":"late"}},"traceId":"{trace}","spanId":"{root}""#
+            ),
+        ));
+    }
+    let traces = tmp.path().join("traces.jsonl");
+    std::fs::write(&traces, traces_line(&spans.join(","))).unwrap();
+    let logs = tmp.path().join("logs.jsonl");
+    std::fs::write(&logs, logs_line(&records)).unwrap();
+    let (rows, text) = ndjson(&[
+        "query",
+        "error_before_abandonment",
+        "--data",
+        traces.to_str().unwrap(),
+        logs.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "-f",
+        "ndjson",
+    ]);
+    assert_eq!(rows.len(), 3, "{text}");
+    for r in &rows {
+        let c = r["cart_id"].as_str().unwrap().trim_start_matches("cart-");
+        let c: u64 = c.parse().unwrap();
+        assert_eq!(r["operation"], "payment.authorize", "{r}");
+        assert_eq!(r["status_message"], "insufficient funds", "{r}");
+        assert_eq!(r["carts_with_this_error"], 3, "{r}");
+        assert_eq!(
+            r["span_id"],
+            format!("{:016x}", c * 1000 + 2).as_str(),
+            "{r}"
+        );
+        assert_eq!(r["last_log_severity"], "ERROR", "{r}");
+        assert_eq!(
+            r["last_log_body"],
+            format!("payment failed for cart-{c}").as_str(),
+            "{r}"
+        );
+    }
+}

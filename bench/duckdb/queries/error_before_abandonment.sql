@@ -14,31 +14,45 @@ WITH failed AS (
     SELECT * FROM carts WHERE outcome = 'abandoned' AND last_op_status = 'error'
 ),
 last AS (
-    -- per failed cart, one pass over its events (with the warning and error log lines of
-    -- their traces up to its abandonment beside them): its last span and its last such log
-    -- line. One scan of cart_events, not one for the spans and one for the logs' traces.
-    -- Every NULL order is written out, so that DuckDB's port (bench/duckdb) reads the same.
+    -- per failed cart, one pass over its events: its last span, and its last warning or
+    -- error log line of their traces up to its abandonment. One scan of cart_events, not
+    -- one for the spans and one for the logs' traces. Every NULL order is written out, so
+    -- that DuckDB's port (bench/duckdb) reads the same.
     SELECT
-        e.cart_id,
-        -- the last span as the replay orders them (the reverse of its EVENT_ORDER), and
-        -- the last log line: a row without one (the LEFT JOIN's NULLs) after every row
-        -- with one; a line repeated because its trace holds several of the cart's events
-        -- is the same line. Each is one ordered pick of a struct, so that its fields
-        -- come from one row.
-        first({'trace_id': e.trace_id, 'span_id': e.span_id,
-               'end_time': e.end_time, 'status_message': e.status_message}
-               ORDER BY e.end_time DESC NULLS FIRST, e.time DESC NULLS FIRST,
-                        e.span_id DESC NULLS FIRST, e.trace_id DESC NULLS FIRST)
+        p.cart_id,
+        -- the last span as the replay orders them (the reverse of its EVENT_ORDER): the
+        -- last of its traces' last spans. One pick of a struct, so that its fields come
+        -- from one row.
+        first({'trace_id': p.trace_id, 'span_id': p.span_id,
+               'end_time': p.end_time, 'status_message': p.status_message}
+               ORDER BY p.end_time DESC NULLS FIRST, p.time DESC NULLS FIRST,
+                        p.span_id DESC NULLS FIRST, p.trace_id DESC NULLS FIRST)
             AS span,
+        -- the last log line; a row without one (the LEFT JOIN's NULLs) after every row
+        -- with one
         first({'severity': g.severity, 'body': g.body}
                ORDER BY g.timestamp DESC NULLS LAST, g.severity_number DESC NULLS FIRST,
                         g.body DESC NULLS FIRST, g.severity DESC NULLS FIRST)
             AS log
-    -- the failed carts' events kept first: joined to `failed` straight away, every event
-    -- was shuffled across the cores before the join kept a few (1.2x slower at 1M carts)
-    FROM (SELECT cart_id, trace_id, span_id, end_time, time, status_message FROM cart_events
-          WHERE cart_id IN (SELECT cart_id FROM failed)) e
-    JOIN failed c ON c.cart_id = e.cart_id
+    FROM (
+        -- per failed cart and trace, its last span: a trace's log lines meet one row of
+        -- the cart's, however many of its spans the trace holds. Joined to every event
+        -- instead, a trace of 200 spans and 200 warnings made 40,000 rows of its cart: 14x
+        -- slower on such traces (bench/log-heavy); that form was 1.1x faster on generated
+        -- traces of a few spans. The failed carts' events are kept before the join to
+        -- `failed`: joined straight away, every event was shuffled across the cores first
+        -- (1.2x slower at 1M carts).
+        SELECT cart_id, trace_id, span_id, time, end_time, status_message
+        FROM (SELECT cart_id, trace_id, span_id, time, end_time, status_message,
+                     row_number() OVER (PARTITION BY cart_id, trace_id
+                                        ORDER BY end_time DESC NULLS FIRST,
+                                                 time DESC NULLS FIRST,
+                                                 span_id DESC NULLS FIRST) AS n
+              FROM cart_events
+              WHERE cart_id IN (SELECT cart_id FROM failed))
+        WHERE n = 1
+    ) p
+    JOIN failed c ON c.cart_id = p.cart_id
     LEFT JOIN (
         -- warning and error log lines (WARN is severity 13 to 16, ERROR 17 to 20, FATAL 21
         -- to 24; the text when a record has no number)
@@ -51,8 +65,8 @@ last AS (
            OR (severity_number IS NULL
                AND upper(severity_text) IN ('WARN', 'WARNING', 'ERROR', 'CRITICAL', 'FATAL',
                                             'SEVERE'))
-    ) g ON g.trace_id = e.trace_id AND g.timestamp <= c.abandoned_at
-    GROUP BY e.cart_id
+    ) g ON g.trace_id = p.trace_id AND g.timestamp <= c.abandoned_at
+    GROUP BY p.cart_id
 )
 SELECT
     f.operation,
