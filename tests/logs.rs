@@ -742,3 +742,66 @@ fn a_trace_of_many_spans_and_warnings_gives_its_cart_one_row_with_its_last_line(
         );
     }
 }
+
+/// A cart over three traces (hand-made): a warning in its first; its failed payment, with no
+/// log line, in its second; in its third a span that ends with the payment but started
+/// before it. `error_before_abandonment` names the payment (the later start wins the tie,
+/// as in the replay) and the first trace's warning: each trace's lines count, not only the
+/// last span's trace's.
+#[test]
+fn the_last_line_may_come_from_another_trace_than_the_failed_span() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cart = r#"{"key":"cart.id","value":{"stringValue":"cart-7"}}"#;
+    let ms = |ms: u64| BASE_NS + ms * 1_000_000;
+    let span = |trace: u64, id: u64, name: &str, t0: u64, t1: u64, status: &str| {
+        format!(
+            r#"{{"traceId":"{trace:032x}","spanId":"{id:016x}","name":"{name}","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":[{cart}],"status":{{{status}}}}}"#,
+            ms(t0),
+            ms(t1)
+        )
+    };
+    let spans = [
+        span(0xa1, 1, "cart.add_item", 0, 100, ""),
+        span(0xb2, 2, "cart.begin_checkout", 60_000, 61_000, ""),
+        span(
+            0xb2,
+            3,
+            "payment.authorize",
+            70_000,
+            70_500,
+            r#""code":2,"message":"card declined""#,
+        ),
+        span(0xc3, 4, "cart.add_item", 69_000, 70_500, ""),
+    ];
+    let warning = record(
+        1,
+        &format!(
+            r#""severityNumber":13,"severityText":"WARN","body":{{"stringValue":"stock low"}},"traceId":"{:032x}","spanId":"{:016x}""#,
+            0xa1, 1
+        ),
+    );
+    let traces = tmp.path().join("traces.jsonl");
+    std::fs::write(&traces, traces_line(&spans.join(","))).unwrap();
+    let logs = tmp.path().join("logs.jsonl");
+    std::fs::write(&logs, logs_line(&[warning])).unwrap();
+    let (rows, text) = ndjson(&[
+        "query",
+        "error_before_abandonment",
+        "--data",
+        traces.to_str().unwrap(),
+        logs.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "-f",
+        "ndjson",
+    ]);
+    assert_eq!(rows.len(), 1, "{text}");
+    let r = &rows[0];
+    assert_eq!(r["cart_id"], "cart-7", "{r}");
+    assert_eq!(r["operation"], "payment.authorize", "{r}");
+    assert_eq!(r["status_message"], "card declined", "{r}");
+    assert_eq!(r["trace_id"], format!("{:032x}", 0xb2).as_str(), "{r}");
+    assert_eq!(r["span_id"], format!("{:016x}", 3).as_str(), "{r}");
+    assert_eq!(r["last_log_severity"], "WARN", "{r}");
+    assert_eq!(r["last_log_body"], "stock low", "{r}");
+}

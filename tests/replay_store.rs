@@ -517,7 +517,8 @@ fn a_query_that_runs_out_of_memory_across_every_core_runs_again_joining_the_othe
         (stdout(&o), stderr(&o))
     };
     let query = |name: &'static str| ["query", name, "--data", &data, "-f", "csv"];
-    // Hash joins first (over the observed spans, in no join order), then merge joins.
+    // Hash joins first (the failed carts' events and their logs, in no join order), then merge
+    // joins.
     let hashed = query("error_before_abandonment");
     // Merge joins first (over the replay's tables, in cart order), then hash joins.
     let merged = query("latency_vs_conversion");

@@ -31,7 +31,7 @@ SELECT
     make_timestamptz(CAST(span.endTimeUnixNano AS BIGINT) // 1000) AS end_time,
     CAST(CAST(span.endTimeUnixNano AS BIGINT) - CAST(span.startTimeUnixNano AS BIGINT) AS DOUBLE) / 1e6 AS duration_ms,
     CASE WHEN span.status.code IN ('1', 'STATUS_CODE_OK') THEN 'ok' WHEN span.status.code IN ('2', 'STATUS_CODE_ERROR') THEN 'error' ELSE 'unset' END AS status_code,
-    span.status.message AS status_message,
+    nullif(span.status.message, '') AS status_message,
     map_from_entries(list_transform(span.attributes, lambda a: {k: a.key, v: coalesce(a.value.stringValue, a.value.intValue, CAST(a.value.doubleValue AS VARCHAR), CAST(a.value.boolValue AS VARCHAR))})) AS attributes,
     list_transform(span.events, lambda e: make_timestamptz(CAST(e.timeUnixNano AS BIGINT) // 1000)) AS event_times
 FROM sp;

@@ -141,8 +141,8 @@ fn is_zero(n: &u64) -> bool {
 
 /// Which of one cart's events (rows in sort order) to keep: one row of each span (trace and
 /// span id). Overlapping exports repeat spans, and each is to count once. Of differing
-/// copies the one that ended last (then the longer, then by status and name) is kept; of
-/// equal ones the first in sort order.
+/// copies the one that ended last (then the longer, then by status, name and status
+/// message) is kept; of equal ones the first in sort order.
 fn dedupe_cart(rows: &[(usize, usize)], cols: &[EventColumns], keep: &mut Vec<bool>) -> u64 {
     keep.clear();
     keep.resize(rows.len(), true);
@@ -162,6 +162,7 @@ fn dedupe_cart(rows: &[(usize, usize)], cols: &[EventColumns], keep: &mut Vec<bo
             opt(&c.dur, i).map_or(0, |i| c.dur.value(i).to_bits()),
             text_at(&c.status, i).unwrap_or_default(),
             text_at(&c.op, i).unwrap_or_default(),
+            text_at(&c.message, i).unwrap_or_default(),
         )
     };
     let mut ids: Vec<(&str, &str, usize)> = (0..rows.len())
@@ -800,6 +801,7 @@ struct EventColumns {
     span: StringArray,
     dur: Float64Array,
     status: StringArray,
+    message: StringArray,
     user: StringArray,
     items: Int64Array,
     value: Float64Array,
@@ -846,6 +848,7 @@ impl EventColumns {
             span: text("span_id")?,
             dur: float("duration_ms")?,
             status: text("status_code")?,
+            message: text("status_message")?,
             user: text("user_id")?,
             items: int("item_count")?,
             value: float("total_value")?,

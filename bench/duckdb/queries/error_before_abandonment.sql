@@ -21,12 +21,14 @@ last AS (
     SELECT
         p.cart_id,
         -- the last span as the replay orders them (the reverse of its EVENT_ORDER): the
-        -- last of its traces' last spans. One pick of a struct, so that its fields come
-        -- from one row.
+        -- last of its traces' last spans; of spans that tie on all that (no span id), one
+        -- with a status message. One pick of a struct, so that its fields come from one
+        -- row.
         first({'trace_id': p.trace_id, 'span_id': p.span_id,
                'end_time': p.end_time, 'status_message': p.status_message}
                ORDER BY p.end_time DESC NULLS FIRST, p.time DESC NULLS FIRST,
-                        p.span_id DESC NULLS FIRST, p.trace_id DESC NULLS FIRST)
+                        p.span_id DESC NULLS FIRST, p.trace_id DESC NULLS FIRST,
+                        p.status_message DESC NULLS LAST)
             AS span,
         -- the last log line; a row without one (the LEFT JOIN's NULLs) after every row
         -- with one
@@ -37,17 +39,18 @@ last AS (
     FROM (
         -- per failed cart and trace, its last span: a trace's log lines meet one row of
         -- the cart's, however many of its spans the trace holds. Joined to every event
-        -- instead, a trace of 200 spans and 200 warnings made 40,000 rows of its cart: 14x
-        -- slower on such traces (bench/log-heavy); that form was 1.1x faster on generated
-        -- traces of a few spans. The failed carts' events are kept before the join to
-        -- `failed`: joined straight away, every event was shuffled across the cores first
-        -- (1.2x slower at 1M carts).
+        -- instead, a trace of 200 spans and 200 warnings made 40,000 rows of its cart:
+        -- 12.6x slower on such traces (bench/log-heavy); that form was 1.1x faster on
+        -- generated traces of a few spans. The failed carts' events are kept before the
+        -- join to `failed`: joined straight away, every event was shuffled across the
+        -- cores first (1.2x slower at 1M carts).
         SELECT cart_id, trace_id, span_id, time, end_time, status_message
         FROM (SELECT cart_id, trace_id, span_id, time, end_time, status_message,
                      row_number() OVER (PARTITION BY cart_id, trace_id
                                         ORDER BY end_time DESC NULLS FIRST,
                                                  time DESC NULLS FIRST,
-                                                 span_id DESC NULLS FIRST) AS n
+                                                 span_id DESC NULLS FIRST,
+                                                 status_message DESC NULLS LAST) AS n
               FROM cart_events
               WHERE cart_id IN (SELECT cart_id FROM failed))
         WHERE n = 1
