@@ -805,3 +805,52 @@ fn the_last_line_may_come_from_another_trace_than_the_failed_span() {
     assert_eq!(r["last_log_severity"], "WARN", "{r}");
     assert_eq!(r["last_log_body"], "stock low", "{r}");
 }
+
+/// A failed payment exported twice, as overlapping exports repeat spans (hand-made: two carts,
+/// each payment in two copies that differ only in their status message): each cart is one
+/// row of `error_before_abandonment`, counted once, with the message of the copy the replay
+/// keeps (of copies equal in all else, the greater message).
+#[test]
+fn a_failed_span_exported_twice_gives_its_cart_one_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ms = |ms: u64| BASE_NS + ms * 1_000_000;
+    let mut spans = Vec::new();
+    for c in 0..2u64 {
+        let cart = format!(r#"{{"key":"cart.id","value":{{"stringValue":"cart-{c}"}}}}"#);
+        let span = |id: u64, name: &str, t0: u64, t1: u64, status: &str| {
+            format!(
+                r#"{{"traceId":"{:032x}","spanId":"{id:016x}","name":"{name}","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":[{cart}],"status":{{{status}}}}}"#,
+                0xd0 + c,
+                ms(t0),
+                ms(t1)
+            )
+        };
+        spans.push(span(1, "cart.begin_checkout", 0, 1_000, ""));
+        for message in ["card declined", "card declined by issuer"] {
+            spans.push(span(
+                2,
+                "payment.authorize",
+                2_000,
+                2_300,
+                &format!(r#""code":2,"message":"{message}""#),
+            ));
+        }
+    }
+    let traces = tmp.path().join("traces.jsonl");
+    std::fs::write(&traces, traces_line(&spans.join(","))).unwrap();
+    let (rows, text) = ndjson(&[
+        "query",
+        "error_before_abandonment",
+        "--data",
+        traces.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "-f",
+        "ndjson",
+    ]);
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in &rows {
+        assert_eq!(r["status_message"], "card declined by issuer", "{r}");
+        assert_eq!(r["carts_with_this_error"], 2, "{r}");
+    }
+}
