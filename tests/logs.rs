@@ -640,13 +640,30 @@ fn the_python_sdks_log_records_link_to_their_carts_as_the_truth_says() {
     assert!(shown >= 10, "only {shown} carts have a last log line");
 }
 
+/// `error_before_abandonment` as of `AS_OF` over hand-made spans (one traces line) and log
+/// records (one logs line; none when empty): its rows, and its text for messages.
+fn failed_rows(spans: &[String], records: &[String]) -> (Vec<serde_json::Value>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces.jsonl");
+    std::fs::write(&traces, traces_line(&spans.join(","))).unwrap();
+    let logs = tmp.path().join("logs.jsonl");
+    let mut data = vec![traces.to_str().unwrap()];
+    if !records.is_empty() {
+        std::fs::write(&logs, logs_line(records)).unwrap();
+        data.push(logs.to_str().unwrap());
+    }
+    let mut args = vec!["query", "error_before_abandonment", "--data"];
+    args.extend(data);
+    args.extend(["--as-of", AS_OF, "-f", "ndjson"]);
+    ndjson(&args)
+}
+
 /// A trace holding many of a cart's spans and many warning lines (hand-made, each cart's
 /// checkout trace: 60 database spans without cart.id and 60 warnings, then a failed payment
 /// and its ERROR line): `error_before_abandonment` gives each cart one row, with the failed
 /// payment and its ERROR line; a warning written after the cart's abandonment does not count.
 #[test]
 fn a_trace_of_many_spans_and_warnings_gives_its_cart_one_row_with_its_last_line() {
-    let tmp = tempfile::tempdir().unwrap();
     let (mut spans, mut records) = (Vec::new(), Vec::new());
     for c in 0..3u64 {
         let trace = format!("{:032x}", 0xabc000 + c);
@@ -707,21 +724,7 @@ fn a_trace_of_many_spans_and_warnings_gives_its_cart_one_row_with_its_last_line(
             ),
         ));
     }
-    let traces = tmp.path().join("traces.jsonl");
-    std::fs::write(&traces, traces_line(&spans.join(","))).unwrap();
-    let logs = tmp.path().join("logs.jsonl");
-    std::fs::write(&logs, logs_line(&records)).unwrap();
-    let (rows, text) = ndjson(&[
-        "query",
-        "error_before_abandonment",
-        "--data",
-        traces.to_str().unwrap(),
-        logs.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "-f",
-        "ndjson",
-    ]);
+    let (rows, text) = failed_rows(&spans, &records);
     assert_eq!(rows.len(), 3, "{text}");
     for r in &rows {
         let c = r["cart_id"].as_str().unwrap().trim_start_matches("cart-");
@@ -750,7 +753,6 @@ fn a_trace_of_many_spans_and_warnings_gives_its_cart_one_row_with_its_last_line(
 /// last span's trace's.
 #[test]
 fn the_last_line_may_come_from_another_trace_than_the_failed_span() {
-    let tmp = tempfile::tempdir().unwrap();
     let cart = r#"{"key":"cart.id","value":{"stringValue":"cart-7"}}"#;
     let ms = |ms: u64| BASE_NS + ms * 1_000_000;
     let span = |trace: u64, id: u64, name: &str, t0: u64, t1: u64, status: &str| {
@@ -780,21 +782,7 @@ fn the_last_line_may_come_from_another_trace_than_the_failed_span() {
             0xa1, 1
         ),
     );
-    let traces = tmp.path().join("traces.jsonl");
-    std::fs::write(&traces, traces_line(&spans.join(","))).unwrap();
-    let logs = tmp.path().join("logs.jsonl");
-    std::fs::write(&logs, logs_line(&[warning])).unwrap();
-    let (rows, text) = ndjson(&[
-        "query",
-        "error_before_abandonment",
-        "--data",
-        traces.to_str().unwrap(),
-        logs.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "-f",
-        "ndjson",
-    ]);
+    let (rows, text) = failed_rows(&spans, &[warning]);
     assert_eq!(rows.len(), 1, "{text}");
     let r = &rows[0];
     assert_eq!(r["cart_id"], "cart-7", "{r}");
@@ -812,7 +800,6 @@ fn the_last_line_may_come_from_another_trace_than_the_failed_span() {
 /// keeps (of copies equal in all else, the greater message).
 #[test]
 fn a_failed_span_exported_twice_gives_its_cart_one_row() {
-    let tmp = tempfile::tempdir().unwrap();
     let ms = |ms: u64| BASE_NS + ms * 1_000_000;
     let mut spans = Vec::new();
     for c in 0..2u64 {
@@ -836,18 +823,7 @@ fn a_failed_span_exported_twice_gives_its_cart_one_row() {
             ));
         }
     }
-    let traces = tmp.path().join("traces.jsonl");
-    std::fs::write(&traces, traces_line(&spans.join(","))).unwrap();
-    let (rows, text) = ndjson(&[
-        "query",
-        "error_before_abandonment",
-        "--data",
-        traces.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "-f",
-        "ndjson",
-    ]);
+    let (rows, text) = failed_rows(&spans, &[]);
     assert_eq!(rows.len(), 2, "{text}");
     for r in &rows {
         assert_eq!(r["status_message"], "card declined by issuer", "{r}");
