@@ -168,6 +168,17 @@ pub enum Declared {
     Policy(TailPolicy),
 }
 
+impl Declared {
+    /// Whether the flags say of some trace that it was kept with a probability below 1.
+    fn below_one(&self) -> bool {
+        match self {
+            Declared::Nothing => false,
+            Declared::Rate(p) => *p < 1.0,
+            Declared::Policy(t) => t.rate < 1.0,
+        }
+    }
+}
+
 /// The probability a cart's deciding trace was kept, and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Kept {
@@ -197,10 +208,10 @@ pub(super) fn double(x: f64) -> String {
     format!("CAST('{x}' AS DOUBLE)")
 }
 
-/// Per trace that `traces` (a condition on `observed_traces t`) keeps, what its spans and the
-/// flags say of the probability it was kept: `ot` (the tracestate's threshold), `attr` (the
-/// model's keys) and `declared` (`--trace-sample-rate`, or the policy judged on the trace).
-pub(super) fn trace_probability_sql(m: &Model, traces: &str, declared: &Declared) -> String {
+/// What the model's keys on a span (`t`) say of the probability its trace was kept: the
+/// first of its `sampling_probability` keys in (0, 1], else 1 over the first of its
+/// `adjusted_count` keys at least 1; NULL where none says.
+fn attribute_probability_sql(m: &Model) -> String {
     let k = &m.keys;
     let probability = k.sampling_probability.iter().map(|a| {
         format!(
@@ -216,11 +227,18 @@ pub(super) fn trace_probability_sql(m: &Model, traces: &str, declared: &Declared
         )
     });
     let attribute: Vec<String> = probability.chain(adjusted).collect();
-    let attribute = match attribute.len() {
+    match attribute.len() {
         0 => "CAST(NULL AS DOUBLE)".to_string(),
         1 => attribute[0].clone(),
         _ => format!("coalesce({})", attribute.join(", ")),
-    };
+    }
+}
+
+/// Per trace that `traces` (a condition on `observed_traces t`) keeps, what its spans and the
+/// flags say of the probability it was kept: `ot` (the tracestate's threshold), `attr` (the
+/// model's keys) and `declared` (`--trace-sample-rate`, or the policy judged on the trace).
+pub(super) fn trace_probability_sql(m: &Model, traces: &str, declared: &Declared) -> String {
+    let attribute = attribute_probability_sql(m);
     let declared = match declared {
         Declared::Nothing => "CAST(NULL AS DOUBLE)".to_string(),
         Declared::Rate(p) => double(*p),
@@ -248,6 +266,25 @@ pub(super) fn trace_probability_sql(m: &Model, traces: &str, declared: &Declared
                 {declared} AS declared
          FROM observed_traces t WHERE {traces} GROUP BY t.trace_id"
     )
+}
+
+/// Whether some span says its trace was kept with a probability below 1: a tracestate
+/// threshold, or one of the model's sampling keys. One scan of two columns, which stops at
+/// the first such span. When none does (and neither the flags nor the metrics say the
+/// traces were sampled), every cart's deciding trace was kept: `estimate` need not join the
+/// carts to their traces, a join whose table holds every period cart's trace id (at 10M
+/// carts, more than a 1 GB cap).
+async fn spans_below_one(ctx: &SessionContext, m: &Model) -> Result<bool> {
+    let b = batches(
+        ctx,
+        &format!(
+            "SELECT 1 FROM observed_traces t
+             WHERE ot_probability(t.trace_state) < 1 OR {} < 1 LIMIT 1",
+            attribute_probability_sql(m)
+        ),
+    )
+    .await?;
+    Ok(b.iter().any(|b| b.num_rows() > 0))
 }
 
 /// Whether the metrics show traces missing (sampled, or an exporter down).
@@ -490,6 +527,9 @@ pub async fn estimate(
     rc: Option<(&Reconciliation, &ByStageHour)>,
 ) -> Result<Option<(Sampling, String)>> {
     let incomplete_traces = rc.is_some_and(|(r, _)| traces_missing(r));
+    if !incomplete_traces && !declared.below_one() && !spans_below_one(ctx, m).await? {
+        return Ok(None);
+    }
     let coverage = stage_coverage_sql(rc.map(|(r, _)| r), "c.last_stage");
     let kept = kept_sql(m, cur, declared, coverage);
     let groups = groups(ctx, &kept).await?;
