@@ -107,18 +107,13 @@ impl Passes {
         }
     }
 
-    /// The pass of `expr`, as SQL.
+    /// The pass of `expr`, as SQL (`pass_of`, a binary search of the bounds).
     pub fn of(&self, expr: &str) -> String {
         if self.bounds.is_empty() {
             return "0".to_string();
         }
-        let whens: String = self
-            .bounds
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!(" WHEN {expr} < {} THEN {i}", lit(b)))
-            .collect();
-        format!("CASE{whens} ELSE {} END", self.bounds.len())
+        let bounds: Vec<String> = self.bounds.iter().map(|b| lit(b)).collect();
+        format!("pass_of({expr}, {})", bounds.join(", "))
     }
 }
 

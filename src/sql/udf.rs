@@ -6,6 +6,8 @@
 //! - `ot_probability(trace_state)`: the probability with which a span's trace was kept, read
 //!   from the sampling threshold OpenTelemetry's probability samplers write in the W3C
 //!   tracestate (`ot=th:c` is 25%); NULL when it records none.
+//! - `pass_of(key, bound, ...)`: the pass of a text key among sorted bounds (`Passes`), found
+//!   by binary search: the number of bounds at or below it; NULL keys in the last pass.
 //!
 //! and the aggregate `last_by(value, key, ...)` (`sql/last_by.rs`).
 
@@ -27,6 +29,7 @@ pub fn shipped() -> (Vec<ScalarUDF>, Vec<datafusion::logical_expr::AggregateUDF>
             AttrNumber::double(),
             AttrNumber::int(),
             ScalarUDF::new_from_impl(OtProbability::new()),
+            ScalarUDF::new_from_impl(PassOf::new()),
         ],
         vec![crate::sql::last_by::LastBy::udaf()],
     )
@@ -248,9 +251,72 @@ impl ScalarUDFImpl for OtProbability {
     }
 }
 
+/// `pass_of(key, bound, ...)`: the pass of `key` among the sorted text `bound`s that split
+/// a key's values into passes (`sql::passes::Passes`): how many bounds are at or below it,
+/// found by binary search; the last pass for a NULL key. It says what a CASE of one WHEN
+/// per bound says (`key < bound` in turn, else the last), in log(n) comparisons rather than
+/// n: with 43 passes, that CASE took 0.7 s more per 5.9M spans than reading their ids.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PassOf {
+    signature: Signature,
+}
+
+impl PassOf {
+    fn new() -> Self {
+        PassOf {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PassOf {
+    fn name(&self) -> &str {
+        "pass_of"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let Some((key, bounds)) = args.args.split_first() else {
+            return exec_err!("pass_of(key, bound, ...) needs a key");
+        };
+        let bounds: Vec<String> = bounds
+            .iter()
+            .map(|b| match b {
+                ColumnarValue::Scalar(s) => match s.cast_to(&DataType::Utf8)? {
+                    ScalarValue::Utf8(Some(b)) => Ok(b),
+                    _ => exec_err!("pass_of: a bound is NULL"),
+                },
+                ColumnarValue::Array(_) => exec_err!("pass_of: the bounds must be constants"),
+            })
+            .collect::<Result<_>>()?;
+        if bounds.windows(2).any(|w| w[0] > w[1]) {
+            return exec_err!("pass_of: the bounds must be in order");
+        }
+        let keys = datafusion::arrow::compute::cast(&key.clone().into_array(n)?, &DataType::Utf8)?;
+        let keys = keys.as_string::<i32>();
+        let mut b = Int64Builder::with_capacity(n);
+        for row in 0..n {
+            let pass = if keys.is_valid(row) {
+                let k = keys.value(row);
+                bounds.partition_point(|b| b.as_str() <= k)
+            } else {
+                bounds.len()
+            };
+            b.append_value(pass as i64);
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ot_probability;
+    use datafusion::arrow::array::{Array, AsArray};
 
     #[test]
     fn thresholds_read_as_the_specification_writes_them() {
@@ -268,6 +334,64 @@ mod tests {
         );
         assert_eq!(ot_probability("ot=p:2;r:10"), Some(0.25));
         assert_eq!(ot_probability("ot=p:0"), Some(1.0));
+    }
+
+    /// `pass_of` says what the CASE it replaced said, for keys below, at, between and
+    /// above the bounds, NULL, and a key type other than text.
+    #[tokio::test]
+    async fn pass_of_is_the_case_of_one_when_per_bound() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            super::PassOf::new(),
+        ));
+        let bounds = ["b", "d", "d1", "x"];
+        let call = format!(
+            "pass_of(k, {})",
+            bounds.map(|b| format!("'{b}'")).join(", ")
+        );
+        let whens: String = bounds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!(" WHEN k < '{b}' THEN {i}"))
+            .collect();
+        let case = format!("CASE{whens} ELSE {} END", bounds.len());
+        let keys = "'', 'a', 'b', 'c', 'd', 'd0', 'd1', 'd2', 'x', 'y', 'zz', NULL";
+        let sql = format!(
+            "SELECT k, {call} AS p, {case} AS c FROM (SELECT unnest([{keys}]) AS k)
+             UNION ALL
+             SELECT CAST(k AS VARCHAR), pass_of(arrow_cast(k, 'Utf8View'), 'b', 'x'),
+                    CASE WHEN k < 'b' THEN 0 WHEN k < 'x' THEN 1 ELSE 2 END
+             FROM (SELECT unnest(['a', 'b', 'c', 'x', NULL]) AS k)"
+        );
+        let rows = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        let mut n = 0;
+        for b in &rows {
+            let p = b
+                .column(1)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let c = b
+                .column(2)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for i in 0..b.num_rows() {
+                assert!(p.is_valid(i));
+                assert_eq!(p.value(i), c.value(i), "row {i} of {b:?}");
+                n += 1;
+            }
+        }
+        assert_eq!(n, 17);
+        let one = "SELECT pass_of('c') AS p";
+        let rows = ctx.sql(one).await.unwrap().collect().await.unwrap();
+        let p = rows[0]
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        assert_eq!(p.value(0), 0, "no bound: one pass");
+        let unordered = ctx
+            .sql("SELECT pass_of('c', 'd', 'b')")
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert!(unordered.is_err());
     }
 
     #[test]
