@@ -788,6 +788,78 @@ mod tests {
         );
     }
 
+    /// A session whose `observed_traces` are two spans, the second with the tracestate
+    /// `state` and the attribute `key` = `value`; no other table.
+    async fn spans_session(state: &str, key: &str, value: &str) -> SessionContext {
+        let ctx = SessionContext::new();
+        for f in crate::sql::udf::shipped().0 {
+            ctx.register_udf(f);
+        }
+        let sql = format!(
+            "CREATE VIEW observed_traces AS SELECT * FROM (VALUES
+                 ('t1', CAST(NULL AS VARCHAR), map(['app.cart.id'], ['c1']), 'ok', 5.0),
+                 ('t2', {state}, map([{key}], [{value}]), 'error', 9.0))
+             AS t(trace_id, trace_state, attributes, status_code, duration_ms)",
+            state = lit(state),
+            key = lit(key),
+            value = lit(value),
+        );
+        ctx.sql(&sql).await.unwrap();
+        ctx
+    }
+
+    /// `estimate` joins the carts to their deciding traces only when something may say a
+    /// trace was kept with a probability below 1: a span's tracestate threshold or one of the
+    /// model's sampling keys, or the flags. The session here has no `carts` table: the
+    /// join, when made, fails, so `Ok(None)` shows it was not.
+    #[tokio::test]
+    async fn the_carts_are_joined_to_their_traces_only_when_something_was_sampled() {
+        let m = model();
+        let joined = |r: Result<Option<(Sampling, String)>>| match r {
+            Ok(None) => false,
+            Ok(Some(_)) => panic!("no carts, no estimate"),
+            Err(e) => {
+                let e = format!("{e:#}");
+                assert!(e.contains("carts"), "{e}");
+                true
+            }
+        };
+        let nothing = Declared::Nothing;
+        for (state, key, value, declared, join) in [
+            ("", "http.route", "/cart", &nothing, false),
+            ("ot=th:0", "sampling.probability", "1", &nothing, false),
+            (
+                "ot=rv:9b8233f7e3a151",
+                "sampling.adjusted_count",
+                "1",
+                &nothing,
+                false,
+            ),
+            (
+                "congo=t61rcWkgMzE",
+                "SampleRate",
+                "not a number",
+                &nothing,
+                false,
+            ),
+            ("ot=th:8", "http.route", "/cart", &nothing, true),
+            ("", "sampling.probability", "0.25", &nothing, true),
+            ("", "sampling.adjusted_count", "4", &nothing, true),
+            ("", "SampleRate", "10", &nothing, true),
+            ("", "http.route", "/cart", &Declared::Rate(1.0), false),
+            ("", "http.route", "/cart", &Declared::Rate(0.5), true),
+        ] {
+            let ctx = spans_session(state, key, value).await;
+            let r = estimate(&ctx, &m, "TRUE", declared, None).await;
+            assert_eq!(joined(r), join, "{state:?} {key}={value} {declared:?}");
+        }
+        // The metrics showing traces missing: joined whatever the spans say.
+        let ctx = spans_session("", "http.route", "/cart").await;
+        let rc = reconciliation("uniform", Some(0.5), serde_json::json!([]));
+        let r = estimate(&ctx, &m, "TRUE", &nothing, Some((&rc, &ByStageHour::new()))).await;
+        assert!(joined(r));
+    }
+
     #[test]
     fn tail_policies_parse_and_say_what_is_wrong() {
         let t: TailPolicy = "keep-errors,keep-slow,rate=0.1".parse().unwrap();
