@@ -780,7 +780,10 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         &o.sampled,
         reconciled.as_ref().map(|(r, h)| (r, h)),
     )
-    .await?;
+    .await
+    // Under sampling it joins the period's carts to their deciding traces in one hash join,
+    // not in passes: a sampled export of 1M carts under 100 MB does not fit.
+    .map_err(|e| crate::sql::session::out_of_memory(e, "the report's sampling estimate"))?;
     crate::output::phase("report: sampling");
     let reconciliation = reconciled.map(|(r, _)| r);
     // Under sampling, the drivers are judged on the carts whose outcome is known: a cart
@@ -799,7 +802,8 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
                 &o.sampled,
                 (reconciliation.as_ref(), sa),
             )
-            .await?,
+            .await
+            .map_err(|e| crate::sql::session::out_of_memory(e, "the report's sampling estimate"))?,
         ),
         None => None,
     };
