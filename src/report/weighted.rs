@@ -210,9 +210,9 @@ pub async fn tables(
         &format!(
             "WITH tp AS ({traces}),
              e AS (SELECT cart_id, stage_order, first_value(trace_id ORDER BY time, trace_id) AS trace_id,
-                          count(DISTINCT trace_id) AS k
+                          min(trace_id) < max(trace_id) AS k
                    FROM cart_events WHERE cart_id IN ({period_carts}) GROUP BY cart_id, stage_order)
-             SELECT st.stage, sum(CASE WHEN e.cart_id IS NULL THEN 0.0 ELSE {w} END), max(e.k)
+             SELECT st.stage, sum(CASE WHEN e.cart_id IS NULL THEN 0.0 ELSE {w} END), CAST(bool_or(e.k) AS INT)
              FROM stages st LEFT JOIN e ON e.stage_order = st.stage_order
                   LEFT JOIN tp ON tp.trace_id = e.trace_id
              GROUP BY st.stage, st.stage_order ORDER BY st.stage_order",
@@ -235,7 +235,7 @@ pub async fn tables(
             let stage = names[i].clone().unwrap_or_default();
             let (carts, source, at_most) = match counted(&stage) {
                 Some(n) => (n, "metrics", false),
-                None => (entered[i], "traces", k[i].is_some_and(|k| k > 1)),
+                None => (entered[i], "traces", k[i].is_some_and(|k| k > 0)),
             };
             WeightedStage {
                 stage,
