@@ -74,9 +74,10 @@ fn a_small_memory_limit_finds_the_same_carts() {
         root("sample-data/parquet"),
         fixture("real-sdk/js"),
         fixture("real-sdk/py-proto"),
-        // Sampled (the real Python SDK's ratio sampler, 1,212 carts): the report weighs the
-        // carts by their traces. Its funnel's count of distinct traces per cart and stage
-        // failed under 64 MB (an accumulator per group, 8.9 MB asked at once).
+        // Sampled (the real Python SDK's ratio sampler: 1,212 of its 2,000 carts in the
+        // traces): the report weighs the carts by their traces. Its funnel's count of
+        // distinct traces per cart and stage failed under 64 MB (an accumulator per group,
+        // 8.9 MB asked at once).
         fixture("real-sdk/py-sampled"),
     ] {
         let data = data.display().to_string();

@@ -773,6 +773,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     crate::output::phase("report: last operations, top carts, hours");
     let reconciled = reconcile::reconcile(ctx, m, since_ns, until_ns).await?;
     crate::output::phase("report: metrics against traces");
+    let oom = |e, what| crate::sql::session::out_of_memory(e, &format!("the report's {what}"));
     let sampled = sampling::estimate(
         ctx,
         m,
@@ -781,9 +782,10 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         reconciled.as_ref().map(|(r, h)| (r, h)),
     )
     .await
-    // Under sampling it joins the period's carts to their deciding traces in one hash join,
-    // not in passes: a sampled export of 1M carts under 100 MB does not fit.
-    .map_err(|e| crate::sql::session::out_of_memory(e, "the report's sampling estimate"))?;
+    // When something says the traces were sampled, it joins the period's carts to their
+    // deciding traces in one hash join, not in passes: a sampled export of 1M carts under
+    // 100 MB does not fit.
+    .map_err(|e| oom(e, "sampling estimate"))?;
     crate::output::phase("report: sampling");
     let reconciliation = reconciled.map(|(r, _)| r);
     // Under sampling, the drivers are judged on the carts whose outcome is known: a cart
@@ -803,7 +805,7 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
                 (reconciliation.as_ref(), sa),
             )
             .await
-            .map_err(|e| crate::sql::session::out_of_memory(e, "the report's sampling estimate"))?,
+            .map_err(|e| oom(e, "weighted funnel"))?,
         ),
         None => None,
     };
