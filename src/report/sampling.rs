@@ -271,12 +271,13 @@ pub(super) fn trace_probability_sql(m: &Model, traces: &str, declared: &Declared
 }
 
 /// Whether some span says its trace was kept with a probability below 1: a tracestate
-/// threshold, or one of the model's sampling keys. One scan of `trace_state` and
-/// `attributes`, which stops at the first such span: when none was sampled, every span's
-/// attribute map is read (18-19 s for 59.5M spans). When none does (and neither the flags nor the metrics say the
-/// traces were sampled), every cart's deciding trace was kept: `estimate` need not join the
-/// carts to their traces, a join whose table holds every period cart's trace id (at 10M
-/// carts, more than a 1 GB cap).
+/// threshold, or one of the model's sampling keys. When none does (and neither the flags
+/// nor the metrics say the traces were sampled), every cart's deciding trace was kept, and
+/// `estimate` need not join the carts to their traces: a join whose table holds every
+/// period cart's trace id (at 10M carts, more than a 1 GB cap).
+///
+/// One scan of `trace_state` and `attributes` that stops at the first such span; when no
+/// trace was sampled, it reads every span's attribute map (18-19 s for 59.5M spans).
 async fn spans_below_one(ctx: &SessionContext, m: &Model) -> Result<bool> {
     let b = batches(
         ctx,
