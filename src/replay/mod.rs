@@ -434,7 +434,10 @@ pub async fn percentiles(
 }
 
 /// `percentiles` at several `ps` at once, in the same passes: each operation's values in the
-/// order of `ps`.
+/// order of `ps`. When `sql` gives a third column, each row counts for that weight (a
+/// number, at least 0): the percentile p is then the least value whose rows and the rows
+/// below it weigh at least p times the operation's whole weight (weights of 1: the
+/// nearest rank).
 pub async fn percentiles_at(
     ctx: &SessionContext,
     sql: &str,
@@ -456,9 +459,17 @@ pub async fn percentiles_at(
             let ops = cast(b.column(0), &DataType::Utf8)?;
             let ms = cast(b.column(1), &DataType::Float64)?;
             let (ops, ms) = (ops.as_string::<i32>(), ms.as_primitive::<Float64Type>());
+            let ws = match b.num_columns() {
+                3 => Some(cast(b.column(2), &DataType::Float64)?),
+                _ => None,
+            };
+            let ws = ws.as_ref().map(|w| w.as_primitive::<Float64Type>());
             for i in 0..b.num_rows() {
-                if ops.is_valid(i) && ms.is_valid(i) {
-                    sel.see(ops.value(i), ms.value(i));
+                let w = ws.map_or(Some(1.0), |w| w.is_valid(i).then(|| w.value(i)));
+                if let (true, true, Some(w)) = (ops.is_valid(i), ms.is_valid(i), w) {
+                    if w > 0.0 {
+                        sel.see(ops.value(i), ms.value(i), w);
+                    }
                 }
             }
         }
@@ -473,7 +484,8 @@ fn step(bits: u32) -> u32 {
     24.min(64 - bits)
 }
 
-/// The radix selection of `percentiles`, fed one pass of (operation, duration) at a time.
+/// The radix selection of `percentiles`, fed one pass of (operation, duration, weight) at a
+/// time. Weights of 1 sum exactly (up to 2^53 rows), so unweighted it is the nearest rank.
 struct Percentiles {
     ps: Vec<f64>,
     first: bool,
@@ -487,10 +499,12 @@ struct Sel {
     /// The top `bits` bits every candidate shares.
     prefix: u64,
     bits: u32,
-    /// The 1-based rank sought among the candidates (0 until the first pass counts).
-    rank: u64,
-    hist: foldhash::HashMap<u32, u64>,
-    kept: Option<Vec<f64>>,
+    /// The weight sought among the candidates, from the least (NaN until the first pass
+    /// weighs them; the rank sought, unweighted).
+    target: Option<f64>,
+    /// Per bucket of the next bits: its values, and their weight.
+    hist: foldhash::HashMap<u32, (u64, f64)>,
+    kept: Option<Vec<(f64, f64)>>,
     done: Option<f64>,
 }
 
@@ -520,7 +534,7 @@ impl Percentiles {
         f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
     }
 
-    fn see(&mut self, op: &str, d: f64) {
+    fn see(&mut self, op: &str, d: f64, w: f64) {
         let sels = match self.sel.get_mut(op) {
             Some(s) => s,
             None if self.first => self
@@ -538,11 +552,14 @@ impl Percentiles {
                 continue;
             }
             match &mut s.kept {
-                Some(v) => v.push(d),
+                Some(v) => v.push((d, w)),
                 None => {
-                    *s.hist
+                    let b = s
+                        .hist
                         .entry((k << s.bits >> (64 - step(s.bits))) as u32)
-                        .or_default() += 1
+                        .or_default();
+                    b.0 += 1;
+                    b.1 += w;
                 }
             }
         }
@@ -558,27 +575,34 @@ impl Percentiles {
                 continue;
             }
             if let Some(mut v) = s.kept.take() {
-                let r = usize::try_from(s.rank)
-                    .unwrap_or(usize::MAX)
-                    .clamp(1, v.len());
-                let (_, at, _) = v.select_nth_unstable_by(r - 1, f64::total_cmp);
-                s.done = Some(*at);
+                // The least value at which the weight below and at it reaches the target
+                // (the last when rounding leaves it short).
+                v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                let target = s.target.unwrap_or(0.0);
+                let mut below = 0.0;
+                let at = v.iter().position(|(_, w)| {
+                    below += w;
+                    below >= target
+                });
+                s.done = at.or(v.len().checked_sub(1)).map(|i| v[i].0);
                 continue;
             }
-            if s.rank == 0 {
-                let n: u64 = s.hist.values().sum();
-                let r = (p * n as f64).ceil() as u64;
-                s.rank = r.clamp(1, n.max(1));
-            }
-            let mut buckets: Vec<(u32, u64)> = s.hist.drain().collect();
-            buckets.sort_unstable();
-            let mut below = 0;
-            for (bucket, n) in buckets {
-                if below + n >= s.rank {
-                    let w = step(s.bits);
-                    s.prefix = (s.prefix << w) | u64::from(bucket);
-                    s.bits += w;
-                    s.rank -= below;
+            let mut buckets: Vec<(u32, (u64, f64))> = s.hist.drain().collect();
+            buckets.sort_unstable_by_key(|b| b.0);
+            let target = *s.target.get_or_insert_with(|| {
+                let all: f64 = buckets.iter().map(|b| b.1 .1).sum();
+                p * all
+            });
+            let mut below = 0.0;
+            let last = buckets.len().saturating_sub(1);
+            for (i, (bucket, (n, w))) in buckets.into_iter().enumerate() {
+                // The bucket that holds the target (the last, when rounding leaves the
+                // sum of the weights short of it).
+                if below + w >= target || i == last {
+                    let bits = step(s.bits);
+                    s.prefix = (s.prefix << bits) | u64::from(bucket);
+                    s.bits += bits;
+                    s.target = Some(target - below);
                     if s.bits == 64 {
                         s.done = Some(Self::unkey(s.prefix));
                     } else if n <= Self::FEW {
@@ -586,7 +610,7 @@ impl Percentiles {
                     }
                     break;
                 }
-                below += n;
+                below += w;
             }
             open |= s.done.is_none();
         }
@@ -2332,7 +2356,7 @@ mod tests {
             loop {
                 passes += 1;
                 for (op, d) in &data {
-                    sel.see(op, *d);
+                    sel.see(op, *d, 1.0);
                 }
                 if !sel.end_pass() {
                     break;
@@ -2347,6 +2371,43 @@ mod tests {
                     let want = crate::stats::nearest_rank_unsorted(&mut v, p).unwrap();
                     assert_eq!(got[op][k].to_bits(), want.to_bits(), "{op} at p={p}");
                 }
+            }
+        }
+        // Weighted: the least value whose rows and those below weigh at least p of all,
+        // found by a sort. Weights as a sampler's adjusted counts give them (1, 2, 4, 10).
+        let weight = |i: usize| [1.0, 2.0, 4.0, 10.0][i * 7 % 4];
+        let mut sel = Percentiles::new(&ps);
+        loop {
+            for (i, (op, d)) in data.iter().enumerate() {
+                sel.see(op, *d, weight(i));
+            }
+            if !sel.end_pass() {
+                break;
+            }
+        }
+        let got = sel.finish();
+        for op in ["spread", "piled", "signed", "one"] {
+            let mut v: Vec<(f64, f64)> = (0..data.len())
+                .filter(|&i| data[i].0 == op)
+                .map(|i| (data[i].1, weight(i)))
+                .collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let all: f64 = v.iter().map(|x| x.1).sum();
+            for (k, p) in ps.into_iter().enumerate() {
+                let mut below = 0.0;
+                let want = v
+                    .iter()
+                    .find(|x| {
+                        below += x.1;
+                        below >= p * all
+                    })
+                    .unwrap()
+                    .0;
+                assert_eq!(
+                    got[op][k].to_bits(),
+                    want.to_bits(),
+                    "{op} weighted at p={p}"
+                );
             }
         }
     }
