@@ -757,6 +757,72 @@ fn the_report_is_the_same_whatever_the_number_of_passes_of_its_joins() {
     }
 }
 
+/// A sampled export's report joins its carts, their stage entries and its spans to their
+/// traces' probabilities in passes over ranges of trace ids (and of cart ids), as a large
+/// export under a small cap would: how many never changes a byte of the report, its
+/// weighted percentiles included (exact, where the t-digest's moved with the order of the
+/// rows). Data: the real Python SDK's sampled export (`py-sampled`: its ratio sampler records
+/// nothing, so its carts are weighed by the metrics' coverage, and by
+/// `--trace-sample-rate`), the real JS SDK's export judged by a tail-sampling policy
+/// (`--trace-sample-policy`: every trace has a probability), and a generated export whose
+/// spans carry OpenTelemetry's tracestate threshold.
+#[test]
+fn the_sampled_report_is_the_same_whatever_the_number_of_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let generated = tmp.path().join("generated");
+    crate::util::generate(
+        &generated,
+        &["--carts", "1500", "--seed", "11", "--sample-rate", "0.5"],
+    );
+    let py = fixture("real-sdk/py-sampled").display().to_string();
+    let js = fixture("real-sdk/js").display().to_string();
+    let generated = generated.display().to_string();
+    let cases: [(&str, &[&str], bool); 4] = [
+        (&py, &[], false),
+        (&py, &["--trace-sample-rate", "0.25"], true),
+        (
+            &js,
+            &[
+                "--trace-sample-policy",
+                "keep-errors,keep-slow=500ms,rate=0.2",
+            ],
+            true,
+        ),
+        (&generated, &[], true),
+    ];
+    for (data, flags, spans_weighed) in cases {
+        let mut args = vec!["report", "--data", data, "-f", "json"];
+        args.extend(flags);
+        let passes = |n: &str| {
+            let (out, err) = in_passes(&args, n);
+            let said = err
+                .lines()
+                .find_map(|l| l.split("sampling: joins in ").nth(1))
+                .unwrap_or_else(|| panic!("{args:?}: no sampling passes said: {err}"))
+                .split(':')
+                .next()
+                .unwrap()
+                .to_string();
+            (out, said)
+        };
+        let (one, said) = passes("1");
+        assert_eq!(said, "1 passes by trace and 1 by cart", "{args:?}");
+        let r: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert!(r["sampling"].is_object(), "{args:?}: not sampled");
+        let ops = r["weighted"]["operations"].as_array().unwrap();
+        assert_eq!(!ops.is_empty(), spans_weighed, "{args:?}: {ops:?}");
+        for n in ["3", "7"] {
+            let (many, said) = passes(n);
+            assert_eq!(
+                said,
+                format!("{n} passes by trace and {n} by cart"),
+                "{args:?}"
+            );
+            assert!(many == one, "{args:?}: the report differs in {n} passes");
+        }
+    }
+}
+
 /// An export whose cart events do not fit a sort in memory is replayed in passes: its spans
 /// joined to their carts by ranges of trace ids, its events sorted by ranges of cart ids
 /// (`replay::in_passes`). How many passes never changes a cart (nor the report, which

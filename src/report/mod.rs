@@ -782,33 +782,25 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         reconciled.as_ref().map(|(r, h)| (r, h)),
     )
     .await
-    // When something says the traces were sampled, it joins the period's carts to their
-    // deciding traces in one hash join, not in passes: a sampled export of 1M carts under
-    // 100 MB does not fit.
     .map_err(|e| oom(e, "sampling estimate"))?;
     crate::output::phase("report: sampling");
     let reconciliation = reconciled.map(|(r, _)| r);
     // Under sampling, the drivers are judged on the carts whose outcome is known: a cart
     // that may have gone on in a dropped trace would count its driver as an abandonment.
-    let (sampling, known) = match sampled {
-        Some((s, known)) => (Some(s), format!("{cur} AND {known}")),
-        None => (None, cur.clone()),
+    // The weights' tables live until the drivers have read them.
+    let (sampling, known, mut weights) = match sampled {
+        Some((s, known, w)) => (Some(s), format!("{cur} AND {known}"), Some(w)),
+        None => (None, cur.clone(), None),
     };
-    let weighted = match &sampling {
-        Some(sa) => Some(
-            weighted::tables(
-                ctx,
-                m,
-                &cur,
-                &span_period,
-                &o.sampled,
-                (reconciliation.as_ref(), sa),
-            )
-            .await
-            .map_err(|e| oom(e, "weighted funnel"))?,
+    let weighted = match (&sampling, &mut weights) {
+        (Some(sa), Some(w)) => Some(
+            weighted::tables(ctx, &cur, &span_period, w, (reconciliation.as_ref(), sa))
+                .await
+                .map_err(|e| oom(e, "weighted funnel"))?,
         ),
-        None => None,
+        _ => None,
     };
+    crate::output::phase("report: weighted tables");
     let (drivers, latency_curves) =
         drivers(ctx, m, o, (&known, sampling.is_some()), &reference).await?;
     crate::output::phase("report: drivers and latency curves");
@@ -1005,6 +997,7 @@ const POP_EVENTS: &str = "cartscope_report_cart_events";
 const SPAN_VALUES: &str = "cartscope_report_span_values";
 const CART_OPS: &str = "cartscope_report_cart_operations";
 const CART_ATTRIBUTES: &str = "cartscope_report_cart_attributes";
+const POP: &str = "cartscope_report_population";
 
 /// About how many bytes a row of a join's hash table takes: the population's carts (an id,
 /// three numbers), its cart events (a cart, trace and span id, five small values).
@@ -1012,10 +1005,17 @@ const CART_ATTRIBUTES: &str = "cartscope_report_cart_attributes";
 const POP_ROW_BYTES: usize = 120;
 
 /// A group's carts and its abandoned carts, each counted for its weight `w` (1 unless the
-/// traces were sampled), rounded to whole carts.
-const WEIGHED_CARTS: &str = "CAST(round(sum(w)) AS BIGINT)";
-const WEIGHED_BAD: &str = "CAST(round(coalesce(sum(w) FILTER (WHERE bad), 0)) AS BIGINT)";
+/// traces were sampled). Rounded to whole carts in Rust once summed over the groups and
+/// passes: rounded per group, a candidate's carts summed over its passes could come to more
+/// than all the carts that reached its stage.
+const WEIGHED_CARTS: &str = "sum(w)";
+const WEIGHED_BAD: &str = "coalesce(sum(w) FILTER (WHERE bad), 0.0)";
 const EVENT_ROW_BYTES: usize = 240;
+
+/// A weighed count of carts as whole carts.
+fn whole(n: f64) -> u64 {
+    n.round().max(0.0) as u64
+}
 
 /// The kinds of candidate, as the SQL of `drivers_of` numbers them.
 const SLOWER_THAN_THRESHOLD: i64 = 0;
@@ -1030,11 +1030,11 @@ struct Counted {
     /// The earliest stage the candidate shows at.
     stage: i64,
     /// (furthest stage, carts, abandoned carts).
-    by_furthest: Vec<(i64, u64, u64)>,
+    by_furthest: Vec<(i64, f64, f64)>,
     /// Its abandoned carts by the furthest stage they reached: their value (recorded, and
     /// with the unknown ones estimated), and how many had it recorded. Summed over those
     /// that reached the candidate's stage, as its counts are.
-    bad: Vec<(i64, [f64; 2], u64)>,
+    bad: Vec<(i64, [f64; 2], f64)>,
 }
 
 impl Counted {
@@ -1047,7 +1047,7 @@ impl Counted {
     }
 
     /// Counts more of the candidate's carts, which show it from `stage`.
-    fn add(&mut self, stage: i64, by_furthest: &[(i64, u64, u64)], bad: &[(i64, [f64; 2], u64)]) {
+    fn add(&mut self, stage: i64, by_furthest: &[(i64, f64, f64)], bad: &[(i64, [f64; 2], f64)]) {
         self.stage = self.stage.min(stage);
         self.by_furthest.extend_from_slice(by_furthest);
         self.bad.extend_from_slice(bad);
@@ -1055,7 +1055,7 @@ impl Counted {
 
     /// The value and the recorded count of its abandoned carts that reached its stage.
     fn bad_at_stage(&self) -> ([f64; 2], u64) {
-        let (mut value, mut known) = ([0.0; 2], 0);
+        let (mut value, mut known) = ([0.0; 2], 0.0);
         for (furthest, v, k) in &self.bad {
             if *furthest >= self.stage {
                 value[0] += v[0];
@@ -1063,7 +1063,7 @@ impl Counted {
                 known += k;
             }
         }
-        (value, known)
+        (value, whole(known))
     }
 }
 
@@ -1098,41 +1098,35 @@ async fn drivers_of(
     session: (bool, usize),
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     let checkout_order = checkout_order(m);
-    // Each cart's weight: 1 unless the traces were sampled; then its adjusted count (1/p,
-    // `sampling::WEIGHTS`) over their mean among the population, so that the counts keep
-    // their size (the tests and intervals then read them as counts of carts).
-    let population = format!(
-        "FROM valued_carts c{} WHERE {cur} AND c.outcome IN ('abandoned', 'converted')",
-        if weighted {
-            format!(
-                " LEFT JOIN {} sw ON sw.cart_id = c.cart_id",
-                sampling::WEIGHTS
-            )
-        } else {
-            String::new()
-        }
-    );
-    let weight = if weighted {
-        let mean = floats(
-            &batches(
-                ctx,
-                &format!("SELECT avg(coalesce(sw.w, 1.0)) {population}"),
-            )
-            .await?,
-            0,
+    // The population: every decided cart of the period. Its carts are split into passes
+    // over ranges of cart ids (both `carts` and `cart_events` are in cart_id order, so
+    // each pass reads only its range's row groups).
+    let decided = format!("{cur} AND c.outcome IN ('abandoned', 'converted')");
+    let carts = counts(
+        &batches(
+            ctx,
+            &format!("SELECT count(*) FROM carts c WHERE {decided}"),
         )
-        .first()
-        .copied()
-        .flatten()
-        .filter(|w| *w > 0.0)
-        .unwrap_or(1.0);
-        format!("coalesce(sw.w, 1.0) / CAST('{mean}' AS DOUBLE)")
-    } else {
-        "1.0".to_string()
-    };
-    // Every decided cart of the period with the furthest stage it reached (the order of its
-    // `last_stage`, which the replay sets to the stage of its events' highest order); each
-    // driver is then judged among the carts that reached the stage where it shows.
+        .await?,
+        0,
+    )
+    .first()
+    .copied()
+    .unwrap_or(0);
+    let by_cart = Passes::split(
+        ctx,
+        &format!("SELECT c.cart_id FROM carts c WHERE {decided}"),
+        carts,
+        POP_ROW_BYTES,
+        more,
+    )
+    .await?;
+    let mut scratch = Scratch::new(ctx, "report", EVENT_ROW_BYTES)?;
+    // Each cart with the furthest stage it reached (the order of its `last_stage`, which
+    // the replay sets to the stage of its events' highest order; each driver is then judged
+    // among the carts that reached the stage where it shows) and its raw weight: 1 unless
+    // the traces were sampled, then its adjusted count (1/p, `sampling::KEPT`), joined by
+    // pass. Written once, by pass, for every query after.
     let furthest: String = m
         .stages
         .iter()
@@ -1144,14 +1138,54 @@ async fn drivers_of(
     } else {
         format!("CASE c.last_stage{furthest} END")
     };
-    let pop = format!(
-        "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
-                {} AS ve, CAST(c.total_value IS NOT NULL AS INT) AS vk,
-                CAST(coalesce(c.item_count, 0) AS DOUBLE) AS n, {furthest} AS furthest,
-                {weight} AS w
-         {population}",
-        reference.point_sql("c")
-    );
+    for i in 0..by_cart.len() {
+        let (join, rw) = if weighted {
+            (
+                format!(
+                    " LEFT JOIN (SELECT cart_id, w FROM {} WHERE {}) sw ON sw.cart_id = c.cart_id",
+                    sampling::KEPT,
+                    by_cart.range(i, "cart_id")
+                ),
+                "coalesce(sw.w, 1.0)",
+            )
+        } else {
+            (String::new(), "1.0")
+        };
+        scratch
+            .write(
+                POP,
+                &format!(
+                    "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
+                            {ve} AS ve, CAST(c.total_value IS NOT NULL AS INT) AS vk,
+                            CAST(coalesce(c.item_count, 0) AS DOUBLE) AS n, {furthest} AS furthest,
+                            {rw} AS rw, {i} AS pass
+                     FROM valued_carts c{join} WHERE {decided} AND {range}",
+                    ve = reference.point_sql("c"),
+                    range = by_cart.range(i, "c.cart_id"),
+                ),
+                Some(by_cart.len()),
+            )
+            .await?;
+    }
+    scratch.register(POP).await?;
+    // Each cart's weight: its raw weight over their mean among the population, so that the
+    // counts keep their size (the tests and intervals then read them as counts of carts).
+    let weight = if weighted {
+        let mean = floats(
+            &batches(ctx, &format!("SELECT avg(rw) FROM {POP}")).await?,
+            0,
+        )
+        .first()
+        .copied()
+        .flatten()
+        .filter(|w| *w > 0.0)
+        .unwrap_or(1.0);
+        format!("rw / CAST('{mean}' AS DOUBLE)")
+    } else {
+        "1.0".to_string()
+    };
+    let pop =
+        format!("SELECT cart_id, bad, v, ve, vk, n, furthest, {weight} AS w, pass FROM {POP}");
     // The carts that reached each stage, and how many of them were abandoned.
     let b = batches(
         ctx,
@@ -1161,35 +1195,24 @@ async fn drivers_of(
         ),
     )
     .await?;
-    let at_stage: Vec<(i64, u64, u64)> = ints(&b, 0)
+    let at_stage: Vec<(i64, f64, f64)> = ints(&b, 0)
         .into_iter()
-        .zip(counts(&b, 1))
-        .zip(counts(&b, 2))
-        .map(|((s, n), k)| (s.unwrap_or(0), n, k))
+        .zip(floats(&b, 1))
+        .zip(floats(&b, 2))
+        .map(|((s, n), k)| (s.unwrap_or(0), n.unwrap_or(0.0), k.unwrap_or(0.0)))
         .collect();
     let reached = |stage: i64| {
-        at_stage
+        let (n, k) = at_stage
             .iter()
             .filter(|r| r.0 >= stage)
-            .fold((0, 0), |(n, k), r| (n + r.1, k + r.2))
+            .fold((0.0, 0.0), |(n, k), r| (n + r.1, k + r.2));
+        (whole(n), whole(k))
     };
-    let carts: u64 = at_stage.iter().map(|r| r.1).sum();
     let events = counts(&batches(ctx, "SELECT count(*) FROM cart_events").await?, 0)
         .first()
         .copied()
         .unwrap_or(0);
 
-    // The population's cart events, with each cart's outcome, value and furthest stage: in
-    // passes over ranges of cart ids, each a hash join of the carts of the range (both
-    // tables are in cart_id order, so each pass reads only its range's row groups).
-    let by_cart = Passes::split(
-        ctx,
-        &format!("SELECT cart_id FROM ({pop})"),
-        carts,
-        POP_ROW_BYTES,
-        more,
-    )
-    .await?;
     // Split again by trace, for the join to the spans.
     let by_trace = Passes::split(
         ctx,
@@ -1204,7 +1227,6 @@ async fn drivers_of(
         by_cart.len(),
         by_trace.len()
     ));
-    let mut scratch = Scratch::new(ctx, "report", EVENT_ROW_BYTES)?;
     // Per cart and checkout operation: its slowest span, whether one failed or was slower
     // than the operation's p95 over every observed span. The p95 values enter as text that
     // reads back as the same doubles.
@@ -1219,10 +1241,9 @@ async fn drivers_of(
         let joined = format!(
             "WITH pop AS (
                  SELECT *, {i} * 4294967296 + row_number() OVER (ORDER BY cart_id) AS cart
-                 FROM ({pop} AND {in_range}))
+                 FROM ({pop}) WHERE pass = {i})
              SELECT e.*, pop.cart, pop.bad, pop.v, pop.ve, pop.vk, pop.furthest, pop.w
              FROM pop JOIN cart_events e ON e.cart_id = pop.cart_id WHERE {e_in_range}",
-            in_range = by_cart.range(i, "c.cart_id"),
             e_in_range = by_cart.range(i, "e.cart_id"),
         );
         scratch
@@ -1389,8 +1410,8 @@ async fn candidates_and_curves(
             strings(b, 3),
             ints(b, 4),
         );
-        let (st, n, k) = (ints(b, 5), counts(b, 6), counts(b, 7));
-        let (value, estimated, known) = (floats(b, 8), floats(b, 9), counts(b, 10));
+        let (st, n, k) = (ints(b, 5), floats(b, 6), floats(b, 7));
+        let (value, estimated, known) = (floats(b, 8), floats(b, 9), floats(b, 10));
         for r in 0..fam.len() {
             let (Some(f), Some(a)) = (fam[r], a[r].clone()) else {
                 continue;
@@ -1400,11 +1421,15 @@ async fn candidates_and_curves(
                 .or_insert_with(Counted::new)
                 .add(
                     st[r].unwrap_or(1),
-                    &[(furthest[r].unwrap_or(0), n[r], k[r])],
+                    &[(
+                        furthest[r].unwrap_or(0),
+                        n[r].unwrap_or(0.0),
+                        k[r].unwrap_or(0.0),
+                    )],
                     &[(
                         furthest[r].unwrap_or(0),
                         [value[r].unwrap_or(0.0), estimated[r].unwrap_or(0.0)],
-                        known[r],
+                        known[r].unwrap_or(0.0),
                     )],
                 );
         }
@@ -1415,7 +1440,7 @@ async fn candidates_and_curves(
         "furthest, min(st), {WEIGHED_CARTS}, {WEIGHED_BAD},
          CAST(sum(CAST(v * w AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE),
          CAST(sum(CAST(ve * w AS DECIMAL(38, 6))) FILTER (WHERE bad) AS DOUBLE),
-         CAST(round(coalesce(sum(w) FILTER (WHERE bad AND vk = 1), 0)) AS BIGINT)"
+         coalesce(sum(w) FILTER (WHERE bad AND vk = 1), 0.0)"
     );
     let mut families = vec![
         format!("SELECT {SLOWER_THAN_THRESHOLD} AS f, operation AS a, st, bad, v, ve, vk, furthest, w FROM {CART_OPS} WHERE d > {slow}"),
@@ -1533,15 +1558,18 @@ async fn candidates_and_curves(
             .by_furthest
             .iter()
             .filter(|r| r.0 >= c.stage)
-            .fold((0, 0), |(n, k), r| (n + r.1, k + r.2));
+            .fold((0.0, 0.0), |(n, k), r| (n + r.1, k + r.2));
+        let (support, exposed_bad) = (whole(support), whole(exposed_bad));
         if support < o.min_support || support == members {
             continue;
         }
         let t = TwoByTwo {
             exposed_bad,
-            exposed_good: support - exposed_bad,
-            unexposed_bad: total_bad - exposed_bad,
-            unexposed_good: (members - support) - (total_bad - exposed_bad),
+            exposed_good: support.saturating_sub(exposed_bad),
+            unexposed_bad: total_bad.saturating_sub(exposed_bad),
+            unexposed_good: members
+                .saturating_sub(support)
+                .saturating_sub(total_bad.saturating_sub(exposed_bad)),
         };
         // Among the same carts as `abandoned`: those that reached its stage.
         let (value, known) = c.bad_at_stage();

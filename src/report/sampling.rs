@@ -24,6 +24,14 @@
 //! Without one, the weighted rates with and without the incomplete carts bound it: counting
 //! them as abandoned counts the conversions the sampler hid as abandonments (too high); leaving
 //! them out leaves out the carts truly abandoned before their next trace (too low).
+//!
+//! Memory: every join to the traces' probabilities runs in passes (`Passes`, `Scratch`).
+//! Each trace's probability is computed once, from all its spans, in a grouping that
+//! spills, and written by range of trace ids (`TRACE_P`); each range's carts are joined to
+//! it and written with their probability and weight (`KEPT`), which every figure after
+//! reads instead of joining again. Only the carts' stage entries (`apart`) are grouped by
+//! range of cart ids. What no pass bounds: the groups of carts by outcome, stage, hours
+//! and probability (a few thousand), and the stages.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -35,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use super::reconcile::{ByStageHour, Reconciliation, COMPLETE};
 use super::rows::{batches, counts, floats, ints, pct, round, strings};
 use crate::replay::model::Model;
-use crate::sql::passes::lit;
+use crate::sql::passes::{lit, Passes, Scratch};
 use crate::stats;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -343,12 +351,14 @@ pub(super) fn adjusted_count_sql(alias: &str, otherwise: &str) -> String {
     )
 }
 
-/// The period's carts (`c`, from `carts`) joined to the probability their deciding trace
-/// was kept (`p`) and where it came from (`source`): its spans' tracestate threshold, else the
-/// model's keys on them, else what `declared` says of it, else the coverage of the cart's
-/// last stage (`coverage`, SQL of `c.last_stage`, when the metrics show traces missing),
-/// else 1.
-fn kept_sql(m: &Model, cur: &str, declared: &Declared, coverage: Option<String>) -> String {
+/// Per period cart (`carts c`, as `cur` keeps them) of one pass, its columns the estimate
+/// reads, with the probability its deciding trace was kept (`p`) and where it came from
+/// (`source`): its spans' tracestate threshold, else the model's keys on them, else what
+/// `declared` says of it (`TRACE_P`'s columns, of the pass's traces), else the coverage of
+/// the cart's last stage (`coverage`, SQL of `c.last_stage`, when the metrics show traces
+/// missing), else 1. The pass's carts are those whose deciding trace is in it (no deciding
+/// trace: the last pass).
+fn kept_sql(cur: &str, coverage: Option<String>, by_trace: &Passes, pass: usize) -> String {
     // Where p comes from, first found first: (when, p, source).
     let mut from: Vec<(String, String, &str)> = TRACE_COLUMNS
         .into_iter()
@@ -365,33 +375,60 @@ fn kept_sql(m: &Model, cur: &str, declared: &Declared, coverage: Option<String>)
     };
     let p = case(&|f| f.1.clone(), "1.0");
     let source = case(&|f| format!("'{}'", f.2), "''");
-    let traces = trace_probability_sql(
-        m,
-        &format!("t.trace_id IN (SELECT last_trace_id FROM carts WHERE {cur})"),
-        declared,
-    );
+    let hour = |c: &str| format!("CAST(date_trunc('hour', c.{c}) AS BIGINT) * 1000");
     format!(
-        "(SELECT c.*, {p} AS p, {source} AS source
-          FROM carts c LEFT JOIN ({traces}) tp ON tp.trace_id = c.last_trace_id
-          WHERE {cur})"
+        "SELECT c.cart_id, c.outcome, c.last_stage, c.suspected_cause,
+                {from} AS idle_from, {to} AS idle_to, {p} AS p, {source} AS source,
+                1.0 / greatest({p}, {least}) AS w
+         FROM (SELECT * FROM carts WHERE {cur} AND {in_pass}) c
+         LEFT JOIN (SELECT * FROM {TRACE_P} WHERE pass = {pass}) tp
+                ON tp.trace_id = c.last_trace_id",
+        from = hour("last_activity"),
+        to = hour("abandoned_at"),
+        in_pass = in_pass(by_trace, "last_trace_id", pass),
+        least = double(LEAST_P),
     )
 }
 
-/// The view of each period cart's weight (`cart_id`, `w`: the adjusted count 1/p of its
-/// deciding trace), which the drivers count by.
-pub const WEIGHTS: &str = "cartscope_report_weights";
+/// Whether `key` is in pass `pass` of `passes`, as SQL: NULL in the last.
+pub(super) fn in_pass(passes: &Passes, key: &str, pass: usize) -> String {
+    if passes.len() == 1 {
+        return "TRUE".into();
+    }
+    format!("{} = {pass}", passes.of(key))
+}
+
+/// The tables of the sampling's weights: per trace, what says the probability it was kept
+/// (`trace_id`, `ot`, `attr`, `declared`: `trace_probability_sql`'s columns, and its pass),
+/// for the traces where something says; per period cart, the probability of its deciding
+/// trace and its weight (`kept_sql`'s columns: `w` is the adjusted count 1/p, which the
+/// drivers count by).
+pub const TRACE_P: &str = "cartscope_report_trace_probabilities";
+pub(super) const KEPT: &str = "cartscope_report_kept";
+
+/// About how many bytes a period cart takes in the hash tables of the joins to its traces,
+/// by trace: its deciding trace's row, or its own (an id, a few short strings and numbers),
+/// and the rows of the other traces it shows in (about three in all).
+const CART_TRACES_BYTES: usize = 300;
+
+/// The weights' tables, written in `Scratch` and registered while it lives, and how they
+/// split: the joins to the traces' probabilities run in passes over ranges of trace ids,
+/// those to the period's carts over ranges of cart ids, so that no hash table holds every
+/// cart or trace.
+pub struct Weights<'a> {
+    pub scratch: Scratch<'a>,
+    pub by_trace: Passes,
+    pub by_cart: Passes,
+}
 
 /// The period's carts by outcome, last stage, idle hours and the probability of their
 /// deciding trace.
-async fn groups(ctx: &SessionContext, kept: &str) -> Result<Vec<Group>> {
-    let hour = |c: &str| format!("CAST(date_trunc('hour', c.{c}) AS BIGINT) * 1000");
+async fn groups(ctx: &SessionContext) -> Result<Vec<Group>> {
     let b = batches(
         ctx,
         &format!(
-            "SELECT c.outcome, c.last_stage, {from}, {to}, c.p, c.source, count(*)
-             FROM {kept} c GROUP BY 1, 2, 3, 4, 5, 6",
-            from = hour("last_activity"),
-            to = hour("abandoned_at"),
+            "SELECT outcome, last_stage, idle_from, idle_to, p, source, count(*)
+             FROM {KEPT} GROUP BY 1, 2, 3, 4, 5, 6"
         ),
     )
     .await?;
@@ -425,33 +462,47 @@ async fn groups(ctx: &SessionContext, kept: &str) -> Result<Vec<Group>> {
 /// another trace than their last of it (the checkout after the adds): a cart that stopped
 /// there may have gone on in a trace that was not kept. A stage no cart went on from counts
 /// as such.
-async fn apart(ctx: &SessionContext, m: &Model, cur: &str) -> Result<Vec<bool>> {
-    let b = batches(
-        ctx,
-        &format!(
-            "WITH st AS (
-                 SELECT cart_id, stage_order,
-                        first_value(trace_id ORDER BY end_time) AS first_t,
-                        last_value(trace_id ORDER BY end_time) AS last_t
-                 FROM cart_events
-                 WHERE stage_order IS NOT NULL
-                   AND cart_id IN (SELECT cart_id FROM carts WHERE {cur})
-                 GROUP BY cart_id, stage_order),
-             nx AS (
-                 SELECT stage_order, last_t,
-                        lead(first_t) OVER (PARTITION BY cart_id ORDER BY stage_order) AS next_t
-                 FROM st)
-             SELECT stage_order, count(*) FILTER (WHERE next_t <> last_t), count(*)
-             FROM nx WHERE next_t IS NOT NULL GROUP BY 1"
-        ),
-    )
-    .await?;
-    let (order, other, all) = (ints(&b, 0), counts(&b, 1), counts(&b, 2));
+async fn apart(ctx: &SessionContext, m: &Model, cur: &str, by_cart: &Passes) -> Result<Vec<bool>> {
+    // Per stage order: (carts that went on in another trace, carts that went on), summed
+    // over the passes by cart.
+    let mut went: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    for i in 0..by_cart.len() {
+        let b = batches(
+            ctx,
+            &format!(
+                "WITH st AS (
+                     SELECT cart_id, stage_order,
+                            first_value(trace_id ORDER BY end_time) AS first_t,
+                            last_value(trace_id ORDER BY end_time) AS last_t
+                     FROM cart_events
+                     WHERE stage_order IS NOT NULL AND {e_range}
+                       AND cart_id IN (SELECT cart_id FROM carts WHERE {cur} AND {c_range})
+                     GROUP BY cart_id, stage_order),
+                 nx AS (
+                     SELECT stage_order, last_t,
+                            lead(first_t) OVER (PARTITION BY cart_id ORDER BY stage_order) AS next_t
+                     FROM st)
+                 SELECT stage_order, count(*) FILTER (WHERE next_t <> last_t), count(*)
+                 FROM nx WHERE next_t IS NOT NULL GROUP BY 1",
+                e_range = by_cart.range(i, "cart_events.cart_id"),
+                c_range = by_cart.range(i, "carts.cart_id"),
+            ),
+        )
+        .await?;
+        let (order, other, all) = (ints(&b, 0), counts(&b, 1), counts(&b, 2));
+        for r in 0..order.len() {
+            if let Some(o) = order[r] {
+                let w = went.entry(o).or_default();
+                w.0 += other[r];
+                w.1 += all[r];
+            }
+        }
+    }
     let mut out = vec![true; m.stages.len()];
-    for i in 0..order.len() {
-        if let Some(s) = order[i].and_then(|o| usize::try_from(o - 1).ok()) {
+    for (order, (other, all)) in went {
+        if let Ok(s) = usize::try_from(order - 1) {
             if s < out.len() {
-                out[s] = 2 * other[i] > all[i];
+                out[s] = 2 * other > all;
             }
         }
     }
@@ -521,32 +572,66 @@ fn known_outcome(
 /// The period's sampling-aware figures, or `None` when every trace of its carts was kept
 /// (nothing records a probability below 1, and the metrics do not show traces missing),
 /// with the condition on `carts` that keeps the carts whose outcome is known (the drivers
-/// are judged among them; the view `WEIGHTS` holds each cart's weight). `cur`: the period's
+/// are judged among them) and the weights' tables (`KEPT` holds each cart's weight). `cur`: the period's
 /// carts; `declared`: what the flags say of the sampling; `rc`: the reconciliation.
-pub async fn estimate(
-    ctx: &SessionContext,
+pub async fn estimate<'a>(
+    ctx: &'a SessionContext,
     m: &Model,
     cur: &str,
     declared: &Declared,
     rc: Option<(&Reconciliation, &ByStageHour)>,
-) -> Result<Option<(Sampling, String)>> {
+) -> Result<Option<(Sampling, String, Weights<'a>)>> {
     let incomplete_traces = rc.is_some_and(|(r, _)| traces_missing(r));
     if !incomplete_traces && !declared.below_one() && !spans_below_one(ctx, m).await? {
         return Ok(None);
     }
+    let carts = counts(
+        &batches(ctx, &format!("SELECT count(*) FROM carts WHERE {cur}")).await?,
+        0,
+    )
+    .first()
+    .copied()
+    .unwrap_or(0);
+    let split = |key: &str| format!("SELECT {key} FROM carts WHERE {cur}");
+    let by_trace = Passes::split(ctx, &split("last_trace_id"), carts, CART_TRACES_BYTES, 1).await?;
+    let by_cart = Passes::split(ctx, &split("cart_id"), carts, CART_TRACES_BYTES, 1).await?;
+    crate::output::phase(&format!(
+        "report: sampling: joins in {} passes by trace and {} by cart",
+        by_trace.len(),
+        by_cart.len()
+    ));
+    let mut scratch = Scratch::new(ctx, "report", 120)?;
+    // Each trace's probability, once: what says it, from all its spans. A trace of which
+    // nothing says has no row, as a trace that was not joined.
+    let traces = trace_probability_sql(m, "TRUE", declared);
+    let says: Vec<String> = TRACE_COLUMNS
+        .iter()
+        .map(|c| format!("{c} IS NOT NULL"))
+        .collect();
+    scratch
+        .write(
+            TRACE_P,
+            &format!(
+                "SELECT *, {pass} AS pass FROM ({traces}) WHERE {says}",
+                pass = by_trace.of("trace_id"),
+                says = says.join(" OR "),
+            ),
+            Some(by_trace.len()),
+        )
+        .await?;
+    scratch.register(TRACE_P).await?;
     let coverage = stage_coverage_sql(rc.map(|(r, _)| r), "c.last_stage");
-    let kept = kept_sql(m, cur, declared, coverage);
-    let groups = groups(ctx, &kept).await?;
+    for i in 0..by_trace.len() {
+        scratch
+            .write(KEPT, &kept_sql(cur, coverage.clone(), &by_trace, i), None)
+            .await?;
+    }
+    scratch.register(KEPT).await?;
+    let groups = groups(ctx).await?;
     if !incomplete_traces && groups.iter().all(|g| g.kept.p >= 1.0) {
         return Ok(None);
     }
-    ctx.sql(&format!(
-        "CREATE OR REPLACE VIEW {WEIGHTS} AS
-         SELECT cart_id, 1.0 / greatest(p, {}) AS w FROM {kept} c",
-        double(LEAST_P)
-    ))
-    .await?;
-    let apart = apart(ctx, m, cur).await?;
+    let apart = apart(ctx, m, cur, &by_cart).await?;
     let order = |stage: &str| m.stages.iter().position(|s| s.name == stage);
 
     let mut by_source: BTreeMap<&str, u64> = BTreeMap::new();
@@ -682,6 +767,11 @@ pub async fn estimate(
         }
     };
     let known = known_outcome(&hidden_keys, &other_keys);
+    let weights = Weights {
+        scratch,
+        by_trace,
+        by_cart,
+    };
     Ok(Some((
         Sampling {
             source,
@@ -697,6 +787,7 @@ pub async fn estimate(
             summary,
         },
         known,
+        weights,
     )))
 }
 
@@ -819,7 +910,7 @@ mod tests {
     #[tokio::test]
     async fn the_carts_are_joined_to_their_traces_only_when_something_was_sampled() {
         let m = model();
-        let joined = |r: Result<Option<(Sampling, String)>>| match r {
+        let joined = |r: Result<Option<(Sampling, String, Weights<'_>)>>| match r {
             Ok(None) => false,
             Ok(Some(_)) => panic!("no carts, no estimate"),
             Err(e) => {

@@ -6,8 +6,8 @@
 //! cart seen entering it for 1/p of the trace it entered in: exact in expectation when a cart
 //! enters the stage in one trace (a Horvitz-Thompson count), too high when carts are seen there
 //! in several (any kept one shows the cart), which `at_most` flags. Abandoned carts with a
-//! suspected cause count for the weight `sampling::estimate` gave them (the view
-//! `sampling::WEIGHTS`: 1/p of the trace that decides a cart's outcome); the rest of the
+//! suspected cause count for the weight `sampling::estimate` gave them (in its table
+//! `sampling::KEPT`: 1/p of the trace that decides a cart's outcome); the rest of the
 //! abandoned carts, from the adjusted rate, have none. A cart's last trace is not the only one
 //! that shows it, so weighting the carts without a cause by it would count many twice.
 //! Spans count for the adjusted count of their own trace: its tracestate threshold, else the
@@ -19,8 +19,13 @@
 //! that traces are missing), spans have no weight to carry: `operations` is empty and the
 //! report's operation table stays as traced.
 //!
-//! The weighted percentiles are t-digest estimates (DataFusion's
-//! `approx_percentile_cont_with_weight`): memory bounded per operation, not exact ranks.
+//! The weighted percentiles are exact: the least duration whose spans and those faster weigh
+//! at least p of the operation's spans (`replay::percentiles_at`, a radix selection in
+//! memory that grows with the operations, not the spans). They were t-digest estimates
+//! (`approx_percentile_cont_with_weight`), whose figures moved with the order the rows came
+//! in: with the number of passes, so with the memory cap.
+
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 use datafusion::prelude::SessionContext;
@@ -28,8 +33,12 @@ use serde::{Deserialize, Serialize};
 
 use super::reconcile::Reconciliation;
 use super::rows::{batches, floats, ints, pct, round, strings};
-use super::sampling::{self, Declared, Sampling};
-use crate::replay::model::Model;
+use super::sampling::{self, Sampling, Weights, TRACE_P};
+
+/// The weighted tables' own temporary tables: each period cart's entry into each stage (by
+/// trace pass), and the period's spans with their weights.
+const ENTRIES: &str = "cartscope_report_stage_entries";
+const WEIGHTED_SPANS: &str = "cartscope_report_weighted_spans";
 
 /// The weighted tables (added within report version 1, with `sampling`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -184,44 +193,83 @@ impl Weighted {
 }
 
 /// The weighted tables of the period's carts (`cur`, a condition on `carts`) and spans
-/// (`spans`, a condition on `observed_traces`). Call after `sampling::estimate` has made the
-/// view of the carts' weights.
+/// (`spans`, a condition on `observed_traces`), from the weights' tables that
+/// `sampling::estimate` wrote (`w`). Each join runs in its passes.
 pub async fn tables(
     ctx: &SessionContext,
-    m: &Model,
     cur: &str,
     spans: &str,
-    declared: &Declared,
+    w: &mut Weights<'_>,
     (rc, sa): (Option<&Reconciliation>, &Sampling),
 ) -> Result<Weighted> {
-    let weights = sampling::WEIGHTS;
-    // Each cart's entry into each stage: its first event there, in the trace it came in.
+    let (by_trace, by_cart) = (&w.by_trace, &w.by_cart);
+    // Each cart's entry into each stage: its first event there, in the trace it came in,
+    // and whether it shows there in more than one trace; grouped by cart pass, written by
+    // the pass of that trace.
+    for i in 0..by_cart.len() {
+        w.scratch
+            .write(
+                ENTRIES,
+                &format!(
+                    "SELECT *, {pass} AS pass FROM (
+                         SELECT cart_id, stage_order,
+                                first_value(trace_id ORDER BY time, trace_id) AS trace_id,
+                                min(trace_id) < max(trace_id) AS k
+                         FROM cart_events
+                         WHERE {e_range}
+                           AND cart_id IN (SELECT cart_id FROM carts WHERE {cur} AND {c_range})
+                         GROUP BY cart_id, stage_order)",
+                    pass = by_trace.of("trace_id"),
+                    e_range = by_cart.range(i, "cart_events.cart_id"),
+                    c_range = by_cart.range(i, "carts.cart_id"),
+                ),
+                Some(by_trace.len()),
+            )
+            .await?;
+    }
+    w.scratch.register(ENTRIES).await?;
     let otherwise = sampling::stage_coverage_sql(rc, "st.stage").unwrap_or("1.0".into());
-    let period_carts = format!("SELECT cart_id FROM carts WHERE {cur}");
-    let traces = sampling::trace_probability_sql(
-        m,
-        &format!(
-            "t.trace_id IN (SELECT trace_id FROM cart_events WHERE cart_id IN ({period_carts}))"
-        ),
-        declared,
-    );
+    // Per stage order: the carts estimated to have entered, and whether one shows there in
+    // more than one trace; summed over the passes by trace.
+    let mut by_stage: BTreeMap<i64, (f64, bool)> = BTreeMap::new();
+    for i in 0..by_trace.len() {
+        let b = batches(
+            ctx,
+            &format!(
+                "SELECT st.stage_order, sum({w}), CAST(bool_or(e.k) AS INT)
+                 FROM {ENTRIES} e JOIN stages st ON e.stage_order = st.stage_order
+                      LEFT JOIN (SELECT * FROM {TRACE_P} WHERE pass = {i}) tp
+                             ON tp.trace_id = e.trace_id
+                 WHERE e.pass = {i}
+                 GROUP BY st.stage_order",
+                w = sampling::adjusted_count_sql("tp", &otherwise),
+            ),
+        )
+        .await?;
+        let (order, entered, k) = (ints(&b, 0), floats(&b, 1), ints(&b, 2));
+        for r in 0..order.len() {
+            if let Some(o) = order[r] {
+                let s = by_stage.entry(o).or_default();
+                s.0 += entered[r].unwrap_or(0.0);
+                s.1 |= k[r].is_some_and(|k| k > 0);
+            }
+        }
+    }
     let b = batches(
         ctx,
-        &format!(
-            "WITH tp AS ({traces}),
-             e AS (SELECT cart_id, stage_order, first_value(trace_id ORDER BY time, trace_id) AS trace_id,
-                          min(trace_id) < max(trace_id) AS k
-                   FROM cart_events WHERE cart_id IN ({period_carts}) GROUP BY cart_id, stage_order)
-             SELECT st.stage, sum(CASE WHEN e.cart_id IS NULL THEN 0.0 ELSE {w} END), CAST(bool_or(e.k) AS INT)
-             FROM stages st LEFT JOIN e ON e.stage_order = st.stage_order
-                  LEFT JOIN tp ON tp.trace_id = e.trace_id
-             GROUP BY st.stage, st.stage_order ORDER BY st.stage_order",
-            w = sampling::adjusted_count_sql("tp", &otherwise),
-        ),
+        "SELECT stage, stage_order FROM stages ORDER BY stage_order",
     )
     .await?;
-    let (names, entered, k) = (strings(&b, 0), floats(&b, 1), ints(&b, 2));
-    let entered: Vec<f64> = entered.into_iter().map(|x| x.unwrap_or(0.0)).collect();
+    let names = strings(&b, 0);
+    let (entered, k): (Vec<f64>, Vec<Option<i64>>) = ints(&b, 1)
+        .into_iter()
+        .map(|o| {
+            let (n, k) = o
+                .and_then(|o| by_stage.get(&o).copied())
+                .unwrap_or_default();
+            (n, Some(k as i64))
+        })
+        .unzip();
     // Where the counter counts a stage's entries, they are counted, not estimated.
     let counted = |stage: &str| {
         rc.filter(|r| sampling::counter_whole(r))?
@@ -265,11 +313,10 @@ pub async fn tables(
     let b = batches(
         ctx,
         &format!(
-            "SELECT c.g, sum(coalesce(w.w, 1.0)) AS n
-             FROM (SELECT cart_id AS id, suspected_cause AS g FROM carts
-                   WHERE {cur} AND outcome = 'abandoned' AND suspected_cause IS NOT NULL) c
-             LEFT JOIN {weights} w ON w.cart_id = c.id
-             GROUP BY c.g ORDER BY n DESC, c.g"
+            "SELECT suspected_cause AS g, sum(w) AS n FROM {}
+             WHERE outcome = 'abandoned' AND suspected_cause IS NOT NULL
+             GROUP BY g ORDER BY n DESC, g",
+            sampling::KEPT
         ),
     )
     .await?;
@@ -305,62 +352,70 @@ pub async fn tables(
     Ok(Weighted {
         funnel,
         causes,
-        operations: operations(ctx, m, spans, declared).await?,
+        operations: operations(ctx, spans, w).await?,
     })
 }
 
 /// Every operation's spans weighted by their trace's adjusted count, or none when no trace
-/// of the period has a known probability below 1.
+/// of the period has a known probability below 1. Each trace is judged on all its spans,
+/// inside the period or not (`TRACE_P`). Each pass's spans joined to their traces are
+/// written first; the sums and the percentiles then read them.
 async fn operations(
     ctx: &SessionContext,
-    m: &Model,
     spans: &str,
-    declared: &Declared,
+    w: &mut Weights<'_>,
 ) -> Result<Vec<WeightedOperation>> {
-    // Each trace judged on all its spans, inside the period or not.
-    let traces = sampling::trace_probability_sql(
-        m,
-        &format!("t.trace_id IN (SELECT trace_id FROM observed_traces WHERE {spans})"),
-        declared,
-    );
     let weight = sampling::adjusted_count_sql("tp", "1.0");
-    let at = |q: f64| {
-        format!("approx_percentile_cont_with_weight(s.w, {q}) WITHIN GROUP (ORDER BY s.d)")
+    let by_trace = &w.by_trace;
+    let weighted = |i: usize| {
+        format!(
+            "SELECT o.operation_name AS op, o.duration_ms AS d,
+                    CASE WHEN o.status_code = 'error' THEN 1.0 ELSE 0.0 END AS e,
+                    {weight} AS w
+             FROM observed_traces o
+             LEFT JOIN (SELECT * FROM {TRACE_P} WHERE pass = {i}) tp ON tp.trace_id = o.trace_id
+             WHERE {spans} AND o.duration_ms IS NOT NULL AND o.operation_name IS NOT NULL
+               AND {in_pass}",
+            in_pass = sampling::in_pass(by_trace, "o.trace_id", i),
+        )
     };
+    for i in 0..by_trace.len() {
+        w.scratch.write(WEIGHTED_SPANS, &weighted(i), None).await?;
+    }
+    w.scratch.register(WEIGHTED_SPANS).await?;
     let b = batches(
         ctx,
         &format!(
-            "WITH tp AS ({traces}),
-             s AS (SELECT o.operation_name AS op, o.duration_ms AS d,
-                          CASE WHEN o.status_code = 'error' THEN 1.0 ELSE 0.0 END AS e,
-                          {weight} AS w
-                   FROM observed_traces o LEFT JOIN tp ON tp.trace_id = o.trace_id
-                   WHERE {spans} AND o.duration_ms IS NOT NULL AND o.operation_name IS NOT NULL)
-             SELECT s.op, count(*), sum(s.w), sum(s.w * s.e) / sum(s.w), {p50}, {p95}, {p99},
-                    max(s.w)
-             FROM s GROUP BY s.op ORDER BY s.op",
-            p50 = at(0.5),
-            p95 = at(0.95),
-            p99 = at(0.99),
+            "SELECT op, count(*), sum(w), sum(w * e) / sum(w), max(w)
+             FROM {WEIGHTED_SPANS} GROUP BY op ORDER BY op"
         ),
     )
     .await?;
+    let at = crate::replay::percentiles_at(
+        ctx,
+        &format!("SELECT op, d, w FROM {WEIGHTED_SPANS}"),
+        &[0.5, 0.95, 0.99],
+    )
+    .await?;
     let ops = strings(&b, 0);
-    let (kept, sum, err) = (floats(&b, 1), floats(&b, 2), floats(&b, 3));
-    let (p50, p95, p99, heaviest) = (floats(&b, 4), floats(&b, 5), floats(&b, 6), floats(&b, 7));
+    let (kept, sum, err, heaviest) = (ints(&b, 1), floats(&b, 2), floats(&b, 3), floats(&b, 4));
     if heaviest.iter().flatten().all(|w| *w <= 1.0) {
         return Ok(Vec::new());
     }
     let f = |v: &[Option<f64>], i: usize, d: i32| round(v[i].unwrap_or(0.0), d);
     Ok((0..ops.len())
-        .map(|i| WeightedOperation {
-            operation: ops[i].clone().unwrap_or_default(),
-            spans: kept[i].unwrap_or(0.0).max(0.0) as u64,
-            spans_estimated: f(&sum, i, 1),
-            p50_ms: f(&p50, i, 3),
-            p95_ms: f(&p95, i, 3),
-            p99_ms: f(&p99, i, 3),
-            error_rate: f(&err, i, 4),
+        .map(|i| {
+            let op = ops[i].clone().unwrap_or_default();
+            let p = |k: usize| round(at.get(&op).map_or(0.0, |v| v[k]), 3);
+            WeightedOperation {
+                spans: kept[i].unwrap_or(0).max(0) as u64,
+                spans_estimated: f(&sum, i, 1),
+                p50_ms: p(0),
+                p95_ms: p(1),
+                p99_ms: p(2),
+                error_rate: f(&err, i, 4),
+                operation: op,
+            }
         })
         .collect())
 }
