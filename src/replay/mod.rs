@@ -499,8 +499,8 @@ struct Sel {
     /// The top `bits` bits every candidate shares.
     prefix: u64,
     bits: u32,
-    /// The weight sought among the candidates, from the least (NaN until the first pass
-    /// weighs them; the rank sought, unweighted).
+    /// The weight sought among the candidates, from the least (None until the first pass
+    /// weighs them; unweighted, the rank sought).
     target: Option<f64>,
     /// Per bucket of the next bits: its values, and their weight.
     hist: foldhash::HashMap<u32, (u64, f64)>,

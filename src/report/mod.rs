@@ -773,36 +773,41 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     crate::output::phase("report: last operations, top carts, hours");
     let reconciled = reconcile::reconcile(ctx, m, since_ns, until_ns).await?;
     crate::output::phase("report: metrics against traces");
-    let oom = |e, what| crate::sql::session::out_of_memory(e, &format!("the report's {what}"));
-    let sampled = sampling::estimate(
-        ctx,
-        m,
-        &cur,
-        &o.sampled,
-        reconciled.as_ref().map(|(r, h)| (r, h)),
-    )
-    .await
-    .map_err(|e| oom(e, "sampling estimate"))?;
-    crate::output::phase("report: sampling");
-    let reconciliation = reconciled.map(|(r, _)| r);
+    let rc = reconciled.as_ref().map(|(r, h)| (r, h));
     // Under sampling, the drivers are judged on the carts whose outcome is known: a cart
     // that may have gone on in a dropped trace would count its driver as an abandonment.
-    // The weights' tables live until the drivers have read them.
-    let (sampling, known, mut weights) = match sampled {
-        Some((s, known, w)) => (Some(s), format!("{cur} AND {known}"), Some(w)),
-        None => (None, cur.clone(), None),
+    // The weights' tables live until the drivers have read them. Their passes are sized
+    // by the period's carts; if one does not fit, all of it runs again in more.
+    let mut more = 1;
+    let (sampling, known, weights, weighted) = loop {
+        match sampled(ctx, m, o, (&cur, &span_period), rc, more).await {
+            Err(e) if crate::sql::session::exhausted(&e) && more < 8 => {
+                more *= 2;
+                eprintln!(
+                    "cartscope: note: the report's sampling weights did not fit in the memory they may use ({}; {}): running them again in {more} times as many passes",
+                    crate::output::human_bytes(crate::sql::session::memory_limit() as u64),
+                    crate::sql::session::short_why(&e)
+                );
+            }
+            Err(e) => {
+                return Err(crate::sql::session::out_of_memory(
+                    e,
+                    "the report's sampling weights",
+                ))
+            }
+            Ok(Some((s, known, w, t))) => {
+                break (Some(s), format!("{cur} AND {known}"), Some(w), Some(t))
+            }
+            Ok(None) => {
+                crate::output::phase("report: sampling");
+                break (None, cur.clone(), None, None);
+            }
+        }
     };
-    let weighted = match (&sampling, &mut weights) {
-        (Some(sa), Some(w)) => Some(
-            weighted::tables(ctx, &cur, &span_period, w, (reconciliation.as_ref(), sa))
-                .await
-                .map_err(|e| oom(e, "weighted funnel"))?,
-        ),
-        _ => None,
-    };
-    crate::output::phase("report: weighted tables");
+    let reconciliation = reconciled.map(|(r, _)| r);
     let (drivers, latency_curves) =
         drivers(ctx, m, o, (&known, sampling.is_some()), &reference).await?;
+    drop(weights);
     crate::output::phase("report: drivers and latency curves");
     Ok(Report {
         version: REPORT_VERSION,
@@ -837,6 +842,34 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
         sampling,
         weighted,
     })
+}
+
+/// The sampling-aware figures and the weighted tables (`None` when every trace was kept),
+/// with the condition on the carts whose outcome is known and the weights' tables, in
+/// `more` times the passes the period's carts call for.
+async fn sampled<'a>(
+    ctx: &'a SessionContext,
+    m: &Model,
+    o: &Options,
+    (cur, spans): (&str, &str),
+    rc: Option<(&reconcile::Reconciliation, &reconcile::ByStageHour)>,
+    more: usize,
+) -> Result<
+    Option<(
+        sampling::Sampling,
+        String,
+        sampling::Weights<'a>,
+        weighted::Weighted,
+    )>,
+> {
+    let Some((s, known, mut w)) = sampling::estimate(ctx, m, cur, &o.sampled, rc, more).await?
+    else {
+        return Ok(None);
+    };
+    crate::output::phase("report: sampling");
+    let t = weighted::tables(ctx, cur, spans, &mut w, (rc.map(|(r, _)| r), &s)).await?;
+    crate::output::phase("report: weighted tables");
+    Ok(Some((s, known, w, t)))
 }
 
 /// One candidate judged on its 2x2 table: its exact (or G) test, its relative risk with a
@@ -992,7 +1025,8 @@ async fn drivers(
 
 /// The temporary tables of `drivers`: the population's cart events (by trace range); the
 /// report's attribute values of each span (by trace range); per cart and checkout
-/// operation; per cart, attribute, service and value.
+/// operation; per cart, attribute, service and value; the population's carts (by cart
+/// range).
 const POP_EVENTS: &str = "cartscope_report_cart_events";
 const SPAN_VALUES: &str = "cartscope_report_span_values";
 const CART_OPS: &str = "cartscope_report_cart_operations";
@@ -1099,8 +1133,9 @@ async fn drivers_of(
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     let checkout_order = checkout_order(m);
     // The population: every decided cart of the period. Its carts are split into passes
-    // over ranges of cart ids (both `carts` and `cart_events` are in cart_id order, so
-    // each pass reads only its range's row groups).
+    // over ranges of cart ids (`carts` and `cart_events` are in cart_id order, so each pass
+    // reads only its range's row groups of them; the sampling's `KEPT` is not, and each
+    // pass reads it whole, keeping its range's rows).
     let decided = format!("{cur} AND c.outcome IN ('abandoned', 'converted')");
     let carts = counts(
         &batches(

@@ -26,11 +26,12 @@
 //! them out leaves out the carts truly abandoned before their next trace (too low).
 //!
 //! Memory: every join to the traces' probabilities runs in passes (`Passes`, `Scratch`).
-//! Each trace's probability is computed once, from all its spans, in a grouping that
-//! spills, and written by range of trace ids (`TRACE_P`); each range's carts are joined to
-//! it and written with their probability and weight (`KEPT`), which every figure after
-//! reads instead of joining again. Only the carts' stage entries (`apart`) are grouped by
-//! range of cart ids. What no pass bounds: the groups of carts by outcome, stage, hours
+//! Each span's say is written once by range of trace ids (`SPAN_P`), and each range's
+//! grouped into its traces' probabilities (`TRACE_P`); the period's carts are written
+//! by the range of their deciding trace (`CARTS_BY_TRACE`), and each range's joined to its
+//! traces and written with their probability and weight (`KEPT`), which every figure after
+//! reads instead of joining again. The carts' stage entries (`apart`, and the weighted
+//! funnel's) are grouped by range of cart ids. What no pass bounds: the groups of carts by outcome, stage, hours
 //! and probability (a few thousand), and the stages.
 
 use std::collections::BTreeMap;
@@ -244,18 +245,36 @@ fn attribute_probability_sql(m: &Model) -> String {
     }
 }
 
-/// Per trace that `traces` (a condition on `observed_traces t`) keeps, what its spans and the
-/// flags say of the probability it was kept: `ot` (the tracestate's threshold), `attr` (the
-/// model's keys) and `declared` (`--trace-sample-rate`, or the policy judged on the trace).
-pub(super) fn trace_probability_sql(m: &Model, traces: &str, declared: &Declared) -> String {
-    let attribute = attribute_probability_sql(m);
+/// Per span, what it says of the probability its trace was kept (`ot`: the tracestate's
+/// threshold; `attr`: the model's keys) and what a tail-sampling policy judges its trace by
+/// (`error`, `duration_ms`), with its trace (`trace_id`) and the pass of its trace. Only
+/// the spans that say something when the flags say nothing.
+fn span_probability_sql(m: &Model, declared: &Declared, by_trace: &Passes) -> String {
+    let says = match declared {
+        Declared::Nothing => "WHERE ot IS NOT NULL OR attr IS NOT NULL",
+        _ => "",
+    };
+    format!(
+        "SELECT * FROM (
+             SELECT t.trace_id, ot_probability(t.trace_state) AS ot, {attr} AS attr,
+                    t.status_code = 'error' AS error, t.duration_ms, {pass} AS pass
+             FROM observed_traces t) {says}",
+        attr = attribute_probability_sql(m),
+        pass = by_trace.of("t.trace_id"),
+    )
+}
+
+/// Per trace of `spans` (rows of `span_probability_sql`), what its spans and the flags say of
+/// the probability it was kept: `ot` (the tracestate's threshold), `attr` (the model's keys)
+/// and `declared` (`--trace-sample-rate`, or the policy judged on the trace).
+fn trace_probability_sql(spans: &str, declared: &Declared) -> String {
     let declared = match declared {
         Declared::Nothing => "CAST(NULL AS DOUBLE)".to_string(),
         Declared::Rate(p) => double(*p),
         Declared::Policy(t) => {
             let mut notable = Vec::new();
             if t.keep_errors {
-                notable.push("bool_or(t.status_code = 'error')".to_string());
+                notable.push("bool_or(t.error)".to_string());
             }
             if let Some(ns) = t.keep_slow_ns {
                 notable.push(format!("max(t.duration_ms) >= {}", double(ns as f64 / 1e6)));
@@ -272,17 +291,16 @@ pub(super) fn trace_probability_sql(m: &Model, traces: &str, declared: &Declared
         }
     };
     format!(
-        "SELECT t.trace_id, min(ot_probability(t.trace_state)) AS ot, min({attribute}) AS attr,
-                {declared} AS declared
-         FROM observed_traces t WHERE {traces} GROUP BY t.trace_id"
+        "SELECT t.trace_id, min(t.ot) AS ot, min(t.attr) AS attr, {declared} AS declared
+         FROM {spans} t GROUP BY t.trace_id"
     )
 }
 
 /// Whether some span says its trace was kept with a probability below 1: a tracestate
 /// threshold, or one of the model's sampling keys. When none does (and neither the flags
 /// nor the metrics say the traces were sampled), every cart's deciding trace was kept, and
-/// `estimate` need not join the carts to their traces: a join whose table holds every
-/// period cart's trace id (at 10M carts, more than a 1 GB cap).
+/// `estimate` need not group the spans by trace nor join the carts to their traces in
+/// passes (at 1M carts, about 9 s).
 ///
 /// One scan of `trace_state` and `attributes` that stops at the first such span; when no
 /// trace was sampled, it reads every span's attribute map (18-19 s for 59.5M spans).
@@ -351,14 +369,13 @@ pub(super) fn adjusted_count_sql(alias: &str, otherwise: &str) -> String {
     )
 }
 
-/// Per period cart (`carts c`, as `cur` keeps them) of one pass, its columns the estimate
-/// reads, with the probability its deciding trace was kept (`p`) and where it came from
+/// Per period cart of trace pass `pass` (`CARTS_BY_TRACE`), the columns the estimate reads,
+/// with the probability its deciding trace was kept (`p`) and where it came from
 /// (`source`): its spans' tracestate threshold, else the model's keys on them, else what
-/// `declared` says of it (`TRACE_P`'s columns, of the pass's traces), else the coverage of
+/// the flags say of it (`TRACE_P`'s columns, of the pass's traces), else the coverage of
 /// the cart's last stage (`coverage`, SQL of `c.last_stage`, when the metrics show traces
-/// missing), else 1. The pass's carts are those whose deciding trace is in it (no deciding
-/// trace: the last pass).
-fn kept_sql(cur: &str, coverage: Option<String>, by_trace: &Passes, pass: usize) -> String {
+/// missing), else 1.
+fn kept_sql(coverage: Option<String>, pass: usize) -> String {
     // Where p comes from, first found first: (when, p, source).
     let mut from: Vec<(String, String, &str)> = TRACE_COLUMNS
         .into_iter()
@@ -375,27 +392,28 @@ fn kept_sql(cur: &str, coverage: Option<String>, by_trace: &Passes, pass: usize)
     };
     let p = case(&|f| f.1.clone(), "1.0");
     let source = case(&|f| format!("'{}'", f.2), "''");
-    let hour = |c: &str| format!("CAST(date_trunc('hour', c.{c}) AS BIGINT) * 1000");
     format!(
-        "SELECT c.cart_id, c.outcome, c.last_stage, c.suspected_cause,
-                {from} AS idle_from, {to} AS idle_to, {p} AS p, {source} AS source,
-                1.0 / greatest({p}, {least}) AS w
-         FROM (SELECT * FROM carts WHERE {cur} AND {in_pass}) c
+        "SELECT c.cart_id, c.outcome, c.last_stage, c.suspected_cause, c.idle_from, c.idle_to,
+                {p} AS p, {source} AS source, 1.0 / greatest({p}, {least}) AS w
+         FROM (SELECT * FROM {CARTS_BY_TRACE} WHERE pass = {pass}) c
          LEFT JOIN (SELECT * FROM {TRACE_P} WHERE pass = {pass}) tp
                 ON tp.trace_id = c.last_trace_id",
-        from = hour("last_activity"),
-        to = hour("abandoned_at"),
-        in_pass = in_pass(by_trace, "last_trace_id", pass),
         least = double(LEAST_P),
     )
 }
 
-/// Whether `key` is in pass `pass` of `passes`, as SQL: NULL in the last.
-pub(super) fn in_pass(passes: &Passes, key: &str, pass: usize) -> String {
-    if passes.len() == 1 {
-        return "TRUE".into();
-    }
-    format!("{} = {pass}", passes.of(key))
+/// The period's carts (`cur`), the columns `kept_sql` reads, with the trace pass of their
+/// deciding trace (none: the last).
+fn carts_by_trace_sql(cur: &str, by_trace: &Passes) -> String {
+    let hour = |c: &str| format!("CAST(date_trunc('hour', {c}) AS BIGINT) * 1000");
+    format!(
+        "SELECT cart_id, outcome, last_stage, suspected_cause, {from} AS idle_from,
+                {to} AS idle_to, last_trace_id, {pass} AS pass
+         FROM carts WHERE {cur}",
+        from = hour("last_activity"),
+        to = hour("abandoned_at"),
+        pass = by_trace.of("last_trace_id"),
+    )
 }
 
 /// The tables of the sampling's weights: per trace, what says the probability it was kept
@@ -405,6 +423,8 @@ pub(super) fn in_pass(passes: &Passes, key: &str, pass: usize) -> String {
 /// drivers count by).
 pub const TRACE_P: &str = "cartscope_report_trace_probabilities";
 pub(super) const KEPT: &str = "cartscope_report_kept";
+const CARTS_BY_TRACE: &str = "cartscope_report_carts_by_trace";
+const SPAN_P: &str = "cartscope_report_span_probabilities";
 
 /// About how many bytes a period cart takes in the hash tables of the joins to its traces,
 /// by trace: its deciding trace's row, or its own (an id, a few short strings and numbers),
@@ -580,6 +600,7 @@ pub async fn estimate<'a>(
     cur: &str,
     declared: &Declared,
     rc: Option<(&Reconciliation, &ByStageHour)>,
+    more: usize,
 ) -> Result<Option<(Sampling, String, Weights<'a>)>> {
     let incomplete_traces = rc.is_some_and(|(r, _)| traces_missing(r));
     if !incomplete_traces && !declared.below_one() && !spans_below_one(ctx, m).await? {
@@ -593,41 +614,68 @@ pub async fn estimate<'a>(
     .copied()
     .unwrap_or(0);
     let split = |key: &str| format!("SELECT {key} FROM carts WHERE {cur}");
-    let by_trace = Passes::split(ctx, &split("last_trace_id"), carts, CART_TRACES_BYTES, 1).await?;
-    let by_cart = Passes::split(ctx, &split("cart_id"), carts, CART_TRACES_BYTES, 1).await?;
+    let by_trace =
+        Passes::split(ctx, &split("last_trace_id"), carts, CART_TRACES_BYTES, more).await?;
+    let by_cart = Passes::split(ctx, &split("cart_id"), carts, CART_TRACES_BYTES, more).await?;
     crate::output::phase(&format!(
         "report: sampling: joins in {} passes by trace and {} by cart",
         by_trace.len(),
         by_cart.len()
     ));
     let mut scratch = Scratch::new(ctx, "report", 120)?;
-    // Each trace's probability, once: what says it, from all its spans. A trace of which
-    // nothing says has no row, as a trace that was not joined.
-    let traces = trace_probability_sql(m, "TRUE", declared);
+    // Each trace's probability, once: what says it, from all its spans. Each span's, read
+    // once and written by the pass of its trace; each pass's grouped by trace (a grouping of
+    // every trace at once spilled, and its sorts took the process 50% past the cap). A trace
+    // of which nothing says has no row, as a trace that was not joined.
+    scratch
+        .write(
+            SPAN_P,
+            &span_probability_sql(m, declared, &by_trace),
+            Some(by_trace.len()),
+        )
+        .await?;
+    scratch.register(SPAN_P).await?;
     let says: Vec<String> = TRACE_COLUMNS
         .iter()
         .map(|c| format!("{c} IS NOT NULL"))
         .collect();
+    for i in 0..by_trace.len() {
+        let traces = trace_probability_sql(
+            &format!("(SELECT * FROM {SPAN_P} WHERE pass = {i})"),
+            declared,
+        );
+        scratch
+            .write(
+                TRACE_P,
+                &format!(
+                    "SELECT *, {i} AS pass FROM ({traces}) WHERE {says}",
+                    says = says.join(" OR "),
+                ),
+                Some(by_trace.len()),
+            )
+            .await?;
+    }
+    scratch.register(TRACE_P).await?;
+    crate::output::phase("report: sampling: each trace's probability");
+    // The carts, read once and written by the pass of their deciding trace; each pass's
+    // joined to its traces.
     scratch
         .write(
-            TRACE_P,
-            &format!(
-                "SELECT *, {pass} AS pass FROM ({traces}) WHERE {says}",
-                pass = by_trace.of("trace_id"),
-                says = says.join(" OR "),
-            ),
+            CARTS_BY_TRACE,
+            &carts_by_trace_sql(cur, &by_trace),
             Some(by_trace.len()),
         )
         .await?;
-    scratch.register(TRACE_P).await?;
+    scratch.register(CARTS_BY_TRACE).await?;
     let coverage = stage_coverage_sql(rc.map(|(r, _)| r), "c.last_stage");
     for i in 0..by_trace.len() {
         scratch
-            .write(KEPT, &kept_sql(cur, coverage.clone(), &by_trace, i), None)
+            .write(KEPT, &kept_sql(coverage.clone(), i), None)
             .await?;
     }
     scratch.register(KEPT).await?;
     let groups = groups(ctx).await?;
+    crate::output::phase("report: sampling: each cart's weight");
     if !incomplete_traces && groups.iter().all(|g| g.kept.p >= 1.0) {
         return Ok(None);
     }
@@ -906,7 +954,8 @@ mod tests {
     /// `estimate` joins the carts to their deciding traces only when something may say a
     /// trace was kept with a probability below 1: a span's tracestate threshold or one of the
     /// model's sampling keys, or the flags. The session here has no `carts` table: the
-    /// join, when made, fails, so `Ok(None)` shows it was not.
+    /// estimate, when it goes on (its first step counts the carts), fails, so `Ok(None)`
+    /// shows it did not.
     #[tokio::test]
     async fn the_carts_are_joined_to_their_traces_only_when_something_was_sampled() {
         let m = model();
@@ -962,13 +1011,21 @@ mod tests {
             ("", "http.route", "/cart", &Declared::Rate(0.5), true),
         ] {
             let ctx = spans_session(state, key, value).await;
-            let r = estimate(&ctx, &m, "TRUE", declared, None).await;
+            let r = estimate(&ctx, &m, "TRUE", declared, None, 1).await;
             assert_eq!(joined(r), join, "{state:?} {key}={value} {declared:?}");
         }
         // The metrics showing traces missing: joined whatever the spans say.
         let ctx = spans_session("", "http.route", "/cart").await;
         let rc = reconciliation("uniform", Some(0.5), serde_json::json!([]));
-        let r = estimate(&ctx, &m, "TRUE", &nothing, Some((&rc, &ByStageHour::new()))).await;
+        let r = estimate(
+            &ctx,
+            &m,
+            "TRUE",
+            &nothing,
+            Some((&rc, &ByStageHour::new())),
+            1,
+        )
+        .await;
         assert!(joined(r));
     }
 

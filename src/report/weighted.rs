@@ -36,9 +36,10 @@ use super::rows::{batches, floats, ints, pct, round, strings};
 use super::sampling::{self, Sampling, Weights, TRACE_P};
 
 /// The weighted tables' own temporary tables: each period cart's entry into each stage (by
-/// trace pass), and the period's spans with their weights.
+/// trace pass), the period's spans (by trace pass), and the same with their weights.
 const ENTRIES: &str = "cartscope_report_stage_entries";
 const WEIGHTED_SPANS: &str = "cartscope_report_weighted_spans";
+const PERIOD_SPANS: &str = "cartscope_report_period_spans";
 
 /// The weighted tables (added within report version 1, with `sampling`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -228,6 +229,7 @@ pub async fn tables(
             .await?;
     }
     w.scratch.register(ENTRIES).await?;
+    crate::output::phase("report: weighted: stage entries");
     let otherwise = sampling::stage_coverage_sql(rc, "st.stage").unwrap_or("1.0".into());
     // Per stage order: the carts estimated to have entered, and whether one shows there in
     // more than one trace; summed over the passes by trace.
@@ -255,6 +257,7 @@ pub async fn tables(
             }
         }
     }
+    crate::output::phase("report: weighted: funnel");
     let b = batches(
         ctx,
         "SELECT stage, stage_order FROM stages ORDER BY stage_order",
@@ -365,22 +368,43 @@ async fn operations(
     spans: &str,
     w: &mut Weights<'_>,
 ) -> Result<Vec<WeightedOperation>> {
+    // No trace's probability known: every span weighs 1.
+    let known = batches(ctx, &format!("SELECT count(*) FROM {TRACE_P}")).await?;
+    if ints(&known, 0).first().copied().flatten().unwrap_or(0) == 0 {
+        return Ok(Vec::new());
+    }
     let weight = sampling::adjusted_count_sql("tp", "1.0");
     let by_trace = &w.by_trace;
-    let weighted = |i: usize| {
-        format!(
-            "SELECT o.operation_name AS op, o.duration_ms AS d,
-                    CASE WHEN o.status_code = 'error' THEN 1.0 ELSE 0.0 END AS e,
-                    {weight} AS w
-             FROM observed_traces o
-             LEFT JOIN (SELECT * FROM {TRACE_P} WHERE pass = {i}) tp ON tp.trace_id = o.trace_id
-             WHERE {spans} AND o.duration_ms IS NOT NULL AND o.operation_name IS NOT NULL
-               AND {in_pass}",
-            in_pass = sampling::in_pass(by_trace, "o.trace_id", i),
+    // The period's spans, read once and written by trace pass; each pass's joined to its
+    // traces.
+    w.scratch
+        .write(
+            PERIOD_SPANS,
+            &format!(
+                "SELECT o.trace_id, o.operation_name AS op, o.duration_ms AS d,
+                        CASE WHEN o.status_code = 'error' THEN 1.0 ELSE 0.0 END AS e,
+                        {pass} AS pass
+                 FROM observed_traces o
+                 WHERE {spans} AND o.duration_ms IS NOT NULL AND o.operation_name IS NOT NULL",
+                pass = by_trace.of("o.trace_id"),
+            ),
+            Some(by_trace.len()),
         )
-    };
+        .await?;
+    w.scratch.register(PERIOD_SPANS).await?;
     for i in 0..by_trace.len() {
-        w.scratch.write(WEIGHTED_SPANS, &weighted(i), None).await?;
+        w.scratch
+            .write(
+                WEIGHTED_SPANS,
+                &format!(
+                    "SELECT s.op, s.d, s.e, {weight} AS w
+                     FROM (SELECT * FROM {PERIOD_SPANS} WHERE pass = {i}) s
+                     LEFT JOIN (SELECT * FROM {TRACE_P} WHERE pass = {i}) tp
+                            ON tp.trace_id = s.trace_id"
+                ),
+                None,
+            )
+            .await?;
     }
     w.scratch.register(WEIGHTED_SPANS).await?;
     let b = batches(
@@ -391,17 +415,17 @@ async fn operations(
         ),
     )
     .await?;
+    let ops = strings(&b, 0);
+    let (kept, sum, err, heaviest) = (ints(&b, 1), floats(&b, 2), floats(&b, 3), floats(&b, 4));
+    if heaviest.iter().flatten().all(|w| *w <= 1.0) {
+        return Ok(Vec::new());
+    }
     let at = crate::replay::percentiles_at(
         ctx,
         &format!("SELECT op, d, w FROM {WEIGHTED_SPANS}"),
         &[0.5, 0.95, 0.99],
     )
     .await?;
-    let ops = strings(&b, 0);
-    let (kept, sum, err, heaviest) = (ints(&b, 1), floats(&b, 2), floats(&b, 3), floats(&b, 4));
-    if heaviest.iter().flatten().all(|w| *w <= 1.0) {
-        return Ok(Vec::new());
-    }
     let f = |v: &[Option<f64>], i: usize, d: i32| round(v[i].unwrap_or(0.0), d);
     Ok((0..ops.len())
         .map(|i| {

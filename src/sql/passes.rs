@@ -2,8 +2,8 @@
 //! values into ranges of about equal rows, and `Scratch` holds the tables written between
 //! the steps, as Parquet in a temporary folder, by pass. Joins and sorts run one range at a
 //! time (a Grace hash join written in SQL), so that a hash table or an in-memory sort holds
-//! one range's rows, never all of them. The replay's fold and the report's driver analysis
-//! use them.
+//! one range's rows, never all of them. The replay's fold, the report's sampling weights and
+//! weighted tables, and its driver analysis use them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
