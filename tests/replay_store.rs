@@ -63,6 +63,21 @@ fn in_passes(args: &[&str], n: &str) -> (String, String) {
     (stdout(&o), stderr(&o))
 }
 
+/// `in_passes`, and the passes its step `step` said it joins in (the words after `step` on
+/// its timing line, up to the colon).
+fn passes_said(args: &[&str], n: &str, step: &str) -> (String, String) {
+    let (out, err) = in_passes(args, n);
+    let said = err
+        .lines()
+        .find_map(|l| l.split(step).nth(1))
+        .unwrap_or_else(|| panic!("{args:?}: no '{step}' said: {err}"))
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    (out, said)
+}
+
 fn ingest(ds: &Path, input: &Path) {
     crate::util::ingest(ds, &[input]);
 }
@@ -726,18 +741,7 @@ fn the_report_is_the_same_whatever_the_number_of_passes_of_its_joins() {
     ] {
         let data = fixture(sdk).display().to_string();
         let args = ["report", "--data", &data, "-f", "json"];
-        let passes = |n: &str| {
-            let (out, err) = in_passes(&args, n);
-            let said = err
-                .lines()
-                .find_map(|l| l.split("joins in ").nth(1))
-                .unwrap_or_else(|| panic!("no passes said: {err}"))
-                .split(':')
-                .next()
-                .unwrap()
-                .to_string();
-            (out, said)
-        };
+        let passes = |n: &str| passes_said(&args, n, "drivers: joins in ");
         let (one, said) = passes("1");
         assert_eq!(said, "1 passes by cart and 1 by trace", "{sdk}");
         let report: serde_json::Value = serde_json::from_str(&one).unwrap();
@@ -793,18 +797,7 @@ fn the_sampled_report_is_the_same_whatever_the_number_of_passes() {
     for (data, flags, spans_weighed) in cases {
         let mut args = vec!["report", "--data", data, "-f", "json"];
         args.extend(flags);
-        let passes = |n: &str| {
-            let (out, err) = in_passes(&args, n);
-            let said = err
-                .lines()
-                .find_map(|l| l.split("sampling: joins in ").nth(1))
-                .unwrap_or_else(|| panic!("{args:?}: no sampling passes said: {err}"))
-                .split(':')
-                .next()
-                .unwrap()
-                .to_string();
-            (out, said)
-        };
+        let passes = |n: &str| passes_said(&args, n, "sampling: joins in ");
         let (one, said) = passes("1");
         assert_eq!(said, "1 passes by trace and 1 by cart", "{args:?}");
         let r: serde_json::Value = serde_json::from_str(&one).unwrap();
