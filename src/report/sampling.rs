@@ -31,8 +31,11 @@
 //! by the range of their deciding trace (`CARTS_BY_TRACE`), and each range's joined to its
 //! traces and written with their probability and weight (`KEPT`), which every figure after
 //! reads instead of joining again. The carts' stage entries (`apart`, and the weighted
-//! funnel's) are grouped by range of cart ids. What no pass bounds: the groups of carts by outcome, stage, hours
-//! and probability (a few thousand), and the stages.
+//! funnel's) are grouped by range of cart ids. What no pass bounds: the groups of carts by
+//! outcome, stage, hours and probability (a few thousand), and the stages. The trace
+//! passes are sized by the period's carts, while `TRACE_P` holds every trace of the export:
+//! a short period of a long export makes each pass's grouping larger than its share (it
+//! spills), and a join that does not fit runs again in more passes.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -299,8 +302,8 @@ fn trace_probability_sql(spans: &str, declared: &Declared) -> String {
 /// Whether some span says its trace was kept with a probability below 1: a tracestate
 /// threshold, or one of the model's sampling keys. When none does (and neither the flags
 /// nor the metrics say the traces were sampled), every cart's deciding trace was kept, and
-/// `estimate` need not group the spans by trace nor join the carts to their traces in
-/// passes (at 1M carts, about 9 s).
+/// `estimate` need not write and group every span by trace nor join the carts to their
+/// traces in passes.
 ///
 /// One scan of `trace_state` and `attributes` that stops at the first such span; when no
 /// trace was sampled, it reads every span's attribute map (18-19 s for 59.5M spans).
