@@ -778,32 +778,18 @@ pub async fn build(ctx: &SessionContext, m: &Model, o: &Options) -> Result<Repor
     // that may have gone on in a dropped trace would count its driver as an abandonment.
     // The weights' tables live until the drivers have read them. Their passes are sized
     // by the period's carts; if one does not fit, all of it runs again in more.
-    let mut more = 1;
-    let (sampling, known, weights, weighted) = loop {
-        match sampled(ctx, m, o, (&cur, &span_period), rc, more).await {
-            Err(e) if crate::sql::session::exhausted(&e) && more < 8 => {
-                more *= 2;
-                eprintln!(
-                    "cartscope: note: the report's sampling weights did not fit in the memory they may use ({}; {}): running them again in {more} times as many passes",
-                    crate::output::human_bytes(crate::sql::session::memory_limit() as u64),
-                    crate::sql::session::short_why(&e)
-                );
-            }
-            Err(e) => {
-                return Err(crate::sql::session::out_of_memory(
-                    e,
-                    "the report's sampling weights",
-                ))
-            }
-            Ok(Some((s, known, w, t))) => {
-                break (Some(s), format!("{cur} AND {known}"), Some(w), Some(t))
-            }
-            Ok(None) => {
+    let (sampling, known, weights, weighted) =
+        match in_more_passes(("the report's sampling weights", "they"), |more| {
+            sampled(ctx, m, o, (&cur, &span_period), rc, more)
+        })
+        .await?
+        {
+            Some((s, known, w, t)) => (Some(s), format!("{cur} AND {known}"), Some(w), Some(t)),
+            None => {
                 crate::output::phase("report: sampling");
-                break (None, cur.clone(), None, None);
+                (None, cur.clone(), None, None)
             }
-        }
-    };
+        };
     let reconciliation = reconciled.map(|(r, _)| r);
     let (drivers, latency_curves) =
         drivers(ctx, m, o, (&known, sampling.is_some()), &reference).await?;
@@ -1000,25 +986,40 @@ async fn drivers(
     // Each pass fits the cap by its size, across every core: hash joins and groups split by
     // partition. The session's own setting comes back for the curves and after.
     let session = crate::sql::session::joins(ctx);
-    let mut more = 1;
-    loop {
+    in_more_passes(("the report's driver analysis", "it"), |more| async move {
         crate::sql::session::set_joins(ctx, (true, crate::sql::session::threads(ctx)));
         let r = drivers_of(ctx, m, o, (cur, reference), more, session).await;
         crate::sql::session::set_joins(ctx, session);
-        match r {
+        r
+    })
+    .await
+}
+
+/// Runs `step` (`what` it is, and the pronoun a note names it by) in `more` times the
+/// passes its estimates call for: 1, then twice as many each time it runs out of memory,
+/// saying so on stderr, up to 8; past that, the out-of-memory error says which flag to raise.
+async fn in_more_passes<T, F, Fut>((what, pronoun): (&str, &str), mut step: F) -> Result<T>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut more = 1;
+    loop {
+        match step(more).await {
             Err(e) if crate::sql::session::exhausted(&e) && more < 8 => {
                 more *= 2;
                 let why = crate::sql::session::short_why(&e);
+                let (verb, be) = if pronoun == "it" {
+                    ("it", "it may")
+                } else {
+                    ("them", "they may")
+                };
                 eprintln!(
-                    "cartscope: note: the report's driver analysis did not fit in the memory it may use ({}; {why}): running it again in {more} times as many passes",
+                    "cartscope: note: {what} did not fit in the memory {be} use ({}; {why}): running {verb} again in {more} times as many passes",
                     crate::output::human_bytes(crate::sql::session::memory_limit() as u64)
                 );
             }
-            r => {
-                return r.map_err(|e| {
-                    crate::sql::session::out_of_memory(e, "the report's driver analysis")
-                });
-            }
+            r => return r.map_err(|e| crate::sql::session::out_of_memory(e, what)),
         }
     }
 }
