@@ -16,6 +16,7 @@
 //! (`stats::association_p_value`), Benjamini-Hochberg across all candidates, a minimum
 //! support, and the excess abandoned carts and value it explains; ranked by that value.
 
+mod entries;
 pub mod html;
 pub mod reconcile;
 pub mod render;
@@ -853,7 +854,7 @@ async fn sampled<'a>(
         return Ok(None);
     };
     crate::output::phase("report: sampling");
-    let t = weighted::tables(ctx, cur, spans, &mut w, (rc.map(|(r, _)| r), &s)).await?;
+    let t = weighted::tables(ctx, spans, &mut w, (rc.map(|(r, _)| r), &s)).await?;
     crate::output::phase("report: weighted tables");
     Ok(Some((s, known, w, t)))
 }

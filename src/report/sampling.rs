@@ -30,8 +30,9 @@
 //! grouped into its traces' probabilities (`TRACE_P`); the period's carts are written
 //! by the range of their deciding trace (`CARTS_BY_TRACE`), and each range's joined to its
 //! traces and written with their probability and weight (`KEPT`), which every figure after
-//! reads instead of joining again. The carts' stage entries (`apart`, and the weighted
-//! funnel's) are grouped by range of cart ids. What no pass bounds: the groups of carts by
+//! reads instead of joining again. The carts' events are read once, in cart order, and folded
+//! per cart (`entries`: how carts went on from each stage, and each one's entry into each, for
+//! the weighted funnel) by range of cart ids. What no pass bounds: the groups of carts by
 //! outcome, stage, hours and probability (a few thousand), and the stages. The trace
 //! passes are sized by the period's carts, while `TRACE_P` holds every trace of the export:
 //! a short period of a long export makes each pass's grouping larger than its share (it
@@ -44,6 +45,7 @@ use anyhow::{bail, Context, Result};
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
+use super::entries;
 use super::reconcile::{ByStageHour, Reconciliation, COMPLETE};
 use super::rows::{batches, counts, floats, ints, pct, round, strings};
 use crate::replay::model::Model;
@@ -434,14 +436,12 @@ const SPAN_P: &str = "cartscope_report_span_probabilities";
 /// and the rows of the other traces it shows in (about three in all).
 const CART_TRACES_BYTES: usize = 300;
 
-/// The weights' tables, written in `Scratch` and registered while it lives, and how they
-/// split: the joins to the traces' probabilities run in passes over ranges of trace ids,
-/// those to the period's carts over ranges of cart ids, so that no hash table holds every
-/// cart or trace.
+/// The weights' tables, written in `Scratch` and registered while it lives, and how the
+/// joins to the traces' probabilities split: in passes over ranges of trace ids, so that no
+/// hash table holds every trace.
 pub struct Weights<'a> {
     pub scratch: Scratch<'a>,
     pub by_trace: Passes,
-    pub by_cart: Passes,
 }
 
 /// The period's carts by outcome, last stage, idle hours and the probability of their
@@ -485,51 +485,16 @@ async fn groups(ctx: &SessionContext) -> Result<Vec<Group>> {
 /// another trace than their last of it (the checkout after the adds): a cart that stopped
 /// there may have gone on in a trace that was not kept. A stage no cart went on from counts
 /// as such.
-async fn apart(ctx: &SessionContext, m: &Model, cur: &str, by_cart: &Passes) -> Result<Vec<bool>> {
-    // Per stage order: (carts that went on in another trace, carts that went on), summed
-    // over the passes by cart.
-    let mut went: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-    for i in 0..by_cart.len() {
-        let b = batches(
-            ctx,
-            &format!(
-                "WITH st AS (
-                     SELECT cart_id, stage_order,
-                            first_value(trace_id ORDER BY end_time) AS first_t,
-                            last_value(trace_id ORDER BY end_time) AS last_t
-                     FROM cart_events
-                     WHERE stage_order IS NOT NULL AND {e_range}
-                       AND cart_id IN (SELECT cart_id FROM carts WHERE {cur} AND {c_range})
-                     GROUP BY cart_id, stage_order),
-                 nx AS (
-                     SELECT stage_order, last_t,
-                            lead(first_t) OVER (PARTITION BY cart_id ORDER BY stage_order) AS next_t
-                     FROM st)
-                 SELECT stage_order, count(*) FILTER (WHERE next_t <> last_t), count(*)
-                 FROM nx WHERE next_t IS NOT NULL GROUP BY 1",
-                e_range = by_cart.range(i, "cart_events.cart_id"),
-                c_range = by_cart.range(i, "carts.cart_id"),
-            ),
-        )
-        .await?;
-        let (order, other, all) = (ints(&b, 0), counts(&b, 1), counts(&b, 2));
-        for r in 0..order.len() {
-            if let Some(o) = order[r] {
-                let w = went.entry(o).or_default();
-                w.0 += other[r];
-                w.1 += all[r];
-            }
-        }
-    }
+fn apart(m: &Model, went: &entries::WentOn) -> Vec<bool> {
     let mut out = vec![true; m.stages.len()];
-    for (order, (other, all)) in went {
+    for (&order, &(other, all)) in went {
         if let Ok(s) = usize::try_from(order - 1) {
             if s < out.len() {
                 out[s] = 2 * other > all;
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// Whether the metrics counted entries into any stage after `stage` in the hours `idle`
@@ -682,7 +647,9 @@ pub async fn estimate<'a>(
     if !incomplete_traces && groups.iter().all(|g| g.kept.p >= 1.0) {
         return Ok(None);
     }
-    let apart = apart(ctx, m, cur, &by_cart).await?;
+    let went = entries::fold(ctx, cur, &by_cart, &by_trace, &mut scratch).await?;
+    crate::output::phase("report: sampling: the carts' stages");
+    let apart = apart(m, &went);
     let order = |stage: &str| m.stages.iter().position(|s| s.name == stage);
 
     let mut by_source: BTreeMap<&str, u64> = BTreeMap::new();
@@ -818,11 +785,7 @@ pub async fn estimate<'a>(
         }
     };
     let known = known_outcome(&hidden_keys, &other_keys);
-    let weights = Weights {
-        scratch,
-        by_trace,
-        by_cart,
-    };
+    let weights = Weights { scratch, by_trace };
     Ok(Some((
         Sampling {
             source,

@@ -31,13 +31,13 @@ use anyhow::Result;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
+use super::entries::ENTRIES;
 use super::reconcile::Reconciliation;
 use super::rows::{batches, floats, ints, pct, round, strings};
 use super::sampling::{self, Sampling, Weights, TRACE_P};
 
-/// The weighted tables' own temporary tables: each period cart's entry into each stage (by
-/// trace pass), the period's spans (by trace pass), and the same with their weights.
-const ENTRIES: &str = "cartscope_report_stage_entries";
+/// The weighted tables' own temporary tables: the period's spans (by trace pass), and the
+/// same with their weights.
 const WEIGHTED_SPANS: &str = "cartscope_report_weighted_spans";
 const PERIOD_SPANS: &str = "cartscope_report_period_spans";
 
@@ -193,43 +193,16 @@ impl Weighted {
     }
 }
 
-/// The weighted tables of the period's carts (`cur`, a condition on `carts`) and spans
-/// (`spans`, a condition on `observed_traces`), from the weights' tables that
-/// `sampling::estimate` wrote (`w`). Each join runs in its passes.
+/// The weighted tables of the period's carts and spans (`spans`, a condition on
+/// `observed_traces`), from the weights' tables that `sampling::estimate` wrote (`w`,
+/// among them its carts' stage entries). Each join runs in its passes.
 pub async fn tables(
     ctx: &SessionContext,
-    cur: &str,
     spans: &str,
     w: &mut Weights<'_>,
     (rc, sa): (Option<&Reconciliation>, &Sampling),
 ) -> Result<Weighted> {
-    let (by_trace, by_cart) = (&w.by_trace, &w.by_cart);
-    // Each cart's entry into each stage: its first event there, in the trace it came in,
-    // and whether it shows there in more than one trace; grouped by cart pass, written by
-    // the pass of that trace.
-    for i in 0..by_cart.len() {
-        w.scratch
-            .write(
-                ENTRIES,
-                &format!(
-                    "SELECT *, {pass} AS pass FROM (
-                         SELECT cart_id, stage_order,
-                                first_value(trace_id ORDER BY time, trace_id) AS trace_id,
-                                min(trace_id) < max(trace_id) AS k
-                         FROM cart_events
-                         WHERE {e_range}
-                           AND cart_id IN (SELECT cart_id FROM carts WHERE {cur} AND {c_range})
-                         GROUP BY cart_id, stage_order)",
-                    pass = by_trace.of("trace_id"),
-                    e_range = by_cart.range(i, "cart_events.cart_id"),
-                    c_range = by_cart.range(i, "carts.cart_id"),
-                ),
-                Some(by_trace.len()),
-            )
-            .await?;
-    }
-    w.scratch.register(ENTRIES).await?;
-    crate::output::phase("report: weighted: stage entries");
+    let by_trace = &w.by_trace;
     let otherwise = sampling::stage_coverage_sql(rc, "st.stage").unwrap_or("1.0".into());
     // Per stage order: the carts estimated to have entered, and whether one shows there in
     // more than one trace; summed over the passes by trace.

@@ -20,6 +20,7 @@ pub fn lit(s: &str) -> String {
 /// Ranges of a text key that split its rows into passes of about equal size: `bounds[i]`
 /// ends pass `i` and starts pass `i + 1`. One pass, no bounds, when everything fits. Which
 /// row goes to which pass changes how much memory a pass takes, never the result.
+#[derive(Clone)]
 pub struct Passes {
     bounds: Vec<String>,
 }
@@ -90,6 +91,12 @@ impl Passes {
         Ok(Self { bounds })
     }
 
+    /// Passes split at these bounds, for tests.
+    #[cfg(test)]
+    pub fn from_bounds(bounds: Vec<String>) -> Self {
+        Self { bounds }
+    }
+
     pub fn len(&self) -> usize {
         self.bounds.len() + 1
     }
@@ -105,6 +112,11 @@ impl Passes {
             (Some(c), None) | (None, Some(c)) => c,
             (None, None) => "true".to_string(),
         }
+    }
+
+    /// The pass of a key's value, as `of` says it in SQL.
+    pub fn pass(&self, key: Option<&str>) -> usize {
+        crate::sql::udf::pass_among(&self.bounds, key)
     }
 
     /// The pass of `expr`, as SQL (`pass_of`, a binary search of the bounds).
@@ -179,7 +191,30 @@ impl<'a> Scratch<'a> {
             df.write_parquet(&file, write, Some(options)).await?;
             return Ok(());
         };
-        let streams = df.execute_stream_partitioned().await?;
+        self.by_pass(name, df.execute_stream_partitioned().await?, n)
+            .await
+    }
+
+    /// Adds the rows of `stream` (with a `pass` column) to the table `name`, in folders by
+    /// pass: what `write` does with a query's rows, for rows computed in Rust.
+    pub async fn write_stream(
+        &mut self,
+        name: &'static str,
+        stream: datafusion::execution::SendableRecordBatchStream,
+        passes: usize,
+    ) -> Result<()> {
+        self.files += 1;
+        self.tables.insert(name, (stream.schema(), true));
+        self.by_pass(name, vec![stream], passes).await
+    }
+
+    async fn by_pass(
+        &mut self,
+        name: &'static str,
+        streams: Vec<datafusion::execution::SendableRecordBatchStream>,
+        n: usize,
+    ) -> Result<()> {
+        let budget = crate::sql::session::memory_limit() / 4;
         // Per stream and pass, a row group while it fills, and a quarter of that held
         // until written.
         let group =

@@ -251,6 +251,15 @@ impl ScalarUDFImpl for OtProbability {
     }
 }
 
+/// The pass of `key` among the sorted `bounds` of a split (`Passes`): how many bounds are at or below
+/// it; the last pass for a NULL key.
+pub fn pass_among(bounds: &[String], key: Option<&str>) -> usize {
+    match key {
+        Some(k) => bounds.partition_point(|b| b.as_str() <= k),
+        None => bounds.len(),
+    }
+}
+
 /// `pass_of(key, bound, ...)`: the pass of `key` among the sorted text `bound`s that split
 /// a key's values into passes (`sql::passes::Passes`): how many bounds are at or below it,
 /// found by binary search; the last pass for a NULL key. It says what a CASE of one WHEN
@@ -301,12 +310,7 @@ impl ScalarUDFImpl for PassOf {
         let keys = keys.as_string::<i32>();
         let mut b = Int64Builder::with_capacity(n);
         for row in 0..n {
-            let pass = if keys.is_valid(row) {
-                let k = keys.value(row);
-                bounds.partition_point(|b| b.as_str() <= k)
-            } else {
-                bounds.len()
-            };
+            let pass = pass_among(&bounds, keys.is_valid(row).then(|| keys.value(row)));
             b.append_value(pass as i64);
         }
         Ok(ColumnarValue::Array(Arc::new(b.finish())))
