@@ -1271,6 +1271,7 @@ async fn drivers_of(
     let mut p95: Vec<(String, f64)> = p95.into_iter().collect();
     p95.sort_by(|a, b| a.0.cmp(&b.0));
     let p95 = case_of("e.operation", &p95);
+    crate::output::phase("report: drivers: each operation's p95");
     for i in 0..by_cart.len() {
         // The pass's carts and their events. Each cart is known by a number from here on,
         // in cart_id order (the pass, then its place in the pass's carts, which the carts
