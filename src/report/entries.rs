@@ -6,15 +6,17 @@
 //!   probabilities, `sampling::TRACE_P`, pass by pass).
 //! - `WentOn`: per stage, the carts that went on from it, and those of them whose first event
 //!   at the next stage they reached was in another trace than their last event at this one
-//!   (by end time; among equal end times, the first and the last read). `sampling` judges from
+//!   (by end time, then trace id). `sampling` judges from
 //!   it whether a cart that stopped at a stage may have gone on in a trace that was not kept.
 //!
-//! `cart_events` is written sorted by cart, so neither the read nor the join to the period's
-//! carts sorts. Each was a grouping of (cart, stage) in SQL before: ordered `first_value`s per
+//! `cart_events` is written sorted by cart, so in the report's one partition (a session whose
+//! data is larger than its cap) neither the read nor the join to the period's carts sorts;
+//! across partitions the join repartitions and a pass's rows are sorted by cart. Each was a grouping of (cart, stage) in SQL before: ordered `first_value`s per
 //! group, and a window `lead` over each cart's stages, sorted per pass; at 10M carts the
 //! sorts spilled, and the two took 111 s where 1M carts took 5.5 s.
 //!
-//! Memory: one cart's events, and a batch of rows on their way to the writer (`Scratch`).
+//! Memory: one cart's events, a batch of rows being built and two on their way to the writer,
+//! and what the writer holds per trace pass (`Scratch`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,10 +76,12 @@ pub async fn fold(
         let out: SendableRecordBatchStream =
             Box::pin(RecordBatchStreamAdapter::new(schema(), rows));
         let written = scratch.write_stream(ENTRIES, out, by_trace.len()).await;
-        let folded = task
-            .await
-            .context("the report's fold of the carts' stages stopped")??;
+        let folded = task.await;
+        // The writer's error first: it is the input's own (an exhausted memory pool, known by
+        // its type, is run again in more passes) or the writer's; the fold's says only that
+        // either stopped it.
         written?;
+        let folded = folded.context("the report's fold of the carts' stages stopped")??;
         for (order, (other, all)) in folded {
             let w = went.entry(order).or_default();
             w.0 += other;
@@ -120,23 +124,14 @@ struct Fold {
 }
 
 /// Reads one cart pass's events (`cart_id`, `stage_order`, start, end, `trace_id`, ordered by
-/// cart) and sends `ENTRIES`' rows to `tx`; an error is sent too, so that the writer stops.
+/// cart) and sends `ENTRIES`' rows to `tx`; an error of the input is sent too, so that the
+/// writer stops with it.
 async fn fold_pass(
     mut input: SendableRecordBatchStream,
     by_trace: Passes,
     tx: tokio::sync::mpsc::Sender<datafusion::error::Result<RecordBatch>>,
 ) -> Result<WentOn> {
-    let mut f = Fold {
-        by_trace,
-        cart: None,
-        events: Vec::new(),
-        traces: String::new(),
-        went: WentOn::new(),
-        stage_order: Int64Builder::new(),
-        trace_id: StringBuilder::new(),
-        k: BooleanBuilder::new(),
-        pass: Int64Builder::new(),
-    };
+    let mut f = Fold::new(by_trace);
     while let Some(b) = input.next().await {
         let b = match b {
             Ok(b) => b,
@@ -157,6 +152,20 @@ async fn fold_pass(
 }
 
 impl Fold {
+    fn new(by_trace: Passes) -> Self {
+        Fold {
+            by_trace,
+            cart: None,
+            events: Vec::new(),
+            traces: String::new(),
+            went: WentOn::new(),
+            stage_order: Int64Builder::new(),
+            trace_id: StringBuilder::new(),
+            k: BooleanBuilder::new(),
+            pass: Int64Builder::new(),
+        }
+    }
+
     fn read(&mut self, b: &RecordBatch) -> Result<()> {
         use datafusion::arrow::compute::cast;
         let cart = cast(b.column(0), &DataType::Utf8)?;
@@ -206,7 +215,11 @@ impl Fold {
         for group in order.chunk_by(|&a, &b| events[a].stage == events[b].stage) {
             let stage = events[group[0]].stage.unwrap_or_default();
             // NULLs last, as SQL's ascending order puts them.
-            let at_end = |i: &&usize| (events[**i].end.is_none(), events[**i].end);
+            // By end, then trace id (NULLs last): whatever order the rows came in.
+            let at_end = |i: &&usize| {
+                let t = text(&events[**i]);
+                (events[**i].end.is_none(), events[**i].end, t.is_none(), t)
+            };
             let first = group
                 .iter()
                 .min_by_key(at_end)
@@ -290,17 +303,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut f = Fold {
-            by_trace: bounds,
-            cart: None,
-            events: Vec::new(),
-            traces: String::new(),
-            went: WentOn::new(),
-            stage_order: Int64Builder::new(),
-            trace_id: StringBuilder::new(),
-            k: BooleanBuilder::new(),
-            pass: Int64Builder::new(),
-        };
+        let mut f = Fold::new(bounds);
         // Read in two batches, the first cart's events across both.
         f.read(&b.slice(0, 1)).unwrap();
         f.read(&b.slice(1, b.num_rows() - 1)).unwrap();
@@ -340,11 +343,20 @@ mod tests {
             // Cart c: its next stage's first event has no trace: it is not counted.
             ("c", Some(1), 10, 11, Some("v1")),
             ("c", Some(3), 20, 21, None),
+            // Carts d and e: two events at stage 1 end at once; the later trace id is the
+            // last, in either order read: the checkout's trace (w2) is not another.
+            ("d", Some(1), 10, 20, Some("w2")),
+            ("d", Some(1), 11, 20, Some("w1")),
+            ("d", Some(2), 30, 31, Some("w2")),
+            ("e", Some(2), 30, 31, Some("w2")),
+            ("e", Some(1), 11, 20, Some("w1")),
+            ("e", Some(1), 10, 20, Some("w2")),
         ];
         let (went, entries) = fold(&rows, Passes::from_bounds(vec!["t2".into()]));
         // From stage 1, a went on in another trace (t2 then t3); b's last event at stage
-        // 1 has no trace, so its going on is counted but not as apart; c is not counted.
-        assert_eq!(went, WentOn::from([(1, (1, 2))]));
+        // 1 has no trace, so its going on is counted but not as apart; c is not counted; d
+        // and e went on in the trace they were last in.
+        assert_eq!(went, WentOn::from([(1, (1, 4))]));
         assert_eq!(
             entries,
             vec![
@@ -357,6 +369,10 @@ mod tests {
                 (1, Some("v1".into()), false, 1),
                 // A NULL trace goes to the last pass.
                 (3, None, false, 1),
+                (1, Some("w2".into()), true, 1),
+                (2, Some("w2".into()), false, 1),
+                (1, Some("w2".into()), true, 1),
+                (2, Some("w2".into()), false, 1),
             ]
         );
     }
