@@ -6,14 +6,15 @@
 //!   probabilities, `sampling::TRACE_P`, pass by pass).
 //! - `WentOn`: per stage, the carts that went on from it, and those of them whose first event
 //!   at the next stage they reached was in another trace than their last event at this one
-//!   (by end time, then trace id). `sampling` judges from
-//!   it whether a cart that stopped at a stage may have gone on in a trace that was not kept.
+//!   (by end time, then trace id). `sampling` judges from it whether a cart that stopped at
+//!   a stage may have gone on in a trace that was not kept.
 //!
 //! `cart_events` is written sorted by cart, so in the report's one partition (a session whose
 //! data is larger than its cap) neither the read nor the join to the period's carts sorts;
-//! across partitions the join repartitions and a pass's rows are sorted by cart. Each was a grouping of (cart, stage) in SQL before: ordered `first_value`s per
-//! group, and a window `lead` over each cart's stages, sorted per pass; at 10M carts the
-//! sorts spilled, and the two took 111 s where 1M carts took 5.5 s.
+//! across partitions the join repartitions and a pass's rows are sorted by cart. Each was a
+//! grouping of (cart, stage) in SQL before: ordered `first_value`s per group, and a window
+//! `lead` over each cart's stages, sorted per pass; at 10M carts the sorts spilled, and the
+//! two took 111 s where 1M carts took 5.5 s.
 //!
 //! Memory: one cart's events, a batch of rows being built and two on their way to the writer,
 //! and what the writer holds per trace pass (`Scratch`).
@@ -102,7 +103,7 @@ fn schema() -> SchemaRef {
 }
 
 /// One event of a cart: its stage order, start and end (microseconds), and its trace id as
-/// a range of `Cart::traces`.
+/// a range of `Fold::traces`.
 struct Event {
     stage: Option<i64>,
     start: Option<i64>,
@@ -214,8 +215,8 @@ impl Fold {
         let mut before: Option<(i64, Option<&str>)> = None;
         for group in order.chunk_by(|&a, &b| events[a].stage == events[b].stage) {
             let stage = events[group[0]].stage.unwrap_or_default();
-            // NULLs last, as SQL's ascending order puts them.
-            // By end, then trace id (NULLs last): whatever order the rows came in.
+            // By end, then trace id (NULLs last, as SQL's ascending order puts them):
+            // whatever order the rows came in.
             let at_end = |i: &&usize| {
                 let t = text(&events[**i]);
                 (events[**i].end.is_none(), events[**i].end, t.is_none(), t)

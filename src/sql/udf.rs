@@ -251,8 +251,8 @@ impl ScalarUDFImpl for OtProbability {
     }
 }
 
-/// The pass of `key` among the sorted `bounds` of a split (`Passes`): how many bounds are at or below
-/// it; the last pass for a NULL key.
+/// The pass of `key` among the sorted `bounds` of a split (`Passes`): how many bounds are at
+/// or below it; the last pass for a NULL key.
 pub fn pass_among(bounds: &[String], key: Option<&str>) -> usize {
     match key {
         Some(k) => bounds.partition_point(|b| b.as_str() <= k),
