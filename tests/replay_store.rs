@@ -729,7 +729,8 @@ fn merge_joins_give_the_same_rows_and_stream_over_the_replay_s_tables_in_cart_or
 }
 
 /// The report's driver analysis joins in passes over ranges of cart and trace ids when the
-/// joins do not fit the memory cap; how many passes never changes a byte of the report.
+/// joins do not fit the memory cap, and groups its candidates' attribute values in folders
+/// of fewer carts than a pass; how many passes or folders never changes a byte of the report.
 /// Data: the real OpenTelemetry JS and Python SDKs' exports (tests/fixtures/real-sdk), run
 /// in one pass and in many (`CARTSCOPE_MIN_PASSES`, which the size of real data would call
 /// for under a small cap; bench/RESULTS.md has 10M carts under 1 GB).
@@ -752,10 +753,25 @@ fn the_report_is_the_same_whatever_the_number_of_passes_of_its_joins() {
         // The drivers' own passes, not the sampling's (the next test's).
         assert!(report["sampling"].is_null(), "{sdk}: sampled");
         for n in ["3", "7"] {
-            let (many, said) = passes(n);
+            let (many, err) = in_passes(&args, n);
+            let said = |step: &str| {
+                err.lines()
+                    .find_map(|l| l.split(step).nth(1))
+                    .and_then(|l| l.split(':').next())
+                    .unwrap_or_else(|| panic!("{sdk}: no '{step}' said: {err}"))
+                    .to_string()
+            };
             assert_eq!(
-                said,
+                said("drivers: joins in "),
                 format!("{n} passes by cart and {n} by trace"),
+                "{sdk}"
+            );
+            // The candidates group the attribute values in folders of some carts of a pass:
+            // at least as many per pass as the passes asked.
+            let n: usize = n.parse().unwrap();
+            assert_eq!(
+                said("drivers: attributes per cart in "),
+                format!("{} folders for {n} cart passes", n * n),
                 "{sdk}"
             );
             assert!(many == one, "{sdk}: the report differs in {n} passes");

@@ -1047,6 +1047,10 @@ const POP_ROW_BYTES: usize = 120;
 const WEIGHED_CARTS: &str = "sum(w)";
 const WEIGHED_BAD: &str = "coalesce(sum(w) FILTER (WHERE bad), 0.0)";
 const EVENT_ROW_BYTES: usize = 240;
+/// About how many bytes a joined row of a cart's event and one of its span's attribute values
+/// takes in the candidates' grouping: about one group per two rows, each its keys (attribute,
+/// cart, service, value) and seven aggregates.
+const ATTRIBUTE_ROW_BYTES: usize = 120;
 
 /// A weighed count of carts as whole carts.
 fn whole(n: f64) -> u64 {
@@ -1319,6 +1323,8 @@ async fn drivers_of(
     scratch.register(CART_OPS).await?;
     crate::output::phase("report: drivers: operations per cart");
 
+    // Folders of `CART_ATTRIBUTES`, each some carts of one cart pass.
+    let mut attribute_passes = by_cart.len();
     // The values of the report's attributes on each cart's spans and their resources, per
     // service: each span's values as (attribute, value) pairs (one join per attribute took
     // 42 of the 55 s of a 1M-cart report), joined to the population's events in passes over
@@ -1356,6 +1362,40 @@ async fn drivers_of(
             .await?;
         scratch.register(SPAN_VALUES).await?;
         crate::output::phase("report: drivers: attribute values per span");
+        // The candidates group these rows again per cart, attribute, service and value: a
+        // hash table of about one group per row, which spilled (sorts of the whole cart pass)
+        // when a cart pass held millions of carts. So each cart pass is written in folders of
+        // carts few enough that a folder's groups fit a pass's memory: ranges of its cart
+        // numbers. Their rows are about the joined rows: the population's events times the
+        // values per span.
+        let count = |sql: String| async move {
+            Ok::<u64, anyhow::Error>(
+                counts(&batches(ctx, &sql).await?, 0)
+                    .first()
+                    .copied()
+                    .unwrap_or(0),
+            )
+        };
+        let spans = count("SELECT count(*) FROM observed_traces".into()).await?;
+        let values = count(format!("SELECT count(*) FROM {SPAN_VALUES}")).await?;
+        let pop_events = count(format!("SELECT count(*) FROM {POP_EVENTS}")).await?;
+        let most = count(format!(
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM {POP} GROUP BY pass)"
+        ))
+        .await?
+        .max(1);
+        let joined_rows = (pop_events as u128 * values as u128 / spans.max(1) as u128) as u64;
+        let per = Passes::needed(
+            joined_rows.div_ceil(by_cart.len() as u64),
+            ATTRIBUTE_ROW_BYTES,
+            1,
+        );
+        let sub = if per == 1 {
+            "0".to_string()
+        } else {
+            format!("(e.cart % 4294967296 - 1) * {per} / {most}")
+        };
+        attribute_passes = by_cart.len() * per;
         for i in 0..by_trace.len() {
             scratch
                 .write(
@@ -1363,20 +1403,32 @@ async fn drivers_of(
                     &format!(
                         "SELECT s.k, e.cart, s.service_name, s.value, min(e.stage_order) AS st,
                                 bool_or(e.bad) AS bad, max(e.v) AS v, max(e.ve) AS ve, max(e.vk) AS vk, max(e.furthest) AS furthest,
-                                max(e.w) AS w, e.cart_pass AS pass
+                                max(e.w) AS w, e.cart_pass * {per} + {sub} AS pass
                          FROM {POP_EVENTS} e
                          JOIN {SPAN_VALUES} s ON s.trace_id = e.trace_id AND s.span_id = e.span_id
                          WHERE e.pass = {i} AND s.pass = {i}
                          GROUP BY 1, 2, 3, 4, e.cart_pass"
                     ),
-                    Some(by_cart.len()),
+                    Some(attribute_passes),
                 )
                 .await?;
         }
         scratch.register(CART_ATTRIBUTES).await?;
-        crate::output::phase("report: drivers: attributes per cart");
+        crate::output::phase(&format!(
+            "report: drivers: attributes per cart in {attribute_passes} folders for {} cart passes",
+            by_cart.len()
+        ));
     }
-    candidates_and_curves(ctx, m, o, &pop, reached, by_cart.len(), session).await
+    candidates_and_curves(
+        ctx,
+        m,
+        o,
+        &pop,
+        reached,
+        (by_cart.len(), attribute_passes),
+        session,
+    )
+    .await
 }
 
 /// The rest of `drivers_of`, once its tables are written.
@@ -1386,7 +1438,7 @@ async fn candidates_and_curves(
     o: &Options,
     pop: &str,
     reached: impl Fn(i64) -> (u64, u64),
-    cart_passes: usize,
+    (cart_passes, attribute_passes): (usize, usize),
     session: (bool, usize),
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     let checkout_order = checkout_order(m);
@@ -1527,8 +1579,8 @@ async fn candidates_and_curves(
                 by_service.join(", ")
             )
         };
-        // A pass's carts have all their rows in its folder.
-        for i in 0..cart_passes {
+        // A folder's carts have all their rows in it.
+        for i in 0..attribute_passes {
             let sql = format!(
                 "WITH each_service AS (
                      SELECT k, cart, service_name, value, coalesce(min(st), 1) AS st,
