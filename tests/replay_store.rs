@@ -767,7 +767,7 @@ fn the_report_is_the_same_whatever_the_number_of_passes_of_its_joins() {
                 "{sdk}"
             );
             // The candidates group the attribute values in folders of some carts of a pass:
-            // at least as many per pass as the passes asked.
+            // as many per pass as the passes asked.
             let n: usize = n.parse().unwrap();
             assert_eq!(
                 said("drivers: attributes per cart in "),

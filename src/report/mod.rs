@@ -1027,8 +1027,8 @@ where
 
 /// The temporary tables of `drivers`: the population's cart events (by trace range); the
 /// report's attribute values of each span (by trace range); per cart and checkout
-/// operation; per cart, attribute, service and value; the population's carts (by cart
-/// range).
+/// operation; per cart, attribute, service and value (by range of cart numbers within a cart
+/// range); the population's carts (by cart range).
 const POP_EVENTS: &str = "cartscope_report_cart_events";
 const SPAN_VALUES: &str = "cartscope_report_span_values";
 const CART_OPS: &str = "cartscope_report_cart_operations";
@@ -1048,8 +1048,9 @@ const WEIGHED_CARTS: &str = "sum(w)";
 const WEIGHED_BAD: &str = "coalesce(sum(w) FILTER (WHERE bad), 0.0)";
 const EVENT_ROW_BYTES: usize = 240;
 /// About how many bytes a joined row of a cart's event and one of its span's attribute values
-/// takes in the candidates' grouping: about one group per two rows, each its keys (attribute,
-/// cart, service, value) and seven aggregates.
+/// takes in the candidates' grouping: the grouped rows are fewer than the joined ones (about
+/// one per two on generated data), each its keys (attribute, cart, service, value) and seven
+/// aggregates.
 const ATTRIBUTE_ROW_BYTES: usize = 120;
 
 /// A weighed count of carts as whole carts.
@@ -1364,7 +1365,7 @@ async fn drivers_of(
         scratch.register(SPAN_VALUES).await?;
         crate::output::phase("report: drivers: attribute values per span");
         // The candidates group these rows again per cart, attribute, service and value: a
-        // hash table of about one group per row, which spilled (sorts of the whole cart pass)
+        // hash table of nearly one group per row, which spilled (sorts of the whole cart pass)
         // when a cart pass held millions of carts. So each cart pass is written in folders of
         // carts few enough that a folder's groups fit a pass's memory: ranges of its cart
         // numbers. Their rows are about the joined rows: the population's events times the
@@ -1394,15 +1395,22 @@ async fn drivers_of(
         .await?
         .max(1);
         let joined_rows = (pop_events as u128 * values as u128 / spans.max(1) as u128) as u64;
+        // At most as many folders as the writer can hold a row group of each for, per
+        // partition, within a pass's memory (it holds at least 2048 rows a folder).
+        let partitions = ctx.state().config().target_partitions().max(1);
+        let most_folders = Passes::budget() / (partitions * 2048 * EVENT_ROW_BYTES);
         let per = Passes::needed(
             joined_rows.div_ceil(by_cart.len() as u64),
             ATTRIBUTE_ROW_BYTES,
-            1,
-        );
+            more,
+        )
+        .min(most_folders / by_cart.len())
+        .max(1);
+        // `cart` is the pass times 2^32 plus the cart's row number (from 1) in its pass.
         let sub = if per == 1 {
             "0".to_string()
         } else {
-            format!("(cart % 4294967296 - 1) * {per} / {most}")
+            format!("(CAST(cart AS BIGINT) % 4294967296 - 1) * {per} / {most}")
         };
         let pairs = columns
             .iter()
