@@ -37,7 +37,7 @@ use crate::replay::model::Model;
 use crate::sql::passes::{lit, Passes, Scratch};
 use crate::stats::{self, TwoByTwo};
 use crate::time::{Duration, Timestamp};
-use rows::{batches, counts, floats, ints, primitives, round, strings};
+use rows::{batches, count, counts, floats, ints, primitives, round, strings};
 pub use value::ValueCoverage;
 
 pub const REPORT_VERSION: u32 = 1;
@@ -1144,17 +1144,11 @@ async fn drivers_of(
     // reads only its range's row groups of them; the sampling's `KEPT` is not, and each
     // pass reads it whole, keeping its range's rows).
     let decided = format!("{cur} AND c.outcome IN ('abandoned', 'converted')");
-    let carts = counts(
-        &batches(
-            ctx,
-            &format!("SELECT count(*) FROM carts c WHERE {decided}"),
-        )
-        .await?,
-        0,
+    let carts = count(
+        ctx,
+        &format!("SELECT count(*) FROM carts c WHERE {decided}"),
     )
-    .first()
-    .copied()
-    .unwrap_or(0);
+    .await?;
     let by_cart = Passes::split(
         ctx,
         &format!("SELECT c.cart_id FROM carts c WHERE {decided}"),
@@ -1250,10 +1244,7 @@ async fn drivers_of(
             .fold((0.0, 0.0), |(n, k), r| (n + r.1, k + r.2));
         (whole(n), whole(k))
     };
-    let events = counts(&batches(ctx, "SELECT count(*) FROM cart_events").await?, 0)
-        .first()
-        .copied()
-        .unwrap_or(0);
+    let events = count(ctx, "SELECT count(*) FROM cart_events").await?;
 
     // Split again by trace, for the join to the spans.
     let by_trace = Passes::split(
@@ -1370,35 +1361,30 @@ async fn drivers_of(
         // carts few enough that a folder's groups fit a pass's memory: ranges of its cart
         // numbers. Their rows are about the joined rows: the population's events times the
         // values per span.
-        let count = |sql: String| async move {
-            Ok::<u64, anyhow::Error>(
-                counts(&batches(ctx, &sql).await?, 0)
-                    .first()
-                    .copied()
-                    .unwrap_or(0),
-            )
-        };
-        let spans = count("SELECT count(*) FROM observed_traces".into()).await?;
-        let values = count(format!(
-            "SELECT {} FROM {SPAN_VALUES}",
-            columns
-                .iter()
-                .map(|c| format!("count({c})"))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        ))
+        let spans = count(ctx, "SELECT count(*) FROM observed_traces").await?;
+        let values = count(
+            ctx,
+            &format!(
+                "SELECT {} FROM {SPAN_VALUES}",
+                columns
+                    .iter()
+                    .map(|c| format!("count({c})"))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            ),
+        )
         .await?;
-        let pop_events = count(format!("SELECT count(*) FROM {POP_EVENTS}")).await?;
-        let most = count(format!(
-            "SELECT max(n) FROM (SELECT count(*) AS n FROM {POP} GROUP BY pass)"
-        ))
+        let pop_events = count(ctx, &format!("SELECT count(*) FROM {POP_EVENTS}")).await?;
+        let most = count(
+            ctx,
+            &format!("SELECT max(n) FROM (SELECT count(*) AS n FROM {POP} GROUP BY pass)"),
+        )
         .await?
         .max(1);
         let joined_rows = (pop_events as u128 * values as u128 / spans.max(1) as u128) as u64;
-        // At most as many folders as the writer can hold a row group of each for, per
-        // partition, within a pass's memory (it holds at least 2048 rows a folder).
-        let partitions = ctx.state().config().target_partitions().max(1);
-        let most_folders = Passes::budget() / (partitions * 2048 * EVENT_ROW_BYTES);
+        // At most as many folders as the writer can hold within a pass's memory.
+        let partitions = ctx.state().config().target_partitions();
+        let most_folders = scratch.most_folders(partitions);
         let per = Passes::needed(
             joined_rows.div_ceil(by_cart.len() as u64),
             ATTRIBUTE_ROW_BYTES,

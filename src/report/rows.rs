@@ -56,6 +56,14 @@ pub(crate) fn ints(bs: &[RecordBatch], i: usize) -> Vec<Option<i64>> {
     primitives::<Int64Type>(bs, i)
 }
 
+/// The count that `sql` (one row, one column) gives: 0 when it gives none.
+pub(crate) async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
+    Ok(counts(&batches(ctx, sql).await?, 0)
+        .first()
+        .copied()
+        .unwrap_or(0))
+}
+
 /// A count column: null and negative read as 0.
 pub(crate) fn counts(bs: &[RecordBatch], i: usize) -> Vec<u64> {
     ints(bs, i)

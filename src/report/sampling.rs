@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entries;
 use super::reconcile::{ByStageHour, Reconciliation, COMPLETE};
-use super::rows::{batches, counts, floats, ints, pct, round, strings};
+use super::rows::{batches, count, counts, floats, ints, pct, round, strings};
 use crate::replay::model::Model;
 use crate::sql::passes::{lit, Passes, Scratch};
 use crate::stats;
@@ -574,13 +574,7 @@ pub async fn estimate<'a>(
     if !incomplete_traces && !declared.below_one() && !spans_below_one(ctx, m).await? {
         return Ok(None);
     }
-    let carts = counts(
-        &batches(ctx, &format!("SELECT count(*) FROM carts WHERE {cur}")).await?,
-        0,
-    )
-    .first()
-    .copied()
-    .unwrap_or(0);
+    let carts = count(ctx, &format!("SELECT count(*) FROM carts WHERE {cur}")).await?;
     let split = |key: &str| format!("SELECT {key} FROM carts WHERE {cur}");
     let by_trace =
         Passes::split(ctx, &split("last_trace_id"), carts, CART_TRACES_BYTES, more).await?;

@@ -129,6 +129,11 @@ impl Passes {
     }
 }
 
+/// The fewest rows of a row group, and of the rows a writer gathers per pass before it
+/// writes them (`Scratch::by_pass`).
+const LEAST_GROUP_ROWS: usize = 1024;
+const LEAST_HELD_ROWS: usize = 1024;
+
 /// Tables written for the queries after them: Parquet in a temporary folder (by pass, where
 /// a table has passes), registered in the session until dropped.
 pub struct Scratch<'a> {
@@ -217,9 +222,9 @@ impl<'a> Scratch<'a> {
         let budget = crate::sql::session::memory_limit() / 4;
         // Per stream and pass, a row group while it fills, and a quarter of that held
         // until written.
-        let group =
-            (budget / (streams.len().max(1) * n.max(1) * self.row_bytes)).clamp(1024, 64 * 1024);
-        let rows = (group / 4).max(1024);
+        let group = (budget / (streams.len().max(1) * n.max(1) * self.row_bytes))
+            .clamp(LEAST_GROUP_ROWS, 64 * 1024);
+        let rows = (group / 4).max(LEAST_HELD_ROWS);
         let mut tasks = Vec::new();
         for (i, stream) in streams.into_iter().enumerate() {
             let out = ByPass {
@@ -235,6 +240,13 @@ impl<'a> Scratch<'a> {
                 .map_err(|e| anyhow::anyhow!("a temporary table's writer stopped: {e}"))??;
         }
         Ok(())
+    }
+
+    /// The most folders a table written by pass from `streams` streams can have while what
+    /// the writer holds per stream and folder (at least a row group filling and the rows
+    /// gathered for it) stays within a pass's memory.
+    pub fn most_folders(&self, streams: usize) -> usize {
+        Passes::budget() / (streams.max(1) * (LEAST_GROUP_ROWS + LEAST_HELD_ROWS) * self.row_bytes)
     }
 
     /// Registers the table `name` written so far (with its `pass` column if written by pass).
