@@ -1048,10 +1048,53 @@ const WEIGHED_CARTS: &str = "sum(w)";
 const WEIGHED_BAD: &str = "coalesce(sum(w) FILTER (WHERE bad), 0.0)";
 const EVENT_ROW_BYTES: usize = 240;
 /// About how many bytes a joined row of a cart's event and one of its span's attribute values
-/// takes in the candidates' grouping: the grouped rows are fewer than the joined ones (about
-/// one per two on generated data), each its keys (attribute, cart, service, value) and seven
-/// aggregates.
+/// takes in the candidates' grouping: the grouped rows are fewer than the joined ones, each its keys (attribute, cart, service, value) and its
+/// earliest stage, then joined to its cart's row of the population.
 const ATTRIBUTE_ROW_BYTES: usize = 120;
+
+/// Folders of `CART_ATTRIBUTES`: each cart pass's carts in `per` ranges of their numbers, so
+/// that the candidates group a folder's rows at a time. A cart's number is its cart pass times
+/// 2^32 plus its place (from 1) among the pass's carts in cart_id order; `most` is the most
+/// carts a pass has.
+struct Folders {
+    cart_passes: usize,
+    per: usize,
+    most: u64,
+}
+
+impl Folders {
+    /// The number of the cart `cart_id` among cart pass `pass`'s carts, as SQL over the
+    /// pass's rows.
+    fn number(pass: usize, cart_id: &str) -> String {
+        format!("CAST({pass} * 4294967296 + row_number() OVER (ORDER BY {cart_id}) AS BIGINT)")
+    }
+
+    fn len(&self) -> usize {
+        self.cart_passes * self.per
+    }
+
+    /// The folder of the cart numbered `cart`, as SQL.
+    fn of(&self, cart: &str) -> String {
+        let pass = format!("{cart} / 4294967296");
+        if self.per == 1 {
+            return pass;
+        }
+        format!(
+            "{pass} * {per} + ({cart} % 4294967296 - 1) * {per} / {most}",
+            per = self.per,
+            most = self.most
+        )
+    }
+
+    /// Folder `i`'s carts, as SQL of their numbers `cart`: a range, which the population's
+    /// row groups (written in cart order) are pruned by.
+    fn range(&self, i: usize, cart: &str) -> String {
+        let (pass, j) = ((i / self.per) as u64, (i % self.per) as u64);
+        // The first place of folder j: the least x with x * per / most >= j.
+        let first = |j: u64| (pass << 32) + 1 + (j * self.most).div_ceil(self.per as u64);
+        format!("{cart} >= {} AND {cart} < {}", first(j), first(j + 1))
+    }
+}
 
 /// A weighed count of carts as whole carts.
 fn whole(n: f64) -> u64 {
@@ -1194,8 +1237,9 @@ async fn drivers_of(
                     "SELECT c.cart_id, c.outcome = 'abandoned' AS bad, coalesce(c.total_value, 0) AS v,
                             {ve} AS ve, CAST(c.total_value IS NOT NULL AS INT) AS vk,
                             CAST(coalesce(c.item_count, 0) AS DOUBLE) AS n, {furthest} AS furthest,
-                            {rw} AS rw, {i} AS pass
+                            {rw} AS rw, {cart} AS cart, {i} AS pass
                      FROM valued_carts c{join} WHERE {decided} AND {range}",
+                    cart = Folders::number(i, "c.cart_id"),
                     ve = reference.point_sql("c"),
                     range = by_cart.range(i, "c.cart_id"),
                 ),
@@ -1220,8 +1264,9 @@ async fn drivers_of(
     } else {
         "1.0".to_string()
     };
-    let pop =
-        format!("SELECT cart_id, bad, v, ve, vk, n, furthest, {weight} AS w, pass FROM {POP}");
+    let pop = format!(
+        "SELECT cart_id, cart, bad, v, ve, vk, n, furthest, {weight} AS w, pass FROM {POP}"
+    );
     // The carts that reached each stage, and how many of them were abandoned.
     let b = batches(
         ctx,
@@ -1269,15 +1314,12 @@ async fn drivers_of(
     let p95 = case_of("e.operation", &p95);
     crate::output::phase("report: drivers: each operation's p95");
     for i in 0..by_cart.len() {
-        // The pass's carts and their events. Each cart is known by a number from here on,
-        // in cart_id order (the pass, then its place in the pass's carts, which the carts
-        // table holds in cart_id order): joins and groups on numbers, not on ids.
+        // The pass's carts and their events. Each cart is known by its number from here on
+        // (`Folders::number`): joins and groups on numbers, not on ids.
         let joined = format!(
-            "WITH pop AS (
-                 SELECT *, {i} * 4294967296 + row_number() OVER (ORDER BY cart_id) AS cart
-                 FROM ({pop}) WHERE pass = {i})
-             SELECT e.*, pop.cart, pop.bad, pop.v, pop.ve, pop.vk, pop.furthest, pop.w
-             FROM pop JOIN cart_events e ON e.cart_id = pop.cart_id WHERE {e_in_range}",
+            "SELECT e.*, pop.cart, pop.bad, pop.v, pop.ve, pop.vk, pop.furthest, pop.w
+             FROM ({pop}) pop JOIN cart_events e ON e.cart_id = pop.cart_id
+             WHERE pop.pass = {i} AND {e_in_range}",
             e_in_range = by_cart.range(i, "e.cart_id"),
         );
         scratch
@@ -1302,8 +1344,8 @@ async fn drivers_of(
                 .write(
                     POP_EVENTS,
                     &format!(
-                        "SELECT cart, {i} AS cart_pass, trace_id, span_id, stage_order, bad, v,
-                                ve, vk, furthest, w, {pass} AS pass
+                        "SELECT cart, trace_id, span_id, stage_order,
+                                {pass} AS pass
                          FROM ({joined})",
                         pass = by_trace.of("trace_id"),
                     ),
@@ -1316,14 +1358,20 @@ async fn drivers_of(
     crate::output::phase("report: drivers: operations per cart");
 
     // Folders of `CART_ATTRIBUTES`, each some carts of one cart pass.
-    let mut attribute_passes = by_cart.len();
+    let mut folders = Folders {
+        cart_passes: by_cart.len(),
+        per: 1,
+        most: 1,
+    };
     // The values of the report's attributes on each cart's spans and their resources, per
     // service: each span's values in a column per attribute (one join per attribute took 42
     // of the 55 s of a 1M-cart report; a row per value wrote and joined every span's ids
     // once per value), joined to the population's events in passes over ranges of trace ids,
-    // then made (attribute, value) pairs, and written by ranges of cart ids for the counts.
-    // The earliest stage is kept as it is (null when no span of the group is at a stage): a
-    // cart's spans can be in several passes.
+    // then made (attribute, value) pairs, and written as they are (a row per event and
+    // value, with its stage: null when the event is at none) by ranges of cart numbers for
+    // the counts. They are grouped per cart there, once: a cart's spans are in several trace
+    // passes, and grouped per trace pass here they spilled (the pairs outnumber the events
+    // the passes are sized by) and left a row per cart and trace pass to group again.
     if !o.attributes.is_empty() {
         scratch.register(POP_EVENTS).await?;
         let columns: Vec<String> = (0..o.attributes.len()).map(|k| format!("a{k}")).collect();
@@ -1355,12 +1403,11 @@ async fn drivers_of(
             .await?;
         scratch.register(SPAN_VALUES).await?;
         crate::output::phase("report: drivers: attribute values per span");
-        // The candidates group these rows again per cart, attribute, service and value: a
-        // hash table of nearly one group per row, which spilled (sorts of the whole cart pass)
-        // when a cart pass held millions of carts. So each cart pass is written in folders of
-        // carts few enough that a folder's groups fit a pass's memory: ranges of its cart
-        // numbers. Their rows are about the joined rows: the population's events times the
-        // values per span.
+        // The candidates group these rows per cart, attribute, service and value: a hash
+        // table that spilled (sorts of the whole cart pass) when a cart pass held millions of
+        // carts. So each cart pass is written in folders of carts few enough that a folder's
+        // groups fit a pass's memory: ranges of its cart numbers. Their rows are the joined
+        // rows: the population's events times the values per span.
         let spans = count(ctx, "SELECT count(*) FROM observed_traces").await?;
         let values = count(
             ctx,
@@ -1392,56 +1439,45 @@ async fn drivers_of(
         )
         .min(most_folders / by_cart.len())
         .max(1);
-        // `cart` is the pass times 2^32 plus the cart's row number (from 1) in its pass.
-        let sub = if per == 1 {
-            "0".to_string()
-        } else {
-            format!("(CAST(cart AS BIGINT) % 4294967296 - 1) * {per} / {most}")
-        };
         let pairs = columns
             .iter()
             .enumerate()
             .map(|(k, c)| format!("named_struct('k', {k}, 'v', s.{c})"))
             .collect::<Vec<_>>()
             .join(", ");
-        attribute_passes = by_cart.len() * per;
+        folders = Folders {
+            cart_passes: by_cart.len(),
+            per,
+            most,
+        };
         for i in 0..by_trace.len() {
             scratch
                 .write(
                     CART_ATTRIBUTES,
                     &format!(
                         "WITH kv AS (
-                             SELECT e.cart, e.cart_pass, e.stage_order, e.bad, e.v, e.ve, e.vk,
-                                    e.furthest, e.w, s.service_name, unnest(make_array({pairs})) AS kv
+                             SELECT e.cart, e.stage_order, s.service_name,
+                                    unnest(make_array({pairs})) AS kv
                              FROM {POP_EVENTS} e
                              JOIN {SPAN_VALUES} s ON s.trace_id = e.trace_id AND s.span_id = e.span_id
                              WHERE e.pass = {i} AND s.pass = {i})
-                         SELECT kv['k'] AS k, cart, service_name, kv['v'] AS value, min(stage_order) AS st,
-                                bool_or(bad) AS bad, max(v) AS v, max(ve) AS ve, max(vk) AS vk, max(furthest) AS furthest,
-                                max(w) AS w, cart_pass * {per} + {sub} AS pass
-                         FROM kv WHERE kv['v'] IS NOT NULL
-                         GROUP BY 1, 2, 3, 4, cart_pass"
+                         SELECT kv['k'] AS k, cart, service_name, kv['v'] AS value,
+                                stage_order AS st, {folder} AS pass
+                         FROM kv WHERE kv['v'] IS NOT NULL",
+                        folder = folders.of("cart"),
                     ),
-                    Some(attribute_passes),
+                    Some(folders.len()),
                 )
                 .await?;
         }
         scratch.register(CART_ATTRIBUTES).await?;
         crate::output::phase(&format!(
-            "report: drivers: attributes per cart in {attribute_passes} folders for {} cart passes",
+            "report: drivers: attributes per cart in {} folders for {} cart passes",
+            folders.len(),
             by_cart.len()
         ));
     }
-    candidates_and_curves(
-        ctx,
-        m,
-        o,
-        &pop,
-        reached,
-        (by_cart.len(), attribute_passes),
-        session,
-    )
-    .await
+    candidates_and_curves(ctx, m, o, &pop, reached, &folders, session).await
 }
 
 /// The rest of `drivers_of`, once its tables are written.
@@ -1451,7 +1487,7 @@ async fn candidates_and_curves(
     o: &Options,
     pop: &str,
     reached: impl Fn(i64) -> (u64, u64),
-    (cart_passes, attribute_passes): (usize, usize),
+    folders: &Folders,
     session: (bool, usize),
 ) -> Result<(Vec<Driver>, Vec<LatencyCurve>)> {
     let checkout_order = checkout_order(m);
@@ -1592,21 +1628,23 @@ async fn candidates_and_curves(
                 by_service.join(", ")
             )
         };
-        // A folder's carts have all their rows in it.
-        for i in 0..attribute_passes {
+        // A folder's carts have all their rows in it: (attribute, value) pairs of their
+        // events, grouped once per cart, then joined to the carts' outcomes and weights.
+        for i in 0..folders.len() {
             let sql = format!(
                 "WITH each_service AS (
-                     SELECT k, cart, service_name, value, coalesce(min(st), 1) AS st,
-                            bool_or(bad) AS bad, max(v) AS v, max(ve) AS ve, max(vk) AS vk, max(furthest) AS furthest,
-                            max(w) AS w
+                     SELECT k, cart, service_name, value, coalesce(min(st), 1) AS st
                      FROM {CART_ATTRIBUTES} WHERE pass = {i} GROUP BY 1, 2, 3, 4),
                  each_cart AS (
-                     SELECT k, cart, {service} AS s, value, min(st) AS st,
-                            bool_or(bad) AS bad, max(v) AS v, max(ve) AS ve, max(vk) AS vk, max(furthest) AS furthest,
-                            max(w) AS w
-                     FROM each_service GROUP BY 1, 2, 3, 4)
+                     SELECT k, cart, {service} AS s, value, min(st) AS st
+                     FROM each_service GROUP BY 1, 2, 3, 4),
+                 carts AS (
+                     SELECT cart, bad, v, ve, vk, furthest, w FROM ({pop})
+                     WHERE pass = {pass} AND {range})
                  SELECT {ATTRIBUTE}, CAST(k AS VARCHAR), s, value, {tail}
-                 FROM each_cart GROUP BY k, s, value, furthest"
+                 FROM each_cart JOIN carts USING (cart) GROUP BY k, s, value, furthest",
+                pass = i / folders.per,
+                range = folders.range(i, "cart"),
             );
             add(&batches(ctx, &sql).await?);
         }
@@ -1692,7 +1730,7 @@ async fn candidates_and_curves(
     crate::sql::session::set_joins(ctx, session);
     for op in op_stage.into_keys() {
         obs.clear();
-        for i in 0..cart_passes {
+        for i in 0..folders.cart_passes {
             let mut rows = ctx
                 .sql(&format!(
                     "SELECT coalesce(d, 0), NOT bad FROM {CART_OPS}
@@ -1782,6 +1820,70 @@ mod tests {
             exposed_good,
             unexposed_bad,
             unexposed_good,
+        }
+    }
+
+    /// Every cart's folder, as `Folders::of` computes it in SQL, is the one folder whose
+    /// range holds its number, and the folders share a pass's carts about evenly: numbered
+    /// as `Folders::number` numbers them, in passes of different sizes.
+    #[tokio::test]
+    async fn a_cart_is_in_the_folder_whose_range_holds_it() {
+        let ctx = SessionContext::new();
+        // Pass 0 with 7 carts, pass 1 with 5, pass 2 with 1.
+        let ids = |pass: usize, n: usize| -> String {
+            (0..n)
+                .map(|k| format!("({pass}, 'cart-{pass}-{}')", 9 - k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let numbered = (0..3)
+            .zip([7, 5, 1])
+            .map(|(pass, n)| {
+                format!(
+                    "SELECT {} AS cart FROM (VALUES {}) AS t(pass, cart_id)",
+                    Folders::number(pass, "cart_id"),
+                    ids(pass, n)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        for per in [1, 2, 3, 7] {
+            let f = Folders {
+                cart_passes: 3,
+                per,
+                most: 7,
+            };
+            let sql = format!("SELECT cart, {} AS folder FROM ({numbered})", f.of("cart"));
+            let b = batches(&ctx, &sql).await.unwrap();
+            let (carts, of) = (ints(&b, 0), ints(&b, 1));
+            assert_eq!(carts.len(), 13);
+            let mut sizes = vec![0; f.len()];
+            for (cart, folder) in carts.iter().zip(&of) {
+                let (cart, folder) = (cart.unwrap(), folder.unwrap() as usize);
+                sizes[folder] += 1;
+                for i in 0..f.len() {
+                    let sql = format!(
+                        "SELECT * FROM (SELECT {cart} AS cart) WHERE {}",
+                        f.range(i, "cart")
+                    );
+                    let inside = !batches(&ctx, &sql)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .all(|b| b.num_rows() == 0);
+                    assert_eq!(inside, i == folder, "cart {cart} per {per} folder {i}");
+                }
+            }
+            // Pass 0's seven carts spread over its folders, none empty and none more than
+            // one cart larger than another.
+            let pass0 = &sizes[..per];
+            assert!(
+                pass0
+                    .iter()
+                    .all(|&n| n >= 7 / per && n <= 7usize.div_ceil(per)),
+                "{sizes:?}"
+            );
+            assert_eq!(sizes.iter().sum::<usize>(), 13);
         }
     }
 
