@@ -1450,26 +1450,26 @@ async fn drivers_of(
             per,
             most,
         };
-        for i in 0..by_trace.len() {
-            scratch
-                .write(
-                    CART_ATTRIBUTES,
-                    &format!(
-                        "WITH kv AS (
-                             SELECT e.cart, e.stage_order, s.service_name,
-                                    unnest(make_array({pairs})) AS kv
-                             FROM {POP_EVENTS} e
-                             JOIN {SPAN_VALUES} s ON s.trace_id = e.trace_id AND s.span_id = e.span_id
-                             WHERE e.pass = {i} AND s.pass = {i})
-                         SELECT kv['k'] AS k, cart, service_name, kv['v'] AS value,
-                                stage_order AS st, {folder} AS pass
-                         FROM kv WHERE kv['v'] IS NOT NULL",
-                        folder = folders.of("cart"),
-                    ),
-                    Some(folders.len()),
+        // One query per trace pass, their rows in one file a folder.
+        let joins = (0..by_trace.len())
+            .map(|i| {
+                format!(
+                    "WITH kv AS (
+                         SELECT e.cart, e.stage_order, s.service_name,
+                                unnest(make_array({pairs})) AS kv
+                         FROM {POP_EVENTS} e
+                         JOIN {SPAN_VALUES} s ON s.trace_id = e.trace_id AND s.span_id = e.span_id
+                         WHERE e.pass = {i} AND s.pass = {i})
+                     SELECT kv['k'] AS k, cart, service_name, kv['v'] AS value,
+                            stage_order AS st, {folder} AS pass
+                     FROM kv WHERE kv['v'] IS NOT NULL",
+                    folder = folders.of("cart"),
                 )
-                .await?;
-        }
+            })
+            .collect();
+        scratch
+            .write_each(CART_ATTRIBUTES, joins, folders.len())
+            .await?;
         scratch.register(CART_ATTRIBUTES).await?;
         crate::output::phase(&format!(
             "report: drivers: attributes per cart in {} folders for {} cart passes",
