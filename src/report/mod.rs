@@ -1027,8 +1027,8 @@ where
 
 /// The temporary tables of `drivers`: the population's cart events (by trace range); the
 /// report's attribute values of each span (by trace range); per cart and checkout
-/// operation; per cart, attribute, service and value (by range of cart numbers within a cart
-/// range); the population's carts (by cart range).
+/// operation; each event's (attribute, value) pairs (by `Folders`: ranges of cart numbers
+/// within a cart range); the population's carts with their numbers (by cart range).
 const POP_EVENTS: &str = "cartscope_report_cart_events";
 const SPAN_VALUES: &str = "cartscope_report_span_values";
 const CART_OPS: &str = "cartscope_report_cart_operations";
@@ -1048,8 +1048,9 @@ const WEIGHED_CARTS: &str = "sum(w)";
 const WEIGHED_BAD: &str = "coalesce(sum(w) FILTER (WHERE bad), 0.0)";
 const EVENT_ROW_BYTES: usize = 240;
 /// About how many bytes a joined row of a cart's event and one of its span's attribute values
-/// takes in the candidates' grouping: the grouped rows are fewer than the joined ones, each its keys (attribute, cart, service, value) and its
-/// earliest stage, then joined to its cart's row of the population.
+/// takes in the candidates' grouping: the grouped rows are fewer than the joined ones, each
+/// its keys (attribute, cart, service, value) and its earliest stage, then joined to its
+/// cart's row of the population.
 const ATTRIBUTE_ROW_BYTES: usize = 120;
 
 /// Folders of `CART_ATTRIBUTES`: each cart pass's carts in `per` ranges of their numbers, so
@@ -1057,16 +1058,20 @@ const ATTRIBUTE_ROW_BYTES: usize = 120;
 /// 2^32 plus its place (from 1) among the pass's carts in cart_id order; `most` is the most
 /// carts a pass has.
 struct Folders {
+    /// Cart passes, each numbering its carts from `pass * PASS_NUMBERS + 1`.
     cart_passes: usize,
     per: usize,
     most: u64,
 }
 
+/// The numbers a cart pass's carts are numbered within (2^32).
+const PASS_NUMBERS: u64 = 1 << 32;
+
 impl Folders {
     /// The number of the cart `cart_id` among cart pass `pass`'s carts, as SQL over the
     /// pass's rows.
     fn number(pass: usize, cart_id: &str) -> String {
-        format!("CAST({pass} * 4294967296 + row_number() OVER (ORDER BY {cart_id}) AS BIGINT)")
+        format!("CAST({pass} * {PASS_NUMBERS} + row_number() OVER (ORDER BY {cart_id}) AS BIGINT)")
     }
 
     fn len(&self) -> usize {
@@ -1075,12 +1080,12 @@ impl Folders {
 
     /// The folder of the cart numbered `cart`, as SQL.
     fn of(&self, cart: &str) -> String {
-        let pass = format!("{cart} / 4294967296");
+        let pass = format!("{cart} / {PASS_NUMBERS}");
         if self.per == 1 {
             return pass;
         }
         format!(
-            "{pass} * {per} + ({cart} % 4294967296 - 1) * {per} / {most}",
+            "{pass} * {per} + ({cart} % {PASS_NUMBERS} - 1) * {per} / {most}",
             per = self.per,
             most = self.most
         )
@@ -1091,8 +1096,13 @@ impl Folders {
     fn range(&self, i: usize, cart: &str) -> String {
         let (pass, j) = ((i / self.per) as u64, (i % self.per) as u64);
         // The first place of folder j: the least x with x * per / most >= j.
-        let first = |j: u64| (pass << 32) + 1 + (j * self.most).div_ceil(self.per as u64);
+        let first = |j: u64| pass * PASS_NUMBERS + 1 + (j * self.most).div_ceil(self.per as u64);
         format!("{cart} >= {} AND {cart} < {}", first(j), first(j + 1))
+    }
+
+    /// Folder `i`'s carts among the population's rows (`pass`, `cart`), as SQL.
+    fn carts(&self, i: usize) -> String {
+        format!("pass = {} AND {}", i / self.per, self.range(i, "cart"))
     }
 }
 
@@ -1357,7 +1367,8 @@ async fn drivers_of(
     scratch.register(CART_OPS).await?;
     crate::output::phase("report: drivers: operations per cart");
 
-    // Folders of `CART_ATTRIBUTES`, each some carts of one cart pass.
+    // Folders of `CART_ATTRIBUTES`, each some carts of one cart pass: one a cart pass (and
+    // none read) until the attributes' rows are counted below.
     let mut folders = Folders {
         cart_passes: by_cart.len(),
         per: 1,
@@ -1640,11 +1651,10 @@ async fn candidates_and_curves(
                      FROM each_service GROUP BY 1, 2, 3, 4),
                  carts AS (
                      SELECT cart, bad, v, ve, vk, furthest, w FROM ({pop})
-                     WHERE pass = {pass} AND {range})
+                     WHERE {carts})
                  SELECT {ATTRIBUTE}, CAST(k AS VARCHAR), s, value, {tail}
                  FROM each_cart JOIN carts USING (cart) GROUP BY k, s, value, furthest",
-                pass = i / folders.per,
-                range = folders.range(i, "cart"),
+                carts = folders.carts(i),
             );
             add(&batches(ctx, &sql).await?);
         }

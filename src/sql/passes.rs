@@ -226,7 +226,7 @@ impl<'a> Scratch<'a> {
     ) -> Result<()> {
         use futures::{StreamExt, TryStreamExt};
         let Some(first) = sqls.first() else {
-            return Ok(());
+            anyhow::bail!("no query to write the temporary table {name} from");
         };
         let schema = Arc::new(self.ctx.sql(first).await?.schema().as_arrow().clone());
         let ctx = self.ctx.clone();
