@@ -1035,10 +1035,17 @@ const CART_OPS: &str = "cartscope_report_cart_operations";
 const CART_ATTRIBUTES: &str = "cartscope_report_cart_attributes";
 const POP: &str = "cartscope_report_population";
 
-/// About how many bytes a row of a join's hash table takes: the population's carts (an id,
-/// three numbers), its cart events (a cart, trace and span id, five small values).
+/// About how many bytes a cart of a cart pass takes in the join of its carts to their
+/// checkout events: the hash table is built of one side or the other (218 to 231 bytes a
+/// row, measured by EXPLAIN ANALYZE at 1M and 10M carts; 1.7 checkout events a cart), then a
+/// row per cart and operation is grouped. At 120, the 10M report's passes held 2M carts each
+/// and that grouping spilled 7 times a pass (4 times in 1M's one pass).
 /// Estimates: a pass that does not fit makes `drivers` run again with more passes.
-const POP_ROW_BYTES: usize = 120;
+const POP_ROW_BYTES: usize = 400;
+
+/// About how many bytes a row of the population's cart events (a cart, trace and span id,
+/// a stage) takes in a trace pass's join to the spans' values.
+const EVENT_ROW_BYTES: usize = 240;
 
 /// A group's carts and its abandoned carts, each counted for its weight `w` (1 unless the
 /// traces were sampled). Rounded to whole carts in Rust once summed over the groups and
@@ -1046,7 +1053,7 @@ const POP_ROW_BYTES: usize = 120;
 /// than all the carts that reached its stage.
 const WEIGHED_CARTS: &str = "sum(w)";
 const WEIGHED_BAD: &str = "coalesce(sum(w) FILTER (WHERE bad), 0.0)";
-const EVENT_ROW_BYTES: usize = 240;
+
 /// About how many bytes a joined row of a cart's event and one of its span's attribute values
 /// takes in the candidates' grouping: the grouped rows are fewer than the joined ones, each
 /// its keys (attribute, cart, service, value) and its earliest stage, then joined to its
