@@ -1449,9 +1449,8 @@ async fn drivers_of(
         .await?
         .max(1);
         let joined_rows = (pop_events as u128 * values as u128 / spans.max(1) as u128) as u64;
-        // At most as many folders as the writer can hold within a pass's memory: one writer
-        // (`write_each` runs the trace passes' queries one after another into it).
-        let most_folders = scratch.most_folders(1);
+        // At most as many folders as `write_each`'s writer can hold within a pass's memory.
+        let most_folders = scratch.most_folders();
         let per = Passes::needed(
             joined_rows.div_ceil(by_cart.len() as u64),
             ATTRIBUTE_ROW_BYTES,

@@ -216,7 +216,7 @@ impl<'a> Scratch<'a> {
     /// Adds the rows of `sqls` (queries of the same columns, a `pass` among them), run one
     /// after another, to the table `name` in folders by pass: one file a folder for them all,
     /// where a `write` each would make one a query and folder (the report's attribute
-    /// pairs, a query per trace pass in 75 folders at 10M carts, made 3,225 files of small
+    /// pairs, a query per trace pass in 75 folders at 10M carts then, made 3,225 files of small
     /// row groups, written and read again one by one).
     pub async fn write_each(
         &mut self,
@@ -271,11 +271,11 @@ impl<'a> Scratch<'a> {
         Ok(())
     }
 
-    /// The most folders a table written by pass from `streams` streams can have while what
-    /// the writer holds per stream and folder (at least a row group filling and the rows
-    /// gathered for it) stays within a pass's memory.
-    pub fn most_folders(&self, streams: usize) -> usize {
-        Passes::budget() / (streams.max(1) * (LEAST_GROUP_ROWS + LEAST_HELD_ROWS) * self.row_bytes)
+    /// The most folders a table written by pass through one writer (`write_each`,
+    /// `write_stream`) can have while what the writer holds per folder (at least a row group
+    /// filling and the rows gathered for it) stays within a pass's memory.
+    pub fn most_folders(&self) -> usize {
+        Passes::budget() / ((LEAST_GROUP_ROWS + LEAST_HELD_ROWS) * self.row_bytes)
     }
 
     /// Registers the table `name` written so far (with its `pass` column if written by pass).
