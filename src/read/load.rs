@@ -30,6 +30,8 @@ use crate::tables::schema::{PerTable, Table};
 /// Bytes of input per chunk handed to a worker. 1 MiB against 4 MiB on the 100k-cart export
 /// (bench/RESULTS.md): the same time, 60 MB less peak memory (the queues hold fewer bytes).
 const CHUNK: usize = 1 << 20;
+/// The largest chunk buffer handed back to the reader for another chunk.
+const SPARE_AT_MOST: usize = 4 * CHUNK;
 /// A frame longer than this is taken for a corrupt length prefix, not a message.
 const MAX_FRAME: usize = 1 << 30;
 
@@ -334,6 +336,9 @@ pub fn load(
     std::thread::scope(|scope| -> Result<()> {
         let (work_tx, work_rx) = bounded::<Item>(threads * 2);
         let (out_tx, out_rx) = bounded::<Result<Output>>(threads * 2);
+        // Chunk buffers the workers are done with, back to the reader: a fresh buffer would
+        // cost its pages' faults and clearing again (4% of a raw 100k-cart detect's samples).
+        let (spare_tx, spare_rx) = bounded::<Vec<u8>>(threads * 2);
         {
             let read_bytes = read_bytes.clone();
             let cancel = cancel.clone();
@@ -341,7 +346,16 @@ pub fn load(
             let hash = opts.hash_inputs;
             let limits = opts.limits;
             scope.spawn(move || {
-                if let Err(e) = read_all(files, hash, limits, &work_tx, &read_bytes, &cancel) {
+                let reading = read_all(
+                    files,
+                    hash,
+                    limits,
+                    &work_tx,
+                    &spare_rx,
+                    &read_bytes,
+                    &cancel,
+                );
+                if let Err(e) = reading {
                     let _ = out_tx.send(Err(e));
                 }
             });
@@ -352,10 +366,16 @@ pub fn load(
             let cancel = cancel.clone();
             let max_record = opts.limits.max_record;
             let projection = opts.projection.clone();
-            scope.spawn(move || worker(files, work_rx, out_tx, &cancel, max_record, projection));
+            let spare = spare_tx.clone();
+            scope.spawn(move || {
+                worker(
+                    files, work_rx, out_tx, &spare, &cancel, max_record, projection,
+                )
+            });
         }
         drop(work_rx);
         drop(out_tx);
+        drop(spare_tx);
 
         let result = (|| -> Result<()> {
             let mut next = 0u64;
@@ -409,6 +429,7 @@ fn worker(
     files: &[InputFile],
     rx: Receiver<Item>,
     tx: Sender<Result<Output>>,
+    spare: &Sender<Vec<u8>>,
     cancel: &AtomicBool,
     max_record: usize,
     projection: Arc<Projection>,
@@ -437,15 +458,21 @@ fn worker(
                 text,
                 first_line,
                 lines,
-            } => parse_json_chunk(
-                path,
-                &text,
-                first_line,
-                lines,
-                &mut b,
-                &mut scratch,
-                &mut out,
-            ),
+            } => {
+                parse_json_chunk(
+                    path,
+                    &text,
+                    first_line,
+                    lines,
+                    &mut b,
+                    &mut scratch,
+                    &mut out,
+                );
+                // Kept only at about a chunk's size: a buffer a long line grew is let go.
+                if text.capacity() <= SPARE_AT_MOST {
+                    let _ = spare.try_send(text);
+                }
+            }
             Work::Frames { frames } => {
                 for (n, frame) in frames {
                     parse_frame(path, n, &frame, max_record, &mut b, &mut scratch, &mut out);
@@ -665,6 +692,7 @@ fn read_all(
     hash: bool,
     limits: Limits,
     tx: &Sender<Item>,
+    spare: &Receiver<Vec<u8>>,
     read_bytes: &Arc<AtomicU64>,
     cancel: &AtomicBool,
 ) -> Result<()> {
@@ -680,7 +708,7 @@ fn read_all(
     };
     for (i, f) in files.iter().enumerate() {
         let hasher = hash.then(input::FileHasher::default);
-        let result = read_file(i, f, hasher.clone(), limits, &mut send, read_bytes);
+        let result = read_file(i, f, hasher.clone(), limits, spare, &mut send, read_bytes);
         match result {
             Ok(()) => {}
             // A file that breaks off mid-stream (a truncated gzip, an I/O error) is a bad
@@ -711,6 +739,7 @@ fn read_file(
     f: &InputFile,
     hasher: Option<input::FileHasher>,
     limits: Limits,
+    spare: &Receiver<Vec<u8>>,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
     read_bytes: &Arc<AtomicU64>,
 ) -> Result<()> {
@@ -719,8 +748,12 @@ fn read_file(
         input::open(path, read_bytes.clone(), hasher, limits.max_expansion)?;
     let max = limits.max_record;
     match content {
-        Content::Json => read_json(idx, path, &mut *stream, max, send).with_context(|| read_err(path, compression)),
-        Content::Framed => read_frames(idx, path, &mut *stream, max, send).with_context(|| read_err(path, compression)),
+        Content::Json => read_json(idx, path, &mut *stream, max, spare, send).with_context(|| read_err(path, compression)),
+        // Length prefixes are read 4 bytes at a time: buffered.
+        Content::Framed => {
+            let mut r = std::io::BufReader::with_capacity(input::READ_BUFFER, &mut *stream);
+            read_frames(idx, path, &mut r, max, send).with_context(|| read_err(path, compression))
+        }
         Content::Protobuf => {
             let mut all = Vec::new();
             (&mut *stream)
@@ -792,9 +825,17 @@ fn read_json(
     path: &Path,
     r: &mut dyn Read,
     max_record: usize,
+    spare: &Receiver<Vec<u8>>,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
 ) -> Result<()> {
-    let mut buf = Vec::with_capacity(2 * CHUNK);
+    // A buffer for at least `len` bytes: one a worker handed back, or a new one.
+    let fresh = |len: usize| -> Vec<u8> {
+        let mut v = spare.try_recv().unwrap_or_default();
+        v.clear();
+        v.reserve(len.max(2 * CHUNK));
+        v
+    };
+    let mut buf = fresh(2 * CHUNK);
     let first = input::read_more(r, &mut buf, CHUNK);
     if buf.starts_with(b"\xef\xbb\xbf") {
         // A byte-order mark is not JSON; editors on Windows write one.
@@ -819,7 +860,10 @@ fn read_json(
             scanner.scan(&buf)
         };
         if let Some(cut) = cut.filter(|c| *c > 0) {
-            let rest = buf.split_off(cut);
+            // The part document after the cut starts the next buffer, with room for a chunk.
+            let mut rest = fresh(buf.len() - cut + CHUNK);
+            rest.extend_from_slice(&buf[cut..]);
+            buf.truncate(cut);
             let text = std::mem::replace(&mut buf, rest);
             if !lines && !eof {
                 scanner.consumed(cut);
