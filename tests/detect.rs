@@ -252,6 +252,31 @@ async fn derived_rows_follow_the_instrumentation_and_are_not_duplicated() {
     assert_eq!(s.recorded_abandonments, 1);
     assert_eq!(s.derived_spans, 2020);
     assert_eq!(s.derived_points, 2021);
+    // A session that reads the carts alone gets the same counts, the rows unbuilt.
+    {
+        let (data, _) =
+            cartscope::Data::load(&inputs, &cartscope::LoadOptions::default()).unwrap();
+        let carts_only = cartscope::context(data, 2, &Default::default())
+            .await
+            .unwrap();
+        let counted = cartscope::replay(
+            &carts_only,
+            &model,
+            &cartscope::ReplayOptions {
+                as_of,
+                threshold: None,
+                reads: cartscope::Reads::Carts,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(counted, s);
+        for table in ["derived_traces", "derived_metrics"] {
+            let sql = format!("SELECT count(*) FROM {table}");
+            assert_eq!(one(&carts_only, &sql).await, "0", "{table}");
+        }
+    }
     assert_eq!(
         one(&ctx, "SELECT count(*) FROM traces WHERE operation_name = 'cart.abandonment.detected' AND attributes['cart.id'] = 'cart-00000001'").await,
         "1"

@@ -105,3 +105,92 @@ fn cart_events_carry_the_sdks_status_messages() {
         }
     }
 }
+
+/// `detect` without `--out` or `--emit-otlp` counts the derived rows without building them
+/// (`replay::Reads::Carts`): on each SDK's export its carts and its summary are those of a
+/// replay that writes everything, and the derived rows `--emit-otlp` writes are as many as
+/// that summary counts.
+#[test]
+fn detect_counts_the_derived_rows_it_does_not_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = |o: &std::process::Output| -> String {
+        let text = format!("{}{}", stdout(o), stderr(o));
+        text.lines()
+            .filter(|l| l.contains("as of ") || l.starts_with("derived rows added"))
+            .map(|l| l.trim_start_matches("cartscope: ").to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (kind, file) in KINDS {
+        let data = fixture(&format!("real-sdk/{kind}")).join(file);
+        let data = data.to_str().unwrap();
+        let out = tmp.path().join(kind);
+        let otlp = tmp.path().join(format!("{kind}.jsonl"));
+        let counted = cartscope(&["detect", "--data", data, "-f", "csv"]);
+        let written = cartscope(&[
+            "detect",
+            "--data",
+            data,
+            "-f",
+            "csv",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            counted.status.success() && written.status.success(),
+            "{kind}: {}",
+            stderr(&counted)
+        );
+        assert_eq!(
+            stdout(&counted),
+            stdout(&written),
+            "{kind}: the carts differ"
+        );
+        assert_eq!(summary(&counted), summary(&written), "{kind}");
+        assert!(stdout(&counted).lines().count() > 300, "{kind}");
+
+        let table = cartscope(&["detect", "--data", data]);
+        let emitted = cartscope(&[
+            "detect",
+            "--data",
+            data,
+            "--emit-otlp",
+            otlp.to_str().unwrap(),
+        ]);
+        assert!(
+            table.status.success() && emitted.status.success(),
+            "{kind}: {}",
+            stderr(&emitted)
+        );
+        let said = summary(&table);
+        assert_eq!(said, summary(&emitted), "{kind}");
+        // "derived rows added: N cart.abandonment.detected spans, M metric points (...)"
+        let line = said
+            .lines()
+            .find(|l| l.starts_with("derived rows added"))
+            .unwrap();
+        let n: Vec<&str> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .collect();
+        assert!(n[0].parse::<u64>().unwrap() > 0, "{kind}: {line}");
+        for (table, want) in [("observed_traces", n[0]), ("observed_metrics", n[1])] {
+            let o = cartscope(&[
+                "query",
+                "--no-replay",
+                "--data",
+                otlp.to_str().unwrap(),
+                "-f",
+                "csv",
+                "-e",
+                &format!("SELECT count(*) AS n FROM {table}"),
+            ]);
+            assert!(o.status.success(), "{kind}: {}", stderr(&o));
+            assert_eq!(
+                stdout(&o).lines().nth(1),
+                Some(want),
+                "{kind} {table}: {line}"
+            );
+        }
+    }
+}

@@ -8,6 +8,7 @@ use crate::cli::DetectArgs;
 use crate::commands::setup::{open_replayed, Globals};
 use crate::output::Format;
 use crate::read::projection::Projection;
+use crate::replay::Reads;
 use crate::sql::session::run_sql;
 
 /// What the replay matched on this data, per stage and by how carts were attributed, then
@@ -53,13 +54,16 @@ pub async fn run(a: &DetectArgs, g: &Globals) -> Result<()> {
     if a.explain {
         return explain(a, g).await;
     }
-    // The carts, and with --out the cart events and abandonments: the replay's own attributes.
+    // The carts, with --out the cart events and abandonments, with --emit-otlp the derived
+    // rows: the replay's own attributes.
     let reads = Projection::nothing();
-    let (ctx, s) = if a.out.is_some() {
-        open_replayed(&a.data, &a.replay, g, &reads).await?
-    } else {
-        crate::commands::setup::open_replayed_carts(&a.data, &a.replay, g, &reads).await?
+    let part = match (&a.out, &a.emit_otlp) {
+        (Some(_), _) => Reads::All,
+        (None, Some(_)) => Reads::CartsAndDerived,
+        (None, None) => Reads::Carts,
     };
+    let (ctx, s) =
+        crate::commands::setup::open_replayed_part(&a.data, &a.replay, g, &reads, part).await?;
     // Streamed: the carts are written as they are read, never all held.
     let carts = ctx
         .sql("SELECT * FROM carts ORDER BY cart_id")

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use crate::read::input::Window;
 use crate::read::load::LoadOptions;
 use crate::read::projection::Projection;
+use crate::replay::Reads;
 use crate::time::{Day, Duration, TimeArg, Timestamp};
 
 /// Settings every command shares.
@@ -152,19 +153,19 @@ pub async fn open_replayed(
     g: &Globals,
     reads: &Projection,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
-    open_replayed_in(data, r, g, reads, Window::default(), false).await
+    open_replayed_in(data, r, g, reads, Window::default(), Reads::All).await
 }
 
-/// As `open_replayed`, for a command that reads the replay's carts and derived rows alone:
-/// a replay of raw files leaves its cart events unwritten and `cart_events` unregistered
-/// (`ReplayOptions::carts_only`).
-pub async fn open_replayed_carts(
+/// As `open_replayed`, for a command that reads only `part` of the replay: a replay of raw
+/// files leaves the rest unwritten, and its tables empty or unregistered (`replay::Reads`).
+pub async fn open_replayed_part(
     data: &crate::cli::DataArgs,
     r: &crate::cli::ReplayArgs,
     g: &Globals,
     reads: &Projection,
+    part: Reads,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
-    open_replayed_in(data, r, g, reads, Window::default(), true).await
+    open_replayed_in(data, r, g, reads, Window::default(), part).await
 }
 
 /// As `open_replayed`, of the data of `window` only (see `Window`).
@@ -174,7 +175,7 @@ async fn open_replayed_in(
     g: &Globals,
     reads: &Projection,
     window: Window,
-    carts_only: bool,
+    part: Reads,
 ) -> Result<(datafusion::prelude::SessionContext, crate::replay::Summary)> {
     let reads = crate::replay::projection(&r.model).union(reads);
     let (ctx, inputs) = open_inputs(data, &r.engine, g, &reads, window).await?;
@@ -205,7 +206,7 @@ async fn open_replayed_in(
             threshold: r.threshold,
             keep_beside: datasets,
             refresh: r.refresh,
-            carts_only,
+            reads: part,
         },
     )
     .await?;
@@ -313,7 +314,7 @@ pub async fn open_report(
     };
     let reads = crate::report::projection(&attributes).union(reads);
     let window = report_window(period, &replay);
-    let (ctx, s) = open_replayed_in(data, &replay, g, &reads, window, false).await?;
+    let (ctx, s) = open_replayed_in(data, &replay, g, &reads, window, Reads::All).await?;
     crate::sql::session::note_one_partition(&ctx);
     let as_of = s.as_of;
     let (since, until) = match period.day {

@@ -103,12 +103,35 @@ pub struct ReplayOptions {
     pub keep_beside: Vec<std::path::PathBuf>,
     /// Replay again even when a kept replay matches.
     pub refresh: bool,
-    /// The session reads the replay's carts and derived rows only, never its cart events
-    /// (`detect` of a raw export without `--out`): a temporary replay then does not write
-    /// them (a kept one always does), and `cart_events` and the views over it are not
-    /// registered, so a query of them fails instead of finding nothing. Writing the events
+    /// What the session reads of the replay afterwards (`Reads`).
+    pub reads: Reads,
+}
+
+/// What a session reads of its replay. A temporary replay writes no more than that (a kept
+/// one always writes everything), and what it does not write is not registered, so a query
+/// of it fails instead of finding nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reads {
+    /// Carts, cart events and the derived rows.
+    #[default]
+    All,
+    /// Carts and the derived rows, never the cart events (`detect --emit-otlp` without
+    /// `--out`): `cart_events` and the views over it are not registered. Writing the events
     /// was about a tenth of a raw 100k-cart `detect` (bench/RESULTS.md).
-    pub carts_only: bool,
+    CartsAndDerived,
+    /// Carts alone (`detect` without `--out` or `--emit-otlp`): the derived rows are counted
+    /// for the summary, not built, and their tables are empty.
+    Carts,
+}
+
+impl Reads {
+    fn events(self) -> bool {
+        self == Reads::All
+    }
+
+    fn derived(self) -> bool {
+        self != Reads::Carts
+    }
 }
 
 /// What the replay found.
@@ -1208,9 +1231,10 @@ async fn implausible_times(ctx: &SessionContext, b: &TimeBounds) -> Result<Optio
 
 /// Runs the replay, or finds it kept beside the dataset, and registers `carts`,
 /// `cart_events`, `abandonments`, `cart_exemplars`, `cart_logs` and its derived rows (`derived_traces`,
-/// `derived_metrics`, seen through the `traces` and `metrics` views). With
-/// `ReplayOptions::carts_only` and no kept replay, `cart_events`, `cart_exemplars` and
-/// `cart_logs` are not registered.
+/// `derived_metrics`, seen through the `traces` and `metrics` views). Of a replay that is
+/// not kept, only what `ReplayOptions::reads` names: without the events, `cart_events`,
+/// `cart_exemplars` and `cart_logs` are not registered; without the derived rows, their
+/// tables are empty.
 pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Result<Summary> {
     let threshold = opts.threshold.unwrap_or(m.threshold);
     let key = if opts.keep_beside.is_empty() {
@@ -1251,7 +1275,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     let replay = store::Replay::begin(ctx, &opts.keep_beside, key)?;
     let target = Target {
         replay: &replay,
-        events: !opts.carts_only || replay.kept(),
+        events: opts.reads.events() || replay.kept(),
     };
     let as_of_us = opts.as_of.micros();
     let threshold_us = threshold.micros();
@@ -1272,7 +1296,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         slow_ms: m.causes.slow_ms,
         p_ms,
     };
-    let deriver = Deriver::new(ctx, m).await?;
+    let deriver = Deriver::new(ctx, m, opts.reads.derived() || replay.kept()).await?;
     crate::output::phase("replay: recorded abandonments");
     let spans = scalar_i64(ctx, "SELECT count(*) FROM observed_traces")
         .await?
@@ -1370,7 +1394,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     Ok(summary)
 }
 
-/// Where the replay is written, and whether its cart events are (`ReplayOptions::carts_only`).
+/// Where the replay is written, and whether its cart events are (`ReplayOptions::reads`).
 struct Target<'a> {
     replay: &'a store::Replay,
     events: bool,
@@ -1387,7 +1411,7 @@ const CART_CHUNK: usize = 16 * 1024;
 
 /// The replay's Parquet files, written as the fold goes.
 struct Writers {
-    /// None when the replay's cart events are not written (`ReplayOptions::carts_only`).
+    /// None when the replay's cart events are not written (`ReplayOptions::reads`).
     events: Option<ArrowWriter<std::fs::File>>,
     carts: ArrowWriter<std::fs::File>,
     derived: PerTable<Option<ArrowWriter<std::fs::File>>>,
@@ -1811,7 +1835,7 @@ fn spilled(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> (usize, usize
 /// Registers the replay's tables from the files in `dir`, and the views over them.
 ///
 /// `with_events` says whether the replay wrote its cart events: false only for a temporary
-/// replay made with `ReplayOptions::carts_only`, which registers neither them nor the views
+/// replay whose `ReplayOptions::reads` leaves them out, which registers neither them nor the views
 /// over them. The caller says so rather than the folder: a kept replay whose events file has
 /// gone must fail when it is read, not lose `cart_events` quietly.
 async fn register(
@@ -2080,12 +2104,14 @@ struct Deriver {
     s: Summary,
     res: Attrs,
     value_text: String,
+    /// Whether the rows are built, or only counted.
+    build: bool,
 }
 
 impl Deriver {
     /// Reads which carts the input recorded as abandoned already (held in memory: one
     /// string per recorded cart, none for an export that records no abandonment).
-    async fn new(ctx: &SessionContext, m: &Model) -> Result<Deriver> {
+    async fn new(ctx: &SessionContext, m: &Model, build: bool) -> Result<Deriver> {
         let d = m.derived.clone();
         let recorded_spans = string_set(
             ctx,
@@ -2120,6 +2146,7 @@ impl Deriver {
             s: Summary::default(),
             res,
             value_text: String::new(),
+            build,
         })
     }
 
@@ -2134,6 +2161,7 @@ impl Deriver {
             s: Summary::default(),
             res: self.res.clone(),
             value_text: String::new(),
+            build: self.build,
         }
     }
 
@@ -2147,6 +2175,7 @@ impl Deriver {
             s,
             res,
             value_text,
+            build,
         } = self;
         let (b, s, res) = (b, s, &*res);
         let str_col = |n: &str| {
@@ -2198,6 +2227,11 @@ impl Deriver {
             let opt = |a: &StringArray| a.is_valid(i).then(|| a.value(i).to_string());
             if recorded_spans.contains(cart) || recorded_points.contains(cart) {
                 s.recorded_abandonments += 1;
+            }
+            if !*build {
+                s.derived_spans += u64::from(!recorded_spans.contains(cart));
+                s.derived_points += u64::from(!recorded_points.contains(cart));
+                continue;
             }
             if !recorded_spans.contains(cart) {
                 let mut attrs = Attrs::default();
