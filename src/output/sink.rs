@@ -220,8 +220,46 @@ async fn drain<W: Write + Send>(
     mut sink: Sink<W>,
 ) -> Result<W> {
     use futures::StreamExt;
+    if let Inner::Delimited { .. } = sink.inner {
+        return drain_delimited(stream, sink).await;
+    }
     while let Some(b) = stream.next().await {
         sink.push(&b?)?;
     }
     sink.finish()
+}
+
+/// Batches whose CSV or TSV text is being formatted at once.
+const FORMATTED_AHEAD: usize = 4;
+
+/// CSV and TSV: each batch's text is formatted on a blocking thread of its own, a few
+/// batches ahead of the one written, and written in order. Formatting was most of the last
+/// tenth of a raw 100k-cart `detect -f csv`, on one core while the other waited.
+async fn drain_delimited<W: Write + Send>(
+    mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+    sink: Sink<W>,
+) -> Result<W> {
+    use futures::StreamExt;
+    let Sink { schema, inner } = sink;
+    let Inner::Delimited { mut w, format, .. } = inner else {
+        unreachable!("drain_delimited is given a delimited sink");
+    };
+    write_delimited_rows(&mut w, format, &schema, &[], None, true)?;
+    let mut ahead = std::collections::VecDeque::new();
+    while let Some(b) = stream.next().await {
+        let (b, schema) = (b?, schema.clone());
+        ahead.push_back(tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            let mut text = Vec::new();
+            write_delimited_rows(&mut text, format, &schema, &[b], None, false)?;
+            Ok(text)
+        }));
+        if ahead.len() >= FORMATTED_AHEAD {
+            let next = ahead.pop_front().expect("not empty");
+            w.write_all(&next.await??)?;
+        }
+    }
+    for next in ahead {
+        w.write_all(&next.await??)?;
+    }
+    Ok(w)
 }
