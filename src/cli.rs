@@ -42,9 +42,10 @@ pub struct Cli {
     /// and joins then spill to temporary files [default: a quarter of the machine's memory].
     /// Raw exports given to --data are loaded into memory while they would take at most
     /// half of it, else read through a temporary dataset (`cartscope ingest` them to read
-    /// them in place every time). Not bounded by it: the loader's check for repeated spans
-    /// (16 bytes per span) and, in the replay, a few things that grow with the number of
-    /// operation names or of abandonments the input recorded itself.
+    /// them in place every time). The loader's check for repeated spans takes up to an
+    /// eighth of it besides (about 20 bytes a span). Not bounded by it: in the replay, a
+    /// few things that grow with the number of operation names or of abandonments the
+    /// input recorded itself.
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
     pub memory_limit: Option<usize>,
 

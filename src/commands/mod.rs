@@ -38,9 +38,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         limits: crate::read::load::Limits {
             max_record: cli.max_record_size.unwrap_or(defaults.max_record),
             max_expansion: cli.max_expansion.unwrap_or(defaults.max_expansion),
-            // An eighth of the memory cap, at about 35 bytes a span (a hash table of 16-byte
+            // An eighth of the memory cap, at about 20 bytes a span (a hash table of 8-byte
             // keys that doubles as it grows).
-            repeat_check_spans: crate::sql::session::memory_limit() / 8 / 35,
+            repeat_check_spans: crate::sql::session::memory_limit() / 8 / 20,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -30,6 +30,8 @@ use crate::tables::schema::{PerTable, Table};
 /// Bytes of input per chunk handed to a worker. 1 MiB against 4 MiB on the 100k-cart export
 /// (bench/RESULTS.md): the same time, 60 MB less peak memory (the queues hold fewer bytes).
 const CHUNK: usize = 1 << 20;
+/// Spans checked for repeats before the check's set is sized for the whole input.
+const SIZE_CHECK_AFTER: usize = 1 << 16;
 /// The largest chunk buffer handed back to the reader for another chunk.
 const SPARE_AT_MOST: usize = 4 * CHUNK;
 /// A frame longer than this is taken for a corrupt length prefix, not a message.
@@ -69,7 +71,7 @@ pub struct Limits {
     pub max_record: usize,
     /// Decompressed bytes per compressed byte, past the first `input::EXPANSION_FREE` bytes.
     pub max_expansion: u64,
-    /// The most spans the check for repeated spans remembers (about 35 bytes each): past
+    /// The most spans the check for repeated spans remembers (about 20 bytes each): past
     /// them it stops, and says so; the replay still counts each span of a cart once.
     pub repeat_check_spans: usize,
 }
@@ -106,9 +108,11 @@ pub struct LoadStats {
 /// or ending before they start.
 #[derive(Debug, Clone)]
 pub struct SpanChecks {
-    /// foldhash, not SipHash: SipHash and the set's inserts were 5% of a raw 100k-cart
-    /// detect, and the keys are hashes already.
-    seen: foldhash::HashSet<u128>,
+    /// 64 bits of each span's key (`span_key`): two spans of a million share them with a
+    /// chance of about 3e-8, and half the bytes of the whole key make the set's inserts,
+    /// which miss the cache, fewer misses. foldhash, not SipHash: SipHash and the inserts
+    /// were 5% of a raw 100k-cart detect, and the keys are hashes already.
+    seen: foldhash::HashSet<u64>,
     /// The most spans `seen` holds, and whether spans came past it.
     cap: usize,
     stopped: bool,
@@ -153,7 +157,7 @@ impl SpanChecks {
                 self.empty_ids += 1;
                 continue;
             }
-            let key = crate::tables::schema::span_key(&[trace.value(i), span.value(i)]);
+            let key = crate::tables::schema::span_key(&[trace.value(i), span.value(i)]) as u64;
             if self.seen.len() >= self.cap {
                 self.stopped |= !self.seen.contains(&key);
                 self.duplicates += u64::from(self.seen.contains(&key));
@@ -163,6 +167,21 @@ impl SpanChecks {
         }
         if let Some(d) = col("duration_ms").and_then(|d| d.as_primitive_opt::<Float64Type>()) {
             self.negative_durations += d.iter().flatten().filter(|d| *d < 0.0).count() as u64;
+        }
+    }
+
+    /// The spans checked so far.
+    pub fn seen(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Makes room for `spans` in all, up to the cap: a set that doubles as it grows inserts
+    /// every key again each time, and faults in fresh pages (together about half of the
+    /// check on a raw 100k-cart detect).
+    pub fn expect(&mut self, spans: usize) {
+        let spans = spans.min(self.cap);
+        if spans > self.seen.len() {
+            self.seen.reserve(spans - self.seen.len());
         }
     }
 
@@ -380,6 +399,8 @@ pub fn load(
         let result = (|| -> Result<()> {
             let mut next = 0u64;
             let mut pending: BTreeMap<u64, Output> = BTreeMap::new();
+            // Whether the repeat check's set was sized for the spans the input will hold.
+            let mut sized = false;
             for out in out_rx.iter() {
                 let out = out?;
                 pending.insert(out.seq, out);
@@ -404,6 +425,15 @@ pub fn load(
                             stats.rows[t] += b.num_rows() as u64;
                             if t == Table::Traces {
                                 stats.spans.check(&b);
+                                if !sized && stats.spans.seen() >= SIZE_CHECK_AFTER {
+                                    // As many spans a byte in the rest as in what was read
+                                    // (the reader is ahead of the parsing: a little fewer).
+                                    sized = true;
+                                    let read = read_bytes.load(Ordering::Relaxed).max(1);
+                                    let all = stats.spans.seen() as u128 * total_bytes as u128
+                                        / read as u128;
+                                    stats.spans.expect(all.min(usize::MAX as u128) as usize);
+                                }
                             }
                             sink(out.file, t, b)?;
                         }
