@@ -573,7 +573,7 @@ fn parse_json_chunk(
         }
     }
     // UTF-8 is checked once for the whole chunk; only on failure document by document.
-    let whole = std::str::from_utf8(bytes).ok();
+    let whole = simdutf8::basic::from_utf8(bytes).ok();
     for (s, e, line) in docs {
         let text = match whole {
             Some(t) => &t[s..e],
