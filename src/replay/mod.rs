@@ -680,6 +680,12 @@ struct Rules {
     p_ms: std::collections::HashMap<String, f64>,
 }
 
+/// What `write` awaits that was started beside it.
+struct Besides<'a> {
+    p_ms: &'a mut Beside<std::collections::HashMap<String, f64>>,
+    deriver: &'a mut Beside<Deriver>,
+}
+
 impl Rules {
     /// These rules with the operations' percentiles, once computed.
     async fn with_percentiles(
@@ -1350,8 +1356,13 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
         slow_ms: m.causes.slow_ms,
         p_ms: Default::default(),
     };
-    let deriver = Deriver::new(ctx, m, opts.reads.derived() || replay.kept()).await?;
-    crate::output::phase("replay: recorded abandonments");
+    // Which carts the input recorded as abandoned already: read beside the join and sort
+    // too, and handed to the writer with the first carts.
+    let mut deriver = Beside::start({
+        let (ctx, m, build) = (ctx.clone(), m.clone(), opts.reads.derived() || replay.kept());
+        async move { Deriver::new(&ctx, &m, build).await }
+    });
+    crate::output::phase("replay: started beside: percentiles, recorded abandonments");
     let spans = scalar_i64(ctx, "SELECT count(*) FROM observed_traces")
         .await?
         .unwrap_or(0)
@@ -1416,7 +1427,11 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
             // Each pass fits its share of the memory: every core.
             Way::Passes { .. } => set(true, crate::sql::session::threads(ctx)),
         }
-        let r = write(ctx, m, &rules, &mut p_ms, deriver.again(), way, spans, &target).await;
+        let beside = Besides {
+            p_ms: &mut p_ms,
+            deriver: &mut deriver,
+        };
+        let r = write(ctx, m, &rules, beside, way, spans, &target).await;
         let done = !matches!(&r, Err(e) if crate::sql::session::exhausted(e));
         outcome = Some(r);
         if done {
@@ -1454,8 +1469,9 @@ struct Target<'a> {
     events: bool,
 }
 
-/// What the fold hands the writer thread.
+/// What the fold hands the writer thread: first the deriver, then the rows.
 enum Written {
+    Deriver(Box<Deriver>),
     Events(RecordBatch),
     Carts(RecordBatch),
 }
@@ -1722,13 +1738,11 @@ fn cart_id_not_null(schema: &SchemaRef) -> Result<SchemaRef> {
 
 /// The replay proper: `cart_events` in cart order (`way`), streamed through the fold a few
 /// carts at a time, and every table written to `r`'s Parquet files as it goes.
-#[allow(clippy::too_many_arguments)]
 async fn write(
     ctx: &SessionContext,
     m: &Model,
     rules: &Rules,
-    p_ms: &mut Beside<std::collections::HashMap<String, f64>>,
-    mut deriver: Deriver,
+    Besides { p_ms, deriver }: Besides<'_>,
     way: Way,
     spans: u64,
     to: &Target<'_>,
@@ -1769,18 +1783,23 @@ async fn write(
     let mut w = Writers::new(r, events.then(|| events_schema.clone()))?;
     let (tx, rx) = crossbeam_channel::bounded::<Written>(4);
     let writer = std::thread::spawn(move || -> Result<Summary> {
+        let mut deriver = None;
         for batch in rx {
             match batch {
+                Written::Deriver(d) => deriver = Some(d),
                 Written::Events(b) => {
                     if let Some(e) = &mut w.events {
                         e.write(&b)?;
                     }
                 }
-                Written::Carts(c) => w.carts(&c, &mut deriver)?,
+                Written::Carts(c) => {
+                    let d = deriver.as_mut().context("the writer has no deriver")?;
+                    w.carts(&c, d)?
+                }
             }
         }
         w.close()?;
-        Ok(deriver.finish())
+        Ok(deriver.context("the writer has no deriver")?.finish())
     });
     let mut out = CartColumns::default();
     let mut duplicates = 0;
@@ -1853,6 +1872,11 @@ async fn write(
             if !done.is_empty() {
                 if full.is_none() {
                     full = Some(rules.with_percentiles(p_ms).await?);
+                    let d = Box::new(deriver.get().await?.again());
+                    if tx.send(Written::Deriver(d)).is_err() {
+                        writing = false;
+                        break 'queries;
+                    }
                 }
                 let rules = full.as_ref().expect("set above");
                 writing = fold(&done, &mut out, false, rules)?;
@@ -1869,7 +1893,11 @@ async fn write(
         let last = carry.map_or_else(Vec::new, |(c, _)| vec![c]);
         let rules = match full {
             Some(r) => r,
-            None => rules.with_percentiles(p_ms).await?,
+            None => {
+                let d = Box::new(deriver.get().await?.again());
+                let _ = tx.send(Written::Deriver(d));
+                rules.with_percentiles(p_ms).await?
+            }
         };
         fold(&last, &mut out, true, &rules)?;
     }
@@ -2396,17 +2424,20 @@ impl Deriver {
 /// columns are decoded only for the rows that pass it, which are none in most exports (1M
 /// carts: 1.6 s -> 0.25 s, `CARTSCOPE_TIMINGS=1`).
 async fn string_set(ctx: &SessionContext, sql: &str) -> Result<std::collections::HashSet<String>> {
-    let pushdown = |on: bool| {
-        let state = ctx.state_ref();
-        let mut state = state.write();
-        let p = &mut state.config_mut().options_mut().execution.parquet;
-        std::mem::replace(&mut p.pushdown_filters, on)
-    };
-    let before = pushdown(true);
-    let batches = async { ctx.sql(sql).await?.collect().await }.await;
-    pushdown(before);
+    // In a copy of the session's state: the queries beside it (`Beside`) keep theirs.
+    let mut state = ctx.state();
+    state
+        .config_mut()
+        .options_mut()
+        .execution
+        .parquet
+        .pushdown_filters = true;
+    let plan = state.create_logical_plan(sql).await?;
+    let batches = datafusion::dataframe::DataFrame::new(state, plan)
+        .collect()
+        .await?;
     let mut out = std::collections::HashSet::new();
-    for b in batches? {
+    for b in batches {
         let a = datafusion::arrow::compute::cast(
             b.column(0),
             &datafusion::arrow::datatypes::DataType::Utf8,
