@@ -254,8 +254,7 @@ async fn derived_rows_follow_the_instrumentation_and_are_not_duplicated() {
     assert_eq!(s.derived_points, 2021);
     // A session that reads the carts alone gets the same counts, the rows unbuilt.
     {
-        let (data, _) =
-            cartscope::Data::load(&inputs, &cartscope::LoadOptions::default()).unwrap();
+        let (data, _) = cartscope::Data::load(&inputs, &cartscope::LoadOptions::default()).unwrap();
         let carts_only = cartscope::context(data, 2, &Default::default())
             .await
             .unwrap();

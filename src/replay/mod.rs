@@ -1359,7 +1359,11 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     // Which carts the input recorded as abandoned already: read beside the join and sort
     // too, and handed to the writer with the first carts.
     let mut deriver = Beside::start({
-        let (ctx, m, build) = (ctx.clone(), m.clone(), opts.reads.derived() || replay.kept());
+        let (ctx, m, build) = (
+            ctx.clone(),
+            m.clone(),
+            opts.reads.derived() || replay.kept(),
+        );
         async move { Deriver::new(&ctx, &m, build).await }
     });
     crate::output::phase("replay: started beside: percentiles, recorded abandonments");
