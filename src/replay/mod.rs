@@ -108,8 +108,10 @@ pub struct ReplayOptions {
 }
 
 /// What a session reads of its replay. A temporary replay writes no more than that (a kept
-/// one always writes everything), and what it does not write is not registered, so a query
-/// of it fails instead of finding nothing.
+/// one always writes everything): cart events it does not write are not registered, so a
+/// query of them fails instead of finding nothing; derived rows it does not build leave
+/// `derived_traces` and `derived_metrics` registered but empty (and the `traces` and
+/// `metrics` views without them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reads {
     /// Carts, cart events and the derived rows.
@@ -686,6 +688,20 @@ struct Besides<'a> {
     deriver: &'a mut Beside<Deriver>,
 }
 
+impl Besides<'_> {
+    /// Before the first carts are folded (the sort is done): the rules with the
+    /// percentiles, and the deriver handed to the writer; false when the writer has stopped.
+    async fn ready(
+        &mut self,
+        rules: &Rules,
+        tx: &crossbeam_channel::Sender<Written>,
+    ) -> Result<(Rules, bool)> {
+        let full = rules.with_percentiles(self.p_ms).await?;
+        let d = Box::new(self.deriver.get().await?.again());
+        Ok((full, tx.send(Written::Deriver(d)).is_ok()))
+    }
+}
+
 impl Rules {
     /// These rules with the operations' percentiles, once computed.
     async fn with_percentiles(
@@ -700,35 +716,48 @@ impl Rules {
 }
 
 /// A result computed on the runtime's threads beside the replay's own queries, and awaited
-/// where it is first needed.
-enum Beside<T> {
-    Running(tokio::task::JoinHandle<Result<T>>),
-    Ready(T),
+/// where it is first needed. One that fails beside them (its queries share the memory the
+/// replay may use) is computed again alone, as before they ran beside it; only that
+/// second failure is the replay's.
+struct Beside<T> {
+    task: Option<tokio::task::JoinHandle<Result<T>>>,
+    value: Option<T>,
+    make: Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<T>> + Send>,
 }
 
 impl<T: Send + 'static> Beside<T> {
-    fn start(f: impl std::future::Future<Output = Result<T>> + Send + 'static) -> Beside<T> {
-        Beside::Running(tokio::spawn(f))
+    fn start<F, Fut>(make: F) -> Beside<T>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        Beside {
+            task: Some(tokio::spawn(make())),
+            value: None,
+            make: Box::new(move || Box::pin(make())),
+        }
     }
 
     async fn get(&mut self) -> Result<&T> {
-        if let Beside::Running(task) = self {
-            let v = task
-                .await
-                .map_err(|e| anyhow::anyhow!("a query beside the replay stopped: {e}"))??;
-            *self = Beside::Ready(v);
+        if self.value.is_none() {
+            let beside = match self.task.take() {
+                Some(task) => task.await.ok().and_then(Result::ok),
+                None => None,
+            };
+            let v = match beside {
+                Some(v) => v,
+                None => (self.make)().await?,
+            };
+            self.value = Some(v);
         }
-        match self {
-            Beside::Ready(v) => Ok(v),
-            Beside::Running(_) => unreachable!("awaited above"),
-        }
+        Ok(self.value.as_ref().expect("set above"))
     }
 }
 
 impl<T> Drop for Beside<T> {
     /// A replay that stops early stops what it started beside it.
     fn drop(&mut self) {
-        if let Beside::Running(task) = self {
+        if let Some(task) = &self.task {
             task.abort();
         }
     }
@@ -1339,7 +1368,10 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     // (alone, they were a twentieth of a raw 100k-cart detect, on one core).
     let mut p_ms = Beside::start({
         let (ctx, p) = (ctx.clone(), m.causes.percentile);
-        async move { percentiles(&ctx, DURATIONS_SQL, p).await }
+        move || {
+            let ctx = ctx.clone();
+            async move { percentiles(&ctx, DURATIONS_SQL, p).await }
+        }
     });
     let rules = Rules {
         as_of_us,
@@ -1364,7 +1396,10 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
             m.clone(),
             opts.reads.derived() || replay.kept(),
         );
-        async move { Deriver::new(&ctx, &m, build).await }
+        move || {
+            let (ctx, m) = (ctx.clone(), m.clone());
+            async move { Deriver::new(&ctx, &m, build).await }
+        }
     });
     crate::output::phase("replay: started beside: percentiles, recorded abandonments");
     let spans = scalar_i64(ctx, "SELECT count(*) FROM observed_traces")
@@ -1746,7 +1781,7 @@ async fn write(
     ctx: &SessionContext,
     m: &Model,
     rules: &Rules,
-    Besides { p_ms, deriver }: Besides<'_>,
+    mut beside: Besides<'_>,
     way: Way,
     spans: u64,
     to: &Target<'_>,
@@ -1807,8 +1842,6 @@ async fn write(
     });
     let mut out = CartColumns::default();
     let mut duplicates = 0;
-    // The rules with the percentiles, once the first events have come (the sort is done).
-    let mut full: Option<Rules> = None;
     let mut fold = |batches: &[RecordBatch],
                     out: &mut CartColumns,
                     last: bool,
@@ -1831,85 +1864,93 @@ async fn write(
         }
         Ok(sent)
     };
-    // The rows of the last cart seen, which may go on in the next batch, and its id.
-    let mut carry: Option<(RecordBatch, Option<String>)> = None;
-    // False once the writer has stopped (on an error, which joining it returns).
-    let mut writing = true;
-    let (mut spills, mut spilled_bytes) = (0, 0);
-    'queries: for sql in &queries {
-        let plan = ctx
-            .sql(sql)
-            .await
-            .context(failed)?
-            .create_physical_plan()
-            .await
-            .context(failed)?;
-        let mut stream = datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx())
-            .context(failed)?;
-        while let Some(b) = stream.next().await {
-            let b = conform(b.context(failed)?, &events_schema)?;
-            if b.num_rows() == 0 {
-                continue;
-            }
-            let cart = cast(
-                b.column_by_name("cart_id")
-                    .context("cart_events has no cart_id")?,
-                &DataType::Utf8,
-            )?;
-            let cut = last_cart_start(cart.as_string::<i32>());
-            let mut done = Vec::with_capacity(2);
-            let cart = cart.as_string::<i32>();
-            if let Some((c, id)) = carry.take() {
-                if cut == 0 && id.as_deref() == text_at(cart, 0) {
-                    carry = Some((concat_batches(&events_schema, [&c, &b])?, id));
+    // The queries, read and folded; the writer is joined whatever happens, so that a retry
+    // never writes where this attempt's writer still does.
+    let read = async {
+        // The rules with the percentiles, once the first events have come.
+        let mut full: Option<Rules> = None;
+        // The rows of the last cart seen, which may go on in the next batch, and its id.
+        let mut carry: Option<(RecordBatch, Option<String>)> = None;
+        // False once the writer has stopped (on an error, which joining it returns).
+        let mut writing = true;
+        let (mut spills, mut spilled_bytes) = (0, 0);
+        'queries: for sql in &queries {
+            let plan = ctx
+                .sql(sql)
+                .await
+                .context(failed)?
+                .create_physical_plan()
+                .await
+                .context(failed)?;
+            let mut stream =
+                datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx())
+                    .context(failed)?;
+            while let Some(b) = stream.next().await {
+                let b = conform(b.context(failed)?, &events_schema)?;
+                if b.num_rows() == 0 {
                     continue;
                 }
-                done.push(c);
-            }
-            if cut > 0 {
-                done.push(b.slice(0, cut));
-            }
-            carry = Some((
-                b.slice(cut, b.num_rows() - cut),
-                text_at(cart, cut).map(str::to_string),
-            ));
-            if !done.is_empty() {
-                if full.is_none() {
-                    full = Some(rules.with_percentiles(p_ms).await?);
-                    let d = Box::new(deriver.get().await?.again());
-                    if tx.send(Written::Deriver(d)).is_err() {
-                        writing = false;
-                        break 'queries;
+                let cart = cast(
+                    b.column_by_name("cart_id")
+                        .context("cart_events has no cart_id")?,
+                    &DataType::Utf8,
+                )?;
+                let cut = last_cart_start(cart.as_string::<i32>());
+                let mut done = Vec::with_capacity(2);
+                let cart = cart.as_string::<i32>();
+                if let Some((c, id)) = carry.take() {
+                    if cut == 0 && id.as_deref() == text_at(cart, 0) {
+                        carry = Some((concat_batches(&events_schema, [&c, &b])?, id));
+                        continue;
                     }
+                    done.push(c);
                 }
-                let rules = full.as_ref().expect("set above");
-                writing = fold(&done, &mut out, false, rules)?;
+                if cut > 0 {
+                    done.push(b.slice(0, cut));
+                }
+                carry = Some((
+                    b.slice(cut, b.num_rows() - cut),
+                    text_at(cart, cut).map(str::to_string),
+                ));
+                if done.is_empty() {
+                    continue;
+                }
+                if full.is_none() {
+                    let (r, sent) = beside.ready(rules, &tx).await?;
+                    full = Some(r);
+                    writing = sent;
+                }
+                if writing {
+                    let rules = full.as_ref().expect("set above");
+                    writing = fold(&done, &mut out, false, rules)?;
+                }
                 if !writing {
                     break 'queries;
                 }
             }
+            let (n, bytes) = spilled(plan.as_ref());
+            spills += n;
+            spilled_bytes += bytes;
         }
-        let (n, bytes) = spilled(plan.as_ref());
-        spills += n;
-        spilled_bytes += bytes;
+        if writing {
+            let last = carry.map_or_else(Vec::new, |(c, _)| vec![c]);
+            let rules = match full {
+                Some(r) => r,
+                None => beside.ready(rules, &tx).await?.0,
+            };
+            fold(&last, &mut out, true, &rules)?;
+        }
+        anyhow::Ok((spills, spilled_bytes))
     }
-    if writing {
-        let last = carry.map_or_else(Vec::new, |(c, _)| vec![c]);
-        let rules = match full {
-            Some(r) => r,
-            None => {
-                let d = Box::new(deriver.get().await?.again());
-                let _ = tx.send(Written::Deriver(d));
-                rules.with_percentiles(p_ms).await?
-            }
-        };
-        fold(&last, &mut out, true, &rules)?;
-    }
+    .await;
     drop(tx);
     crate::output::phase("replay: cart_events sorted and folded");
-    let mut summary = writer
+    let written = writer
         .join()
-        .map_err(|_| anyhow::anyhow!("the replay's writer thread panicked"))??;
+        .map_err(|_| anyhow::anyhow!("the replay's writer thread panicked"))?;
+    // The reading's error first: a retry (`run`'s ways) looks at it.
+    let (spills, spilled_bytes) = read?;
+    let mut summary = written?;
     if spills > 0 {
         eprintln!(
             "cartscope: note: the replay spilled {} to disk {spills} times to stay within the memory it may use ({}); a larger --memory-limit would save that",
