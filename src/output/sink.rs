@@ -244,10 +244,28 @@ async fn drain_delimited<W: Write + Send>(
     let Inner::Delimited { mut w, format, .. } = inner else {
         unreachable!("drain_delimited is given a delimited sink");
     };
-    write_delimited_rows(&mut w, format, &schema, &[], None, true)?;
+    // The header goes with the first rows (or alone at the end), as `Sink::push` writes it.
+    let mut header = false;
+    let mut put = |text: &[u8], w: &mut W| -> Result<()> {
+        if !header {
+            write_delimited_rows(w, format, &schema, &[], None, true)?;
+            header = true;
+        }
+        w.write_all(text)?;
+        Ok(())
+    };
     let mut ahead = std::collections::VecDeque::new();
+    let mut failed = None;
     while let Some(b) = stream.next().await {
-        let (b, schema) = (b?, schema.clone());
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                // The rows before the error are written, as they were one batch at a time.
+                failed = Some(e);
+                break;
+            }
+        };
+        let schema = schema.clone();
         ahead.push_back(tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
             let mut text = Vec::new();
             write_delimited_rows(&mut text, format, &schema, &[b], None, false)?;
@@ -255,11 +273,15 @@ async fn drain_delimited<W: Write + Send>(
         }));
         if ahead.len() >= FORMATTED_AHEAD {
             let next = ahead.pop_front().expect("not empty");
-            w.write_all(&next.await??)?;
+            put(&next.await??, &mut w)?;
         }
     }
     for next in ahead {
-        w.write_all(&next.await??)?;
+        put(&next.await??, &mut w)?;
     }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    put(&[], &mut w)?;
     Ok(w)
 }
