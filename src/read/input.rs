@@ -470,8 +470,8 @@ pub fn open(
     hasher: Option<FileHasher>,
     max_expansion: u64,
 ) -> Result<(Compression, Content, Box<dyn Read + Send>)> {
-    // A local file is read unbuffered: its readers ask for a MiB or more at a time, which a
-    // file gives straight into their buffer, where a buffer here would copy every byte once
+    // A local file is read unbuffered: its readers ask for large pieces (up to a MiB), which
+    // a file gives straight into their buffer, where a buffer here copied every byte once
     // more (that copy was 4% of a raw 100k-cart detect's samples). Standard input and object
     // stores give what they have, in pieces: those are gathered here.
     let (file, local): (Box<dyn Read + Send>, bool) = if is_stdin(path) {

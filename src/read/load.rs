@@ -32,6 +32,18 @@ use crate::tables::schema::{PerTable, Table};
 const CHUNK: usize = 1 << 20;
 /// Spans checked for repeats before the check's set is sized for the whole input.
 const SIZE_CHECK_AFTER: usize = 1 << 16;
+
+/// The spans the whole input likely holds, `seen` in its first `read` of `total` bytes: as
+/// many a byte in the rest (the reader is ahead of the parsing: a little fewer). Only from a
+/// thirty-second of the input or more (Parquet files are not counted as read), and at most
+/// 16 times `seen`: a wrong guess (span files first, then metrics) costs little. 0: no guess.
+fn expected_spans(seen: usize, read: u64, total: u64) -> usize {
+    if read == 0 || read.saturating_mul(32) < total {
+        return 0;
+    }
+    let all = seen as u128 * total as u128 / read as u128;
+    all.min(16 * seen as u128) as usize
+}
 /// The largest chunk buffer handed back to the reader for another chunk.
 const SPARE_AT_MOST: usize = 4 * CHUNK;
 /// A frame longer than this is taken for a corrupt length prefix, not a message.
@@ -426,13 +438,13 @@ pub fn load(
                             if t == Table::Traces {
                                 stats.spans.check(&b);
                                 if !sized && stats.spans.seen() >= SIZE_CHECK_AFTER {
-                                    // As many spans a byte in the rest as in what was read
-                                    // (the reader is ahead of the parsing: a little fewer).
                                     sized = true;
-                                    let read = read_bytes.load(Ordering::Relaxed).max(1);
-                                    let all = stats.spans.seen() as u128 * total_bytes as u128
-                                        / read as u128;
-                                    stats.spans.expect(all.min(usize::MAX as u128) as usize);
+                                    let read = read_bytes.load(Ordering::Relaxed);
+                                    stats.spans.expect(expected_spans(
+                                        stats.spans.seen(),
+                                        read,
+                                        total_bytes,
+                                    ));
                                 }
                             }
                             sink(out.file, t, b)?;
@@ -890,8 +902,13 @@ fn read_json(
             scanner.scan(&buf)
         };
         if let Some(cut) = cut.filter(|c| *c > 0) {
-            // The part document after the cut starts the next buffer, with room for a chunk.
-            let mut rest = fresh(buf.len() - cut + CHUNK);
+            // The part document after the cut starts the next buffer, with room for a chunk
+            // (at the end there is none).
+            let mut rest = if eof {
+                Vec::new()
+            } else {
+                fresh(buf.len() - cut + CHUNK)
+            };
             rest.extend_from_slice(&buf[cut..]);
             buf.truncate(cut);
             let text = std::mem::replace(&mut buf, rest);
@@ -1105,4 +1122,23 @@ pub fn load_into_memory(
         &mut |_, _, _| Ok(()),
     )?;
     Ok((tables, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expected_spans;
+
+    #[test]
+    fn the_repeat_check_is_sized_from_a_fair_share_of_the_input_only() {
+        // 65,536 spans in the first 36 MB of 326 MB: about 593k in all.
+        assert_eq!(expected_spans(65_536, 36 << 20, 326 << 20), 593_464);
+        // Never more than 16 times what was seen, however large the rest.
+        assert_eq!(expected_spans(65_536, 8 << 20, 256 << 20), 16 * 65_536);
+        // Too little of the input read to guess from (a Parquet file is never counted as
+        // read), or nothing: no guess.
+        assert_eq!(expected_spans(65_536, 1 << 20, 64 << 20), 0);
+        assert_eq!(expected_spans(65_536, 0, 1 << 30), 0);
+        // Standard input: its size is not known, so no guess.
+        assert_eq!(expected_spans(65_536, 40 << 20, 0), 0);
+    }
 }
