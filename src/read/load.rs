@@ -32,18 +32,6 @@ use crate::tables::schema::{PerTable, Table};
 const CHUNK: usize = 1 << 20;
 /// Spans checked for repeats before the check's set is sized for the whole input.
 const SIZE_CHECK_AFTER: usize = 1 << 16;
-
-/// The spans the whole input likely holds, `seen` in its first `read` of `total` bytes: as
-/// many a byte in the rest (the reader is ahead of the parsing: a little fewer). Only from a
-/// thirty-second of the input or more (Parquet files are not counted as read), and at most
-/// 16 times `seen`: a wrong guess (span files first, then metrics) costs little. 0: no guess.
-fn expected_spans(seen: usize, read: u64, total: u64) -> usize {
-    if read == 0 || read.saturating_mul(32) < total {
-        return 0;
-    }
-    let all = seen as u128 * total as u128 / read as u128;
-    all.min(16 * seen as u128) as usize
-}
 /// The largest chunk buffer handed back to the reader for another chunk.
 const SPARE_AT_MOST: usize = 4 * CHUNK;
 /// A frame longer than this is taken for a corrupt length prefix, not a message.
@@ -128,6 +116,8 @@ pub struct SpanChecks {
     /// The most spans `seen` holds, and whether spans came past it.
     cap: usize,
     stopped: bool,
+    /// Whether `seen` was sized for the whole input (`size_for`).
+    sized: bool,
     pub duplicates: u64,
     pub empty_ids: u64,
     pub negative_durations: u64,
@@ -146,6 +136,7 @@ impl SpanChecks {
             seen: Default::default(),
             cap,
             stopped: false,
+            sized: false,
             duplicates: 0,
             empty_ids: 0,
             negative_durations: 0,
@@ -182,16 +173,16 @@ impl SpanChecks {
         }
     }
 
-    /// The spans checked so far.
-    pub fn seen(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Makes room for `spans` in all, up to the cap: a set that doubles as it grows inserts
-    /// every key again each time, and faults in fresh pages (together about half of the
-    /// check on a raw 100k-cart detect).
-    pub fn expect(&mut self, spans: usize) {
-        let spans = spans.min(self.cap);
+    /// Once `SIZE_CHECK_AFTER` spans are in, makes room once for the spans the whole input
+    /// likely holds (`expected_spans`, `read` of `total` bytes read so far), up to the cap:
+    /// a set that doubles as it grows inserts every key again each time, and faults in
+    /// fresh pages (together about half of the check on a raw 100k-cart detect).
+    pub fn size_for(&mut self, read: u64, total: u64) {
+        if self.sized || self.seen.len() < SIZE_CHECK_AFTER {
+            return;
+        }
+        self.sized = true;
+        let spans = expected_spans(self.seen.len(), read, total).min(self.cap);
         if spans > self.seen.len() {
             self.seen.reserve(spans - self.seen.len());
         }
@@ -240,6 +231,18 @@ impl SpanChecks {
         }
         out
     }
+}
+
+/// The spans the whole input likely holds, `seen` in its first `read` of `total` bytes: as
+/// many a byte in the rest (the reader is ahead of the parsing: a little fewer). Only from a
+/// thirty-second of the input or more (Parquet files are not counted as read), and at most
+/// 16 times `seen`: a wrong guess (span files first, then metrics) costs little. 0: no guess.
+fn expected_spans(seen: usize, read: u64, total: u64) -> usize {
+    if read == 0 || read.saturating_mul(32) < total {
+        return 0;
+    }
+    let all = seen as u128 * total as u128 / read as u128;
+    all.min(16 * seen as u128) as usize
 }
 
 fn plural(n: u64) -> &'static str {
@@ -411,8 +414,6 @@ pub fn load(
         let result = (|| -> Result<()> {
             let mut next = 0u64;
             let mut pending: BTreeMap<u64, Output> = BTreeMap::new();
-            // Whether the repeat check's set was sized for the spans the input will hold.
-            let mut sized = false;
             for out in out_rx.iter() {
                 let out = out?;
                 pending.insert(out.seq, out);
@@ -437,15 +438,8 @@ pub fn load(
                             stats.rows[t] += b.num_rows() as u64;
                             if t == Table::Traces {
                                 stats.spans.check(&b);
-                                if !sized && stats.spans.seen() >= SIZE_CHECK_AFTER {
-                                    sized = true;
-                                    let read = read_bytes.load(Ordering::Relaxed);
-                                    stats.spans.expect(expected_spans(
-                                        stats.spans.seen(),
-                                        read,
-                                        total_bytes,
-                                    ));
-                                }
+                                let read = read_bytes.load(Ordering::Relaxed);
+                                stats.spans.size_for(read, total_bytes);
                             }
                             sink(out.file, t, b)?;
                         }

@@ -696,22 +696,12 @@ impl Besides<'_> {
         rules: &Rules,
         tx: &crossbeam_channel::Sender<Written>,
     ) -> Result<(Rules, bool)> {
-        let full = rules.with_percentiles(self.p_ms).await?;
+        let full = Rules {
+            p_ms: self.p_ms.get().await?.clone(),
+            ..rules.clone()
+        };
         let d = Box::new(self.deriver.get().await?.again());
         Ok((full, tx.send(Written::Deriver(d)).is_ok()))
-    }
-}
-
-impl Rules {
-    /// These rules with the operations' percentiles, once computed.
-    async fn with_percentiles(
-        &self,
-        p_ms: &mut Beside<std::collections::HashMap<String, f64>>,
-    ) -> Result<Rules> {
-        Ok(Rules {
-            p_ms: p_ms.get().await?.clone(),
-            ..self.clone()
-        })
     }
 }
 
