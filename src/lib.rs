@@ -44,7 +44,7 @@ pub use read::input::{resolve, Location};
 pub use read::load::{load_into_memory, LoadOptions, LoadStats, StrictError};
 pub use read::projection::{Keys, Projection};
 pub use replay::model::{Model, Preset};
-pub use replay::{run as replay, Reads, ReplayOptions};
+pub use replay::{projection as replay_projection, run as replay, Reads, ReplayOptions};
 pub use sql::session::{context, Data};
 pub use stats::{wilson_interval, Z_95};
 pub use tables::schema::Table;

@@ -132,12 +132,15 @@ fn a_shell_script_reads_what_its_statements_read() {
 }
 
 /// One document with attributes of every kind, some of them unread by the projection below,
-/// one of those of the wrong type, and one given with its value before its key.
+/// one of those of the wrong type, and one given with its value before its key; and span
+/// columns the replay does not read (a parent, a trace state, flags, a scope).
 const DOC: &str = r#"{"resourceSpans":[{"resource":{"attributes":[
   {"key":"service.name","value":{"stringValue":"cart"}},
   {"key":"host.name","value":{"stringValue":"h1"}}]},
  "scopeSpans":[{"scope":{"name":"s","attributes":[{"key":"scope.k","value":{"stringValue":"x"}}]},
   "spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708",
+   "parentSpanId":"1112131415161718","traceState":"ot=th:8","flags":257,"kind":2,
+   "status":{"code":2,"message":"boom"},"droppedAttributesCount":4,
    "name":"cart.add_item","startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000100000000",
    "attributes":[
      {"value":{"stringValue":"before"},"key":"unread.first"},
@@ -171,24 +174,75 @@ async fn the_loader_keeps_only_the_projected_attributes_and_skips_the_rest_unche
     .await;
     // The wrong-typed value is in an attribute nobody reads: not checked, the span stays.
     assert_eq!(stats.bad_total, 0, "{:?}", stats.bad);
+    // No key of the resource or the scope is read, nor any span column the replay does
+    // without: those columns are null; the service name and the status code are read.
+    let columns = "SELECT map_keys(attributes), attributes['cart.item_count'], service_name, \
+                   map_keys(resource_attributes), map_keys(scope_attributes), parent_span_id, \
+                   trace_state, flags, span_kind, status_code, status_message, scope_name, \
+                   dropped_attributes_count FROM spans";
     assert_eq!(
-        rows(
-            &ctx,
-            "SELECT map_keys(attributes), attributes['cart.item_count'], service_name, \
-                    map_keys(resource_attributes), map_keys(scope_attributes) FROM spans"
-        )
-        .await,
+        rows(&ctx, columns).await,
         vec![vec![
             "[cart.id, cart.item_count]",
             "3",
             "cart",
-            "[service.name]",
-            "[]"
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "error",
+            "NULL",
+            "NULL",
+            "NULL"
         ]]
+    );
+    // The replay's own projection reads the status message (and the kind, when a stage
+    // names one); every other span column stays null.
+    let replay = cartscope::replay_projection(&cartscope::Model::load("reference").unwrap());
+    let (by_replay, _) = load_with(
+        std::slice::from_ref(&file),
+        LoadOptions {
+            threads: 1,
+            projection: Arc::new(replay),
+            ..LoadOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        rows(
+            &by_replay,
+            "SELECT status_message, span_kind, parent_span_id FROM spans"
+        )
+        .await,
+        vec![vec!["boom", "NULL", "NULL"]]
     );
     assert_eq!(
         rows(&ctx, "SELECT map_keys(attributes) FROM span_events").await,
         vec![vec!["[exception.type]"]]
+    );
+
+    // Asked for by name, a span column is filled.
+    let (ctx, _) = load_with(
+        std::slice::from_ref(&file),
+        LoadOptions {
+            threads: 1,
+            projection: Arc::new(Projection {
+                span_columns: Keys::only(["parent_span_id", "span_kind", "flags"]),
+                ..Projection::nothing()
+            }),
+            ..LoadOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        rows(
+            &ctx,
+            "SELECT parent_span_id, span_kind, flags, trace_state FROM spans"
+        )
+        .await,
+        vec![vec!["1112131415161718", "server", "257", "NULL"]]
     );
 
     // Read whole, the same document's wrong-typed value skips its span, and says so.
@@ -228,4 +282,41 @@ async fn the_protobuf_reader_keeps_only_the_projected_attributes() {
     let same =
         "SELECT trace_id, span_id, attributes['cart.id'], service_name FROM spans ORDER BY 1, 2";
     assert_eq!(rows(&part, same).await, rows(&whole, same).await);
+}
+
+/// A stage that names a span kind: the replay then reads the kinds of a raw export's spans
+/// (`replay::projection`), and answers as from the whole dataset. The JS SDK's shop calls
+/// its shipping quotes as client spans (`POST /v1/rates`); the stage below takes only those.
+#[test]
+fn a_stage_that_names_a_span_kind_is_matched_from_a_raw_export() {
+    let raw = fixture("real-sdk/js/traces.jsonl.gz");
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    ingest(&raw, &ds);
+    let from = "name = \"shipping\"\nspans = [\"shipping.calculate_rates\"]";
+    let text = cartscope::Preset::Reference.text();
+    assert!(text.contains(from));
+    let model = tmp.path().join("kinds.toml");
+    std::fs::write(
+        &model,
+        text.replace(
+            from,
+            "name = \"shipping\"\nspans = [\"shipping.calculate_rates\", \"POST /v1/rates\"]\nkind = \"client\"",
+        ),
+    )
+    .unwrap();
+    let per_stage = [
+        "query",
+        "-f",
+        "csv",
+        "--model",
+        model.to_str().unwrap(),
+        "-e",
+        "SELECT stage, count(*) AS spans FROM cart_events GROUP BY stage ORDER BY stage",
+    ];
+    let from_raw = run_on(&per_stage, &raw);
+    assert_eq!(from_raw, run_on(&per_stage, &ds));
+    assert!(from_raw.contains("\nshipping,32\n"), "{from_raw}");
+    let detect = ["detect", "-f", "csv", "--model", model.to_str().unwrap()];
+    assert_eq!(run_on(&detect, &raw), run_on(&detect, &ds));
 }

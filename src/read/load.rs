@@ -488,7 +488,7 @@ fn worker(
             skipped: None,
             file_done: None,
         };
-        let mut b = TableBuilders::default();
+        let mut b = TableBuilders::filling(scratch.projection.span_fills());
         match item.work {
             Work::Json {
                 text,

@@ -1,18 +1,22 @@
-//! What a question reads of a raw export: the attribute keys of each kind of record. The
-//! parsers keep the other attributes out of the tables and skip their values at tokenising
-//! speed (serde's `IgnoredAny`: the JSON is still checked to be well-formed, nothing is
-//! built). Every other column is always read: they are cheap beside the attribute lists, and
-//! the replay and its checks rely on them.
+//! What a question reads of a raw export: the attribute keys of each kind of record, and which
+//! of the span columns the replay does not need (`SpanColumn`: parent ids, trace state, scope,
+//! flags, ...). The parsers keep the other attributes out of the tables and skip their values
+//! at tokenising speed (serde's `IgnoredAny`: the JSON is still checked to be well-formed,
+//! nothing is built); a span column not read is left all null. The other columns of every
+//! table are always read: the replay and its checks rely on them.
 //!
 //! The stages after this one say what they read (the replay from its lifecycle model, `query`
 //! from its SQL plan); this module only holds the answer. `Projection::default()` reads
 //! everything, as `ingest` does.
 //!
-//! What a projection changes besides speed: an attribute that is not read is not checked
-//! either, so a wrong-typed value there (which skips its span or data point when it is read)
-//! neither skips nor is reported.
+//! What a projection changes besides speed: an attribute or span column that is not read is
+//! not checked either, so a wrong-typed value there (which skips its span or data point when
+//! it is read: a parent span id that is not an id, an unknown span kind) neither skips nor is
+//! reported.
 
 use std::fmt;
+
+use crate::tables::builders::{SpanColumn, SpanColumns};
 
 /// The attribute keys read of one kind of attribute list.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -101,6 +105,10 @@ pub struct Projection {
     /// Whether log records are read at all: a question that never looks at `logs` (the
     /// replay alone) skips them whole.
     pub logs: bool,
+    /// The `SpanColumn`s of `traces` read, by name (`parent_span_id`, `trace_state`, ...);
+    /// the others are left null. `resource_attributes` and `scope_attributes` are not named
+    /// here: they are filled when any key of them is read (`resource`, `scope`).
+    pub span_columns: Keys,
 }
 
 impl Default for Projection {
@@ -116,6 +124,7 @@ impl Default for Projection {
             exemplar: Keys::All,
             log: Keys::All,
             logs: true,
+            span_columns: Keys::All,
         }
     }
 }
@@ -147,6 +156,7 @@ impl Projection {
             exemplar: Keys::none(),
             log: Keys::none(),
             logs: false,
+            span_columns: Keys::none(),
         }
     }
 
@@ -162,7 +172,17 @@ impl Projection {
             exemplar: self.exemplar.union(&o.exemplar),
             log: self.log.union(&o.log),
             logs: self.logs || o.logs,
+            span_columns: self.span_columns.union(&o.span_columns),
         }
+    }
+
+    /// The span columns the parsers fill.
+    pub fn span_fills(&self) -> SpanColumns {
+        SpanColumns::from_fn(|c| match c {
+            SpanColumn::ResourceAttributes => !self.resource.is_none(),
+            SpanColumn::ScopeAttributes => !self.scope.is_none(),
+            c => self.span_columns.wants(c.name()),
+        })
     }
 
     /// The resource keys the parsers read: the asked ones and `service.name`.
@@ -179,7 +199,7 @@ impl fmt::Display for Projection {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "span attributes: {}; resource: {}; scope: {}; span events: {}; span links: {}; metric points: {}; exemplars: {}; log records: {}",
+            "span attributes: {}; resource: {}; scope: {}; span events: {}; span links: {}; metric points: {}; exemplars: {}; log records: {}; optional span columns: {}",
             self.span,
             self.resource_keys(),
             self.scope,
@@ -191,6 +211,10 @@ impl fmt::Display for Projection {
                 self.log.to_string()
             } else {
                 "not read".to_string()
+            },
+            match &self.span_columns {
+                Keys::All => "all".to_string(),
+                k => k.to_string(),
             }
         )
     }

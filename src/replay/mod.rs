@@ -85,8 +85,8 @@ use crate::read::projection::{Keys, Projection};
 use crate::replay::model::Model;
 use crate::sql::passes::{lit, Passes, Scratch};
 use crate::tables::builders::{
-    Attrs, MetricHead, MetricType, PointRec, SpanKind, SpanRec, StatusCode, TableBuilders,
-    Temporality,
+    Attrs, MetricHead, MetricType, PointRec, SpanColumn, SpanKind, SpanRec, StatusCode,
+    TableBuilders, Temporality,
 };
 use crate::tables::schema::{self, PerTable, Table};
 use crate::time::{Duration, Timestamp};
@@ -218,10 +218,11 @@ fn dedupe_cart(rows: &[(usize, usize)], cols: &[EventColumns], keep: &mut Vec<bo
 
 /// What the replay reads of a raw export's attributes: on spans, the model's keys and the
 /// attributes its stages test, and the cart key of the abandonments the input recorded
-/// already (`Deriver::new`); on metric points, that cart key and the stage attribute. Every
-/// other column is read whole (`read::projection`). A change to the SQL below that reads
-/// another attribute must add it here: the tests compare every replay from a raw export
-/// with and without this projection.
+/// already (`Deriver::new`); on metric points, that cart key and the stage attribute; of the
+/// span columns a question may skip (`SpanColumn`), the status message and the span kind.
+/// Every other column is read whole (`read::projection`). A change to the SQL below that
+/// reads another attribute or span column must add it here: the tests compare every replay
+/// from a raw export with and without this projection.
 pub fn projection(m: &Model) -> Projection {
     let k = &m.keys;
     let mut span: Vec<&str> = [
@@ -245,8 +246,15 @@ pub fn projection(m: &Model) -> Projection {
         span.extend(s.conditions.keys().map(String::as_str));
     }
     span.push(&m.derived.cart_id_attribute);
+    // Of the span columns a question may leave unread, the replay reads the status message
+    // (a cart's cause) and, when a stage names one, the span kind.
+    let mut columns = vec![SpanColumn::StatusMessage.name()];
+    if m.stages.iter().any(|s| s.kind.is_some()) {
+        columns.push(SpanColumn::SpanKind.name());
+    }
     Projection {
         span: Keys::only(span),
+        span_columns: Keys::only(columns),
         point: Keys::only([&m.derived.cart_id_attribute, &m.derived.stage_attribute]),
         ..Projection::nothing()
     }

@@ -61,13 +61,15 @@ pub const DEFAULT_ATTRIBUTES: [&str; 6] = [
 /// attributes, on spans and their resources (`coalesce(attributes[a], resource_attributes[a])`
 /// in `build`'s drivers), the log records (the top carts' last error or warning line), and
 /// every attribute of metric points with the resources' instance ids (a counter's series, to
-/// difference cumulative points: `reconcile`).
+/// difference cumulative points: `reconcile`), and every span column (the sampling estimate
+/// reads trace states, the reconciliation scopes).
 pub fn projection(attributes: &[String]) -> Projection {
     Projection {
         span: Keys::only(attributes),
         resource: Keys::only(attributes).with(reconcile::INSTANCE),
         point: Keys::All,
         logs: true,
+        span_columns: Keys::All,
         ..Projection::nothing()
     }
 }

@@ -12,6 +12,9 @@
 //! - `*` (or `t.*`) reads every key of every attribute column of the tables the statement
 //!   names; a name that is neither a table cartscope registers nor one of the statement's
 //!   own CTEs (a view made earlier in a shell) reads everything.
+//! - A statement that names a table of spans (`traces`, `spans`, `observed_traces`,
+//!   `derived_traces`) reads every span column; one that does not reads none of the columns
+//!   the replay does without (`read::projection`'s `SpanColumn`s).
 //! - SQL that does not parse, or a statement other than a query (DDL, COPY, EXPLAIN of one),
 //!   reads everything; DataFusion then reports what is wrong with it as usual.
 
@@ -222,6 +225,18 @@ impl Reads {
                 .relations
                 .difference(&self.ctes)
                 .any(|r| r == "logs" || r == "cart_logs"),
+            // Every span column, when the statement names a table of spans (its columns are
+            // not tracked one by one: USING, NATURAL joins and wildcards read them unnamed).
+            span_columns: if self.relations.difference(&self.ctes).any(|r| {
+                matches!(
+                    r.as_str(),
+                    "traces" | "spans" | "observed_traces" | "derived_traces"
+                )
+            }) {
+                Keys::All
+            } else {
+                Keys::none()
+            },
         }
     }
 }

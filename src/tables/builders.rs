@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    ListBuilder, MapBuilder, MapFieldNames, StringArray, StringBuilder,
+    new_null_array, ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int32Builder,
+    Int64Builder, ListBuilder, MapBuilder, MapFieldNames, StringArray, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::Field;
@@ -342,7 +342,71 @@ pub struct LinkRec {
     pub dropped_attributes_count: Option<i64>,
 }
 
+/// The columns of `traces` a reader may leave all null because the question does not read
+/// them (`read::projection` decides); every other column is always filled. They are the span
+/// fields the replay does not look at: a raw export read for `detect` builds none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, enum_map::Enum)]
+pub enum SpanColumn {
+    ParentSpanId,
+    TraceState,
+    SpanKind,
+    StatusMessage,
+    ResourceAttributes,
+    ScopeName,
+    ScopeVersion,
+    ScopeAttributes,
+    Flags,
+    DroppedAttributesCount,
+    DroppedEventsCount,
+    DroppedLinksCount,
+}
+
+impl SpanColumn {
+    pub const ALL: [SpanColumn; 12] = [
+        SpanColumn::ParentSpanId,
+        SpanColumn::TraceState,
+        SpanColumn::SpanKind,
+        SpanColumn::StatusMessage,
+        SpanColumn::ResourceAttributes,
+        SpanColumn::ScopeName,
+        SpanColumn::ScopeVersion,
+        SpanColumn::ScopeAttributes,
+        SpanColumn::Flags,
+        SpanColumn::DroppedAttributesCount,
+        SpanColumn::DroppedEventsCount,
+        SpanColumn::DroppedLinksCount,
+    ];
+
+    /// Its name in `tables/schema.rs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpanColumn::ParentSpanId => "parent_span_id",
+            SpanColumn::TraceState => "trace_state",
+            SpanColumn::SpanKind => "span_kind",
+            SpanColumn::StatusMessage => "status_message",
+            SpanColumn::ResourceAttributes => "resource_attributes",
+            SpanColumn::ScopeName => "scope_name",
+            SpanColumn::ScopeVersion => "scope_version",
+            SpanColumn::ScopeAttributes => "scope_attributes",
+            SpanColumn::Flags => "flags",
+            SpanColumn::DroppedAttributesCount => "dropped_attributes_count",
+            SpanColumn::DroppedEventsCount => "dropped_events_count",
+            SpanColumn::DroppedLinksCount => "dropped_links_count",
+        }
+    }
+}
+
+/// Which of the `SpanColumn`s are filled; all of them by default.
+pub type SpanColumns = enum_map::EnumMap<SpanColumn, bool>;
+
+/// Every `SpanColumn` filled.
+pub fn all_span_columns() -> SpanColumns {
+    SpanColumns::from_fn(|_| true)
+}
+
 pub struct TracesBuilder {
+    /// The optional columns filled; the others are finished as all-null arrays.
+    fills: SpanColumns,
     trace_id: StringBuilder,
     span_id: StringBuilder,
     parent_span_id: StringBuilder,
@@ -372,6 +436,7 @@ pub struct TracesBuilder {
 impl Default for TracesBuilder {
     fn default() -> Self {
         TracesBuilder {
+            fills: all_span_columns(),
             trace_id: StringBuilder::new(),
             span_id: StringBuilder::new(),
             parent_span_id: StringBuilder::new(),
@@ -404,6 +469,11 @@ fn opt_str(s: &Option<String>) -> Option<&str> {
 }
 
 impl TracesBuilder {
+    /// The optional columns this builder fills.
+    pub fn fills(&self) -> SpanColumns {
+        self.fills
+    }
+
     /// Spans appended (not yet finished into a batch).
     pub fn spans(&self) -> usize {
         self.trace_id.len()
@@ -418,27 +488,45 @@ impl TracesBuilder {
         events: &[EventRec],
         links: &[LinkRec],
     ) {
+        use SpanColumn as C;
+        let fills = self.fills;
         append_id(&mut self.trace_id, &s.trace_id);
         append_id(&mut self.span_id, &s.span_id);
-        append_id(&mut self.parent_span_id, &s.parent_span_id);
-        self.trace_state.append_option(opt_str(&s.trace_state));
+        if fills[C::ParentSpanId] {
+            append_id(&mut self.parent_span_id, &s.parent_span_id);
+        }
+        if fills[C::TraceState] {
+            self.trace_state.append_option(opt_str(&s.trace_state));
+        }
         self.operation_name.append_option(s.name.as_deref());
-        self.span_kind.append_value(s.kind.as_str());
+        if fills[C::SpanKind] {
+            self.span_kind.append_value(s.kind.as_str());
+        }
         let start = nanos_to_micros(s.start_ns);
         self.start_time.append_option(start);
         self.end_time.append_option(nanos_to_micros(s.end_ns));
         self.duration_ms.append_option(s.duration_ms());
         self.status_code.append_value(s.status_code.as_str());
-        self.status_message
-            .append_option(opt_str(&s.status_message));
+        if fills[C::StatusMessage] {
+            self.status_message
+                .append_option(opt_str(&s.status_message));
+        }
         append_map(&mut self.attributes, attrs);
-        self.flags.append_option(s.flags);
-        self.dropped_attributes_count
-            .append_option(s.dropped_attributes_count);
-        self.dropped_events_count
-            .append_option(s.dropped_events_count);
-        self.dropped_links_count
-            .append_option(s.dropped_links_count);
+        if fills[C::Flags] {
+            self.flags.append_option(s.flags);
+        }
+        if fills[C::DroppedAttributesCount] {
+            self.dropped_attributes_count
+                .append_option(s.dropped_attributes_count);
+        }
+        if fills[C::DroppedEventsCount] {
+            self.dropped_events_count
+                .append_option(s.dropped_events_count);
+        }
+        if fills[C::DroppedLinksCount] {
+            self.dropped_links_count
+                .append_option(s.dropped_links_count);
+        }
         for e in events {
             self.events.append(s, e);
         }
@@ -457,16 +545,24 @@ impl TracesBuilder {
     ) {
         let name = name.filter(|s| !s.is_empty());
         let version = version.filter(|s| !s.is_empty());
-        append_str_n(&mut self.scope_name, name, n);
-        append_str_n(&mut self.scope_version, version, n);
-        append_map_n(&mut self.scope_attributes, attrs, n);
+        if self.fills[SpanColumn::ScopeName] {
+            append_str_n(&mut self.scope_name, name, n);
+        }
+        if self.fills[SpanColumn::ScopeVersion] {
+            append_str_n(&mut self.scope_version, version, n);
+        }
+        if self.fills[SpanColumn::ScopeAttributes] {
+            append_map_n(&mut self.scope_attributes, attrs, n);
+        }
     }
 
     /// Fills the resource columns of the last `n` spans and `n_events` events.
     pub fn end_resource(&mut self, n: usize, n_events: usize, attrs: &Attrs) {
         let service = attrs.get("service.name");
         append_str_n(&mut self.service_name, service, n);
-        append_map_n(&mut self.resource_attributes, attrs, n);
+        if self.fills[SpanColumn::ResourceAttributes] {
+            append_map_n(&mut self.resource_attributes, attrs, n);
+        }
         append_str_n(&mut self.events.service_name, service, n_events);
     }
 
@@ -476,28 +572,46 @@ impl TracesBuilder {
 
     /// Finishes the three span tables: traces, span_events, span_links.
     pub fn finish(&mut self) -> [RecordBatch; 3] {
+        use SpanColumn as C;
+        let rows = self.trace_id.len();
+        let fills = self.fills;
+        // A column not filled is all null, of the schema's type.
+        let or_null = |c: C, b: &mut dyn ArrayBuilder| -> ArrayRef {
+            if fills[c] {
+                b.finish()
+            } else {
+                let schema = Table::Traces.schema();
+                let field = schema
+                    .field_with_name(c.name())
+                    .expect("every SpanColumn is a column of traces");
+                new_null_array(field.data_type(), rows)
+            }
+        };
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.trace_id.finish()),
             Arc::new(self.span_id.finish()),
-            Arc::new(self.parent_span_id.finish()),
-            Arc::new(self.trace_state.finish()),
+            or_null(C::ParentSpanId, &mut self.parent_span_id),
+            or_null(C::TraceState, &mut self.trace_state),
             Arc::new(self.operation_name.finish()),
             Arc::new(self.service_name.finish()),
-            Arc::new(self.span_kind.finish()),
+            or_null(C::SpanKind, &mut self.span_kind),
             Arc::new(self.start_time.finish()),
             Arc::new(self.end_time.finish()),
             Arc::new(self.duration_ms.finish()),
             Arc::new(self.status_code.finish()),
-            Arc::new(self.status_message.finish()),
+            or_null(C::StatusMessage, &mut self.status_message),
             Arc::new(self.attributes.finish()),
-            Arc::new(self.resource_attributes.finish()),
-            Arc::new(self.scope_name.finish()),
-            Arc::new(self.scope_version.finish()),
-            Arc::new(self.scope_attributes.finish()),
-            Arc::new(self.flags.finish()),
-            Arc::new(self.dropped_attributes_count.finish()),
-            Arc::new(self.dropped_events_count.finish()),
-            Arc::new(self.dropped_links_count.finish()),
+            or_null(C::ResourceAttributes, &mut self.resource_attributes),
+            or_null(C::ScopeName, &mut self.scope_name),
+            or_null(C::ScopeVersion, &mut self.scope_version),
+            or_null(C::ScopeAttributes, &mut self.scope_attributes),
+            or_null(C::Flags, &mut self.flags),
+            or_null(
+                C::DroppedAttributesCount,
+                &mut self.dropped_attributes_count,
+            ),
+            or_null(C::DroppedEventsCount, &mut self.dropped_events_count),
+            or_null(C::DroppedLinksCount, &mut self.dropped_links_count),
         ];
         [
             batch(Table::Traces, cols),
@@ -1136,6 +1250,13 @@ pub struct TableBuilders {
 }
 
 impl TableBuilders {
+    /// Builders that fill only `fills` of the optional span columns.
+    pub fn filling(fills: SpanColumns) -> TableBuilders {
+        let mut b = TableBuilders::default();
+        b.traces.fills = fills;
+        b
+    }
+
     pub fn mark(&self) -> Mark {
         Mark(PerTable::from_array([
             self.traces.spans(),

@@ -15,8 +15,8 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use super::values::*;
 use crate::read::projection::{Keys, Projection};
 use crate::tables::builders::{
-    Attrs, EventRec, ExemplarRec, LinkRec, LogRec, MetricHead, MetricType, PointRec, SpanKind,
-    SpanRec, StatusCode, TableBuilders, Temporality,
+    Attrs, EventRec, ExemplarRec, LinkRec, LogRec, MetricHead, MetricType, PointRec,
+    SpanColumn as C, SpanKind, SpanRec, StatusCode, TableBuilders, Temporality,
 };
 
 /// What one document held.
@@ -445,16 +445,23 @@ impl ObjVisit for Span {
         ctx.s.n_events = 0;
         ctx.s.n_links = 0;
         let doc = ctx.doc;
+        // A span column the question does not read is skipped unparsed, like an unread
+        // attribute (`read::projection`).
+        let fills = ctx.b.traces.fills();
         let mut err = None;
         while let Some(k) = map.next_key::<Key>()? {
             let sp = &mut ctx.s.span;
             let r = match &*k.camel() {
                 "traceId" => to_id::<16>(&scalar(&mut map)?).map(|v| sp.trace_id = v),
                 "spanId" => to_id::<8>(&scalar(&mut map)?).map(|v| sp.span_id = v),
-                "parentSpanId" => to_id::<8>(&scalar(&mut map)?).map(|v| sp.parent_span_id = v),
-                "traceState" => to_string(scalar(&mut map)?).map(|v| sp.trace_state = v),
+                "parentSpanId" if fills[C::ParentSpanId] => {
+                    to_id::<8>(&scalar(&mut map)?).map(|v| sp.parent_span_id = v)
+                }
+                "traceState" if fills[C::TraceState] => {
+                    to_string(scalar(&mut map)?).map(|v| sp.trace_state = v)
+                }
                 "name" => to_string(scalar(&mut map)?).map(|v| sp.name = v),
-                "kind" => to_enum(
+                "kind" if fills[C::SpanKind] => to_enum(
                     &scalar(&mut map)?,
                     "span kind",
                     SpanKind::from_i64,
@@ -463,17 +470,17 @@ impl ObjVisit for Span {
                 .map(|v| sp.kind = v.unwrap_or_default()),
                 "startTimeUnixNano" => to_u64(&scalar(&mut map)?).map(|v| sp.start_ns = v),
                 "endTimeUnixNano" => to_u64(&scalar(&mut map)?).map(|v| sp.end_ns = v),
-                "flags" => to_i64(&scalar(&mut map)?).map(|v| sp.flags = v),
-                "droppedAttributesCount" => {
+                "flags" if fills[C::Flags] => to_i64(&scalar(&mut map)?).map(|v| sp.flags = v),
+                "droppedAttributesCount" if fills[C::DroppedAttributesCount] => {
                     to_i64(&scalar(&mut map)?).map(|v| sp.dropped_attributes_count = v)
                 }
-                "droppedEventsCount" => {
+                "droppedEventsCount" if fills[C::DroppedEventsCount] => {
                     to_i64(&scalar(&mut map)?).map(|v| sp.dropped_events_count = v)
                 }
-                "droppedLinksCount" => {
+                "droppedLinksCount" if fills[C::DroppedLinksCount] => {
                     to_i64(&scalar(&mut map)?).map(|v| sp.dropped_links_count = v)
                 }
-                "status" => map.next_value_seed(StatusSeed(sp))?,
+                "status" => map.next_value_seed(StatusSeed(sp, fills[C::StatusMessage]))?,
                 "attributes" => {
                     map.next_value_seed(AttrList(&mut ctx.s.span_attrs, &ctx.p.span))?
                 }
@@ -501,7 +508,8 @@ impl ObjVisit for Span {
     }
 }
 
-struct StatusSeed<'c>(&'c mut SpanRec);
+/// A span's status; its message only when the second field says it is read.
+struct StatusSeed<'c>(&'c mut SpanRec, bool);
 
 impl<'de> DeserializeSeed<'de> for StatusSeed<'_> {
     type Value = Lv<()>;
@@ -529,7 +537,9 @@ impl<'de> Visitor<'de> for StatusSeed<'_> {
                     StatusCode::from_name,
                 )
                 .map(|v| self.0.status_code = v.unwrap_or_default()),
-                "message" => to_string(scalar(&mut map)?).map(|v| self.0.status_message = v),
+                "message" if self.1 => {
+                    to_string(scalar(&mut map)?).map(|v| self.0.status_message = v)
+                }
                 _ => skip(&mut map)?,
             };
             keep_first(&mut err, &k.0, r);

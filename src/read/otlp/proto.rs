@@ -31,8 +31,8 @@ use super::json::DocCounts;
 use super::values::{id_from_bytes, write_f64, write_json_str};
 use crate::read::projection::{Keys, Projection};
 use crate::tables::builders::{
-    Attrs, EventRec, ExemplarRec, LinkRec, LogRec, MetricHead, MetricType, PointRec, SpanKind,
-    SpanRec, StatusCode, TableBuilders, Temporality,
+    Attrs, EventRec, ExemplarRec, LinkRec, LogRec, MetricHead, MetricType, PointRec, SpanColumn,
+    SpanColumns, SpanKind, SpanRec, StatusCode, TableBuilders, Temporality,
 };
 
 /// Which of the three OTLP data messages a serialized message is.
@@ -518,10 +518,11 @@ fn append_resource_spans(
     if let Some(r) = &rs.resource {
         push_attrs(&mut s.res_attrs, &r.attributes, &s.res_keys);
     }
+    let fills = b.traces.fills();
     for ss in &rs.scope_spans {
         let scope0 = b.traces.spans();
         for sp in &ss.spans {
-            match span_rec(sp, s, p) {
+            match span_rec(sp, s, p, fills) {
                 Ok(()) => b
                     .traces
                     .append_span(&s.span, &s.span_attrs, &s.events, &s.links),
@@ -545,15 +546,25 @@ fn append_resource_spans(
     n
 }
 
-/// Fills `s.span`, `s.span_attrs`, `s.events` and `s.links` from `sp`.
-fn span_rec(sp: &Span, s: &mut Scratch, p: &Projection) -> Result<(), String> {
+/// Fills `s.span`, `s.span_attrs`, `s.events` and `s.links` from `sp`. The span columns
+/// `fills` leaves out are neither checked nor copied, as the JSON reader skips them.
+fn span_rec(sp: &Span, s: &mut Scratch, p: &Projection, fills: SpanColumns) -> Result<(), String> {
+    use SpanColumn as C;
     // Checked in the order the JSON mapping writes the fields, so the first problem reported
     // is the one `json` would report.
     let trace_id = id::<16>(&sp.trace_id, "traceId")?;
     let span_id = id::<8>(&sp.span_id, "spanId")?;
-    let parent_span_id = id::<8>(&sp.parent_span_id, "parentSpanId")?;
-    let kind = SpanKind::from_i64(i64::from(sp.kind))
-        .ok_or_else(|| format!("kind: unknown span kind {}", sp.kind))?;
+    let parent_span_id = if fills[C::ParentSpanId] {
+        id::<8>(&sp.parent_span_id, "parentSpanId")?
+    } else {
+        None
+    };
+    let kind = if fills[C::SpanKind] {
+        SpanKind::from_i64(i64::from(sp.kind))
+            .ok_or_else(|| format!("kind: unknown span kind {}", sp.kind))?
+    } else {
+        SpanKind::default()
+    };
     s.links.truncate(sp.links.len());
     s.links.resize_with(sp.links.len(), LinkRec::default);
     for (l, rec) in sp.links.iter().zip(s.links.iter_mut()) {
@@ -571,14 +582,22 @@ fn span_rec(sp: &Span, s: &mut Scratch, p: &Projection) -> Result<(), String> {
         Some(st) => (
             StatusCode::from_i64(i64::from(st.code))
                 .ok_or_else(|| format!("status: code: unknown status code {}", st.code))?,
-            non_empty(&st.message),
+            if fills[C::StatusMessage] {
+                non_empty(&st.message)
+            } else {
+                None
+            },
         ),
     };
     s.span = SpanRec {
         trace_id,
         span_id,
         parent_span_id,
-        trace_state: non_empty(&sp.trace_state),
+        trace_state: if fills[C::TraceState] {
+            non_empty(&sp.trace_state)
+        } else {
+            None
+        },
         name: non_empty(&sp.name),
         kind,
         start_ns: Some(sp.start_time_unix_nano),
