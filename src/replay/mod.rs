@@ -940,6 +940,26 @@ struct EventColumns {
 }
 
 impl EventColumns {
+    /// The columns of `cart_events` the fold reads, as `new` reads them.
+    const READ: [&'static str; 16] = [
+        "cart_id",
+        "time",
+        "end_time",
+        "stage_order",
+        "operation",
+        "trace_id",
+        "span_id",
+        "duration_ms",
+        "status_code",
+        "status_message",
+        "user_id",
+        "item_count",
+        "total_value",
+        "line_value",
+        "product_id",
+        "is_success",
+    ];
+
     fn new(b: &RecordBatch) -> Result<EventColumns> {
         use datafusion::arrow::compute::cast;
         use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -1789,8 +1809,15 @@ async fn write(
     use datafusion::arrow::datatypes::DataType;
     use futures::StreamExt;
     let failed = "the lifecycle model's cart_events query failed";
+    // Without the cart_events written, only the columns the fold reads are computed, sorted
+    // and merged (not the stage names, how each span was attributed, the line quantities).
+    let select = if events {
+        "*".to_string()
+    } else {
+        EventColumns::READ.join(", ")
+    };
     let whole = format!(
-        "SELECT * FROM ({}) ORDER BY {EVENT_ORDER}",
+        "SELECT {select} FROM ({}) ORDER BY {EVENT_ORDER}",
         cart_events_sql(m, rules.as_of_us)
     );
     let plan = ctx
@@ -2498,6 +2525,36 @@ async fn string_set(ctx: &SessionContext, sql: &str) -> Result<std::collections:
 #[cfg(test)]
 mod tests {
     use super::Percentiles;
+
+    /// The fold reads the columns `EventColumns::READ` names and no other: a batch of those
+    /// alone (what a replay that writes no cart_events sorts) is read; one without any of
+    /// them is not.
+    #[test]
+    fn the_fold_reads_only_the_columns_it_names() {
+        use super::EventColumns;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use std::sync::Arc;
+        let ty = |c: &str| match c {
+            "time" | "end_time" => DataType::Timestamp(TimeUnit::Microsecond, None),
+            "stage_order" | "item_count" => DataType::Int64,
+            "duration_ms" | "total_value" | "line_value" => DataType::Float64,
+            "is_success" => DataType::Boolean,
+            _ => DataType::Utf8,
+        };
+        let batch = |skip: Option<&str>| {
+            let fields: Vec<Field> = EventColumns::READ
+                .iter()
+                .filter(|c| Some(**c) != skip)
+                .map(|c| Field::new(*c, ty(c), true))
+                .collect();
+            RecordBatch::new_empty(Arc::new(Schema::new(fields)))
+        };
+        assert!(EventColumns::new(&batch(None)).is_ok());
+        for c in EventColumns::READ {
+            assert!(EventColumns::new(&batch(Some(c))).is_err(), "{c}");
+        }
+    }
 
     /// The radix selection against a sort, on durations that need every kind of pass:
     /// spread out, piled on one value (past the few kept at once), negative, and mixed.
