@@ -12,9 +12,12 @@
 //! - `*` (or `t.*`) reads every key of every attribute column of the tables the statement
 //!   names; a name that is neither a table cartscope registers nor one of the statement's
 //!   own CTEs (a view made earlier in a shell) reads everything.
-//! - A statement that names a table of spans (`traces`, `spans`, `observed_traces`,
-//!   `derived_traces`) reads every span column; one that does not reads none of the columns
-//!   the replay does without (`read::projection`'s `SpanColumn`s).
+//! - Of the span columns the replay does without (`read::projection`'s `SpanColumn`s:
+//!   `parent_span_id`, `trace_state`, `flags`, ...), a statement that names a table of spans
+//!   (`traces`, `spans`, `observed_traces`, `derived_traces`) reads those it names anywhere
+//!   (`t.flags`, `flags`, even as another table's column or an alias), and every one when it
+//!   may read columns without naming them: a wildcard, a NATURAL join, a join USING columns.
+//!   A statement that names no table of spans reads none of them.
 //! - SQL that does not parse, or a statement other than a query (DDL, COPY, EXPLAIN of one),
 //!   reads everything; DataFusion then reports what is wrong with it as usual.
 
@@ -28,6 +31,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::read::projection::{Keys, Projection};
+use crate::tables::builders::SpanColumn;
 
 /// The kinds of attribute list behind a column name.
 fn kinds(column: &str) -> &'static [Kind] {
@@ -80,6 +84,11 @@ struct Reads {
     ctes: BTreeSet<String>,
     wildcard: bool,
     everything: bool,
+    /// Every name an expression mentions (the last part of `t.name`), lowercased.
+    names: BTreeSet<String>,
+    /// A NATURAL join or one USING columns: it reads columns it does not name in
+    /// expressions.
+    unnamed_columns: bool,
 }
 
 fn last_ident(e: &Expr) -> Option<String> {
@@ -96,8 +105,9 @@ impl Visitor for Reads {
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         if let Some(name) = last_ident(e) {
             if !kinds(&name).is_empty() {
-                self.mentions.entry(name).or_default().0 += 1;
+                self.mentions.entry(name.clone()).or_default().0 += 1;
             }
+            self.names.insert(name);
         }
         if let Expr::CompoundFieldAccess { root, access_chain } = e {
             // `attributes['k']` is (attributes, [k]); `t.attributes['k']` may come as
@@ -165,6 +175,12 @@ impl Visitor for Reads {
         }) {
             self.wildcard = true;
         }
+        // Found in the statement's text as the parser writes it back: a string that happens
+        // to hold these words only makes the statement read more.
+        let text = s.to_string();
+        if text.contains("NATURAL ") || text.contains(" USING") {
+            self.unnamed_columns = true;
+        }
         ControlFlow::Continue(())
     }
 }
@@ -225,17 +241,24 @@ impl Reads {
                 .relations
                 .difference(&self.ctes)
                 .any(|r| r == "logs" || r == "cart_logs"),
-            // Every span column, when the statement names a table of spans (its columns are
-            // not tracked one by one: USING, NATURAL joins and wildcards read them unnamed).
-            span_columns: if self.relations.difference(&self.ctes).any(|r| {
+            // Of a table of spans, the span columns the statement names; every one when it
+            // may read columns without naming them (a wildcard, NATURAL, USING).
+            span_columns: if !self.relations.difference(&self.ctes).any(|r| {
                 matches!(
                     r.as_str(),
                     "traces" | "spans" | "observed_traces" | "derived_traces"
                 )
             }) {
+                Keys::none()
+            } else if self.wildcard || self.unnamed_columns {
                 Keys::All
             } else {
-                Keys::none()
+                Keys::only(
+                    SpanColumn::ALL
+                        .iter()
+                        .map(|c| c.name())
+                        .filter(|c| self.names.contains(*c)),
+                )
             },
         }
     }
@@ -300,5 +323,40 @@ mod tests {
         assert!(sql_reads("SELECT n FROM my_view").is_everything());
         assert!(sql_reads("CREATE VIEW v AS SELECT 1").is_everything());
         assert!(sql_reads("SELEC nonsense").is_everything());
+    }
+
+    #[test]
+    fn span_columns_are_read_where_named_and_wherever_columns_go_unnamed() {
+        // Named, qualified or not, in any clause.
+        let p = sql_reads(
+            "SELECT s.parent_span_id, count(*) FROM spans s WHERE flags > 0 \
+             GROUP BY 1 ORDER BY max(scope_name)",
+        );
+        assert_eq!(
+            p.span_columns,
+            Keys::only(["flags", "parent_span_id", "scope_name"])
+        );
+        // No table of spans: none, whatever the names.
+        assert_eq!(
+            sql_reads("SELECT trace_state FROM span_links").span_columns,
+            Keys::none()
+        );
+        assert_eq!(sql_reads("SELECT * FROM carts").span_columns, Keys::none());
+        // Spans without any of those columns: none of them.
+        assert_eq!(
+            sql_reads("SELECT count(*), max(duration_ms) FROM spans").span_columns,
+            Keys::none()
+        );
+        // Read without being named: every one.
+        for sql in [
+            "SELECT * FROM spans",
+            "SELECT s.* FROM spans s",
+            "SELECT count(*) FROM spans NATURAL JOIN span_events",
+            "SELECT count(*) FROM spans JOIN span_events USING (trace_id, span_id)",
+            "WITH x AS (SELECT * FROM traces) SELECT count(*) FROM x",
+        ] {
+            assert_eq!(sql_reads(sql).span_columns, Keys::All, "{sql}");
+        }
+        assert!(sql_reads("SELECT flags FROM my_view").is_everything());
     }
 }
