@@ -143,6 +143,22 @@ fn a_shell_script_reads_what_its_statements_read() {
     assert!(paths > 0, "{from_raw}");
 }
 
+/// `file` loaded on one thread with `projection`.
+async fn load_projected(
+    file: &Path,
+    projection: Projection,
+) -> (datafusion::prelude::SessionContext, cartscope::LoadStats) {
+    load_with(
+        &[file.to_path_buf()],
+        LoadOptions {
+            threads: 1,
+            projection: Arc::new(projection),
+            ..LoadOptions::default()
+        },
+    )
+    .await
+}
+
 /// One document with attributes of every kind, some of them unread by the projection below,
 /// one of those of the wrong type, and one given with its value before its key; and span
 /// columns the replay does not read (a parent, a trace state, flags, a scope).
@@ -175,15 +191,7 @@ async fn the_loader_keeps_only_the_projected_attributes_and_skips_the_rest_unche
         event: Keys::only(["exception.type"]),
         ..Projection::nothing()
     };
-    let (ctx, stats) = load_with(
-        std::slice::from_ref(&file),
-        LoadOptions {
-            threads: 1,
-            projection: Arc::new(projection),
-            ..LoadOptions::default()
-        },
-    )
-    .await;
+    let (ctx, stats) = load_projected(&file, projection).await;
     // The wrong-typed value is in an attribute nobody reads: not checked, the span stays.
     assert_eq!(stats.bad_total, 0, "{:?}", stats.bad);
     // No key of the resource or the scope is read, nor any span column the replay does
@@ -213,15 +221,7 @@ async fn the_loader_keeps_only_the_projected_attributes_and_skips_the_rest_unche
     // The replay's own projection reads the status message (and the kind, when a stage
     // names one); every other span column stays null.
     let replay = cartscope::replay_projection(&cartscope::Model::load("reference").unwrap());
-    let (by_replay, _) = load_with(
-        std::slice::from_ref(&file),
-        LoadOptions {
-            threads: 1,
-            projection: Arc::new(replay),
-            ..LoadOptions::default()
-        },
-    )
-    .await;
+    let (by_replay, _) = load_projected(&file, replay).await;
     assert_eq!(
         rows(
             &by_replay,
@@ -236,18 +236,11 @@ async fn the_loader_keeps_only_the_projected_attributes_and_skips_the_rest_unche
     );
 
     // Asked for by name, a span column is filled.
-    let (ctx, _) = load_with(
-        std::slice::from_ref(&file),
-        LoadOptions {
-            threads: 1,
-            projection: Arc::new(Projection {
-                span_columns: Keys::only(["parent_span_id", "span_kind", "flags"]),
-                ..Projection::nothing()
-            }),
-            ..LoadOptions::default()
-        },
-    )
-    .await;
+    let named = Projection {
+        span_columns: Keys::only(["parent_span_id", "span_kind", "flags"]),
+        ..Projection::nothing()
+    };
+    let (ctx, _) = load_projected(&file, named).await;
     assert_eq!(
         rows(
             &ctx,
