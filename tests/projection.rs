@@ -81,6 +81,16 @@ fn detect_report_and_queries_from_a_raw_export_match_the_whole_dataset() {
              FROM spans s GROUP BY s.operation_name ORDER BY s.operation_name",
         ],
         vec!["query", "funnel", "-f", "csv"],
+        // A join USING columns: every span column and attribute may be read unnamed.
+        vec![
+            "query",
+            "-f",
+            "csv",
+            "-e",
+            "SELECT operation_name, count(*) AS n, count(DISTINCT parent_span_id) AS parents \
+             FROM spans JOIN span_events USING (trace_id, span_id) \
+             GROUP BY operation_name ORDER BY operation_name",
+        ],
     ];
     // Each question answers with rows on some input (not every export has exemplars).
     let mut answered = vec![false; questions.len()];

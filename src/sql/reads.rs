@@ -9,14 +9,15 @@
 //!   `filtered_attributes[...]`.
 //! - Any other mention of such a column (selected whole, passed to a function, a key that is
 //!   not a string literal) reads every key of it.
-//! - `*` (or `t.*`) reads every key of every attribute column of the tables the statement
-//!   names; a name that is neither a table cartscope registers nor one of the statement's
-//!   own CTEs (a view made earlier in a shell) reads everything.
+//! - `*` (or `t.*`), a NATURAL join, a join USING columns and a table alias that renames
+//!   columns (`spans AS s(a, b, ...)`) read every key of every attribute column of the tables
+//!   the statement names; a name that is neither a table cartscope registers nor one of the
+//!   statement's own CTEs (a view made earlier in a shell) reads everything.
 //! - Of the span columns the replay does without (`read::projection`'s `SpanColumn`s:
 //!   `parent_span_id`, `trace_state`, `flags`, ...), a statement that names a table of spans
 //!   (`traces`, `spans`, `observed_traces`, `derived_traces`) reads those it names anywhere
 //!   (`t.flags`, `flags`, even as another table's column or an alias), and every one when it
-//!   may read columns without naming them: a wildcard, a NATURAL join, a join USING columns.
+//!   may read columns without naming them (as above: a wildcard, NATURAL, USING, renaming).
 //!   A statement that names no table of spans reads none of them.
 //! - SQL that does not parse, or a statement other than a query (DDL, COPY, EXPLAIN of one),
 //!   reads everything; DataFusion then reports what is wrong with it as usual.
@@ -26,8 +27,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, Expr, ObjectName, Query, Select, SelectItem, Statement, Subscript, Value, Visit,
-    Visitor,
+    AccessExpr, Expr, ObjectName, Query, Select, SelectItem, Statement, Subscript, TableFactor,
+    Value, Visit, Visitor,
 };
 
 use crate::read::projection::{Keys, Projection};
@@ -86,9 +87,6 @@ struct Reads {
     everything: bool,
     /// Every name an expression mentions (the last part of `t.name`), lowercased.
     names: BTreeSet<String>,
-    /// A NATURAL join or one USING columns: it reads columns it does not name in
-    /// expressions.
-    unnamed_columns: bool,
 }
 
 fn last_ident(e: &Expr) -> Option<String> {
@@ -175,11 +173,23 @@ impl Visitor for Reads {
         }) {
             self.wildcard = true;
         }
-        // Found in the statement's text as the parser writes it back: a string that happens
-        // to hold these words only makes the statement read more.
+        // A NATURAL join or one USING columns reads columns it does not name, as a wildcard
+        // does: found in the statement's text as the parser writes it back (a string that
+        // happens to hold these words only makes the statement read more).
         let text = s.to_string();
         if text.contains("NATURAL ") || text.contains(" USING") {
-            self.unnamed_columns = true;
+            self.wildcard = true;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+        // `FROM spans AS s(a, b, ...)` renames the table's columns by position: every column
+        // may be read under a name of the statement's own.
+        if let TableFactor::Table { alias: Some(a), .. } = t {
+            if !a.columns.is_empty() {
+                self.wildcard = true;
+            }
         }
         ControlFlow::Continue(())
     }
@@ -250,7 +260,7 @@ impl Reads {
                 )
             }) {
                 Keys::none()
-            } else if self.wildcard || self.unnamed_columns {
+            } else if self.wildcard {
                 Keys::All
             } else {
                 Keys::only(
@@ -289,7 +299,8 @@ mod tests {
     fn literal_keys_are_read_and_nothing_else() {
         let p = sql_reads(
             "SELECT t.attributes['cart.id'] AS c, resource_attributes['host.name'] \
-             FROM traces t JOIN carts USING (trace_id) WHERE attributes['cart.stage'] = 'x'",
+             FROM traces t JOIN carts c ON t.trace_id = c.last_trace_id \
+             WHERE attributes['cart.stage'] = 'x'",
         );
         let k = Keys::only(["cart.id", "cart.stage"]);
         assert_eq!(p.span, k);
@@ -354,8 +365,12 @@ mod tests {
             "SELECT count(*) FROM spans NATURAL JOIN span_events",
             "SELECT count(*) FROM spans JOIN span_events USING (trace_id, span_id)",
             "WITH x AS (SELECT * FROM traces) SELECT count(*) FROM x",
+            "SELECT count(p) FROM spans AS s(a, b, p)",
         ] {
-            assert_eq!(sql_reads(sql).span_columns, Keys::All, "{sql}");
+            let p = sql_reads(sql);
+            assert_eq!(p.span_columns, Keys::All, "{sql}");
+            // And every key of the spans' attribute maps, which such a join may compare.
+            assert_eq!((p.span, p.resource), (Keys::All, Keys::All), "{sql}");
         }
         assert!(sql_reads("SELECT flags FROM my_view").is_everything());
     }

@@ -547,7 +547,9 @@ fn append_resource_spans(
 }
 
 /// Fills `s.span`, `s.span_attrs`, `s.events` and `s.links` from `sp`. The span columns
-/// `fills` leaves out are neither checked nor copied, as the JSON reader skips them.
+/// `fills` leaves out are not checked (the parent id, the kind) nor their text copied (the
+/// trace state, the status message), as the JSON reader skips them; the builder drops the
+/// rest (flags, dropped counts).
 fn span_rec(sp: &Span, s: &mut Scratch, p: &Projection, fills: SpanColumns) -> Result<(), String> {
     use SpanColumn as C;
     // Checked in the order the JSON mapping writes the fields, so the first problem reported
