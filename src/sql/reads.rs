@@ -53,7 +53,7 @@ fn relation_columns(name: &str) -> Option<&'static [&'static str]> {
     const METRICS: &[&str] = &["attributes", "resource_attributes"];
     const EXEMPLARS: &[&str] = &["point_attributes", "filtered_attributes"];
     Some(match name {
-        "traces" | "spans" | "observed_traces" | "derived_traces" => SPANS,
+        name if is_spans(name) => SPANS,
         "span_events" | "span_links" => &["attributes"],
         "metrics" | "observed_metrics" | "derived_metrics" => METRICS,
         "exemplars" | "cart_exemplars" => EXEMPLARS,
@@ -61,6 +61,14 @@ fn relation_columns(name: &str) -> Option<&'static [&'static str]> {
         "carts" | "cart_events" | "abandonments" | "stages" => &[],
         _ => return None,
     })
+}
+
+/// Whether a relation SQL can name is a table of spans (with the span columns).
+fn is_spans(name: &str) -> bool {
+    matches!(
+        name,
+        "traces" | "spans" | "observed_traces" | "derived_traces"
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -253,12 +261,7 @@ impl Reads {
                 .any(|r| r == "logs" || r == "cart_logs"),
             // Of a table of spans, the span columns the statement names; every one when it
             // may read columns without naming them (a wildcard, NATURAL, USING).
-            span_columns: if !self.relations.difference(&self.ctes).any(|r| {
-                matches!(
-                    r.as_str(),
-                    "traces" | "spans" | "observed_traces" | "derived_traces"
-                )
-            }) {
+            span_columns: if !self.relations.difference(&self.ctes).any(|r| is_spans(r)) {
                 Keys::none()
             } else if self.wildcard {
                 Keys::All
