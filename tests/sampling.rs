@@ -1071,3 +1071,56 @@ fn a_tail_sample_of_the_real_sdk_s_export_is_weighted_back_by_its_policy() {
         assert!(untold[i].1.contains("--trace-sample-policy"), "{untold:?}");
     }
 }
+
+/// Without the counter, a stage a cart enters over several requests is estimated from its
+/// kept traces and flagged `at_most`: a cart shows there if any one of its traces was kept,
+/// so each entry counts for more than its chance of being seen. Data: the real Python SDK's
+/// export sampled by its own ratio sampler at 0.25 (tests/fixtures/real-sdk/py-sampled), its
+/// traces alone, told the rate: its shop adds each item in a request of its own (one to nine
+/// items a cart), and enters checkout, shipping, payment and completion in one request each.
+#[test]
+fn a_stage_entered_over_several_requests_is_an_upper_bound_when_sampled() {
+    let dir = fixture("real-sdk/py-sampled");
+    let traces = dir.join("traces.jsonl.gz").display().to_string();
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap()).unwrap();
+    let r = report_json(&traces, &["--trace-sample-rate", "0.25"]);
+    let funnel = weighted(&r, "funnel");
+    let stages: Vec<&str> = funnel.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        stages,
+        ["active", "checkout", "shipping", "payment", "completed"]
+    );
+    let reached = truth_reached(&truth, &stages);
+    for ((name, row), truth_n) in funnel.iter().zip(&reached) {
+        assert_eq!(row["source"], "traces", "{row}");
+        let est = f(&row["carts"]);
+        if *name == "active" {
+            // Every cart of the truth is active; counted once per kept trace that adds an
+            // item, the estimate is well above them, and says so.
+            assert_eq!(row["at_most"], true, "{row}");
+            assert!(est > 1.5 * truth_n, "{est} against {truth_n}");
+        } else {
+            assert_eq!(row["at_most"], false, "{row}");
+            assert!(
+                (est - truth_n).abs() <= 3.0 * (truth_n * 3.0).sqrt(),
+                "{name}: {est} against {truth_n}"
+            );
+        }
+    }
+    // The terminal report says it where the figure is.
+    let o = cartscope(&["report", "--data", &traces, "--trace-sample-rate", "0.25"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let table = text
+        .split("Funnel, weighted")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    let active = table.lines().find(|l| l.contains("active")).unwrap();
+    assert!(
+        active.contains(&format!("at most {:.1}", f(&funnel[0].1["carts"]))),
+        "{active}"
+    );
+    let checkout = table.lines().find(|l| l.contains("checkout")).unwrap();
+    assert!(!checkout.contains("at most"), "{checkout}");
+}
