@@ -499,12 +499,9 @@ pub struct SchemaArgs {
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// A library query's name (see `cartscope queries`) or a FILE.sql.
-    #[arg(
-        value_name = "NAME|FILE.sql",
-        conflicts_with = "execute",
-        required_unless_present = "execute"
-    )]
+    /// A library query's name (see `cartscope queries`) or a FILE.sql. After --data's
+    /// inputs, it is told from them by not being one (`query::settle`).
+    #[arg(value_name = "NAME|FILE.sql", conflicts_with = "execute")]
     pub query: Option<String>,
 
     /// SQL to run, given on the command line.

@@ -130,3 +130,41 @@ fn errors_name_the_query_and_exit_2() {
         .unwrap()
         .contains("slow_shipping_before_abandonment"));
 }
+
+/// `cartscope query --data INPUT... NAME`: --data takes every value up to the next flag, so
+/// the query after the inputs is told from them: a FILE.sql, or a library query's name that
+/// is no file or folder. Without one, the error says to put the query before --data.
+/// Data: the real JS SDK's export (tests/fixtures/real-sdk/js) and sample-data's OTLP files.
+#[test]
+fn a_query_named_after_the_inputs_is_the_query() {
+    let js = fixture("real-sdk/js/traces.jsonl.gz").display().to_string();
+    let before = cartscope(&["query", "funnel", "--data", &js, "-f", "csv"]);
+    assert!(before.status.success(), "{}", stderr(&before));
+    let after = cartscope(&["query", "--data", &js, "funnel", "-f", "csv"]);
+    assert!(after.status.success(), "{}", stderr(&after));
+    assert_eq!(stdout(&after), stdout(&before));
+    assert!(stdout(&after).lines().count() > 2, "{}", stdout(&after));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("count.sql");
+    std::fs::write(&file, "SELECT count(*) AS carts FROM carts").unwrap();
+    let f = file.display().to_string();
+    let d = data();
+    let o = cartscope(&["query", "--data", &d, &f, "-f", "csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("carts\n"), "{}", stdout(&o));
+
+    // No query, or a name that is neither a query nor a FILE.sql: the inputs are inputs.
+    for args in [
+        vec!["query", "--data", &d],
+        vec!["query", "--data", &d, "funel"],
+    ] {
+        let o = cartscope(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains("give a query") && e.contains("cartscope query NAME --data INPUT"),
+            "{args:?}: {e}"
+        );
+    }
+}

@@ -55,7 +55,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ingest(a) => ingest::run(&a, &g),
         Command::Tables(a) => rt.block_on(tables::run(&a, &g)),
         Command::Schema(a) => schema::run(&a),
-        Command::Query(a) => rt.block_on(query::run(&a, &g)),
+        Command::Query(mut a) => {
+            query::settle(&mut a)?;
+            rt.block_on(query::run(&a, &g))
+        }
         Command::Queries(a) => query::list(&a),
         Command::Shell(a) => rt.block_on(shell::run(&a, &g)),
         Command::Generate(a) => generate::run(&a, &g),

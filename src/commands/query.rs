@@ -12,6 +12,36 @@ use crate::cli::{QueriesArgs, QueryArgs};
 use crate::commands::setup::{open_data, open_replayed, Globals};
 use crate::sql::library::{self, Query};
 
+/// Finds the query where a user put it after the inputs (`cartscope query --data DIR
+/// funnel`): --data takes every value up to the next flag, so clap reads the query as one
+/// more input and finds none. The last of two or more inputs is the query when it is a
+/// FILE.sql (never telemetry), or a library query's name that is no file or folder here;
+/// without a query otherwise, the error says where to put one.
+pub fn settle(a: &mut QueryArgs) -> Result<()> {
+    if a.query.is_some() || a.execute.is_some() {
+        return Ok(());
+    }
+    let inputs = &a.data.data;
+    let query = match inputs.last() {
+        Some(last) if inputs.len() >= 2 => {
+            let sql_file = last.ends_with(".sql");
+            let named = !std::path::Path::new(last).exists()
+                && library::library(&a.queries)?
+                    .iter()
+                    .any(|q| &q.name == last);
+            sql_file || named
+        }
+        _ => false,
+    };
+    if !query {
+        bail!(
+            "give a query: a library NAME (see `cartscope queries`), a FILE.sql or -e 'SQL', before --data (`cartscope query NAME --data INPUT...`): --data reads every value after it as an input"
+        );
+    }
+    a.query = a.data.data.pop();
+    Ok(())
+}
+
 /// Which query, with its SQL rendered.
 fn resolve(a: &QueryArgs) -> Result<(Query, String)> {
     let q = match (&a.execute, &a.query) {
