@@ -388,11 +388,28 @@ fn random_bytes_and_a_corrupt_parquet_footer_name_the_file() {
     )
     .unwrap();
     std::fs::write(tmp.path().join("c.jsonl"), one_span_line("c")).unwrap();
+    // Other JSON beside the export, as a generator's truth file lies beside its data: a
+    // document a line, none of them OTLP.
+    let truth = "{\"version\":1,\"carts\":[\n{\"cart_id\":\"a\",\"outcome\":\"abandoned\"},\n{\"cart_id\":\"b\"}]}\n";
+    std::fs::write(tmp.path().join("d.json"), truth).unwrap();
     let r = tables(tmp.path());
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(table_rows(&r, "traces"), 1);
     assert!(r.stderr.contains("a.bin"), "{}", r.stderr);
     assert!(r.stderr.contains("b.parquet"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("d.json': JSON, but not OTLP"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("d.json:"),
+        "no record of it is read: {}",
+        r.stderr
+    );
+    // Named, it is read, and each of its records said.
+    let r = tables(&tmp.path().join("d.json"));
+    assert!(r.stderr.contains("d.json:1:"), "{}", r.stderr);
 }
 
 #[test]

@@ -585,6 +585,25 @@ pub fn read_more(r: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> io::Result
     Ok(buf.len() - start)
 }
 
+/// Whether `head`, the start of a JSON file, names one of OTLP's top-level fields
+/// (`resourceSpans`, `resourceMetrics`, `resourceLogs`, or their proto names): JSON that names
+/// none in its first chunk is some other JSON (a truth file, a configuration).
+pub fn names_otlp(head: &[u8]) -> bool {
+    memchr::memmem::find_iter(head, b"\"resource").any(|at| {
+        let rest = &head[at + 9..];
+        [
+            &b"Spans\""[..],
+            b"Metrics\"",
+            b"Logs\"",
+            b"_spans\"",
+            b"_metrics\"",
+            b"_logs\"",
+        ]
+        .iter()
+        .any(|k| rest.starts_with(k))
+    })
+}
+
 /// Tracks where top-level JSON values end in a byte stream, across reads. Used for
 /// pretty-printed and concatenated documents, where lines are no boundary.
 #[derive(Debug, Default, Clone)]
@@ -766,6 +785,26 @@ mod tests {
         assert!(!looks_like_json_lines(b"{\n  \"a\": 1\n}\n"));
         // A malformed first line of a JSON lines file is still JSON lines.
         assert!(looks_like_json_lines(b"{\"a\":\n{\"a\":2}\n"));
+    }
+
+    #[test]
+    fn names_otlp_finds_the_top_level_fields_only() {
+        for yes in [
+            &b"{\"resourceSpans\":[]}"[..],
+            b"{\"x\":1,\n\"resource_logs\": []}",
+            b"{\"resourceMetrics\" :[",
+        ] {
+            assert!(names_otlp(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b"{\"version\":1,\"carts\":[]}"[..],
+            b"{\"resource\":{}}",
+            b"{\"resourceSpansX\":[]}",
+            b"\"resource",
+            b"",
+        ] {
+            assert!(!names_otlp(no), "{}", String::from_utf8_lossy(no));
+        }
     }
 
     #[test]

@@ -784,7 +784,7 @@ fn read_file(
         input::open(path, read_bytes.clone(), hasher, limits.max_expansion)?;
     let max = limits.max_record;
     match content {
-        Content::Json => read_json(idx, path, &mut *stream, max, spare, send).with_context(|| read_err(path, compression)),
+        Content::Json => read_json(idx, f, &mut *stream, max, spare, send).with_context(|| read_err(path, compression)),
         // Length prefixes are read 4 bytes at a time: buffered.
         Content::Framed => {
             let mut r = std::io::BufReader::with_capacity(input::READ_BUFFER, &mut *stream);
@@ -858,7 +858,7 @@ fn not_telemetry(
 
 fn read_json(
     idx: usize,
-    path: &Path,
+    f: &InputFile,
     r: &mut dyn Read,
     max_record: usize,
     spare: &Receiver<Vec<u8>>,
@@ -877,6 +877,19 @@ fn read_json(
         // A byte-order mark is not JSON; editors on Windows write one.
         buf.drain(..3);
     }
+    // Found in a folder or by a glob, JSON that names none of OTLP's top-level fields in
+    // its first chunk is other JSON beside the export (a truth file, a configuration):
+    // passed over and said, not read as a bad record per line. Named, it is read.
+    if f.discovered && first.is_ok() && !input::names_otlp(&buf) {
+        return send(
+            idx,
+            Work::Skipped(format!(
+                "JSON, but not OTLP (none of resourceSpans, resourceMetrics, resourceLogs in its first {})",
+                crate::output::human_bytes(CHUNK as u64)
+            )),
+        );
+    }
+    let path = &f.path;
     let lines = input::looks_like_json_lines(&buf);
     let mut line = 1u64;
     let mut scanner = input::DocScanner::default();
