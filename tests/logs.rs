@@ -830,3 +830,80 @@ fn a_failed_span_exported_twice_gives_its_cart_one_row() {
         assert_eq!(r["carts_with_this_error"], 2, "{r}");
     }
 }
+
+/// Of two warning-or-worse lines at one time, the worse is the cart's last line, whichever
+/// way each says its severity: cart 0 has a WARNING by its text alone (no number) beside an
+/// ERROR numbered 17, cart 1 an ERROR by its text alone beside a WARN numbered 13. The
+/// report and `error_before_abandonment` both take the ERROR. Data: hand-made (two carts,
+/// each one failed payment whose trace has the two records, at the same nanosecond).
+#[test]
+fn of_two_lines_at_one_time_the_worse_is_taken_however_its_severity_is_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spans = String::new();
+    for cart in 0..2u32 {
+        let step = Step {
+            name: "payment.authorize",
+            at_s: u64::from(cart) * 10,
+            ms: 300,
+            error: true,
+        };
+        span(
+            &mut spans,
+            cart,
+            0,
+            step,
+            &[("cart.id", format!("cart-{cart}"))],
+        );
+    }
+    let line = |cart: u32, severity: &str, body: &str| {
+        let (t, s) = ids(cart, 0);
+        record(
+            u64::from(cart) * 10,
+            &format!(
+                r#"{severity},"body":{{"stringValue":"{body}"}},"traceId":"{t}","spanId":"{s}""#
+            ),
+        )
+    };
+    let records = [
+        line(0, r#""severityText":"WARNING""#, "a retry"),
+        line(
+            0,
+            r#""severityNumber":17,"severityText":"ERROR""#,
+            "card declined",
+        ),
+        line(1, r#""severityText":"ERROR""#, "gateway down"),
+        line(
+            1,
+            r#""severityNumber":13,"severityText":"WARN""#,
+            "gateway slow",
+        ),
+    ];
+    std::fs::write(tmp.path().join("traces.jsonl"), traces_line(&spans)).unwrap();
+    std::fs::write(tmp.path().join("logs.jsonl"), logs_line(&records)).unwrap();
+    let data = tmp.path().to_str().unwrap();
+    let want = [("cart-0", "card declined"), ("cart-1", "gateway down")];
+
+    let r = json(&["report", "--data", data, "--as-of", AS_OF, "-f", "json"]);
+    let top = r["top_abandoned"].as_array().unwrap();
+    for (cart, body) in want {
+        let c = top.iter().find(|c| c["cart_id"] == cart).unwrap();
+        assert_eq!(c["last_log"]["severity"], "ERROR", "{cart}: {c}");
+        assert_eq!(c["last_log"]["body"], body, "{cart}: {c}");
+    }
+    let (rows, q) = ndjson(&[
+        "query",
+        "error_before_abandonment",
+        "--data",
+        data,
+        "--as-of",
+        AS_OF,
+        "-f",
+        "ndjson",
+    ]);
+    assert_eq!(rows.len(), 2, "{q}");
+    for (cart, body) in want {
+        let row = rows.iter().find(|r| r["cart_id"] == cart).unwrap();
+        assert_eq!(row["last_log_severity"], "ERROR", "{cart}: {row}");
+        assert_eq!(row["last_log_body"], body, "{cart}: {row}");
+    }
+}

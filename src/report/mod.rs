@@ -287,6 +287,13 @@ impl LogLine {
 const WARNING_OR_WORSE: &str = "(severity_number >= 13 OR (severity_number IS NULL AND \
      upper(severity_text) IN ('WARN', 'WARNING', 'ERROR', 'CRITICAL', 'FATAL', 'SEVERE')))";
 
+/// A warning-or-worse record's severity as a number: its own, else its text's (as
+/// `error_before_abandonment` ranks them), so that of two records at one time the worse is
+/// taken whichever way each says its severity.
+const SEVERITY_RANK: &str = "coalesce(l.severity_number, \
+     CASE WHEN upper(l.severity_text) IN ('CRITICAL', 'FATAL') THEN 21 \
+     WHEN upper(l.severity_text) IN ('ERROR', 'SEVERE') THEN 17 ELSE 13 END)";
+
 /// The name OpenTelemetry gives a severity number's range.
 fn severity_name(n: i64) -> &'static str {
     match n {
@@ -316,7 +323,7 @@ pub async fn last_logs(
             "SELECT cart_id, CAST(timestamp AS BIGINT), severity_text, severity_number, body FROM (
                SELECT l.cart_id, l.timestamp, l.severity_text, l.severity_number, l.body,
                       row_number() OVER (PARTITION BY l.cart_id
-                                         ORDER BY l.timestamp DESC, l.severity_number DESC,
+                                         ORDER BY l.timestamp DESC, {SEVERITY_RANK} DESC,
                                                   l.body DESC) AS rn
                FROM cart_logs l JOIN carts c ON c.cart_id = l.cart_id
                WHERE l.cart_id IN ({}) AND {WARNING_OR_WORSE}

@@ -33,7 +33,7 @@ last AS (
         -- the last log line; a row without one (the LEFT JOIN's NULLs) after every row
         -- with one
         first({'severity': g.severity, 'body': g.body}
-               ORDER BY g.timestamp DESC NULLS LAST, g.severity_number DESC NULLS FIRST,
+               ORDER BY g.timestamp DESC NULLS LAST, g.severity_rank DESC NULLS FIRST,
                         g.body DESC NULLS FIRST, g.severity DESC NULLS FIRST)
             AS log
     FROM (
@@ -58,11 +58,17 @@ last AS (
     JOIN failed c ON c.cart_id = p.cart_id
     LEFT JOIN (
         -- warning and error log lines (WARN is severity 13 to 16, ERROR 17 to 20, FATAL 21
-        -- to 24; the text when a record has no number)
-        SELECT trace_id, timestamp, severity_number, body,
+        -- to 24; the text when a record has no number), ranked by the number, else by the
+        -- text's, so that of two lines at one time the worse is taken whichever way each
+        -- says its severity
+        SELECT trace_id, timestamp, body,
                coalesce(severity_text, CASE WHEN severity_number >= 21 THEN 'FATAL'
                                             WHEN severity_number >= 17 THEN 'ERROR'
-                                            ELSE 'WARN' END) AS severity
+                                            ELSE 'WARN' END) AS severity,
+               coalesce(severity_number,
+                        CASE WHEN upper(severity_text) IN ('CRITICAL', 'FATAL') THEN 21
+                             WHEN upper(severity_text) IN ('ERROR', 'SEVERE') THEN 17
+                             ELSE 13 END) AS severity_rank
         FROM logs
         WHERE severity_number >= 13
            OR (severity_number IS NULL
