@@ -293,6 +293,43 @@ fn truth_as_json_lines() {
     assert_eq!(totals["carts"].as_u64().unwrap() as usize, lines.len() - 1);
 }
 
+/// Carts that start so near the end that none of their spans has ended by then are in
+/// neither the export nor the truth, and the summary says how many of those asked: 200 carts
+/// over a one-second window, most of whose first calls end after it.
+#[test]
+fn carts_with_nothing_ended_by_the_end_are_counted_as_asked_and_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("late");
+    let o = cartscope(&[
+        "generate",
+        "--carts",
+        "200",
+        "--window",
+        "1s",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = truth(&dir);
+    let listed = t["carts"].as_array().unwrap().len() as u64;
+    assert!(listed < 200, "{listed}");
+    assert_eq!(t["generator"]["carts"], 200);
+    let first = stdout(&o).lines().next().unwrap().to_string();
+    assert!(
+        first.starts_with(&format!(
+            "generated {listed} carts ({} of the 200 asked start too near the end",
+            200 - listed
+        )),
+        "{first}"
+    );
+    // Every cart the truth lists has a span in the export.
+    let traces = std::fs::read_to_string(dir.join("otlp/traces.jsonl")).unwrap();
+    for c in t["carts"].as_array().unwrap() {
+        let id = c["cart_id"].as_str().unwrap();
+        assert!(traces.contains(&format!("\"{id}\"")), "{id}");
+    }
+}
+
 #[test]
 fn bad_arguments_say_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();

@@ -46,10 +46,19 @@ pub fn run(a: &GenerateArgs, g: &Globals) -> Result<()> {
     })?;
     let secs = started.elapsed().as_secs_f64();
     let t = &summary.totals;
+    // A cart that starts so near the end that none of its spans has ended by then is not in
+    // the export (nor in the truth): said, so that a count below --carts is not a surprise.
+    let late = match a.carts.saturating_sub(t.carts) {
+        0 => String::new(),
+        n => format!(
+            " ({n} of the {} asked start too near the end for any span of theirs to have ended by then)",
+            a.carts
+        ),
+    };
     let mut w = std::io::stdout().lock();
     writeln!(
         w,
-        "generated {} carts ({} spans, {} metric points) ending {} in {secs:.2} s, {:.1} MB ({:.0} MB/s)",
+        "generated {} carts{late} ({} spans, {} metric points) ending {} in {secs:.2} s, {:.1} MB ({:.0} MB/s)",
         t.carts,
         t.spans + t.noise_spans,
         t.metric_points,
