@@ -166,6 +166,67 @@ async fn parts_left_by_an_interrupted_ingest_are_ignored_and_then_removed() {
     assert!(!orphan.exists());
 }
 
+/// Two ingests into one folder take turns (a cron job that overlaps the next): the second
+/// waits while the first holds the folder, says so, and neither saves a manifest over the
+/// other's nor removes the other's unfinished parts. Data: OpenTelemetry's own trace example
+/// (tests/fixtures/otlp-examples) and the real JS SDK's export (tests/fixtures/real-sdk/js).
+#[test]
+fn a_second_ingest_into_the_same_folder_waits_for_the_first() {
+    use std::io::BufRead;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    ingest(&out, &[fixture("otlp-examples/proto-examples-trace.json")]);
+    // Another ingest at work: the folder held, a part of its written and not yet listed.
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(out.join(".cartscope-ingest.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let theirs = out.join("traces/dt=2018-12-13/part-0123456789abcdef-0000.parquet");
+    std::fs::copy(&parts(&out)[0], &theirs).unwrap();
+    let mut child = cmd()
+        .args(["ingest", "--out"])
+        .arg(&out)
+        .arg(fixture("real-sdk/js/traces.jsonl.gz"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let note = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a note that it waits");
+    assert!(
+        note.contains("another ingest is writing to") && note.contains("waiting"),
+        "{note}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "it waits");
+    assert!(theirs.exists(), "the other ingest's part is left alone");
+    // The other ends, here without listing its part (a crash's leftover): the second goes
+    // on, removes it, and adds its input to the manifest the first left.
+    drop(held);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    let said: Vec<String> = rx.try_iter().collect();
+    assert!(
+        said.iter().any(|l| l.contains("removed 1 unfinished part")),
+        "{said:?}"
+    );
+    assert!(!theirs.exists());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("_cartscope.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["inputs"].as_array().unwrap().len(), 2, "{m}");
+}
+
 #[test]
 fn refuses_to_write_into_a_folder_that_is_not_a_dataset() {
     let tmp = tempfile::tempdir().unwrap();

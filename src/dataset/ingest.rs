@@ -154,6 +154,8 @@ pub fn ingest_resolved(
     // and committed by putting the manifest; into a folder, in place.
     let remote = crate::read::remote::url_in(out).map(|o| format!("{}/", o.trim_end_matches('/')));
     let staging;
+    // Held to the end: one ingest at a time writes a local dataset.
+    let _lock;
     let (manifest, out, version, orphans) = match &remote {
         Some(url) => {
             let (manifest, version) = Manifest::load_or_new_remote(url)?;
@@ -165,8 +167,12 @@ pub fn ingest_resolved(
             (manifest, staging.path(), version, orphans)
         }
         None => {
-            let manifest = Manifest::load_or_new(out)?;
+            // Refused before anything is written into a folder that is no dataset; then
+            // loaded again once no other ingest writes here (it may have added inputs).
+            Manifest::load_or_new(out)?;
             std::fs::create_dir_all(out)?;
+            _lock = Manifest::lock_for_ingest(out)?;
+            let manifest = Manifest::load_or_new(out)?;
             let orphans = manifest.remove_orphans(out)?;
             (manifest, out, None, orphans)
         }

@@ -41,6 +41,9 @@ pub const FORMAT: &str = "cartscope-dataset";
 /// one appended to becomes version 2, so an older cartscope asks to be upgraded rather than
 /// read parts it does not expect.
 pub const VERSION: u32 = 2;
+/// The file in a dataset folder that an ingest holds locked while it writes there
+/// (`Manifest::lock_for_ingest`); hidden, so no reader takes it for data.
+pub const INGEST_LOCK: &str = ".cartscope-ingest.lock";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -121,7 +124,8 @@ impl Manifest {
         }
         if dir.exists() {
             let mut entries = std::fs::read_dir(dir)
-                .with_context(|| format!("cannot read '{}'", dir.display()))?;
+                .with_context(|| format!("cannot read '{}'", dir.display()))?
+                .filter(|e| e.as_ref().map_or(true, |e| e.file_name() != INGEST_LOCK));
             if entries.next().is_some() {
                 bail!(
                     "--out '{}' is a folder that is not a cartscope dataset (no {MANIFEST}): give an empty or new folder",
@@ -230,6 +234,42 @@ impl Manifest {
                 }
             })
             .collect()
+    }
+
+    /// Holds the dataset folder `dir` for one ingest at a time, until the file returned is
+    /// dropped (or the process ends, whatever ends it): two ingests into one folder (a cron
+    /// job that overlaps the next) would each save the manifest they loaded, losing the
+    /// other's inputs, and each take the other's unfinished parts for a crash's and remove
+    /// them. The second waits, and says so. Where the file system cannot lock, the ingest
+    /// goes on with a note.
+    pub fn lock_for_ingest(dir: &Path) -> Result<Option<std::fs::File>> {
+        let path = dir.join(INGEST_LOCK);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot create the lock file '{}'", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                eprintln!(
+                    "cartscope: note: another ingest is writing to '{}': waiting for it to finish",
+                    dir.display()
+                );
+                f.lock()
+                    .with_context(|| format!("cannot lock '{}'", path.display()))?;
+                Ok(Some(f))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                eprintln!(
+                    "cartscope: note: cannot lock '{}' ({e}): make sure no other ingest writes to '{}' at the same time",
+                    path.display(),
+                    dir.display()
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// Finishes what an interrupted ingest left: renames the pending parts the manifest
