@@ -154,6 +154,20 @@ fn hand_made(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (traces, logs)
 }
 
+/// `error_before_abandonment`'s rows over `data` as of `AS_OF`, and its text for messages.
+fn error_before_abandonment(data: &str) -> (Vec<serde_json::Value>, String) {
+    ndjson(&[
+        "query",
+        "error_before_abandonment",
+        "--data",
+        data,
+        "--as-of",
+        AS_OF,
+        "-f",
+        "ndjson",
+    ])
+}
+
 /// Two hours after the hand-made export starts: every cart abandoned (threshold 30 min) in
 /// the report's period; the late record of cart 3 comes a day after its abandonment.
 const AS_OF: &str = "2026-11-18T13:06:40Z";
@@ -252,16 +266,7 @@ fn hostile_log_records_are_read_linked_to_carts_and_the_last_warning_is_shown() 
     );
 
     // error_before_abandonment: cart 0, its last operation failed, with its ERROR line.
-    let (rows, q) = ndjson(&[
-        "query",
-        "error_before_abandonment",
-        "--data",
-        data,
-        "--as-of",
-        AS_OF,
-        "-f",
-        "ndjson",
-    ]);
+    let (rows, q) = error_before_abandonment(data);
     assert_eq!(rows.len(), 1, "{q}");
     assert_eq!(rows[0]["cart_id"], "cart-0");
     assert_eq!(rows[0]["last_log_severity"], "ERROR");
@@ -890,16 +895,7 @@ fn of_two_lines_at_one_time_the_worse_is_taken_however_its_severity_is_said() {
         assert_eq!(c["last_log"]["severity"], "ERROR", "{cart}: {c}");
         assert_eq!(c["last_log"]["body"], body, "{cart}: {c}");
     }
-    let (rows, q) = ndjson(&[
-        "query",
-        "error_before_abandonment",
-        "--data",
-        data,
-        "--as-of",
-        AS_OF,
-        "-f",
-        "ndjson",
-    ]);
+    let (rows, q) = error_before_abandonment(data);
     assert_eq!(rows.len(), 2, "{q}");
     for (cart, body) in want {
         let row = rows.iter().find(|r| r["cart_id"] == cart).unwrap();
