@@ -166,29 +166,35 @@ async fn parts_left_by_an_interrupted_ingest_are_ignored_and_then_removed() {
     assert!(!orphan.exists());
 }
 
-/// Two ingests into one folder take turns (a cron job that overlaps the next): the second
-/// waits while the first holds the folder, says so, and neither saves a manifest over the
-/// other's nor removes the other's unfinished parts. Data: OpenTelemetry's own trace example
-/// (tests/fixtures/otlp-examples) and the real JS SDK's export (tests/fixtures/real-sdk/js).
-#[test]
-fn a_second_ingest_into_the_same_folder_waits_for_the_first() {
-    use std::io::BufRead;
-    use std::time::Duration;
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("ds");
-    ingest(&out, &[fixture("otlp-examples/proto-examples-trace.json")]);
-    // Another ingest at work: the folder held, a part of its written and not yet listed.
+/// Holds `out` as an ingest at work does (its lock file locked).
+fn hold(out: &Path) -> std::fs::File {
+    std::fs::create_dir_all(out).unwrap();
     let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
         .write(true)
         .open(out.join(".cartscope-ingest.lock"))
         .unwrap();
     held.lock().unwrap();
-    let theirs = out.join("traces/dt=2018-12-13/part-0123456789abcdef-0000.parquet");
-    std::fs::copy(&parts(&out)[0], &theirs).unwrap();
+    held
+}
+
+/// Starts `cartscope ingest input --out out` while `out` is held, and checks that it says it
+/// waits and does wait. Its stderr's lines come on the receiver.
+fn ingest_waiting(
+    out: &Path,
+    input: &Path,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::BufRead;
+    use std::time::Duration;
     let mut child = cmd()
         .args(["ingest", "--out"])
-        .arg(&out)
-        .arg(fixture("real-sdk/js/traces.jsonl.gz"))
+        .arg(out)
+        .arg(input)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -209,6 +215,30 @@ fn a_second_ingest_into_the_same_folder_waits_for_the_first() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(child.try_wait().unwrap().is_none(), "it waits");
+    (child, rx, reader)
+}
+
+fn inputs_listed(out: &Path) -> usize {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("_cartscope.json")).unwrap())
+            .unwrap();
+    m["inputs"].as_array().unwrap().len()
+}
+
+/// Two ingests into one folder take turns (a cron job that overlaps the next): the second
+/// waits while the first holds the folder, says so, and neither saves a manifest over the
+/// other's nor removes the other's unfinished parts. Data: OpenTelemetry's own trace example
+/// (tests/fixtures/otlp-examples) and the real JS SDK's export (tests/fixtures/real-sdk/js).
+#[test]
+fn a_second_ingest_into_the_same_folder_waits_for_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    ingest(&out, &[fixture("otlp-examples/proto-examples-trace.json")]);
+    // Another ingest at work: the folder held, a part of its written and not yet listed.
+    let held = hold(&out);
+    let theirs = out.join("traces/dt=2018-12-13/part-0123456789abcdef-0000.parquet");
+    std::fs::copy(&parts(&out)[0], &theirs).unwrap();
+    let (mut child, rx, reader) = ingest_waiting(&out, &fixture("real-sdk/js/traces.jsonl.gz"));
     assert!(theirs.exists(), "the other ingest's part is left alone");
     // The other ends, here without listing its part (a crash's leftover): the second goes
     // on, removes it, and adds its input to the manifest the first left.
@@ -221,10 +251,67 @@ fn a_second_ingest_into_the_same_folder_waits_for_the_first() {
         "{said:?}"
     );
     assert!(!theirs.exists());
+    assert_eq!(inputs_listed(&out), 2);
+
+    // Into a new folder: the first ingest's parts come before its manifest, and the second
+    // waits for it there too, rather than taking the folder for something else.
+    let fresh = tmp.path().join("fresh");
+    let held = hold(&fresh);
+    let pending = fresh.join("traces/dt=2018-12-13/part-0123456789abcdef-0000.parquet.pending");
+    std::fs::create_dir_all(pending.parent().unwrap()).unwrap();
+    std::fs::copy(&parts(&out)[0], &pending).unwrap();
+    let (mut child, _rx, reader) = ingest_waiting(&fresh, &fixture("real-sdk/js/traces.jsonl.gz"));
+    // The first commits (its manifest and parts, here the first dataset's) and ends.
+    std::fs::remove_file(&pending).unwrap();
+    for p in parts(&out) {
+        let to = fresh.join(p.strip_prefix(&out).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&p, &to).unwrap();
+    }
+    std::fs::copy(out.join("_cartscope.json"), fresh.join("_cartscope.json")).unwrap();
+    drop(held);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    // The JS export is in the manifest already (as in the first dataset): passed over.
+    assert_eq!(inputs_listed(&fresh), 2);
+}
+
+/// A file of a folder passed over as no telemetry (other JSON beside the export) is not
+/// recorded as ingested: each ingest of the folder passes it over again, and the manifest
+/// lists the export alone. Data: OpenTelemetry's own trace example and a hand-made
+/// truth-like JSON file.
+#[test]
+fn a_file_passed_over_is_not_recorded_as_ingested() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    std::fs::copy(
+        fixture("otlp-examples/proto-examples-trace.json"),
+        export.join("trace.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        export.join("truth.json"),
+        "{\"version\":1,\"carts\":[\n{\"cart_id\":\"a\"}]}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("ds");
+    for _ in 0..2 {
+        let o = ingest(&out, std::slice::from_ref(&export));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("truth.json': JSON, but not OTLP"), "{err}");
+    }
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("_cartscope.json")).unwrap())
             .unwrap();
-    assert_eq!(m["inputs"].as_array().unwrap().len(), 2, "{m}");
+    let sources: Vec<&str> = m["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources.len(), 1, "{m}");
+    assert!(sources[0].ends_with("trace.json"), "{m}");
 }
 
 #[test]

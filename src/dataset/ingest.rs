@@ -167,9 +167,12 @@ pub fn ingest_resolved(
             (manifest, staging.path(), version, orphans)
         }
         None => {
-            // Refused before anything is written into a folder that is no dataset; then
-            // loaded again once no other ingest writes here (it may have added inputs).
-            Manifest::load_or_new(out)?;
+            // Refused before anything is written into a folder that is no dataset (unless
+            // another ingest holds it: its first parts may come before its manifest); then
+            // loaded once no other ingest writes here (it may have added inputs).
+            if !out.join(dataset::INGEST_LOCK).exists() {
+                Manifest::load_or_new(out)?;
+            }
             std::fs::create_dir_all(out)?;
             _lock = Manifest::lock_for_ingest(out)?;
             let manifest = Manifest::load_or_new(out)?;
@@ -340,6 +343,11 @@ pub fn ingest_resolved(
                 let file_rows = std::mem::take(&mut st.file_rows);
                 let file_range = std::mem::take(&mut st.file_range);
                 st.part_seq = 0;
+                // A file passed over as no telemetry (found in a folder: not OTLP, empty) is
+                // not recorded as ingested: named later, it is read then.
+                if stats.skipped_files.iter().any(|(p, _)| p == &f.path) {
+                    return Ok(());
+                }
                 let copy = st.manifest.contains(&hash).is_some() || !st.seen.insert(hash.clone());
                 if copy && !prefix.starts_with(&hash[..16]) {
                     // Hashed while read and found to be a copy after all (another file of its

@@ -240,16 +240,31 @@ impl Manifest {
     /// dropped (or the process ends, whatever ends it): two ingests into one folder (a cron
     /// job that overlaps the next) would each save the manifest they loaded, losing the
     /// other's inputs, and each take the other's unfinished parts for a crash's and remove
-    /// them. The second waits, and says so. Where the file system cannot lock, the ingest
-    /// goes on with a note.
+    /// them. The second waits, and says so. Where the lock file cannot be made or opened
+    /// (a folder this user may only read, a lock file another user made: opened to read,
+    /// which locks as well) or the file system cannot lock, the ingest goes on with a note.
     pub fn lock_for_ingest(dir: &Path) -> Result<Option<std::fs::File>> {
         let path = dir.join(INGEST_LOCK);
-        let f = std::fs::OpenOptions::new()
+        let opened = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .with_context(|| format!("cannot create the lock file '{}'", path.display()))?;
+            .or_else(|_| std::fs::File::open(&path));
+        let unlocked = |why: &dyn std::fmt::Display| {
+            eprintln!(
+                "cartscope: note: cannot lock '{}' ({why}): make sure no other ingest writes to '{}' at the same time",
+                path.display(),
+                dir.display()
+            );
+        };
+        let f = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                unlocked(&e);
+                return Ok(None);
+            }
+        };
         match f.try_lock() {
             Ok(()) => Ok(Some(f)),
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -262,11 +277,7 @@ impl Manifest {
                 Ok(Some(f))
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                eprintln!(
-                    "cartscope: note: cannot lock '{}' ({e}): make sure no other ingest writes to '{}' at the same time",
-                    path.display(),
-                    dir.display()
-                );
+                unlocked(&e);
                 Ok(None)
             }
         }
