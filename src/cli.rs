@@ -499,8 +499,8 @@ pub struct SchemaArgs {
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// A library query's name (see `cartscope queries`) or a FILE.sql. After --data's
-    /// inputs, it is told from them by not being one (`query::settle`).
+    /// A library query's name (see `cartscope queries`) or a FILE.sql; after --data's
+    /// inputs, it is told from them by not being one.
     #[arg(value_name = "NAME|FILE.sql", conflicts_with = "execute")]
     pub query: Option<String>,
 

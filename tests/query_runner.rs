@@ -132,8 +132,9 @@ fn errors_name_the_query_and_exit_2() {
 }
 
 /// `cartscope query --data INPUT... NAME`: --data takes every value up to the next flag, so
-/// the query after the inputs is told from them: a FILE.sql, or a library query's name that
-/// is no file or folder. Without one, the error says to put the query before --data.
+/// the query after the inputs is told from them: a FILE.sql, or a bare word that is no file
+/// or folder (a library query's name; a mistyped one gets the library's names). Without
+/// one, the error says to put the query before --data; with -e too, to give one of them.
 /// Data: the real JS SDK's export (tests/fixtures/real-sdk/js) and sample-data's OTLP files.
 #[test]
 fn a_query_named_after_the_inputs_is_the_query() {
@@ -154,17 +155,27 @@ fn a_query_named_after_the_inputs_is_the_query() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("carts\n"), "{}", stdout(&o));
 
-    // No query, or a name that is neither a query nor a FILE.sql: the inputs are inputs.
-    for args in [
-        vec!["query", "--data", &d],
-        vec!["query", "--data", &d, "funel"],
+    // No query: the error says where to put one.
+    let o = cartscope(&["query", "--data", &d]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("give a query") && e.contains("cartscope query NAME --data INPUT"),
+        "{e}"
+    );
+    // A mistyped name: the library's names; beside -e: one or the other.
+    for (args, said) in [
+        (
+            vec!["query", "--data", &d, "funel"],
+            "no query named 'funel'",
+        ),
+        (
+            vec!["query", "-e", "SELECT 1", "--data", &d, "funnel"],
+            "give either -e 'SQL' or a query ('funnel'), not both",
+        ),
     ] {
         let o = cartscope(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
-        let e = stderr(&o);
-        assert!(
-            e.contains("give a query") && e.contains("cartscope query NAME --data INPUT"),
-            "{args:?}: {e}"
-        );
+        assert!(stderr(&o).contains(said), "{args:?}: {}", stderr(&o));
     }
 }

@@ -15,28 +15,35 @@ use crate::sql::library::{self, Query};
 /// Finds the query where a user put it after the inputs (`cartscope query --data DIR
 /// funnel`): --data takes every value up to the next flag, so clap reads the query as one
 /// more input and finds none. The last of two or more inputs is the query when it is a
-/// FILE.sql (never telemetry), or a library query's name that is no file or folder here;
-/// without a query otherwise, the error says where to put one.
+/// FILE.sql (never telemetry), or a bare word that is no file or folder here (an input
+/// names a file, a folder, a glob or a URL): a library query's name, or a mistyped one,
+/// which the library's error then names. Without a query otherwise, the error says where
+/// to put one.
 pub fn settle(a: &mut QueryArgs) -> Result<()> {
-    if a.query.is_some() || a.execute.is_some() {
+    if a.query.is_some() {
         return Ok(());
     }
     let inputs = &a.data.data;
-    let query = match inputs.last() {
-        Some(last) if inputs.len() >= 2 => {
-            let sql_file = last.ends_with(".sql");
-            let named = !std::path::Path::new(last).exists()
-                && library::library(&a.queries)?
-                    .iter()
-                    .any(|q| &q.name == last);
-            sql_file || named
-        }
-        _ => false,
+    let last = match inputs.last() {
+        Some(last) if inputs.len() >= 2 => last.clone(),
+        _ => String::new(),
     };
-    if !query {
-        bail!(
+    let sql_file = last.ends_with(".sql");
+    let bare = !last.is_empty()
+        && !std::path::Path::new(&last).exists()
+        && !last.contains(['/', '\\', '.', '*', '?', '[', ':'])
+        && last != "-";
+    match (sql_file || bare, a.execute.is_some()) {
+        (false, true) => return Ok(()),
+        (false, false) => bail!(
             "give a query: a library NAME (see `cartscope queries`), a FILE.sql or -e 'SQL', before --data (`cartscope query NAME --data INPUT...`): --data reads every value after it as an input"
-        );
+        ),
+        (true, true) => bail!("give either -e 'SQL' or a query ('{last}'), not both"),
+        (true, false) => {}
+    }
+    if bare {
+        // A mistyped name fails here, with the names the library has.
+        library::find(&library::library(&a.queries)?, &last)?;
     }
     a.query = a.data.data.pop();
     Ok(())
