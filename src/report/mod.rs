@@ -287,6 +287,11 @@ impl LogLine {
 const WARNING_OR_WORSE: &str = "(severity_number >= 13 OR (severity_number IS NULL AND \
      upper(severity_text) IN ('WARN', 'WARNING', 'ERROR', 'CRITICAL', 'FATAL', 'SEVERE')))";
 
+/// A record's severity as said: its text, else its number's name (as
+/// `error_before_abandonment` names it, and breaks its last ties by).
+const SEVERITY_SAID: &str = "coalesce(l.severity_text, CASE WHEN l.severity_number >= 21 \
+     THEN 'FATAL' WHEN l.severity_number >= 17 THEN 'ERROR' ELSE 'WARN' END)";
+
 /// A warning-or-worse record's severity as a number: its own, else its text's (as
 /// `error_before_abandonment` ranks them), so that of two records at one time the worse is
 /// taken whichever way each says its severity.
@@ -324,7 +329,7 @@ pub async fn last_logs(
                SELECT l.cart_id, l.timestamp, l.severity_text, l.severity_number, l.body,
                       row_number() OVER (PARTITION BY l.cart_id
                                          ORDER BY l.timestamp DESC, {SEVERITY_RANK} DESC,
-                                                  l.body DESC) AS rn
+                                                  l.body DESC, {SEVERITY_SAID} DESC) AS rn
                FROM cart_logs l JOIN carts c ON c.cart_id = l.cart_id
                WHERE l.cart_id IN ({}) AND {WARNING_OR_WORSE}
                  AND l.timestamp IS NOT NULL AND l.timestamp <= c.abandoned_at
