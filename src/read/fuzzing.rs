@@ -52,9 +52,11 @@ pub fn file(bytes: &[u8], path: &Path) -> usize {
     if std::fs::write(path, bytes).is_err() {
         return 0;
     }
+    // Named, as `--data FILE` gives it: JSON that names no OTLP field is read record by
+    // record (found in a folder it is passed over unread, which would hide the JSON reader).
     let files = [InputFile {
         path: path.to_path_buf(),
-        discovered: true,
+        discovered: false,
         size: None,
     }];
     let opts = LoadOptions {
