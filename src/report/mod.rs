@@ -37,7 +37,7 @@ use crate::replay::model::Model;
 use crate::sql::passes::{lit, Passes, Scratch};
 use crate::stats::{self, TwoByTwo};
 use crate::time::{Duration, Timestamp};
-use rows::{batches, count, counts, floats, ints, primitives, round, strings};
+use rows::{batches, count, counts, floats, ints, round, strings};
 pub use value::ValueCoverage;
 
 pub const REPORT_VERSION: u32 = 1;
@@ -287,8 +287,9 @@ impl LogLine {
 const WARNING_OR_WORSE: &str = "(severity_number >= 13 OR (severity_number IS NULL AND \
      upper(severity_text) IN ('WARN', 'WARNING', 'ERROR', 'CRITICAL', 'FATAL', 'SEVERE')))";
 
-/// A record's severity as said: its text, else its number's name (as
-/// `error_before_abandonment` names it, and breaks its last ties by).
+/// A warning-or-worse record's severity as said: its text, else its number's name (WARN 13
+/// to 16, ERROR 17 to 20, FATAL 21 to 24), as `error_before_abandonment` names it and breaks
+/// its last ties by.
 const SEVERITY_SAID: &str = "coalesce(l.severity_text, CASE WHEN l.severity_number >= 21 \
      THEN 'FATAL' WHEN l.severity_number >= 17 THEN 'ERROR' ELSE 'WARN' END)";
 
@@ -298,19 +299,6 @@ const SEVERITY_SAID: &str = "coalesce(l.severity_text, CASE WHEN l.severity_numb
 const SEVERITY_RANK: &str = "coalesce(l.severity_number, \
      CASE WHEN upper(l.severity_text) IN ('CRITICAL', 'FATAL') THEN 21 \
      WHEN upper(l.severity_text) IN ('ERROR', 'SEVERE') THEN 17 ELSE 13 END)";
-
-/// The name OpenTelemetry gives a severity number's range.
-fn severity_name(n: i64) -> &'static str {
-    match n {
-        1..=4 => "TRACE",
-        5..=8 => "DEBUG",
-        9..=12 => "INFO",
-        13..=16 => "WARN",
-        17..=20 => "ERROR",
-        21..=24 => "FATAL",
-        _ => "UNSPECIFIED",
-    }
-}
 
 /// Each listed cart's last error or warning log line at or before its abandonment, by cart.
 pub async fn last_logs(
@@ -325,8 +313,8 @@ pub async fn last_logs(
     let b = batches(
         ctx,
         &format!(
-            "SELECT cart_id, CAST(timestamp AS BIGINT), severity_text, severity_number, body FROM (
-               SELECT l.cart_id, l.timestamp, l.severity_text, l.severity_number, l.body,
+            "SELECT cart_id, CAST(timestamp AS BIGINT), severity, body FROM (
+               SELECT l.cart_id, l.timestamp, {SEVERITY_SAID} AS severity, l.body,
                       row_number() OVER (PARTITION BY l.cart_id
                                          ORDER BY l.timestamp DESC, {SEVERITY_RANK} DESC,
                                                   l.body DESC, {SEVERITY_SAID} DESC) AS rn
@@ -338,25 +326,17 @@ pub async fn last_logs(
         ),
     )
     .await?;
-    let (ids, times, texts, numbers, bodies) = (
-        strings(&b, 0),
-        ints(&b, 1),
-        strings(&b, 2),
-        primitives::<datafusion::arrow::datatypes::Int32Type>(&b, 3),
-        strings(&b, 4),
-    );
+    let (ids, times, severities, bodies) =
+        (strings(&b, 0), ints(&b, 1), strings(&b, 2), strings(&b, 3));
     for i in 0..ids.len() {
         let (Some(id), Some(us)) = (ids[i].clone(), times[i]) else {
             continue;
         };
-        let severity = texts[i]
-            .clone()
-            .unwrap_or_else(|| severity_name(numbers[i].map_or(0, i64::from)).to_string());
         out.insert(
             id,
             LogLine {
                 time: Timestamp::from_ns(us.saturating_mul(1000)),
-                severity,
+                severity: severities[i].clone().unwrap_or_default(),
                 body: bodies[i].clone().unwrap_or_default(),
             },
         );

@@ -35,7 +35,7 @@ pub(crate) fn strings(bs: &[RecordBatch], i: usize) -> Vec<Option<String>> {
 }
 
 /// Column `i` of every batch cast to `T`, nulls as `None`.
-pub(crate) fn primitives<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+fn primitives<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
     bs: &[RecordBatch],
     i: usize,
 ) -> Vec<Option<T::Native>> {
