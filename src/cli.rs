@@ -476,6 +476,13 @@ pub struct IngestArgs {
     /// Stop at the first bad record (exit code 2) instead of skipping and reporting it.
     #[arg(long)]
     pub strict: bool,
+
+    /// Into an object store: part files no input lists (left by an ingest cut short) are
+    /// deleted once they are this old. A younger one may be another ingest's, uploaded and
+    /// not yet committed, so it is left (never read). `0s` deletes them all: only when no
+    /// other ingest writes to the dataset. A local dataset is locked instead.
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_from::<Duration>)]
+    pub orphan_age: Duration,
 }
 
 #[derive(Debug, Args)]

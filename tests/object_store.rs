@@ -283,8 +283,9 @@ fn a_dataset_is_ingested_into_a_bucket_and_read_from_it() {
         "spans,points,logs\n17846,6637,1404\n"
     );
 
-    // A part an interrupted ingest uploaded but never committed is not read, and the next
-    // ingest deletes it.
+    // A part no input lists is not read. Just uploaded, it may be another ingest's that has
+    // not committed yet (an interrupted ingest's looks the same): the next ingest leaves it
+    // and says so; told that nothing else writes (`--orphan-age 0s`), it deletes it.
     let orphan = "shop/ds/traces/dt=2026-11-20/part-0123456789abcdef-0000.parquet";
     put(&endpoint, &bucket, orphan, &root("sample-data/README.md"));
     assert_eq!(run(&["report", "--data", &ds, "-f", "json"]), want);
@@ -292,6 +293,26 @@ fn a_dataset_is_ingested_into_a_bucket_and_read_from_it() {
     let js = fixture("real-sdk/js/traces.jsonl.gz");
     let o = s3_cartscope(&endpoint, &["ingest", js.to_str().unwrap(), "--out", &ds]);
     ok(&o, "ingest js");
+    assert!(
+        stderr(&o).contains("1 part files below")
+            && stderr(&o).contains("younger than 1d")
+            && !stderr(&o).contains("removed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(keys(&endpoint, &bucket, "shop/ds/traces/").contains(&orphan.to_string()));
+    let o = s3_cartscope(
+        &endpoint,
+        &[
+            "ingest",
+            js.to_str().unwrap(),
+            "--out",
+            &ds,
+            "--orphan-age",
+            "0s",
+        ],
+    );
+    ok(&o, "ingest js again");
     assert!(
         stderr(&o).contains("removed 1 unfinished part files"),
         "{}",

@@ -16,6 +16,7 @@ pub fn run(a: &IngestArgs, g: &Globals) -> Result<()> {
         &a.inputs,
         &a.out,
         &g.load_options(a.strict, &crate::read::projection::Projection::everything()),
+        a.orphan_age,
     )?;
     crate::read::load::report_skipped(&report.stats);
     print_summary(&a.out, &report, started.elapsed().as_secs_f64())

@@ -127,10 +127,15 @@ fn part_prefix(f: &InputFile) -> String {
 /// first so that a copy is passed over unread. Parsing runs on the loader's workers; sorting,
 /// encoding and compressing the part files on as many writer threads, each fed through a
 /// bounded queue, so memory stays bounded whatever the input's size.
+///
+/// Into an object store, parts no input lists (an interrupted ingest's) are deleted once they
+/// are `orphan_age` old (`dataset::ORPHAN_AGE` unless the user said); a local dataset is held
+/// by a lock instead, so its orphans go at once.
 pub fn ingest(
     inputs: &[String],
     out: &std::path::Path,
     opts: &load::LoadOptions,
+    orphan_age: crate::time::Duration,
 ) -> Result<IngestReport> {
     let inputs = input::resolve(inputs)?;
     if let Some(d) = inputs.datasets.first() {
@@ -139,7 +144,7 @@ pub fn ingest(
             d.display()
         );
     }
-    ingest_resolved(inputs, out, opts)
+    ingest_resolved(inputs, out, opts, orphan_age)
 }
 
 /// As `ingest`, of inputs already resolved: their raw files (and what could not be read);
@@ -148,6 +153,7 @@ pub fn ingest_resolved(
     inputs: input::Inputs,
     out: &std::path::Path,
     opts: &load::LoadOptions,
+    orphan_age: crate::time::Duration,
 ) -> Result<IngestReport> {
     load::admit_unreadable(&inputs.unreadable, opts, &mut load::LoadStats::default())?;
     // Into an object store, parts are written in a temporary folder (`staging`), uploaded,
@@ -159,7 +165,14 @@ pub fn ingest_resolved(
     let (manifest, out, version, orphans) = match &remote {
         Some(url) => {
             let (manifest, version) = Manifest::load_or_new_remote(url)?;
-            let orphans = manifest.remove_remote_orphans(url)?;
+            let orphans = manifest.remove_remote_orphans(url, orphan_age)?;
+            if orphans.young > 0 {
+                eprintln!(
+                    "cartscope: note: {} part files below '{url}' are listed by no input and younger than {orphan_age}: another ingest may be uploading them, so they are left (they are not read); a later ingest removes them, or --orphan-age 0s now if no other ingest runs",
+                    orphans.young
+                );
+            }
+            let orphans = orphans.removed;
             staging = tempfile::Builder::new()
                 .prefix("cartscope-upload-")
                 .tempdir()

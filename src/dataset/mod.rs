@@ -9,7 +9,10 @@
 //! see an unfinished input), the manifest listing them is replaced atomically, and only then
 //! are they renamed to `.parquet`. A crash leaves at worst pending parts: those no input
 //! lists are deleted by the next ingest; those the manifest already lists are read as they
-//! are and renamed into place by the next ingest.
+//! are and renamed into place by the next ingest. In an object store the parts are uploaded
+//! under their names and the manifest's conditional put commits them; parts no input lists
+//! are deleted by a later ingest once they are `ORPHAN_AGE` old (a younger one may be a
+//! concurrent ingest's, not yet committed: a store has no lock to wait on).
 
 pub mod ingest;
 
@@ -43,6 +46,10 @@ pub const FORMAT: &str = "cartscope-dataset";
 pub const VERSION: u32 = 2;
 /// The file in a dataset folder that an ingest holds locked while it writes there
 /// (`Manifest::lock_for_ingest`); hidden, so no reader takes it for data.
+/// How old a part no input lists must be before an ingest into an object store deletes it
+/// (`remove_remote_orphans`): longer than any one input's upload and commit takes.
+pub const ORPHAN_AGE: crate::time::Duration = crate::time::Duration::from_mins(24 * 60);
+
 pub const INGEST_LOCK: &str = ".cartscope-ingest.lock";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -185,15 +192,25 @@ impl Manifest {
     }
 
     /// As `remove_orphans`, in an object store: deletes the part objects below the prefix
-    /// `url` that no input lists (uploaded by an ingest that was cut short before its commit).
-    pub fn remove_remote_orphans(&self, url: &str) -> Result<usize> {
+    /// `url` that no input lists (uploaded by an ingest that was cut short before its commit)
+    /// and that were written at least `older_than` ago. A younger one may be another
+    /// ingest's, uploaded and not yet committed (an object store has no lock to wait on, and
+    /// this manifest may predate that ingest's commit): it is left, and counted in `.young`.
+    pub fn remove_remote_orphans(
+        &self,
+        url: &str,
+        older_than: crate::time::Duration,
+    ) -> Result<Orphans> {
         let listed: std::collections::HashSet<&str> = self
             .inputs
             .iter()
             .flat_map(|i| i.parts.iter().map(String::as_str))
             .collect();
-        let mut removed = 0;
-        for object in crate::read::remote::sizes(url)?.into_keys() {
+        let age = chrono::Duration::from_std(std::time::Duration::from_nanos(older_than.ns()))
+            .unwrap_or(chrono::Duration::MAX);
+        let cutoff = chrono::Utc::now().checked_sub_signed(age);
+        let mut orphans = Orphans::default();
+        for (object, meta) in crate::read::remote::listing(url)? {
             let Some(rel) = object.strip_prefix(url) else {
                 continue;
             };
@@ -204,12 +221,17 @@ impl Manifest {
                 .rsplit('/')
                 .next()
                 .is_some_and(|n| n.starts_with("part-"));
-            if in_table && is_part && !listed.contains(rel) {
+            if !in_table || !is_part || listed.contains(rel) {
+                continue;
+            }
+            if cutoff.is_some_and(|c| meta.last_modified <= c) {
                 crate::read::remote::delete(&object)?;
-                removed += 1;
+                orphans.removed += 1;
+            } else {
+                orphans.young += 1;
             }
         }
-        Ok(removed)
+        Ok(orphans)
     }
 
     pub fn contains(&self, hash: &str) -> Option<&IngestedInput> {
@@ -600,4 +622,12 @@ mod tests {
         let batches = [times(&[Some(1), None]), times(&[Some(2)])];
         assert!(time_order(Table::Traces, &batches).unwrap().is_some());
     }
+}
+
+/// What `Manifest::remove_remote_orphans` did: the unlisted parts it deleted, and those it
+/// left because they were too recent to be told from another ingest's uncommitted ones.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Orphans {
+    pub removed: usize,
+    pub young: usize,
 }

@@ -279,7 +279,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
             threads: opts.threads,
             ..Default::default()
         };
-        crate::dataset::ingest::ingest(&inputs, &dir, &load)?;
+        crate::dataset::ingest::ingest(&inputs, &dir, &load, crate::dataset::ORPHAN_AGE)?;
         files.push(dir);
     }
     let bytes = files

@@ -442,10 +442,19 @@ fn list_all(loc: &Location, input: &str) -> Result<Vec<object_store::ObjectMeta>
 /// The size of every object below the prefix `url`, by URL: one listing, rather than a
 /// request per object.
 pub fn sizes(url: &str) -> Result<HashMap<String, u64>> {
+    Ok(listing(url)?
+        .into_iter()
+        .map(|(url, m)| (url, m.size))
+        .collect())
+}
+
+/// Every object below the prefix `url` (one listing), by URL, with what the store says of it
+/// (its size, when it was last written).
+pub fn listing(url: &str) -> Result<Vec<(String, object_store::ObjectMeta)>> {
     let loc = locate(url)?;
     Ok(list_all(&loc, url)?
         .into_iter()
-        .map(|m| (loc.url_of(&m.location), m.size))
+        .map(|m| (loc.url_of(&m.location), m))
         .collect())
 }
 

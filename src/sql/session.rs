@@ -140,7 +140,12 @@ impl Data {
             datasets: Vec::new(),
             unreadable: inputs.unreadable.clone(),
         };
-        let report = crate::dataset::ingest::ingest_resolved(raw, tmp.path(), opts)?;
+        let report = crate::dataset::ingest::ingest_resolved(
+            raw,
+            tmp.path(),
+            opts,
+            crate::dataset::ORPHAN_AGE,
+        )?;
         report_loaded(&report.stats);
         let mut datasets = inputs.datasets.clone();
         datasets.push(tmp.path().to_path_buf());
