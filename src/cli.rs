@@ -477,12 +477,14 @@ pub struct IngestArgs {
     #[arg(long)]
     pub strict: bool,
 
-    /// Into an object store: part files no input lists (left by an ingest cut short) are
-    /// deleted once they are this old. A younger one may be another ingest's, uploaded and
-    /// not yet committed, so it is left (never read). `0s` deletes them all: only when no
-    /// other ingest writes to the dataset. A local dataset is locked instead.
-    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_from::<Duration>)]
-    pub orphan_age: Duration,
+    /// Into an object store only: part files its manifest does not list (left by an ingest
+    /// cut short) are deleted once the store says they were written this long ago, by this
+    /// machine's clock [default: 1d]. A younger one may be another ingest's, uploaded and not
+    /// yet committed, so it is left (never read): make it longer than one input's whole upload
+    /// and commit. `0s` deletes them all: only when no other ingest writes to the dataset.
+    /// (A local dataset is locked for one ingest at a time instead.)
+    #[arg(long, value_name = "DURATION", value_parser = parse_from::<Duration>)]
+    pub orphan_age: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -162,8 +162,24 @@ async fn parts_left_by_an_interrupted_ingest_are_ignored_and_then_removed() {
         .output()
         .unwrap();
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("removed 1 unfinished part"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("removed 1 unfinished part file of"));
     assert!(!orphan.exists());
+
+    // A local folder's orphans go at once (it is locked): the object stores' grace for a
+    // concurrent ingest's parts is refused here rather than ignored.
+    let o = cmd()
+        .args(["ingest", "--orphan-age", "2h", "--out"])
+        .arg(&out)
+        .arg(fixture("otlp-examples/goauto-nethttp-fileexporter.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--orphan-age applies to an ingest into an object store"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Holds `out` as an ingest at work does (its lock file locked).

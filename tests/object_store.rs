@@ -294,7 +294,7 @@ fn a_dataset_is_ingested_into_a_bucket_and_read_from_it() {
     let o = s3_cartscope(&endpoint, &["ingest", js.to_str().unwrap(), "--out", &ds]);
     ok(&o, "ingest js");
     assert!(
-        stderr(&o).contains("1 part files below")
+        stderr(&o).contains("1 part file below")
             && stderr(&o).contains("younger than 1d")
             && !stderr(&o).contains("removed"),
         "{}",
@@ -314,7 +314,7 @@ fn a_dataset_is_ingested_into_a_bucket_and_read_from_it() {
     );
     ok(&o, "ingest js again");
     assert!(
-        stderr(&o).contains("removed 1 unfinished part files"),
+        stderr(&o).contains("removed 1 unfinished part file of"),
         "{}",
         stderr(&o)
     );

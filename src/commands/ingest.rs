@@ -12,11 +12,17 @@ use crate::tables::schema::Table;
 
 pub fn run(a: &IngestArgs, g: &Globals) -> Result<()> {
     let started = Instant::now();
+    if a.orphan_age.is_some() && crate::read::remote::url_in(&a.out).is_none() {
+        anyhow::bail!(
+            "--orphan-age applies to an ingest into an object store (--out s3://...); '{}' is a local folder, locked for one ingest at a time, whose unfinished parts go at once: leave the flag out",
+            a.out.display()
+        );
+    }
     let report = ingest(
         &a.inputs,
         &a.out,
         &g.load_options(a.strict, &crate::read::projection::Projection::everything()),
-        a.orphan_age,
+        a.orphan_age.unwrap_or(crate::dataset::ORPHAN_AGE),
     )?;
     crate::read::load::report_skipped(&report.stats);
     print_summary(&a.out, &report, started.elapsed().as_secs_f64())

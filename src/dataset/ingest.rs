@@ -164,13 +164,23 @@ pub fn ingest_resolved(
     let _lock;
     let (manifest, out, version, orphans) = match &remote {
         Some(url) => {
-            let (manifest, version) = Manifest::load_or_new_remote(url)?;
+            let (mut manifest, mut version) = Manifest::load_or_new_remote(url)?;
             let orphans = manifest.remove_remote_orphans(url, orphan_age)?;
             if orphans.young > 0 {
+                let (is, it) = match orphans.young {
+                    1 => ("is", "it"),
+                    _ => ("are", "them"),
+                };
                 eprintln!(
-                    "cartscope: note: {} part files below '{url}' are listed by no input and younger than {orphan_age}: another ingest may be uploading them, so they are left (they are not read); a later ingest removes them, or --orphan-age 0s now if no other ingest runs",
-                    orphans.young
+                    "cartscope: note: {} below '{url}' {is} in no manifest and younger than {orphan_age}: another ingest may be uploading {it}, so {it} {is} left (never read); an ingest removes {it} once {orphan_age} old, or now with --orphan-age 0s if no other ingest runs",
+                    count(orphans.young, "part file", "part files"),
                 );
+            }
+            if orphans.removed > 0 && version.is_some() {
+                // The same manifest put again, conditionally: an ingest that uploaded the parts
+                // just deleted and stalled before its commit (longer than --orphan-age) then
+                // fails to commit, rather than name parts that are gone.
+                manifest.save_remote(url, &mut version)?;
             }
             let orphans = orphans.removed;
             staging = tempfile::Builder::new()
@@ -194,7 +204,10 @@ pub fn ingest_resolved(
         }
     };
     if orphans > 0 {
-        eprintln!("cartscope: removed {orphans} unfinished part files of an interrupted ingest");
+        eprintln!(
+            "cartscope: removed {} of an interrupted ingest",
+            count(orphans, "unfinished part file", "unfinished part files")
+        );
     }
 
     let size = |f: &InputFile| f.len();
@@ -448,6 +461,11 @@ fn widen_range(range: &mut Option<(i64, i64)>, table: Table, batch: &RecordBatch
         None => (lo, hi),
         Some((a, b)) => (a.min(lo), b.max(hi)),
     });
+}
+
+/// `n` and the noun, singular for one: "1 part file", "3 part files".
+fn count(n: usize, one: &str, more: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { more })
 }
 
 #[cfg(test)]

@@ -44,12 +44,11 @@ pub const FORMAT: &str = "cartscope-dataset";
 /// one appended to becomes version 2, so an older cartscope asks to be upgraded rather than
 /// read parts it does not expect.
 pub const VERSION: u32 = 2;
-/// The file in a dataset folder that an ingest holds locked while it writes there
-/// (`Manifest::lock_for_ingest`); hidden, so no reader takes it for data.
 /// How old a part no input lists must be before an ingest into an object store deletes it
 /// (`remove_remote_orphans`): longer than any one input's upload and commit takes.
 pub const ORPHAN_AGE: crate::time::Duration = crate::time::Duration::from_mins(24 * 60);
-
+/// The file in a dataset folder that an ingest holds locked while it writes there
+/// (`Manifest::lock_for_ingest`); hidden, so no reader takes it for data.
 pub const INGEST_LOCK: &str = ".cartscope-ingest.lock";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -193,9 +192,11 @@ impl Manifest {
 
     /// As `remove_orphans`, in an object store: deletes the part objects below the prefix
     /// `url` that no input lists (uploaded by an ingest that was cut short before its commit)
-    /// and that were written at least `older_than` ago. A younger one may be another
+    /// and that the store says were written at least `older_than` ago, by this machine's
+    /// clock (`0s`: all of them, whatever the clocks say). A younger one may be another
     /// ingest's, uploaded and not yet committed (an object store has no lock to wait on, and
     /// this manifest may predate that ingest's commit): it is left, and counted in `.young`.
+    /// One the store will not delete (no permission) is left with a note.
     pub fn remove_remote_orphans(
         &self,
         url: &str,
@@ -209,6 +210,9 @@ impl Manifest {
         let age = chrono::Duration::from_std(std::time::Duration::from_nanos(older_than.ns()))
             .unwrap_or(chrono::Duration::MAX);
         let cutoff = chrono::Utc::now().checked_sub_signed(age);
+        let old = |modified: chrono::DateTime<chrono::Utc>| {
+            older_than.ns() == 0 || cutoff.is_some_and(|c| modified <= c)
+        };
         let mut orphans = Orphans::default();
         for (object, meta) in crate::read::remote::listing(url)? {
             let Some(rel) = object.strip_prefix(url) else {
@@ -224,11 +228,16 @@ impl Manifest {
             if !in_table || !is_part || listed.contains(rel) {
                 continue;
             }
-            if cutoff.is_some_and(|c| meta.last_modified <= c) {
-                crate::read::remote::delete(&object)?;
-                orphans.removed += 1;
-            } else {
+            if !old(meta.last_modified) {
                 orphans.young += 1;
+                continue;
+            }
+            match crate::read::remote::delete(&object) {
+                Ok(()) => orphans.removed += 1,
+                Err(e) => {
+                    eprintln!("cartscope: note: {e:#}: the part is left (it is not read)");
+                    orphans.kept += 1;
+                }
             }
         }
         Ok(orphans)
@@ -624,10 +633,12 @@ mod tests {
     }
 }
 
-/// What `Manifest::remove_remote_orphans` did: the unlisted parts it deleted, and those it
-/// left because they were too recent to be told from another ingest's uncommitted ones.
+/// What `Manifest::remove_remote_orphans` did: the unlisted parts it deleted, those it left
+/// because they were too recent to be told from another ingest's uncommitted ones, and those
+/// the store would not delete.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Orphans {
     pub removed: usize,
     pub young: usize,
+    pub kept: usize,
 }

@@ -481,14 +481,23 @@ pub fn put_if(
 ) -> Result<object_store::UpdateVersion> {
     let loc = locate(url)?;
     let (store, path) = (loc.store, loc.path);
+    let named = url.to_string();
     let put = block(async move {
+        let url = named;
         let mode = match version {
             Some(v) => object_store::PutMode::Update(v),
             None => object_store::PutMode::Create,
         };
         let payload = object_store::PutPayload::from(bytes);
         match store.put_opts(&path, payload.clone(), mode.into()).await {
-            Err(object_store::Error::NotImplemented { .. }) => store.put(&path, payload).await,
+            Err(object_store::Error::NotImplemented { .. }) => {
+                // Said, not silent: this is what keeps two writers from losing each other's
+                // work, and here nothing does.
+                eprintln!(
+                    "cartscope: note: the store of '{url}' cannot put it conditionally: it is overwritten, so two writers at once could lose one's work; run one at a time"
+                );
+                store.put(&path, payload).await
+            }
             r => r,
         }
     });
