@@ -288,14 +288,17 @@ fn a_dataset_is_ingested_into_a_bucket_and_read_from_it() {
     // and says so; told that nothing else writes (`--orphan-age 0s`), it deletes it.
     let orphan = "shop/ds/traces/dt=2026-11-20/part-0123456789abcdef-0000.parquet";
     put(&endpoint, &bucket, orphan, &root("sample-data/README.md"));
+    let orphan2 = "shop/ds/traces/dt=2026-11-20/part-0123456789abcdef-0001.parquet";
+    put(&endpoint, &bucket, orphan2, &root("sample-data/README.md"));
     assert_eq!(run(&["report", "--data", &ds, "-f", "json"]), want);
     assert!(keys(&endpoint, &bucket, "shop/ds/traces/").contains(&orphan.to_string()));
     let js = fixture("real-sdk/js/traces.jsonl.gz");
     let o = s3_cartscope(&endpoint, &["ingest", js.to_str().unwrap(), "--out", &ds]);
     ok(&o, "ingest js");
     assert!(
-        stderr(&o).contains("1 part file below")
-            && stderr(&o).contains("younger than 1d")
+        stderr(&o).contains("2 part files below")
+            && stderr(&o).contains("are listed by no input and younger than 1d")
+            && stderr(&o).contains("so they are left")
             && !stderr(&o).contains("removed"),
         "{}",
         stderr(&o)
@@ -314,12 +317,15 @@ fn a_dataset_is_ingested_into_a_bucket_and_read_from_it() {
     );
     ok(&o, "ingest js again");
     assert!(
-        stderr(&o).contains("removed 1 unfinished part file of"),
+        stderr(&o).contains("removed 2 unfinished part files of"),
         "{}",
         stderr(&o)
     );
     let left = keys(&endpoint, &bucket, "shop/ds/");
-    assert!(!left.contains(&orphan.to_string()), "{left:?}");
+    assert!(
+        !left.contains(&orphan.to_string()) && !left.contains(&orphan2.to_string()),
+        "{left:?}"
+    );
     assert!(
         left.iter().filter(|k| k.ends_with(".parquet")).count() > 10,
         "{left:?}"

@@ -164,23 +164,24 @@ pub fn ingest_resolved(
     let _lock;
     let (manifest, out, version, orphans) = match &remote {
         Some(url) => {
-            let (mut manifest, mut version) = Manifest::load_or_new_remote(url)?;
+            let (manifest, mut version) = Manifest::load_or_new_remote(url)?;
             let orphans = manifest.remove_remote_orphans(url, orphan_age)?;
             if orphans.young > 0 {
-                let (is, it) = match orphans.young {
-                    1 => ("is", "it"),
-                    _ => ("are", "them"),
+                let (is, they, them) = match orphans.young {
+                    1 => ("is", "it", "it"),
+                    _ => ("are", "they", "them"),
                 };
                 eprintln!(
-                    "cartscope: note: {} below '{url}' {is} in no manifest and younger than {orphan_age}: another ingest may be uploading {it}, so {it} {is} left (never read); an ingest removes {it} once {orphan_age} old, or now with --orphan-age 0s if no other ingest runs",
+                    "cartscope: note: {} below '{url}' {is} listed by no input and younger than {orphan_age}: another ingest may be uploading {them}, so {they} {is} left (never read); a later ingest removes {them} once {they} {is} that old, or now with --orphan-age 0s if no other ingest runs",
                     count(orphans.young, "part file", "part files"),
                 );
             }
             if orphans.removed > 0 && version.is_some() {
-                // The same manifest put again, conditionally: an ingest that uploaded the parts
-                // just deleted and stalled before its commit (longer than --orphan-age) then
-                // fails to commit, rather than name parts that are gone.
-                manifest.save_remote(url, &mut version)?;
+                // The same manifest put again, conditionally (its format version as it was):
+                // an ingest that uploaded the parts just deleted and stalled before its commit
+                // (longer than --orphan-age) then fails to commit, rather than name parts
+                // that are gone.
+                manifest.put_again_remote(url, &mut version)?;
             }
             let orphans = orphans.removed;
             staging = tempfile::Builder::new()

@@ -175,6 +175,12 @@ impl Manifest {
     /// is an error rather than lost; `version` becomes the one written.
     pub fn save_remote(&mut self, url: &str, version: &mut Option<UpdateVersion>) -> Result<()> {
         self.version = VERSION;
+        self.put_again_remote(url, version)
+    }
+
+    /// As `save_remote`, but this manifest as it is (its format version not raised: nothing
+    /// was appended).
+    pub fn put_again_remote(&self, url: &str, version: &mut Option<UpdateVersion>) -> Result<()> {
         let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
         let path = format!("{url}{MANIFEST}");
@@ -196,7 +202,10 @@ impl Manifest {
     /// clock (`0s`: all of them, whatever the clocks say). A younger one may be another
     /// ingest's, uploaded and not yet committed (an object store has no lock to wait on, and
     /// this manifest may predate that ingest's commit): it is left, and counted in `.young`.
-    /// One the store will not delete (no permission) is left with a note.
+    /// The parts of the manifest as it is after the listing count as listed too (another
+    /// ingest may have committed since this one was read), which leaves only the moment
+    /// between that read and the deletes. A part the store will not delete (no permission,
+    /// or any other error) is left with a note: it is never read.
     pub fn remove_remote_orphans(
         &self,
         url: &str,
@@ -213,8 +222,18 @@ impl Manifest {
         let old = |modified: chrono::DateTime<chrono::Utc>| {
             older_than.ns() == 0 || cutoff.is_some_and(|c| modified <= c)
         };
+        let objects = crate::read::remote::listing(url)?;
+        let now = Self::load_or_new_remote(url)?.0;
+        let listed: std::collections::HashSet<&str> = listed
+            .into_iter()
+            .chain(
+                now.inputs
+                    .iter()
+                    .flat_map(|i| i.parts.iter().map(String::as_str)),
+            )
+            .collect();
         let mut orphans = Orphans::default();
-        for (object, meta) in crate::read::remote::listing(url)? {
+        for (object, meta) in objects {
             let Some(rel) = object.strip_prefix(url) else {
                 continue;
             };
@@ -234,10 +253,7 @@ impl Manifest {
             }
             match crate::read::remote::delete(&object) {
                 Ok(()) => orphans.removed += 1,
-                Err(e) => {
-                    eprintln!("cartscope: note: {e:#}: the part is left (it is not read)");
-                    orphans.kept += 1;
-                }
+                Err(e) => eprintln!("cartscope: note: {e:#}: the part is left (it is not read)"),
             }
         }
         Ok(orphans)
@@ -633,12 +649,10 @@ mod tests {
     }
 }
 
-/// What `Manifest::remove_remote_orphans` did: the unlisted parts it deleted, those it left
-/// because they were too recent to be told from another ingest's uncommitted ones, and those
-/// the store would not delete.
+/// What `Manifest::remove_remote_orphans` did: the unlisted parts it deleted, and those it
+/// left because they were too recent to be told from another ingest's uncommitted ones.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Orphans {
     pub removed: usize,
     pub young: usize,
-    pub kept: usize,
 }

@@ -491,11 +491,14 @@ pub fn put_if(
         let payload = object_store::PutPayload::from(bytes);
         match store.put_opts(&path, payload.clone(), mode.into()).await {
             Err(object_store::Error::NotImplemented { .. }) => {
-                // Said, not silent: this is what keeps two writers from losing each other's
-                // work, and here nothing does.
-                eprintln!(
-                    "cartscope: note: the store of '{url}' cannot put it conditionally: it is overwritten, so two writers at once could lose one's work; run one at a time"
-                );
+                // Said (once a run), not silent: this is what keeps two writers from losing
+                // each other's work, and here nothing does.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    eprintln!(
+                        "cartscope: note: '{url}' is overwritten unconditionally (its store cannot put conditionally): two ingests at once could lose one's inputs; run one at a time"
+                    )
+                });
                 store.put(&path, payload).await
             }
             r => r,
