@@ -172,8 +172,9 @@ pub fn ingest_resolved(
                     _ => ("are", "they", "them"),
                 };
                 eprintln!(
-                    "cartscope: note: {} below '{url}' {is} listed by no input and younger than {orphan_age}: another ingest may be uploading {them}, so {they} {is} left (never read); a later ingest removes {them} once {they} {is} that old, or now with --orphan-age 0s if no other ingest runs",
-                    count(orphans.young, "part file", "part files"),
+                    "cartscope: note: {} part file{} below '{url}' {is} listed by no input and younger than {orphan_age}: another ingest may be uploading {them}, so {they} {is} left (never read); a later ingest removes {them} once {they} {is} that old, or now with --orphan-age 0s if no other ingest runs",
+                    orphans.young,
+                    load::plural(orphans.young as u64),
                 );
             }
             if orphans.removed > 0 && version.is_some() {
@@ -206,8 +207,8 @@ pub fn ingest_resolved(
     };
     if orphans > 0 {
         eprintln!(
-            "cartscope: removed {} of an interrupted ingest",
-            count(orphans, "unfinished part file", "unfinished part files")
+            "cartscope: removed {orphans} unfinished part file{} of an interrupted ingest",
+            load::plural(orphans as u64)
         );
     }
 
@@ -462,11 +463,6 @@ fn widen_range(range: &mut Option<(i64, i64)>, table: Table, batch: &RecordBatch
         None => (lo, hi),
         Some((a, b)) => (a.min(lo), b.max(hi)),
     });
-}
-
-/// `n` and the noun, singular for one: "1 part file", "3 part files".
-fn count(n: usize, one: &str, more: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { more })
 }
 
 #[cfg(test)]

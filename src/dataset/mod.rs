@@ -158,16 +158,25 @@ impl Manifest {
     /// version it was read at, or a new one (no version) when the prefix holds no dataset
     /// yet. A prefix holding other objects is refused, as a folder is.
     pub fn load_or_new_remote(url: &str) -> Result<(Manifest, Option<UpdateVersion>)> {
-        let path = format!("{url}{MANIFEST}");
-        if let Some(got) = crate::read::remote::fetch(&path)? {
-            let text = String::from_utf8(got.bytes.to_vec())
-                .with_context(|| format!("'{path}' is not a cartscope dataset manifest"))?;
-            return Ok((Self::parse(Path::new(&path), &text)?, Some(got.version)));
+        if let Some((manifest, version)) = Self::fetch_remote(url)? {
+            return Ok((manifest, Some(version)));
         }
         if let Some(other) = crate::read::remote::sizes(url)?.into_keys().min() {
             bail!("--out '{url}' holds objects that are not a cartscope dataset (no {MANIFEST}; '{other}' for one): give an empty or new prefix");
         }
         Ok((Manifest::default(), None))
+    }
+
+    /// The manifest of the dataset at the prefix `url` and the version it was read at, if
+    /// there is one.
+    fn fetch_remote(url: &str) -> Result<Option<(Manifest, UpdateVersion)>> {
+        let path = format!("{url}{MANIFEST}");
+        let Some(got) = crate::read::remote::fetch(&path)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(got.bytes.to_vec())
+            .with_context(|| format!("'{path}' is not a cartscope dataset manifest"))?;
+        Ok(Some((Self::parse(Path::new(&path), &text)?, got.version)))
     }
 
     /// Puts the manifest at the prefix `url`, only if it is still at `version` (the commit of
@@ -211,11 +220,6 @@ impl Manifest {
         url: &str,
         older_than: crate::time::Duration,
     ) -> Result<Orphans> {
-        let listed: std::collections::HashSet<&str> = self
-            .inputs
-            .iter()
-            .flat_map(|i| i.parts.iter().map(String::as_str))
-            .collect();
         let age = chrono::Duration::from_std(std::time::Duration::from_nanos(older_than.ns()))
             .unwrap_or(chrono::Duration::MAX);
         let cutoff = chrono::Utc::now().checked_sub_signed(age);
@@ -223,14 +227,10 @@ impl Manifest {
             older_than.ns() == 0 || cutoff.is_some_and(|c| modified <= c)
         };
         let objects = crate::read::remote::listing(url)?;
-        let now = Self::load_or_new_remote(url)?.0;
-        let listed: std::collections::HashSet<&str> = listed
-            .into_iter()
-            .chain(
-                now.inputs
-                    .iter()
-                    .flat_map(|i| i.parts.iter().map(String::as_str)),
-            )
+        let now = Self::fetch_remote(url)?.map(|(m, _)| m.inputs);
+        let listed: std::collections::HashSet<&str> = (self.inputs.iter())
+            .chain(now.iter().flatten())
+            .flat_map(|i| i.parts.iter().map(String::as_str))
             .collect();
         let mut orphans = Orphans::default();
         for (object, meta) in objects {

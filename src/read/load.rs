@@ -245,7 +245,7 @@ fn expected_spans(seen: usize, read: u64, total: u64) -> usize {
     all.min(16 * seen as u128) as usize
 }
 
-fn plural(n: u64) -> &'static str {
+pub(crate) fn plural(n: u64) -> &'static str {
     if n == 1 {
         ""
     } else {
