@@ -11,9 +11,10 @@
 # folder and reused), and for each of --sdk-sizes the same kind of shop written by the real
 # OpenTelemetry SDKs (bench/real-sdk/make.sh: the JS SDK's OTLP/HTTP JSON, the Python SDK's
 # OTLP/HTTP protobuf, and the same Python bodies in protobuf's JSON mapping; rows labelled
-# "SIZE js", "SIZE py-proto", "SIZE py-json"). DuckDB reads OTLP/JSON only (not protobuf's
-# JSON mapping, whose enums are names) and the floor JSON only: for py-proto the peer column
-# is cartscope reading the same Python export as py-json. It times,
+# "SIZE js", "SIZE py-proto", "SIZE py-json"). DuckDB's flatten reads OTLP/JSON only (not
+# protobuf's JSON mapping, whose enums are names), its raw replay both; the floor reads JSON
+# only: for py-proto the peer column is cartscope reading the same Python export as py-json.
+# It times,
 # alternating A B A B:
 #   ingest  `cartscope ingest` of traces.jsonl       vs DuckDB read_ndjson + 3 unnests to Parquet
 #   floor   serde_json into IgnoredAny over the same bytes, one core (bench/floor)
@@ -29,7 +30,10 @@
 # would not fit the disk: 10M carts is about 32 GB plain, 3.6 GB compressed).
 # Wall time is measured here, peak memory (max RSS) by /usr/bin/time -v. It prints a table
 # of medians, MB/s, ratios (DuckDB time / cartscope time: above 1 means cartscope is faster)
-# and peak RSS, and writes it as markdown (bench/work/results.md unless --results).
+# and peak RSS, and writes it as markdown (bench/work/results.md unless --results). After
+# each DuckDB run of detect, detect raw and a query, bench/duckdb/agree.py compares its rows
+# with cartscope's (timestamps, maps and base64 ids written one way); the table says "same
+# rows" or "rows differ!", and a difference makes the run exit 1.
 #
 # DuckDB comes from PyPI into bench/.venv. --smoke runs one tiny size once, for CI: give it
 # an already built binary (--bin target/debug/cartscope after `cargo test`) so CI needs no
@@ -150,6 +154,9 @@ fi
 # ---- measuring ---------------------------------------------------------------------------
 raw="$work/raw.tsv"
 : > "$raw"
+# Whether each peer run's rows were cartscope's (bench/duckdb/agree.py), beside raw.tsv.
+agreed="$work/agree.tsv"
+: > "$agreed"
 # measure SIZE TASK TOOL BYTES OUT -- command...: one timed run, appended to raw.tsv.
 measure() {
     local size=$1 task=$2 tool=$3 bytes=$4 out=$5
@@ -174,6 +181,14 @@ measure() {
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$task" "$tool" "$secs" "$rss" "$bytes" "$rows" >>"$raw"
     printf '   %-8s %-34s %-9s %8.3f s %8d MB\n' "$size" "$task" "$tool" "$secs" "$((rss / 1024))" >&2
+}
+
+# agree SIZE TASK: whether the last cartscope and DuckDB runs of TASK (a.csv, b.csv) gave the
+# same rows, appended to agree.tsv for the table.
+agree() {
+    local verdict
+    verdict=$("$PY" "$DDB/agree.py" "$work/a.csv" "$work/b.csv" || true)
+    printf '%s\t%s\t%s\n' "$1" "$2" "$verdict" >>"$agreed"
 }
 
 carts_of() {
@@ -204,9 +219,12 @@ bench_tasks() {
             if [ "$task" = detect ]; then
                 measure "$size" detect cartscope 0 "$work/a.csv" -- \
                     "${CS[@]}" detect --data "$ds" -f csv --refresh
-                [ -n "$PY" ] && measure "$size" detect duckdb 0 "$work/b.csv" -- \
-                    "$PY" "$DDB/run.py" "$DDB/dataset.sql" "$DDB/replay.sql" --then "$DDB/detect.sql" \
-                    --out /dev/stdout "DATA=$ds"
+                if [ -n "$PY" ]; then
+                    measure "$size" detect duckdb 0 "$work/b.csv" -- \
+                        "$PY" "$DDB/run.py" "$DDB/dataset.sql" "$DDB/replay.sql" \
+                        --then "$DDB/detect.sql" --out /dev/stdout "DATA=$ds"
+                    agree "$size" detect
+                fi
             elif [ "$task" = report ]; then
                 measure "$size" report cartscope 0 "$work/a.csv" -- \
                     "${CS[@]}" report --data "$ds" -f json --refresh
@@ -216,9 +234,12 @@ bench_tasks() {
                 fi
                 measure "$size" "query $task" cartscope 0 "$work/a.csv" -- \
                     "${CS[@]}" query "$task" --data "$ds" -f csv
-                [ -n "$PY" ] && measure "$size" "query $task" duckdb 0 "$work/b.csv" -- \
-                    "$PY" "$DDB/run.py" "$DDB/kept.sql" --then "$DDB/queries/$task.sql" \
-                    --out /dev/stdout "DATA=$ds" "REPLAY=$(kept_replay "$ds")"
+                if [ -n "$PY" ]; then
+                    measure "$size" "query $task" duckdb 0 "$work/b.csv" -- \
+                        "$PY" "$DDB/run.py" "$DDB/kept.sql" --then "$DDB/queries/$task.sql" \
+                        --out /dev/stdout "DATA=$ds" "REPLAY=$(kept_replay "$ds")"
+                    agree "$size" "query $task"
+                fi
             fi
             true
         done
@@ -260,15 +281,18 @@ bench_export() {
     done
     rm -rf "$work/ingest-out" "$work/flat.parquet"
     # The replay straight from the raw export, beside DuckDB's from the same JSON (raw.sql
-    # reads OTLP/JSON's numeric enums: not protobuf's JSON mapping, nor protobuf).
+    # reads OTLP/JSON and protobuf's JSON mapping alike: status codes as numbers or enum
+    # names; the Python SDK's base64 ids are kept as text, so its carts are the same but for
+    # last_trace_id; not protobuf).
     for run in $(seq 1 "$runs"); do
         [ "$detect" = 1 ] && [ "$raw_detect" = 1 ] && [ -z "$peer" ] || break
         measure "$size" "detect raw" cartscope "$bytes" "$work/a.csv" -- \
             "${CS[@]}" detect --data "$traces" -f csv
-        if [ -n "$PY" ] && [ "${duckdb_ingest:-1}" = 1 ]; then
+        if [ -n "$PY" ]; then
             measure "$size" "detect raw" duckdb "$bytes" "$work/b.csv" -- \
                 "$PY" "$DDB/run.py" "$DDB/raw.sql" "$DDB/replay.sql" --then "$DDB/detect.sql" \
                 --out /dev/stdout "INPUT=$traces"
+            agree "$size" "detect raw"
         fi
     done
     [ "$report" = 1 ] && tasks="report $tasks"
@@ -293,7 +317,8 @@ for size in $sizes; do
     bench_export "$size" "$traces" "$gen/otlp" "$work/ds-$n" "$queries"
 done
 
-# The real SDKs' exports: ingest and detect (the queries read the same kind of dataset).
+# The real SDKs' exports: ingest, detect, the report and the library queries (each SDK's
+# datasets have no metrics, exemplars or logs: DuckDB reads those tables empty, run.py).
 for size in $sdk_sizes; do
     n=$(carts_of "$size")
     sdk="$work/sdk-$n"
@@ -302,11 +327,12 @@ for size in $sdk_sizes; do
         rm -rf "$sdk"
         "$ROOT/bench/real-sdk/make.sh" "$sdk" --carts "$n" --seed 7
     fi
-    bench_export "$size js" "$sdk/js/traces.jsonl" "$sdk/js/traces.jsonl" "$work/ds-sdk-js-$n" ""
+    bench_export "$size js" "$sdk/js/traces.jsonl" "$sdk/js/traces.jsonl" "$work/ds-sdk-js-$n" \
+        "$queries"
     # DuckDB's flatten.sql reads OTLP/JSON's numeric enums, not protobuf's JSON mapping
     # (enum names, base64 ids): py-json's ingest is compared with the floor only.
     duckdb_ingest=0 bench_export "$size py-json" "$sdk/py-json/traces.jsonl" \
-        "$sdk/py-json/traces.jsonl" "$work/ds-sdk-py-$n" ""
+        "$sdk/py-json/traces.jsonl" "$work/ds-sdk-py-$n" "$queries"
     # The same dataset as py-json: its detect is timed once, above.
     detect=0 bench_export "$size py-proto" "$sdk/py-proto/traces.binpb" \
         "$sdk/py-proto/traces.binpb" "$work/ds-sdk-py-$n" "" "$sdk/py-json/traces.jsonl"
@@ -315,8 +341,15 @@ done
 
 # ---- the table ---------------------------------------------------------------------------
 machine="$(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2}') GB RAM"
-python3 "$ROOT/bench/summarize.py" "$raw" "$machine" "bench/run.sh${args:+ $args}" \
+AGREE="$agreed" python3 "$ROOT/bench/summarize.py" "$raw" "$machine" "bench/run.sh${args:+ $args}" \
     "$("$bin" --version 2>/dev/null || echo cartscope)" \
     "$([ -n "$PY" ] && "$PY" -c 'import duckdb; print("duckdb " + duckdb.__version__)' || echo 'duckdb: not run')" \
     | tee "$results"
 say "results written to $results"
+# A peer that gave other rows than cartscope is a finding, not noise: the table is written,
+# and the run fails.
+if grep -q $'\tdiffer' "$agreed"; then
+    echo "bench/run.sh: DuckDB's rows differ from cartscope's (bench/duckdb/agree.py):" >&2
+    grep $'\tdiffer' "$agreed" >&2
+    exit 1
+fi

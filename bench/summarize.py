@@ -20,6 +20,23 @@ for line in open(raw):
 
 cores = os.cpu_count() or 1
 
+# Whether DuckDB's rows were cartscope's, per run (bench/duckdb/agree.py via $AGREE).
+agreement = defaultdict(list)  # (size, task) -> [verdict]
+if os.environ.get("AGREE") and os.path.exists(os.environ["AGREE"]):
+    for line in open(os.environ["AGREE"]):
+        size, task, verdict = line.rstrip("\n").split("\t", 2)
+        agreement[(size, task)].append(verdict)
+
+
+def agreed(size, task):
+    v = agreement.get((size, task))
+    if not v:
+        return ""
+    bad = [x for x in v if x.startswith("differ")]
+    if bad:
+        return f", rows differ! ({bad[0][:120]})"
+    return ", same rows" if all(x == "same" for x in v) else ", same rows (ties in another order)"
+
 
 def med(key, i=0):
     v = [r[i] for r in rows.get(key, [])]
@@ -41,7 +58,7 @@ print()
 print("Medians of the runs; MB/s over the traces file's bytes; ratio = DuckDB time / cartscope")
 print("time (above 1: cartscope is faster); peak = the largest max RSS of the runs.")
 print()
-print("| carts | task | runs | cartscope s | DuckDB s | ratio | cartscope MB/s | DuckDB MB/s | floor MB/s (1 core) | cartscope per core / floor | cartscope peak MB | DuckDB peak MB | peak ratio | rows (cs / duckdb) |")
+print("| carts | task | runs | cartscope s | DuckDB s | ratio | cartscope MB/s | DuckDB MB/s | floor MB/s (1 core) | cartscope per core / floor | cartscope peak MB | DuckDB peak MB | peak ratio | rows (cs / duckdb), agree.py |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for size, task in order:
     a, b, f = (size, task, "cartscope"), (size, task, "duckdb"), (size, task, "floor")
@@ -61,6 +78,7 @@ for size, task in order:
     else:
         la, lb = med(a, 3), med(b, 3)
         lines = f"{fmt(la, '.0f')} / {fmt(lb, '.0f')}" + ("" if la == lb or lb is None else " (differ!)")
+        lines += agreed(size, task)
     print(
         f"| {size} | {task} | {len(rows.get(a, []))} | {fmt(ta, '.3f')} | {fmt(tb, '.3f')}{' (cartscope, same data as JSON)' if vs_json else ''} | {fmt(ratio, '.2f')} "
         f"| {fmt(mbs(ta), '.0f')} | {fmt(None if vs_json else mbs(tb), '.0f')} | {fmt(mbs(tf), '.0f')} | {fmt(per_core, '.0%')} "

@@ -25,7 +25,7 @@ def fill(text, values):
     # from sample-data's dataset, with no rows, as cartscope shows an empty table.
     data = values.get("DATA")
     if data:
-        for table in ("traces", "span_events", "metrics", "exemplars"):
+        for table in ("traces", "span_events", "metrics", "exemplars", "logs"):
             if not os.path.isdir(os.path.join(data, table)):
                 src = f"read_parquet('{data}/{table}/*/*.parquet', hive_partitioning = true, union_by_name = true)"
                 empty = f"(SELECT * FROM read_parquet('{SAMPLE}/{table}/*/*.parquet', hive_partitioning = true, union_by_name = true) LIMIT 0)"
