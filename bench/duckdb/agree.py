@@ -6,11 +6,12 @@ Prints one line and exits 0 when they agree, 1 when they do not. Before comparin
 value is written one way: timestamps as `2026-11-20T06:00:00.15Z` (DuckDB writes
 `2026-11-20 06:00:00.15+00`, without trailing zeros), maps as `{k: v}` (DuckDB: `{k=v}`),
 and a trace or span id that DuckDB kept as the base64 of protobuf's JSON mapping (the Python
-SDK's; cartscope writes every id as hex) decoded to hex. Two numbers agree when they differ
-by at most one in the last decimal either prints (round(x, 3) of a value whose decimal form
-ends in 5 may go either way: DuckDB rounds the binary value, DataFusion the product by
-10^3). Rows are compared in order, then as sorted lists: a query whose ORDER BY leaves ties
-may give them in either order ("same rows, other order").
+SDK's; cartscope writes every id as hex) decoded to hex. Two numbers agree when equal, or,
+printed with decimals, when they differ by at most one in the last decimal either prints
+(round(x, 3) of a value whose decimal form ends in 5 may go either way: DuckDB rounds the
+binary value, DataFusion the product by 10^3). Rows are compared in order, then as sorted
+lists: a query whose ORDER BY leaves ties may give them in either order ("same rows, other
+order").
 """
 import base64
 import binascii
@@ -51,8 +52,11 @@ def same_value(a, b):
         x, y = float(a), float(b)
     except ValueError:
         return False
-    step = 10.0 ** -max(decimals(a), decimals(b))
-    return abs(x - y) <= step * 1.000001
+    places = max(decimals(a), decimals(b))
+    if places == 0:
+        # Counts and other integers agree only when equal.
+        return x == y
+    return abs(x - y) <= 10.0**-places * 1.000001
 
 
 def same_rows(ra, rb):
