@@ -27,6 +27,7 @@ impl Globals {
             hash_inputs: false,
             limits: self.limits,
             projection: std::sync::Arc::new(reads.clone()),
+            chunk: crate::read::load::CHUNK,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Streams raw export files into canonical batches, on every core.
 //!
 //! One reader thread opens each file in turn, undoes its compression and cuts it into chunks of
-//! whole documents (lines, pretty-printed documents, or protobuf frames) of about a MiB; worker
+//! whole documents (lines, pretty-printed documents, or protobuf frames) of about a MiB (4 MiB
+//! when the batches are held for queries: `HELD_CHUNK`); worker
 //! threads parse chunks straight into Arrow builders; the calling thread receives the batches
 //! in input order (so results are deterministic) and hands them to a sink. Every queue is
 //! bounded, so memory depends on the chunk size and thread count, never on the input's size.
@@ -27,13 +28,20 @@ use crate::read::projection::Projection;
 use crate::tables::builders::TableBuilders;
 use crate::tables::schema::{PerTable, Table};
 
-/// Bytes of input per chunk handed to a worker. 1 MiB against 4 MiB on the 100k-cart export
-/// (bench/RESULTS.md): the same time, 60 MB less peak memory (the queues hold fewer bytes).
-const CHUNK: usize = 1 << 20;
+/// Bytes of input per chunk handed to a worker (`LoadOptions::chunk`). 1 MiB against 4 MiB on
+/// the 100k-cart export's ingest (bench/RESULTS.md): the same time, 60 MB less peak memory
+/// (the queues hold fewer bytes).
+pub const CHUNK: usize = 1 << 20;
+/// The chunk of a load whose batches are held for queries (`load_into_memory`): a chunk's
+/// spans are one batch, and 4 MiB makes batches of about 9,000 spans (DataFusion's are 8,192)
+/// where 1 MiB made 2,200: every operator of the replay then works on a quarter as many
+/// batches. A raw real-SDK detect 1.05-1.08x faster, its peak the same (bench/RESULTS.md);
+/// the queues' few more megabytes are nothing beside what is held.
+pub const HELD_CHUNK: usize = 4 << 20;
 /// Spans checked for repeats before the check's set is sized for the whole input.
 const SIZE_CHECK_AFTER: usize = 1 << 16;
-/// The largest chunk buffer handed back to the reader for another chunk.
-const SPARE_AT_MOST: usize = 4 * CHUNK;
+/// The largest chunk buffer handed back to the reader for another chunk, in chunks.
+const SPARE_AT_MOST: usize = 4;
 /// A frame longer than this is taken for a corrupt length prefix, not a message.
 const MAX_FRAME: usize = 1 << 30;
 
@@ -48,6 +56,9 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// The attributes to read; the rest are skipped unread (`read::projection`).
     pub projection: Arc<Projection>,
+    /// Bytes of input a worker parses at once (whole documents or frames of about this
+    /// many), and so the rows of a batch: `CHUNK`, or `HELD_CHUNK` for batches held.
+    pub chunk: usize,
 }
 
 impl Default for LoadOptions {
@@ -59,6 +70,7 @@ impl Default for LoadOptions {
             hash_inputs: false,
             limits: Limits::default(),
             projection: Arc::default(),
+            chunk: CHUNK,
         }
     }
 }
@@ -379,11 +391,12 @@ pub fn load(
             let out_tx = out_tx.clone();
             let hash = opts.hash_inputs;
             let limits = opts.limits;
+            let chunk = opts.chunk.max(1);
             scope.spawn(move || {
                 let reading = read_all(
                     files,
                     hash,
-                    limits,
+                    (limits, chunk),
                     &work_tx,
                     &spare_rx,
                     &read_bytes,
@@ -401,9 +414,16 @@ pub fn load(
             let max_record = opts.limits.max_record;
             let projection = opts.projection.clone();
             let spare = spare_tx.clone();
+            let spare_at_most = SPARE_AT_MOST * opts.chunk.max(1);
             scope.spawn(move || {
                 worker(
-                    files, work_rx, out_tx, &spare, &cancel, max_record, projection,
+                    files,
+                    work_rx,
+                    out_tx,
+                    (&spare, spare_at_most),
+                    &cancel,
+                    max_record,
+                    projection,
                 )
             });
         }
@@ -461,11 +481,12 @@ pub fn load(
     Ok(stats)
 }
 
+/// `spare`: where chunk buffers go back to the reader, and the largest kept.
 fn worker(
     files: &[InputFile],
     rx: Receiver<Item>,
     tx: Sender<Result<Output>>,
-    spare: &Sender<Vec<u8>>,
+    (spare, spare_at_most): (&Sender<Vec<u8>>, usize),
     cancel: &AtomicBool,
     max_record: usize,
     projection: Arc<Projection>,
@@ -505,7 +526,7 @@ fn worker(
                     &mut out,
                 );
                 // Kept only at about a chunk's size: a buffer a long line grew is let go.
-                if text.capacity() <= SPARE_AT_MOST {
+                if text.capacity() <= spare_at_most {
                     let _ = spare.try_send(text);
                 }
             }
@@ -723,10 +744,11 @@ fn parse_frame(
 }
 
 /// The reader thread: every file in order, cut into work items.
+/// `cut`: the limits, and the chunk size (`LoadOptions::chunk`).
 fn read_all(
     files: &[InputFile],
     hash: bool,
-    limits: Limits,
+    cut: (Limits, usize),
     tx: &Sender<Item>,
     spare: &Receiver<Vec<u8>>,
     read_bytes: &Arc<AtomicU64>,
@@ -744,7 +766,7 @@ fn read_all(
     };
     for (i, f) in files.iter().enumerate() {
         let hasher = hash.then(input::FileHasher::default);
-        let result = read_file(i, f, hasher.clone(), limits, spare, &mut send, read_bytes);
+        let result = read_file(i, f, hasher.clone(), cut, spare, &mut send, read_bytes);
         match result {
             Ok(()) => {}
             // A file that breaks off mid-stream (a truncated gzip, an I/O error) is a bad
@@ -770,11 +792,12 @@ fn read_all(
     Ok(())
 }
 
+/// `limits`, and the chunk size (`LoadOptions::chunk`).
 fn read_file(
     idx: usize,
     f: &InputFile,
     hasher: Option<input::FileHasher>,
-    limits: Limits,
+    (limits, chunk): (Limits, usize),
     spare: &Receiver<Vec<u8>>,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
     read_bytes: &Arc<AtomicU64>,
@@ -784,11 +807,11 @@ fn read_file(
         input::open(path, read_bytes.clone(), hasher, limits.max_expansion)?;
     let max = limits.max_record;
     match content {
-        Content::Json => read_json(idx, f, &mut *stream, max, spare, send).with_context(|| read_err(path, compression)),
+        Content::Json => read_json(idx, f, &mut *stream, (max, chunk), spare, send).with_context(|| read_err(path, compression)),
         // Length prefixes are read 4 bytes at a time: buffered.
         Content::Framed => {
             let mut r = std::io::BufReader::with_capacity(input::READ_BUFFER, &mut *stream);
-            read_frames(idx, path, &mut r, max, send).with_context(|| read_err(path, compression))
+            read_frames(idx, path, &mut r, (max, chunk), send).with_context(|| read_err(path, compression))
         }
         Content::Protobuf => {
             let mut all = Vec::new();
@@ -860,7 +883,7 @@ fn read_json(
     idx: usize,
     f: &InputFile,
     r: &mut dyn Read,
-    max_record: usize,
+    (max_record, chunk): (usize, usize),
     spare: &Receiver<Vec<u8>>,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
 ) -> Result<()> {
@@ -868,11 +891,11 @@ fn read_json(
     let fresh = |len: usize| -> Vec<u8> {
         let mut v = spare.try_recv().unwrap_or_default();
         v.clear();
-        v.reserve(len.max(2 * CHUNK));
+        v.reserve(len.max(2 * chunk));
         v
     };
-    let mut buf = fresh(2 * CHUNK);
-    let first = input::read_more(r, &mut buf, CHUNK);
+    let mut buf = fresh(2 * chunk);
+    let first = input::read_more(r, &mut buf, chunk);
     if buf.starts_with(b"\xef\xbb\xbf") {
         // A byte-order mark is not JSON; editors on Windows write one.
         buf.drain(..3);
@@ -885,7 +908,7 @@ fn read_json(
             idx,
             Work::Skipped(format!(
                 "JSON, but not OTLP (none of resourceSpans, resourceMetrics, resourceLogs in its first {})",
-                crate::output::human_bytes(CHUNK as u64)
+                crate::output::human_bytes(chunk as u64)
             )),
         );
     }
@@ -893,7 +916,7 @@ fn read_json(
     let lines = input::looks_like_json_lines(&buf);
     let mut line = 1u64;
     let mut scanner = input::DocScanner::default();
-    let mut read = first.map(|n| n < CHUNK);
+    let mut read = first.map(|n| n < chunk);
     loop {
         // A stream that breaks off (a truncated gzip) still hands on every whole document
         // read before the break; the break itself is the caller's to report.
@@ -914,7 +937,7 @@ fn read_json(
             let mut rest = if eof {
                 Vec::new()
             } else {
-                fresh(buf.len() - cut + CHUNK)
+                fresh(buf.len() - cut + chunk)
             };
             rest.extend_from_slice(&buf[cut..]);
             buf.truncate(cut);
@@ -965,7 +988,7 @@ fn read_json(
             // Passed over up to the end of the line, in constant memory.
             buf.clear();
             let found = loop {
-                match input::read_more(r, &mut buf, CHUNK) {
+                match input::read_more(r, &mut buf, chunk) {
                     Ok(0) => break None,
                     Ok(_) => match memchr::memchr(b'\n', &buf) {
                         Some(p) => break Some(p),
@@ -981,7 +1004,7 @@ fn read_json(
             buf.drain(..=p);
             line += 1;
         }
-        read = input::read_more(r, &mut buf, CHUNK).map(|n| n < CHUNK);
+        read = input::read_more(r, &mut buf, chunk).map(|n| n < chunk);
     }
 }
 
@@ -989,7 +1012,7 @@ fn read_frames(
     idx: usize,
     path: &Path,
     r: &mut dyn Read,
-    max_record: usize,
+    (max_record, chunk): (usize, usize),
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
 ) -> Result<()> {
     let mut frames = Vec::new();
@@ -1045,7 +1068,7 @@ fn read_frames(
         }
         size += want;
         frames.push((n, frame));
-        if size >= CHUNK {
+        if size >= chunk {
             hand_on(idx, &mut frames, &mut size, send)?;
         }
     })();
@@ -1113,15 +1136,20 @@ pub fn admit_unreadable(
     Ok(())
 }
 
-/// Loads everything into memory: one list of batches per table.
+/// Loads everything into memory: one list of batches per table, of `HELD_CHUNK`'s input each
+/// (or `opts.chunk`'s, when larger).
 pub fn load_into_memory(
     files: &[InputFile],
     opts: &LoadOptions,
 ) -> Result<(PerTable<Vec<RecordBatch>>, LoadStats)> {
     let mut tables: PerTable<Vec<RecordBatch>> = Default::default();
+    let opts = LoadOptions {
+        chunk: opts.chunk.max(HELD_CHUNK),
+        ..opts.clone()
+    };
     let stats = load(
         files,
-        opts,
+        &opts,
         &mut |_, t, b| {
             tables[t].push(b);
             Ok(())
