@@ -313,6 +313,58 @@ fn a_100_megabyte_line_loads_and_the_record_limit_skips_it() {
     );
 }
 
+/// Lines over the record limit that the loader reads in one chunk with others (lines of 30
+/// kB, a limit of 20 kB): each is skipped and reported, by a held load (`tables`, whose
+/// chunks are 4 MiB) and by ingest (1 MiB) alike, not only the one that happened to straddle
+/// a chunk's end. Hand-made lines.
+#[test]
+fn every_line_over_the_record_limit_is_skipped_wherever_it_falls_in_a_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("long-lines.jsonl");
+    let long = |c: &str| one_span_line(&format!("{c}{}", "x".repeat(30_000)));
+    std::fs::write(
+        &f,
+        format!(
+            "{}{}{}{}",
+            long("a"),
+            one_span_line("b"),
+            long("c"),
+            long("d")
+        ),
+    )
+    .unwrap();
+    let r = run_on(&["tables", "-f", "csv", "--max-record-size", "20kB"], &f);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(table_rows(&r, "traces"), 1, "{}", r.stderr);
+    for line in [1, 3, 4] {
+        let needle = format!(
+            "{}:{line}: the line is longer than 20000 bytes (--max-record-size); skipped",
+            f.display()
+        );
+        assert!(r.stderr.contains(&needle), "{needle}: {}", r.stderr);
+    }
+    let out = tmp.path().join("ds");
+    let r = run_for(
+        &[
+            OsStr::new("ingest"),
+            f.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+            OsStr::new("--max-record-size"),
+            OsStr::new("20kB"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("3 bad records skipped"),
+        "ingest skips the same lines: {}",
+        r.stderr
+    );
+    let r = run_on(&["tables", "-f", "csv"], &out);
+    assert_eq!(table_rows(&r, "traces"), 1, "{}", r.stderr);
+}
+
 #[test]
 fn deep_nesting_nan_bad_utf8_and_wrong_types_are_skipped_with_their_lines() {
     let tmp = tempfile::tempdir().unwrap();

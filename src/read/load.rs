@@ -35,8 +35,10 @@ pub const CHUNK: usize = 1 << 20;
 /// The chunk of a load whose batches are held for queries (`load_into_memory`): a chunk's
 /// spans are one batch, and 4 MiB makes batches of about 9,000 spans (DataFusion's are 8,192)
 /// where 1 MiB made 2,200: every operator of the replay then works on a quarter as many
-/// batches. A raw real-SDK detect 1.05-1.08x faster, its peak the same (bench/RESULTS.md);
-/// the queues' few more megabytes are nothing beside what is held.
+/// batches. A raw real-SDK detect 0.97x-1.13x over five rounds, 1.02-1.03x in the mean of six
+/// alternated runs, its peak a few MB lower (bench/RESULTS.md). The cost: the chunks in the
+/// queues and in the workers' hands (about five per worker thread) are 4 MiB, about 15 MiB
+/// more per thread, outside --memory-limit; beside what a held load holds, little.
 pub const HELD_CHUNK: usize = 4 << 20;
 /// Spans checked for repeats before the check's set is sized for the whole input.
 const SIZE_CHECK_AFTER: usize = 1 << 16;
@@ -519,8 +521,8 @@ fn worker(
                 parse_json_chunk(
                     path,
                     &text,
-                    first_line,
-                    lines,
+                    (first_line, lines),
+                    max_record,
                     &mut b,
                     &mut scratch,
                     &mut out,
@@ -560,11 +562,14 @@ fn add_counts(out: &mut Output, c: DocCounts) {
     }
 }
 
+/// `at`: the line the chunk starts at, and whether it is JSON lines. A document longer than
+/// `max_record` is skipped and reported here: the reader checks only what it cannot cut, so
+/// a long line inside a chunk would otherwise be read whatever the limit.
 fn parse_json_chunk(
     path: &Path,
     bytes: &[u8],
-    first_line: u64,
-    lines: bool,
+    (first_line, lines): (u64, bool),
+    max_record: usize,
     b: &mut TableBuilders,
     scratch: &mut Scratch,
     out: &mut Output,
@@ -602,6 +607,21 @@ fn parse_json_chunk(
     // UTF-8 is checked once for the whole chunk; only on failure document by document.
     let whole = simdutf8::basic::from_utf8(bytes).ok();
     for (s, e, line) in docs {
+        if e - s > max_record {
+            let what = if lines {
+                "the line is"
+            } else {
+                "a JSON document"
+            };
+            out.bad.push(BadRecord {
+                file: path.to_path_buf(),
+                at: Location::Line(line),
+                reason: format!(
+                    "{what} longer than {max_record} bytes (--max-record-size); skipped"
+                ),
+            });
+            continue;
+        }
         let text = match whole {
             Some(t) => &t[s..e],
             None => match std::str::from_utf8(&bytes[s..e]) {
@@ -901,14 +921,15 @@ fn read_json(
         buf.drain(..3);
     }
     // Found in a folder or by a glob, JSON that names none of OTLP's top-level fields in
-    // its first chunk is other JSON beside the export (a truth file, a configuration):
+    // its first MiB (`CHUNK`, whatever this load's chunk, so that every command passes over
+    // the same files) is other JSON beside the export (a truth file, a configuration):
     // passed over and said, not read as a bad record per line. Named, it is read.
-    if f.discovered && first.is_ok() && !input::names_otlp(&buf) {
+    if f.discovered && first.is_ok() && !input::names_otlp(&buf[..buf.len().min(CHUNK)]) {
         return send(
             idx,
             Work::Skipped(format!(
                 "JSON, but not OTLP (none of resourceSpans, resourceMetrics, resourceLogs in its first {})",
-                crate::output::human_bytes(chunk as u64)
+                crate::output::human_bytes(CHUNK as u64)
             )),
         );
     }
