@@ -32,7 +32,7 @@ def agreed(size, task):
     v = agreement.get((size, task))
     if not v:
         return ""
-    bad = [x for x in v if x.startswith("differ")]
+    bad = [x for x in v if x not in ("same", "same rows, other order")]
     if bad:
         return f", rows differ! ({bad[0][:120]})"
     return ", same rows" if all(x == "same" for x in v) else ", same rows (ties in another order)"
