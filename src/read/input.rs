@@ -575,14 +575,41 @@ fn peek(mut r: Box<dyn Read + Send>, n: usize) -> io::Result<(Vec<u8>, Box<dyn R
     Ok((head, Box::new(replay)))
 }
 
+/// The room `read_more` first offers a reader; each time the reader fills it, twice as much.
+const FIRST_STEP: usize = 64 << 10;
+
 /// Fills `buf` from `r` until it holds `want` more bytes or the stream ends; returns how many
-/// bytes were added.
+/// bytes were added. On an error, what was read before it stays in `buf`.
+///
+/// The room a reader reads into is cleared first (`read` takes initialised bytes) and grown a
+/// step at a time, so a small file costs about its own size in clearing. `read_to_end` of a
+/// `take(want)` did this clearing itself, and how much it cleared is std's choice: the nightly
+/// std the fuzzing build uses cleared the whole room reserved for a chunk (4 or 8 MiB) for a
+/// file of a few kB, a second per input there, where every byte cleared is a traced comparison.
 pub fn read_more(r: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
     let start = buf.len();
+    let target = start + want;
     buf.reserve(want);
-    let mut limited = r.take(want as u64);
-    limited.read_to_end(buf)?;
-    Ok(buf.len() - start)
+    let mut end = start;
+    let mut step = FIRST_STEP;
+    let result = loop {
+        if end == target {
+            break Ok(());
+        }
+        if end == buf.len() {
+            let grow = step.min(target - end);
+            buf.resize(end + grow, 0);
+            step = step.saturating_mul(2);
+        }
+        match r.read(&mut buf[end..]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => end += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    buf.truncate(end);
+    result.map(|()| end - start)
 }
 
 /// Whether `head`, the start of a JSON file, names one of OTLP's top-level fields
@@ -756,6 +783,84 @@ impl fmt::Display for BadRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Gives at most `piece` bytes a read, and remembers the largest room it was offered
+    /// (std clears the room it offers a reader like this one).
+    struct Pieces {
+        data: io::Cursor<Vec<u8>>,
+        piece: usize,
+        offered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.offered
+                .fetch_max(buf.len(), std::sync::atomic::Ordering::Relaxed);
+            let n = buf.len().min(self.piece);
+            self.data.read(&mut buf[..n])
+        }
+    }
+
+    fn pieces(
+        len: usize,
+        piece: usize,
+    ) -> (Pieces, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let offered = std::sync::Arc::default();
+        let data = (0..len).map(|i| (i % 251) as u8).collect();
+        let r = Pieces {
+            data: io::Cursor::new(data),
+            piece,
+            offered: std::sync::Arc::clone(&offered),
+        };
+        (r, offered)
+    }
+
+    #[test]
+    fn read_more_reads_exactly_what_is_asked_or_up_to_the_end() {
+        let want = 1 << 20;
+        for len in [
+            0,
+            1,
+            5_000,
+            FIRST_STEP,
+            FIRST_STEP + 1,
+            want - 1,
+            want,
+            want + 1,
+            3 * want + 7,
+        ] {
+            for piece in [1_000, 1 << 20] {
+                let (mut r, _) = pieces(len, piece);
+                let mut buf = b"kept".to_vec();
+                let mut got = Vec::new();
+                loop {
+                    let n = read_more(&mut r, &mut buf, want).unwrap();
+                    assert_eq!(n, want.min(len - got.len()), "len {len} piece {piece}");
+                    got.extend_from_slice(&buf[4..]);
+                    buf.truncate(4);
+                    if n < want {
+                        break;
+                    }
+                }
+                let expected: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                assert_eq!(got, expected, "len {len} piece {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn read_more_of_a_small_stream_offers_its_reader_a_step_not_the_whole_chunk() {
+        // Behind `peek`'s replayed head, as every file is read.
+        let (r, offered) = pieces(5_000, usize::MAX);
+        let (_, mut stream) = peek(Box::new(r), 8).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(read_more(&mut stream, &mut buf, 4 << 20).unwrap(), 5_000);
+        let most = offered.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            most <= FIRST_STEP,
+            "offered {most} bytes of room for a 5 kB stream"
+        );
+    }
 
     #[test]
     fn scanner_finds_concatenated_pretty_documents() {
