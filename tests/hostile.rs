@@ -106,6 +106,18 @@ fn run_on(args: &[&str], data: &Path) -> Ran {
     r
 }
 
+/// Runs `ingest INPUT --out OUT` with `extra` flags after them (60 s at most).
+fn ingest_with(input: &Path, out: &Path, extra: &[&str]) -> Ran {
+    let mut a = vec![
+        OsStr::new("ingest"),
+        input.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ];
+    a.extend(extra.iter().map(OsStr::new));
+    run_for(&a, Duration::from_secs(60))
+}
+
 /// The `tables -f csv` row count of `table`.
 fn table_rows(r: &Ran, table: &str) -> u64 {
     r.stdout
@@ -344,17 +356,7 @@ fn every_line_over_the_record_limit_is_skipped_wherever_it_falls_in_a_chunk() {
         assert!(r.stderr.contains(&needle), "{needle}: {}", r.stderr);
     }
     let out = tmp.path().join("ds");
-    let r = run_for(
-        &[
-            OsStr::new("ingest"),
-            f.as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-            OsStr::new("--max-record-size"),
-            OsStr::new("20kB"),
-        ],
-        Duration::from_secs(60),
-    );
+    let r = ingest_with(&f, &out, &["--max-record-size", "20kB"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
         r.stderr.contains("3 bad records skipped"),
@@ -510,15 +512,7 @@ fn special_files_and_broken_links_are_reported_and_the_rest_is_read() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     // Ingest too.
     let out = tmp.path().join("ds");
-    let r = run_for(
-        &[
-            OsStr::new("ingest"),
-            dir.as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
-        Duration::from_secs(60),
-    );
+    let r = ingest_with(&dir, &out, &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stderr.contains("a FIFO"), "{}", r.stderr);
 }
@@ -594,15 +588,7 @@ fn repeated_spans_count_once_and_odd_spans_are_noted() {
     // Ingest says how many it saw.
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("ds");
-    let r = run_for(
-        &[
-            OsStr::new("ingest"),
-            f.as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
-        Duration::from_secs(60),
-    );
+    let r = ingest_with(&f, &out, &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
         r.stderr.contains("2 spans repeat a span read before"),

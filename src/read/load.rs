@@ -392,18 +392,12 @@ pub fn load(
             let cancel = cancel.clone();
             let out_tx = out_tx.clone();
             let hash = opts.hash_inputs;
-            let limits = opts.limits;
-            let chunk = opts.chunk.max(1);
+            let cut = Cut {
+                limits: opts.limits,
+                chunk: opts.chunk.max(1),
+            };
             scope.spawn(move || {
-                let reading = read_all(
-                    files,
-                    hash,
-                    (limits, chunk),
-                    &work_tx,
-                    &spare_rx,
-                    &read_bytes,
-                    &cancel,
-                );
+                let reading = read_all(files, hash, cut, &work_tx, &spare_rx, &read_bytes, &cancel);
                 if let Err(e) = reading {
                     let _ = out_tx.send(Err(e));
                 }
@@ -608,17 +602,10 @@ fn parse_json_chunk(
     let whole = simdutf8::basic::from_utf8(bytes).ok();
     for (s, e, line) in docs {
         if e - s > max_record {
-            let what = if lines {
-                "the line is"
-            } else {
-                "a JSON document"
-            };
             out.bad.push(BadRecord {
                 file: path.to_path_buf(),
                 at: Location::Line(line),
-                reason: format!(
-                    "{what} longer than {max_record} bytes (--max-record-size); skipped"
-                ),
+                reason: too_long(lines, max_record, "skipped"),
             });
             continue;
         }
@@ -638,6 +625,17 @@ fn parse_json_chunk(
         };
         parse_one_json(path, text, Location::Line(line), b, scratch, out);
     }
+}
+
+/// What a line (`lines`) or JSON document over the record limit is reported as; `then` says
+/// what becomes of it.
+fn too_long(lines: bool, max_record: usize, then: &str) -> String {
+    let what = if lines {
+        "the line is"
+    } else {
+        "a JSON document"
+    };
+    format!("{what} longer than {max_record} bytes (--max-record-size); {then}")
 }
 
 fn parse_one_json(
@@ -763,12 +761,19 @@ fn parse_frame(
     out.bad.extend(reasons.into_iter().map(bad));
 }
 
+/// How the reader cuts a file: what a record and a stream may grow to, and the bytes of input
+/// per work item (`LoadOptions::chunk`).
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    limits: Limits,
+    chunk: usize,
+}
+
 /// The reader thread: every file in order, cut into work items.
-/// `cut`: the limits, and the chunk size (`LoadOptions::chunk`).
 fn read_all(
     files: &[InputFile],
     hash: bool,
-    cut: (Limits, usize),
+    cut: Cut,
     tx: &Sender<Item>,
     spare: &Receiver<Vec<u8>>,
     read_bytes: &Arc<AtomicU64>,
@@ -812,26 +817,25 @@ fn read_all(
     Ok(())
 }
 
-/// `limits`, and the chunk size (`LoadOptions::chunk`).
 fn read_file(
     idx: usize,
     f: &InputFile,
     hasher: Option<input::FileHasher>,
-    (limits, chunk): (Limits, usize),
+    cut: Cut,
     spare: &Receiver<Vec<u8>>,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
     read_bytes: &Arc<AtomicU64>,
 ) -> Result<()> {
     let path = &f.path;
     let (compression, content, mut stream) =
-        input::open(path, read_bytes.clone(), hasher, limits.max_expansion)?;
-    let max = limits.max_record;
+        input::open(path, read_bytes.clone(), hasher, cut.limits.max_expansion)?;
+    let max = cut.limits.max_record;
     match content {
-        Content::Json => read_json(idx, f, &mut *stream, (max, chunk), spare, send).with_context(|| read_err(path, compression)),
+        Content::Json => read_json(idx, f, &mut *stream, cut, spare, send).with_context(|| read_err(path, compression)),
         // Length prefixes are read 4 bytes at a time: buffered.
         Content::Framed => {
             let mut r = std::io::BufReader::with_capacity(input::READ_BUFFER, &mut *stream);
-            read_frames(idx, path, &mut r, (max, chunk), send).with_context(|| read_err(path, compression))
+            read_frames(idx, path, &mut r, cut, send).with_context(|| read_err(path, compression))
         }
         Content::Protobuf => {
             let mut all = Vec::new();
@@ -903,10 +907,11 @@ fn read_json(
     idx: usize,
     f: &InputFile,
     r: &mut dyn Read,
-    (max_record, chunk): (usize, usize),
+    Cut { limits, chunk }: Cut,
     spare: &Receiver<Vec<u8>>,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
 ) -> Result<()> {
+    let max_record = limits.max_record;
     // A buffer for at least `len` bytes: one a worker handed back, or a new one.
     let fresh = |len: usize| -> Vec<u8> {
         let mut v = spare.try_recv().unwrap_or_default();
@@ -996,16 +1001,16 @@ fn read_json(
                 })
             };
             if !lines {
-                return send(idx, bad(format!(
-                    "a JSON document longer than {max_record} bytes (--max-record-size); the rest of the file is skipped"
-                )));
+                return send(
+                    idx,
+                    bad(too_long(
+                        lines,
+                        max_record,
+                        "the rest of the file is skipped",
+                    )),
+                );
             }
-            send(
-                idx,
-                bad(format!(
-                    "the line is longer than {max_record} bytes (--max-record-size); skipped"
-                )),
-            )?;
+            send(idx, bad(too_long(lines, max_record, "skipped")))?;
             // Passed over up to the end of the line, in constant memory.
             buf.clear();
             let found = loop {
@@ -1033,9 +1038,10 @@ fn read_frames(
     idx: usize,
     path: &Path,
     r: &mut dyn Read,
-    (max_record, chunk): (usize, usize),
+    Cut { limits, chunk }: Cut,
     send: &mut dyn FnMut(usize, Work) -> Result<()>,
 ) -> Result<()> {
+    let max_record = limits.max_record;
     let mut frames = Vec::new();
     let mut size = 0usize;
     let mut n = 0u64;
