@@ -1419,7 +1419,17 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
             async move { Deriver::new(&ctx, &m, build).await }
         }
     });
-    crate::output::phase("replay: started beside: percentiles, recorded abandonments");
+    // How the model fits the spans (for the warnings at the end): beside too.
+    let mut fit = Beside::start({
+        let (ctx, m) = (ctx.clone(), m.clone());
+        move || {
+            let (ctx, m) = (ctx.clone(), m.clone());
+            async move { span_fit(&ctx, &m).await }
+        }
+    });
+    crate::output::phase(
+        "replay: started beside: percentiles, recorded abandonments, the model's fit to the spans",
+    );
     let spans = scalar_i64(ctx, "SELECT count(*) FROM observed_traces")
         .await?
         .unwrap_or(0)
@@ -1507,7 +1517,8 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     summary.threshold = threshold;
     crate::output::phase("replay: written");
     register(ctx, m, &replay.dir, target.events).await?;
-    summary.warnings = misfits(ctx, m, &summary, converting).await?;
+    let fit = fit.get().await?;
+    summary.warnings = misfits(ctx, m, &summary, converting, fit).await?;
     crate::output::phase("replay: misfits");
     let written = replay.dir.clone();
     let dir = replay.commit(&summary, opts.refresh || damaged)?;
@@ -2088,21 +2099,32 @@ async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
 /// sampled traces explain it too).
 pub const SINGLE_SPAN: &str = "have a single span";
 
-/// Signs that the replay does not fit the data, each naming the likely fix: a stage that
-/// matched no span, no cart converting, most spans that carry a cart or user key matched by
-/// no stage, most carts with a single span. An empty list when the model fits (or when the
-/// export has no carts at all, which `detect` says in its summary).
-///
-/// The span-level checks share one pass over `observed_traces`, grouped by span name,
-/// whether the span carries a cart or user key and whether any stage matches it, with each
-/// stage's matches summed alongside; the rest read the cart-level tables.
-/// `converting`: the carts with a success event, as the fold counted them.
-async fn misfits(
-    ctx: &SessionContext,
-    m: &Model,
-    s: &Summary,
-    converting: u64,
-) -> Result<Vec<String>> {
+/// How the model's stages and keys fit the spans, for `misfits`: one pass over
+/// `observed_traces`, grouped by span name, whether the span carries a cart or user key and
+/// whether any stage matches it, with each stage's matches summed alongside. It needs no
+/// cart, so it runs beside the replay's join and sort.
+#[derive(Debug, Clone, Default)]
+struct SpanFit {
+    /// Per stage, the spans it matched.
+    stage_spans: Vec<i64>,
+    /// Spans with a cart or user key, and those of them no stage matched.
+    keyed_spans: i64,
+    unmatched_spans: i64,
+    /// The unmatched keyed spans by name, as (spans, name).
+    unmatched: Vec<(i64, String)>,
+}
+
+/// The attributes that tie a span to a cart: the cart keys, then the user keys.
+fn cart_or_user_keys(m: &Model) -> Vec<String> {
+    m.keys
+        .cart_id
+        .iter()
+        .chain(&m.keys.user_id)
+        .cloned()
+        .collect()
+}
+
+async fn span_fit(ctx: &SessionContext, m: &Model) -> Result<SpanFit> {
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::DataType;
     let any_stage = m
@@ -2111,13 +2133,7 @@ async fn misfits(
         .map(|st| stage_match("t", st))
         .collect::<Vec<_>>()
         .join(" OR ");
-    let keys: Vec<String> = m
-        .keys
-        .cart_id
-        .iter()
-        .chain(&m.keys.user_id)
-        .cloned()
-        .collect();
+    let keys = cart_or_user_keys(m);
     let per_stage = m
         .stages
         .iter()
@@ -2133,7 +2149,6 @@ async fn misfits(
          count(*){per_stage} FROM observed_traces t GROUP BY 1, 2, 3",
         keyed = attr("t", &keys),
     );
-    // Per stage, its spans; spans with a key, and those of them no stage matched, by name.
     let mut stage_spans = vec![0i64; m.stages.len()];
     let (mut keyed_spans, mut unmatched_spans) = (0i64, 0i64);
     let mut unmatched: Vec<(i64, String)> = Vec::new();
@@ -2165,6 +2180,36 @@ async fn misfits(
         }
     }
     unmatched.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    Ok(SpanFit {
+        stage_spans,
+        keyed_spans,
+        unmatched_spans,
+        unmatched,
+    })
+}
+
+/// Signs that the replay does not fit the data, each naming the likely fix: a stage that
+/// matched no span, no cart converting, most spans that carry a cart or user key matched by
+/// no stage, most carts with a single span. An empty list when the model fits (or when the
+/// export has no carts at all, which `detect` says in its summary).
+///
+/// `fit`: the span-level pass (`span_fit`); the rest reads the cart-level tables.
+/// `converting`: the carts with a success event, as the fold counted them.
+async fn misfits(
+    ctx: &SessionContext,
+    m: &Model,
+    s: &Summary,
+    converting: u64,
+    fit: &SpanFit,
+) -> Result<Vec<String>> {
+    let SpanFit {
+        stage_spans,
+        keyed_spans,
+        unmatched_spans,
+        unmatched,
+    } = fit;
+    let (keyed_spans, unmatched_spans) = (*keyed_spans, *unmatched_spans);
+    let keys = cart_or_user_keys(m);
     let seen = unmatched
         .iter()
         .take(5)
@@ -2178,7 +2223,7 @@ async fn misfits(
     };
 
     let mut out = Vec::new();
-    for (st, spans) in m.stages.iter().zip(&stage_spans) {
+    for (st, spans) in m.stages.iter().zip(stage_spans) {
         if *spans == 0 {
             out.push(format!(
                 "stage '{}' of model '{}' matched no span: give its spans = [...] or pattern the names this export uses{instead}",
