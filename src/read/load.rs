@@ -25,7 +25,7 @@ use crate::read::otlp::json::{self, DocCounts, Scratch};
 use crate::read::otlp::proto;
 use crate::read::parquet;
 use crate::read::projection::Projection;
-use crate::tables::builders::TableBuilders;
+use crate::tables::builders::{SpanSizes, TableBuilders};
 use crate::tables::schema::{PerTable, Table};
 
 /// Bytes of input per chunk handed to a worker (`LoadOptions::chunk`). 1 MiB against 4 MiB on
@@ -489,6 +489,10 @@ fn worker(
 ) {
     let mut scratch = Scratch::default();
     scratch.projection = projection;
+    let fills = scratch.projection.span_fills();
+    // The input bytes of the last chunk that held spans, and what its spans took: the next
+    // chunk's builders start with room for as many spans a byte.
+    let mut last: Option<(usize, SpanSizes)> = None;
     for item in rx.iter() {
         if cancel.load(Ordering::Relaxed) {
             return;
@@ -505,7 +509,17 @@ fn worker(
             skipped: None,
             file_done: None,
         };
-        let mut b = TableBuilders::filling(scratch.projection.span_fills());
+        let bytes = match &item.work {
+            Work::Json { text, .. } => text.len(),
+            Work::Frames { frames } => frames.iter().map(|(_, f)| f.len()).sum(),
+            _ => 0,
+        };
+        let mut b = match &last {
+            Some((was, sizes)) if bytes > 0 => {
+                TableBuilders::filling_like(fills, sizes, bytes as f64 / *was as f64)
+            }
+            _ => TableBuilders::filling(fills),
+        };
         match item.work {
             Work::Json {
                 text,
@@ -535,6 +549,9 @@ fn worker(
             Work::Bad(bad) => out.bad.push(bad),
             Work::Skipped(what) => out.skipped = Some(what),
             Work::FileDone(hash) => out.file_done = Some(hash),
+        }
+        if bytes > 0 && b.traces.spans() > 0 {
+            last = Some((bytes, b.traces.sizes()));
         }
         if b.rows() > 0 {
             // Includes batches cut by a rollback; `take` drops empty ones.

@@ -79,13 +79,17 @@ impl Attrs {
 
 type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
 
+fn map_field_names() -> MapFieldNames {
+    MapFieldNames {
+        entry: "entries".into(),
+        key: "keys".into(),
+        value: "values".into(),
+    }
+}
+
 fn new_map() -> AttrMapBuilder {
     MapBuilder::new(
-        Some(MapFieldNames {
-            entry: "entries".into(),
-            key: "keys".into(),
-            value: "values".into(),
-        }),
+        Some(map_field_names()),
         StringBuilder::new(),
         StringBuilder::new(),
     )
@@ -433,6 +437,73 @@ pub struct TracesBuilder {
     links: SpanLinksBuilder,
 }
 
+/// What one string column of a batch took: its values and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct StrSize {
+    items: usize,
+    bytes: usize,
+}
+
+impl StrSize {
+    fn of(b: &StringBuilder) -> StrSize {
+        StrSize {
+            items: b.len(),
+            bytes: b.values_slice().len(),
+        }
+    }
+
+    fn builder(self, scale: &dyn Fn(usize) -> usize) -> StringBuilder {
+        StringBuilder::with_capacity(scale(self.items), scale(self.bytes))
+    }
+}
+
+/// What a map column of a batch took: its maps, keys and values.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct MapSize {
+    maps: usize,
+    keys: StrSize,
+    values: StrSize,
+}
+
+impl MapSize {
+    fn of(b: &mut AttrMapBuilder) -> MapSize {
+        MapSize {
+            maps: b.len(),
+            keys: StrSize::of(b.keys()),
+            values: StrSize::of(b.values()),
+        }
+    }
+
+    fn builder(self, scale: &dyn Fn(usize) -> usize) -> AttrMapBuilder {
+        MapBuilder::with_capacity(
+            Some(map_field_names()),
+            self.keys.builder(scale),
+            self.values.builder(scale),
+            scale(self.maps),
+        )
+    }
+}
+
+/// What the spans of one batch took in the columns that hold a value per span (ids, names,
+/// times, statuses, attributes), so that the next batch's builders start with room for
+/// about as much (`TracesBuilder::sized_like`). Grown from nothing, each column's buffers
+/// doubled a dozen times a batch, each time copied and faulted in again: a twentieth of a
+/// raw real-SDK detect's CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SpanSizes {
+    spans: usize,
+    trace_id: StrSize,
+    span_id: StrSize,
+    parent_span_id: StrSize,
+    operation_name: StrSize,
+    service_name: StrSize,
+    span_kind: StrSize,
+    status_code: StrSize,
+    status_message: StrSize,
+    attributes: MapSize,
+    resource_attributes: MapSize,
+}
+
 impl Default for TracesBuilder {
     fn default() -> Self {
         TracesBuilder {
@@ -472,6 +543,48 @@ impl TracesBuilder {
     /// The optional columns this builder fills.
     pub fn fills(&self) -> SpanColumns {
         self.fills
+    }
+
+    /// What the spans appended so far take (`SpanSizes`).
+    pub fn sizes(&mut self) -> SpanSizes {
+        SpanSizes {
+            spans: self.trace_id.len(),
+            trace_id: StrSize::of(&self.trace_id),
+            span_id: StrSize::of(&self.span_id),
+            parent_span_id: StrSize::of(&self.parent_span_id),
+            operation_name: StrSize::of(&self.operation_name),
+            service_name: StrSize::of(&self.service_name),
+            span_kind: StrSize::of(&self.span_kind),
+            status_code: StrSize::of(&self.status_code),
+            status_message: StrSize::of(&self.status_message),
+            attributes: MapSize::of(&mut self.attributes),
+            resource_attributes: MapSize::of(&mut self.resource_attributes),
+        }
+    }
+
+    /// A builder filling `fills`, with room in its per-span columns for `scale` times what
+    /// `sizes` took (a sixteenth more, so that a batch about as large as the last one grows
+    /// no buffer); the other columns grow as they fill.
+    pub fn sized_like(fills: SpanColumns, sizes: &SpanSizes, scale: f64) -> TracesBuilder {
+        let scale = |n: usize| (n as f64 * scale * (17.0 / 16.0)) as usize;
+        let spans = scale(sizes.spans);
+        TracesBuilder {
+            fills,
+            trace_id: sizes.trace_id.builder(&scale),
+            span_id: sizes.span_id.builder(&scale),
+            parent_span_id: sizes.parent_span_id.builder(&scale),
+            operation_name: sizes.operation_name.builder(&scale),
+            service_name: sizes.service_name.builder(&scale),
+            span_kind: sizes.span_kind.builder(&scale),
+            start_time: TimestampMicrosecondBuilder::with_capacity(spans).with_timezone("UTC"),
+            end_time: TimestampMicrosecondBuilder::with_capacity(spans).with_timezone("UTC"),
+            duration_ms: Float64Builder::with_capacity(spans),
+            status_code: sizes.status_code.builder(&scale),
+            status_message: sizes.status_message.builder(&scale),
+            attributes: sizes.attributes.builder(&scale),
+            resource_attributes: sizes.resource_attributes.builder(&scale),
+            ..TracesBuilder::default()
+        }
     }
 
     /// Spans appended (not yet finished into a batch).
@@ -1257,6 +1370,15 @@ impl TableBuilders {
         b
     }
 
+    /// As `filling`, with room for `scale` times the spans of `sizes`
+    /// (`TracesBuilder::sized_like`).
+    pub fn filling_like(fills: SpanColumns, sizes: &SpanSizes, scale: f64) -> TableBuilders {
+        TableBuilders {
+            traces: TracesBuilder::sized_like(fills, sizes, scale),
+            ..TableBuilders::default()
+        }
+    }
+
     pub fn mark(&self) -> Mark {
         Mark(PerTable::from_array([
             self.traces.spans(),
@@ -1364,6 +1486,61 @@ mod tests {
         b.rollback_to(mark);
         assert_eq!(b.done.len(), 1);
         assert_eq!(b.rows(), 1);
+    }
+
+    /// A builder sized like a batch holds the same spans again without growing a buffer,
+    /// and builds the same batch.
+    #[test]
+    fn a_builder_sized_like_a_batch_holds_as_much_again_without_growing() {
+        let mut attrs = Attrs::default();
+        attrs.push("cart.id", Some("cart-00042"));
+        attrs.push("http.response.status_code", Some("200"));
+        let mut res = Attrs::default();
+        res.push("service.name", Some("checkout"));
+        let fill = |b: &mut TracesBuilder| {
+            for i in 0..1000u64 {
+                let span = SpanRec {
+                    trace_id: Some([(i % 251) as u8 + 1; 16]),
+                    span_id: Some([(i % 13) as u8 + 1; 8]),
+                    parent_span_id: (i % 3 == 0).then_some([7; 8]),
+                    name: Some(format!("op-{}", i % 7)),
+                    start_ns: Some(1_000 + i),
+                    end_ns: Some(2_000 + i),
+                    status_message: (i % 5 == 0).then(|| "timeout".to_string()),
+                    ..SpanRec::default()
+                };
+                b.append_span(&span, &attrs, &[], &[]);
+            }
+            b.end_scope(1000, None, None, &Attrs::default());
+            b.end_resource(1000, 0, &res);
+        };
+        let mut first = TracesBuilder::default();
+        fill(&mut first);
+        let sizes = first.sizes();
+        let [want, _, _] = first.finish();
+
+        let mut again = TracesBuilder::sized_like(all_span_columns(), &sizes, 1.0);
+        let room = |b: &mut TracesBuilder| {
+            [
+                b.trace_id.values_capacity(),
+                b.span_id.values_capacity(),
+                b.parent_span_id.values_capacity(),
+                b.operation_name.values_capacity(),
+                b.status_message.values_capacity(),
+                b.attributes.keys().values_capacity(),
+                b.attributes.values().values_capacity(),
+                b.resource_attributes.values().values_capacity(),
+                b.start_time.capacity(),
+                b.duration_ms.capacity(),
+            ]
+        };
+        let before = room(&mut again);
+        assert!(before.iter().all(|c| *c > 0), "{before:?}");
+        fill(&mut again);
+        assert_eq!(room(&mut again), before, "a buffer grew");
+        assert_eq!(again.sizes(), sizes);
+        let [got, _, _] = again.finish();
+        assert_eq!(got, want);
     }
 
     #[test]
