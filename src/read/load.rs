@@ -490,8 +490,10 @@ fn worker(
     let mut scratch = Scratch::default();
     scratch.projection = projection;
     let fills = scratch.projection.span_fills();
-    // The input bytes of the last chunk that held spans, and what its spans took: the next
-    // chunk's builders start with room for as many spans a byte.
+    // The bytes of the last JSON chunk that held spans, and what its spans took (since its
+    // last rollback, if any): the next JSON chunk's builders start with room for as many a
+    // byte, never more than those took. JSON only: a protobuf frame may be zstd, a few kB
+    // that decompress to the record limit, so its spans a byte say nothing of the next.
     let mut last: Option<(usize, SpanSizes)> = None;
     for item in rx.iter() {
         if cancel.load(Ordering::Relaxed) {
@@ -509,14 +511,14 @@ fn worker(
             skipped: None,
             file_done: None,
         };
-        let bytes = match &item.work {
+        let json_bytes = match &item.work {
             Work::Json { text, .. } => text.len(),
-            Work::Frames { frames } => frames.iter().map(|(_, f)| f.len()).sum(),
             _ => 0,
         };
         let mut b = match &last {
-            Some((was, sizes)) if bytes > 0 => {
-                TableBuilders::filling_like(fills, sizes, bytes as f64 / *was as f64)
+            Some((was, sizes)) if json_bytes > 0 => {
+                let scale = (json_bytes as f64 / *was as f64).min(1.0);
+                TableBuilders::filling_like(fills, sizes, scale)
             }
             _ => TableBuilders::filling(fills),
         };
@@ -550,8 +552,8 @@ fn worker(
             Work::Skipped(what) => out.skipped = Some(what),
             Work::FileDone(hash) => out.file_done = Some(hash),
         }
-        if bytes > 0 && b.traces.spans() > 0 {
-            last = Some((bytes, b.traces.sizes()));
+        if json_bytes > 0 && b.traces.spans() > 0 {
+            last = Some((json_bytes, b.traces.sizes()));
         }
         if b.rows() > 0 {
             // Includes batches cut by a rollback; `take` drops empty ones.

@@ -22,7 +22,8 @@
 //! cart ids, each in memory, through temporary Parquet tables (`sql::passes`). What the
 //! replay holds is then one pass's share, whatever the number of carts; a pass that does not
 //! fit after all makes the replay start again with twice, then four times, as many passes
-//! (the percentiles and recorded abandonments are kept). With a session key
+//! (the percentiles, the recorded abandonments and the model's fit to the spans are kept).
+//! With a session key
 //! (`keys.session_id`) the query also joins spans of other traces by session and is not
 //! split: its join is a hash join until the pool refuses its table, then a sort-merge join,
 //! whose sorts spill, then the same in one partition (not bounded by construction: a
@@ -2102,7 +2103,8 @@ pub const SINGLE_SPAN: &str = "have a single span";
 /// How the model's stages and keys fit the spans, for `misfits`: one pass over
 /// `observed_traces`, grouped by span name, whether the span carries a cart or user key and
 /// whether any stage matches it, with each stage's matches summed alongside. It needs no
-/// cart, so it runs beside the replay's join and sort.
+/// cart, so it runs beside the whole replay (started with the percentiles, awaited once the
+/// carts are written).
 #[derive(Debug, Clone, Default)]
 struct SpanFit {
     /// Per stage, the spans it matched.
