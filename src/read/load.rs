@@ -492,8 +492,9 @@ fn worker(
     let fills = scratch.projection.span_fills();
     // The bytes of the last JSON chunk that held spans, and what its spans took (since its
     // last rollback, if any): the next JSON chunk's builders start with room for as many a
-    // byte, never more than those took. JSON only: a protobuf frame may be zstd, a few kB
-    // that decompress to the record limit, so its spans a byte say nothing of the next.
+    // byte, at most a sixteenth past what those took (`sized_like`). JSON only: a protobuf
+    // frame may be zstd, a few kB that decompress to the record limit, so its spans a byte
+    // say nothing of the next.
     let mut last: Option<(usize, SpanSizes)> = None;
     for item in rx.iter() {
         if cancel.load(Ordering::Relaxed) {
@@ -517,8 +518,7 @@ fn worker(
         };
         let mut b = match &last {
             Some((was, sizes)) if json_bytes > 0 => {
-                let scale = (json_bytes as f64 / *was as f64).min(1.0);
-                TableBuilders::filling_like(fills, sizes, scale)
+                TableBuilders::filling_like(fills, sizes, json_bytes as f64 / *was as f64)
             }
             _ => TableBuilders::filling(fills),
         };

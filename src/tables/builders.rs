@@ -565,9 +565,10 @@ impl TracesBuilder {
 
     /// A builder filling `fills`, with room in its per-span columns for `scale` times what
     /// `sizes` took (a sixteenth more, so that a batch about as large as the last one grows
-    /// no buffer); the other columns grow as they fill. The load passes `scale` <= 1, so
-    /// the room is never more than the last batch's spans took.
+    /// no buffer); the other columns grow as they fill. `scale` is taken at most 1, so the
+    /// room is never more than a sixteenth past what `sizes` took.
     pub fn sized_like(fills: SpanColumns, sizes: &SpanSizes, scale: f64) -> TracesBuilder {
+        let scale = scale.min(1.0);
         let scale = |n: usize| (n as f64 * scale * (17.0 / 16.0)) as usize;
         let spans = scale(sizes.spans);
         TracesBuilder {
