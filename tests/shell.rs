@@ -61,6 +61,7 @@ SELECT this_would_fail;
         "│ derived_traces   ┆ table │",
         "│ observed_metrics ┆ table │",
         "│ derived_metrics  ┆ table │",
+        "│ operation_stats  ┆ table │",
     ] {
         assert!(rest.contains(row), "no {row} in\n{rest}");
     }

@@ -15,6 +15,7 @@ SET VARIABLE as_of_us = (SELECT max(t) FROM (
     UNION ALL SELECT epoch_us(max(timestamp)) FROM metrics));
 CREATE VIEW cart_events AS SELECT * FROM read_parquet('${REPLAY}/cart_events.parquet');
 CREATE VIEW carts AS SELECT * FROM read_parquet('${REPLAY}/carts.parquet');
+CREATE VIEW operation_stats AS SELECT * FROM read_parquet('${REPLAY}/operation_stats.parquet');
 CREATE TABLE stages AS SELECT * FROM (VALUES
     ('active', 1, false), ('checkout', 2, false), ('shipping', 3, false),
     ('payment', 4, false), ('completed', 5, true)) AS s(stage, stage_order, success);

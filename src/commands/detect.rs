@@ -43,7 +43,9 @@ async fn explain(a: &DetectArgs, g: &Globals) -> Result<()> {
     )?;
     writeln!(
         out,
-        "-- the durations of each operation (its percentile is the slower_than_p95 signal)\n{}\n",
+        "-- the durations of each operation, summed and selected in Rust: the table \
+         operation_stats (spans, total_ms, mean_ms, p50_ms, p95_ms; signal_ms, the model's \
+         percentile, is the slower_than_p95 signal's line)\n{}\n",
         crate::replay::DURATIONS_SQL
     )?;
     writeln!(out, "{}", crate::replay::FOLD_EXPLAINED)?;

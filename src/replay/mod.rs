@@ -10,7 +10,9 @@
 //! (100k carts: about 5 s of 7 s; the fold takes 0.2 s). The rules are listed in
 //! `FOLD_EXPLAINED`, which `--explain` prints.
 //!
-//! Every table the replay makes (`cart_events`, `carts`, the derived rows) is written to
+//! Every table the replay makes (`cart_events`, `carts`, the derived rows, and
+//! `operation_stats`: each operation's span count, duration sum and percentiles, from the
+//! passes that select the `slower_than_p95` signal's percentile) is written to
 //! Parquet as the fold goes and read back through listing tables (`store`): beside an
 //! ingested dataset it is kept and reused by every later command with the same data, model,
 //! threshold and as-of time.
@@ -447,8 +449,9 @@ pub fn cart_events_sql(m: &Model, as_of_us: i64) -> String {
 pub const DURATIONS_SQL: &str = "SELECT operation_name, duration_ms FROM observed_traces \
      WHERE duration_ms IS NOT NULL AND operation_name IS NOT NULL";
 
-/// Each operation's percentile duration, nearest rank: the ceil(p * n)-th smallest of its n
-/// durations, exactly, in memory that grows with the number of operations, not of spans.
+/// Each operation's percentile durations at `ps`, nearest rank: the ceil(p * n)-th smallest
+/// of its n durations, exactly, in memory that grows with the number of operations, not of
+/// spans; its values in the order of `ps`, all selected in the same passes.
 /// A radix selection: each streaming pass over the durations counts, per operation, the
 /// values under the next 24 bits of their order-preserving bit pattern (16 for the last)
 /// among those that share the bits fixed so far, and fixes the bits of the bucket that holds
@@ -456,19 +459,9 @@ pub const DURATIONS_SQL: &str = "SELECT operation_name, duration_ms FROM observe
 /// them. Two passes in practice: 24 bits are the sign, the exponent and 12 bits of the
 /// mantissa, 4096 buckets per doubling, so that the rank's bucket holds fewer than 64k
 /// durations even at millions of an operation (16 bits, 16 buckets per doubling, left more
-/// at 10M carts: a third pass); at most three. `sql` gives the (operation, duration) rows,
-/// as `DURATIONS_SQL`.
-pub async fn percentiles(
-    ctx: &SessionContext,
-    sql: &str,
-    p: f64,
-) -> Result<std::collections::HashMap<String, f64>> {
-    let at = percentiles_at(ctx, sql, &[p]).await?;
-    Ok(at.into_iter().map(|(op, v)| (op, v[0])).collect())
-}
-
-/// `percentiles` at several `ps` at once, in the same passes: each operation's values in the
-/// order of `ps`. When `sql` gives a third column, each row counts for that weight (a
+/// at 10M carts: a third pass); at most three. The first pass's counts are the same for
+/// every p (no bit is fixed yet): counted once. `sql` gives the (operation, duration) rows,
+/// as `DURATIONS_SQL`. When it gives a third column, each row counts for that weight (a
 /// number, at least 0): the percentile p is then the least value whose rows and the rows
 /// below it weigh at least p times the operation's whole weight (weights of 1: the
 /// nearest rank).
@@ -477,6 +470,29 @@ pub async fn percentiles_at(
     sql: &str,
     ps: &[f64],
 ) -> Result<std::collections::HashMap<String, Vec<f64>>> {
+    let ops = durations_at(ctx, sql, ps).await?;
+    Ok(ops.into_iter().map(|(op, d)| (op, d.at)).collect())
+}
+
+/// One operation's durations, as `durations_at` sums and selects them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationDurations {
+    /// Its rows (whatever their weights).
+    pub spans: u64,
+    /// The sum of its durations, unweighted: summed exactly in whole nanoseconds (each
+    /// duration rounded to one), so that it does not depend on the order rows arrive in.
+    pub total_ms: f64,
+    /// Its percentiles, in the order of the `ps` asked for.
+    pub at: Vec<f64>,
+}
+
+/// `percentiles_at`, with each operation's count and sum of its durations, from the same
+/// passes.
+pub async fn durations_at(
+    ctx: &SessionContext,
+    sql: &str,
+    ps: &[f64],
+) -> Result<std::collections::HashMap<String, OperationDurations>> {
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::DataType;
     use futures::StreamExt;
@@ -524,7 +540,19 @@ struct Percentiles {
     ps: Vec<f64>,
     first: bool,
     /// Per operation, one selection per p.
-    sel: foldhash::HashMap<String, Vec<Sel>>,
+    sel: foldhash::HashMap<String, Op>,
+}
+
+/// One operation in `Percentiles`: its selections, and its rows and the sum of their
+/// durations in nanoseconds (of the first pass).
+#[derive(Default)]
+struct Op {
+    sels: Vec<Sel>,
+    /// The first pass's histogram: every selection's until then (none has fixed a bit), so
+    /// counted once whatever the number of ps, and handed to each at the pass's end.
+    first: foldhash::HashMap<u32, (u64, f64)>,
+    spans: u64,
+    total_ns: i128,
 }
 
 /// One operation's selection.
@@ -569,16 +597,26 @@ impl Percentiles {
     }
 
     fn see(&mut self, op: &str, d: f64, w: f64) {
-        let sels = match self.sel.get_mut(op) {
+        let o = match self.sel.get_mut(op) {
             Some(s) => s,
-            None if self.first => self
-                .sel
-                .entry(op.to_string())
-                .or_insert_with(|| self.ps.iter().map(|_| Sel::default()).collect()),
+            None if self.first => self.sel.entry(op.to_string()).or_insert_with(|| Op {
+                sels: self.ps.iter().map(|_| Sel::default()).collect(),
+                ..Op::default()
+            }),
             None => return,
         };
         let k = Self::key(d);
-        for s in sels {
+        if self.first {
+            o.spans += 1;
+            // Whole nanoseconds: an integer sum is exact whatever the order (a duration
+            // past i64's nanoseconds, 292 years, saturates rather than wraps).
+            o.total_ns = o.total_ns.saturating_add((d * 1e6).round() as i64 as i128);
+            let b = o.first.entry((k >> (64 - step(0))) as u32).or_default();
+            b.0 += 1;
+            b.1 += w;
+            return;
+        }
+        for s in &mut o.sels {
             if s.done.is_some() {
                 continue;
             }
@@ -601,60 +639,90 @@ impl Percentiles {
 
     /// Narrows every open selection after a pass; whether another pass is needed.
     fn end_pass(&mut self) -> bool {
-        self.first = false;
+        let first = std::mem::take(&mut self.first);
         let mut open = false;
-        for (k, s) in self.sel.values_mut().flat_map(|v| v.iter_mut().enumerate()) {
-            let p = self.ps[k];
-            if s.done.is_some() {
-                continue;
-            }
-            if let Some(mut v) = s.kept.take() {
-                // The least value at which the weight below and at it reaches the target
-                // (the last when rounding leaves it short).
-                v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-                let target = s.target.unwrap_or(0.0);
-                let mut below = 0.0;
-                let at = v.iter().position(|(_, w)| {
-                    below += w;
-                    below >= target
-                });
-                s.done = at.or(v.len().checked_sub(1)).map(|i| v[i].0);
-                continue;
-            }
-            let mut buckets: Vec<(u32, (u64, f64))> = s.hist.drain().collect();
-            buckets.sort_unstable_by_key(|b| b.0);
-            let target = *s.target.get_or_insert_with(|| {
-                let all: f64 = buckets.iter().map(|b| b.1 .1).sum();
-                p * all
+        for o in self.sel.values_mut() {
+            // After the first pass, one histogram of every selection's, in bucket order.
+            let shared = first.then(|| {
+                let mut b: Vec<(u32, (u64, f64))> =
+                    std::mem::take(&mut o.first).into_iter().collect();
+                b.sort_unstable_by_key(|b| b.0);
+                b
             });
-            let mut below = 0.0;
-            let last = buckets.len().saturating_sub(1);
-            for (i, (bucket, (n, w))) in buckets.into_iter().enumerate() {
-                // The bucket that holds the target (the last, when rounding leaves the
-                // sum of the weights short of it).
-                if below + w >= target || i == last {
-                    let bits = step(s.bits);
-                    s.prefix = (s.prefix << bits) | u64::from(bucket);
-                    s.bits += bits;
-                    s.target = Some(target - below);
-                    if s.bits == 64 {
-                        s.done = Some(Self::unkey(s.prefix));
-                    } else if n <= Self::FEW {
-                        s.kept = Some(Vec::with_capacity(n as usize));
-                    }
-                    break;
-                }
-                below += w;
+            for (k, s) in o.sels.iter_mut().enumerate() {
+                open |= Self::narrow(s, self.ps[k], shared.as_deref());
             }
-            open |= s.done.is_none();
         }
         open
     }
 
-    fn finish(self) -> std::collections::HashMap<String, Vec<f64>> {
+    /// Narrows one open selection after a pass, on its own histogram or the first pass's
+    /// `shared` one; whether it is still open.
+    fn narrow(s: &mut Sel, p: f64, shared: Option<&[(u32, (u64, f64))]>) -> bool {
+        if s.done.is_some() {
+            return false;
+        }
+        if let Some(mut v) = s.kept.take() {
+            // The least value at which the weight below and at it reaches the target
+            // (the last when rounding leaves it short).
+            v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            let target = s.target.unwrap_or(0.0);
+            let mut below = 0.0;
+            let at = v.iter().position(|(_, w)| {
+                below += w;
+                below >= target
+            });
+            s.done = at.or(v.len().checked_sub(1)).map(|i| v[i].0);
+            return false;
+        }
+        let own: Vec<(u32, (u64, f64))>;
+        let buckets = match shared {
+            Some(b) => b,
+            None => {
+                let mut b: Vec<(u32, (u64, f64))> = s.hist.drain().collect();
+                b.sort_unstable_by_key(|b| b.0);
+                own = b;
+                &own
+            }
+        };
+        let target = *s.target.get_or_insert_with(|| {
+            let all: f64 = buckets.iter().map(|b| b.1 .1).sum();
+            p * all
+        });
+        let mut below = 0.0;
+        let last = buckets.len().saturating_sub(1);
+        for (i, &(bucket, (n, w))) in buckets.iter().enumerate() {
+            // The bucket that holds the target (the last, when rounding leaves the
+            // sum of the weights short of it).
+            if below + w >= target || i == last {
+                let bits = step(s.bits);
+                s.prefix = (s.prefix << bits) | u64::from(bucket);
+                s.bits += bits;
+                s.target = Some(target - below);
+                if s.bits == 64 {
+                    s.done = Some(Self::unkey(s.prefix));
+                } else if n <= Self::FEW {
+                    s.kept = Some(Vec::with_capacity(n as usize));
+                }
+                break;
+            }
+            below += w;
+        }
+        s.done.is_none()
+    }
+
+    fn finish(self) -> std::collections::HashMap<String, OperationDurations> {
         self.sel
             .into_iter()
-            .filter_map(|(op, s)| Some((op, s.iter().map(|s| s.done).collect::<Option<_>>()?)))
+            .filter_map(|(op, o)| {
+                let at = o.sels.iter().map(|s| s.done).collect::<Option<_>>()?;
+                let d = OperationDurations {
+                    spans: o.spans,
+                    total_ms: o.total_ns as f64 / 1e6,
+                    at,
+                };
+                Some((op, d))
+            })
             .collect()
     }
 }
@@ -693,8 +761,77 @@ struct Rules {
 
 /// What `write` awaits that was started beside it.
 struct Besides<'a> {
-    p_ms: &'a mut Beside<std::collections::HashMap<String, f64>>,
+    durations: &'a mut Beside<std::collections::HashMap<String, OperationDurations>>,
+    stats_ps: &'a StatsPs,
     deriver: &'a mut Beside<Deriver>,
+}
+
+/// The percentiles the replay selects of each operation's durations, in one set of passes:
+/// the model's (for the `slower_than_p95` signal), and the median and p95 of the
+/// `operation_stats` table.
+struct StatsPs {
+    ps: Vec<f64>,
+    /// Where the model's, the median and p95 are in `ps`.
+    model: usize,
+    p50: usize,
+    p95: usize,
+}
+
+impl StatsPs {
+    fn new(model: f64) -> StatsPs {
+        let mut ps = vec![model];
+        let mut at = |p: f64| match ps.iter().position(|&q| q == p) {
+            Some(i) => i,
+            None => {
+                ps.push(p);
+                ps.len() - 1
+            }
+        };
+        let (p50, p95) = (at(0.5), at(0.95));
+        StatsPs {
+            ps,
+            model: 0,
+            p50,
+            p95,
+        }
+    }
+}
+
+/// The `operation_stats` table: per operation (in name order), its spans, the sum and mean of
+/// their durations, their median and p95 (nearest rank), and the model's percentile (the
+/// `slower_than_p95` signal's line). A few rows, written whole.
+fn write_operation_stats(
+    replay: &store::Replay,
+    ops: &std::collections::HashMap<String, OperationDurations>,
+    ps: &StatsPs,
+) -> Result<()> {
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+    let mut rows: Vec<(&String, &OperationDurations)> = ops.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let f64s = |f: &dyn Fn(&OperationDurations) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| f(r.1))))
+    };
+    let batch = RecordBatch::try_new(
+        schema::operation_stats_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.1.spans as i64),
+            )),
+            f64s(&|d| d.total_ms),
+            f64s(&|d| d.total_ms / d.spans as f64),
+            f64s(&|d| d.at[ps.p50]),
+            f64s(&|d| d.at[ps.p95]),
+            f64s(&|d| d.at[ps.model]),
+        ],
+    )?;
+    let p = replay.path(store::OPERATION_STATS);
+    let f =
+        std::fs::File::create(&p).with_context(|| format!("cannot create '{}'", p.display()))?;
+    let mut w = ArrowWriter::try_new(f, batch.schema(), None)?;
+    w.write(&batch)?;
+    w.close()?;
+    Ok(())
 }
 
 impl Besides<'_> {
@@ -705,8 +842,11 @@ impl Besides<'_> {
         rules: &Rules,
         tx: &crossbeam_channel::Sender<Written>,
     ) -> Result<(Rules, bool)> {
+        let model = self.stats_ps.model;
         let full = Rules {
-            p_ms: self.p_ms.get().await?.clone(),
+            p_ms: (self.durations.get().await?.iter())
+                .map(|(op, d)| (op.clone(), d.at[model]))
+                .collect(),
             ..rules.clone()
         };
         let d = Box::new(self.deriver.get().await?.again());
@@ -1385,11 +1525,12 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     // The operations' percentiles are needed once the first carts are folded: they are
     // computed while the cart events are joined and sorted, on what those leave of the cores
     // (alone, they were a twentieth of a raw 100k-cart detect, on one core).
-    let mut p_ms = Beside::start({
-        let (ctx, p) = (ctx.clone(), m.causes.percentile);
+    let stats_ps = StatsPs::new(m.causes.percentile);
+    let mut durations = Beside::start({
+        let (ctx, ps) = (ctx.clone(), stats_ps.ps.clone());
         move || {
-            let ctx = ctx.clone();
-            async move { percentiles(&ctx, DURATIONS_SQL, p).await }
+            let (ctx, ps) = (ctx.clone(), ps.clone());
+            async move { durations_at(&ctx, DURATIONS_SQL, &ps).await }
         }
     });
     let rules = Rules {
@@ -1496,7 +1637,8 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
             Way::Passes { .. } => set(true, crate::sql::session::threads(ctx)),
         }
         let beside = Besides {
-            p_ms: &mut p_ms,
+            durations: &mut durations,
+            stats_ps: &stats_ps,
             deriver: &mut deriver,
         };
         let r = write(ctx, m, &rules, beside, way, spans, &target).await;
@@ -1516,6 +1658,7 @@ pub async fn run(ctx: &SessionContext, m: &Model, opts: &ReplayOptions) -> Resul
     };
     summary.as_of = opts.as_of;
     summary.threshold = threshold;
+    write_operation_stats(&replay, durations.get().await?, &stats_ps)?;
     crate::output::phase("replay: written");
     register(ctx, m, &replay.dir, target.events).await?;
     let fit = fit.get().await?;
@@ -2056,6 +2199,12 @@ async fn register(
             store::DERIVED_METRICS,
             Table::Metrics.schema(),
             None,
+        ),
+        (
+            "operation_stats",
+            store::OPERATION_STATS,
+            schema::operation_stats_schema(),
+            Some("operation_name"),
         ),
     ]);
     for (name, file, schema, sorted) in tables {
@@ -2603,6 +2752,60 @@ mod tests {
         }
     }
 
+    /// Each operation's rows and the sum of its durations: counted in the first pass only
+    /// (a selection takes two or three), and summed exactly, so that the same durations in
+    /// another order give the same bits; negatives, zeros and a duration too long for
+    /// nanoseconds in an i64 (it saturates) included.
+    #[test]
+    fn durations_count_every_row_once_and_sum_them_exactly() {
+        // Durations as the loader makes them: whole nanoseconds over 1e6.
+        let mut ns: Vec<(&str, i64)> = Vec::new();
+        for i in 0..300_000i64 {
+            // 1 ms to 17 min, some hundreds of thousands piled on one value: several passes.
+            let v = if i % 3 == 0 {
+                1_234_567
+            } else {
+                (i * 7_919_993) % 1_000_000_000_007
+            };
+            ns.push(("op", v));
+        }
+        for i in -50..50i64 {
+            ns.push(("signed", i * 1_000_001));
+        }
+        let run = |rows: &mut dyn Iterator<Item = (&str, f64)>| {
+            let rows: Vec<(&str, f64)> = rows.collect();
+            let mut sel = Percentiles::new(&[0.5, 0.95]);
+            let mut passes = 0;
+            loop {
+                passes += 1;
+                for (op, d) in &rows {
+                    sel.see(op, *d, 1.0);
+                }
+                if !sel.end_pass() {
+                    break;
+                }
+            }
+            (passes, sel.finish())
+        };
+        let (passes, got) = run(&mut ns.iter().map(|(o, n)| (*o, *n as f64 / 1e6)));
+        assert!(
+            passes >= 2,
+            "{passes} passes: the count must not grow with them"
+        );
+        for op in ["op", "signed"] {
+            let mine: Vec<i64> = ns.iter().filter(|r| r.0 == op).map(|r| r.1).collect();
+            assert_eq!(got[op].spans, mine.len() as u64, "{op}");
+            let total: i128 = mine.iter().map(|&n| i128::from(n)).sum();
+            assert_eq!(got[op].total_ms, total as f64 / 1e6, "{op}");
+        }
+        let (_, back) = run(&mut ns.iter().rev().map(|(o, n)| (*o, *n as f64 / 1e6)));
+        assert_eq!(back, got, "the same durations in the reverse order");
+        // Past i64's nanoseconds: saturated, not wrapped into a negative sum.
+        let (_, huge) = run(&mut [("x", 1e300), ("x", 1e300), ("x", -5.0)].into_iter());
+        assert!(huge["x"].total_ms > 1e13, "{:?}", huge["x"]);
+        assert_eq!(huge["x"].spans, 3);
+    }
+
     /// The radix selection against a sort, on durations that need every kind of pass:
     /// spread out, piled on one value (past the few kept at once), negative, and mixed.
     #[test]
@@ -2651,7 +2854,7 @@ mod tests {
                     let mut v: Vec<f64> =
                         data.iter().filter(|(o, _)| o == op).map(|x| x.1).collect();
                     let want = crate::stats::nearest_rank_unsorted(&mut v, p).unwrap();
-                    assert_eq!(got[op][k].to_bits(), want.to_bits(), "{op} at p={p}");
+                    assert_eq!(got[op].at[k].to_bits(), want.to_bits(), "{op} at p={p}");
                 }
             }
         }
@@ -2686,7 +2889,7 @@ mod tests {
                     .unwrap()
                     .0;
                 assert_eq!(
-                    got[op][k].to_bits(),
+                    got[op].at[k].to_bits(),
                     want.to_bits(),
                     "{op} weighted at p={p}"
                 );

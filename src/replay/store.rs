@@ -28,16 +28,24 @@ pub const CART_EVENTS: &str = "cart_events.parquet";
 pub const CARTS: &str = "carts.parquet";
 pub const DERIVED_TRACES: &str = "derived_traces.parquet";
 pub const DERIVED_METRICS: &str = "derived_metrics.parquet";
+pub const OPERATION_STATS: &str = "operation_stats.parquet";
 /// The table files of a replay.
-pub const FILES: [&str; 4] = [CART_EVENTS, CARTS, DERIVED_TRACES, DERIVED_METRICS];
+pub const FILES: [&str; 5] = [
+    CART_EVENTS,
+    CARTS,
+    DERIVED_TRACES,
+    DERIVED_METRICS,
+    OPERATION_STATS,
+];
 const SUMMARY: &str = "summary.json";
 const KEY: &str = "key.json";
 const REPLAYS: &str = "replays";
 const PENDING: &str = ".pending-";
 
 /// Changes whenever a replay's files would come out differently from the same inputs.
-// 3: cart_events has line_value; 4: product_id, line_quantity; 5: status_message
-const FORMAT: &str = "replay-5";
+// 3: cart_events has line_value; 4: product_id, line_quantity; 5: status_message;
+// 6: operation_stats
+const FORMAT: &str = "replay-6";
 
 /// Complete replays kept per dataset (the newest), besides the one just written.
 const KEEP: usize = 4;

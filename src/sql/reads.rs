@@ -58,7 +58,7 @@ fn relation_columns(name: &str) -> Option<&'static [&'static str]> {
         "metrics" | "observed_metrics" | "derived_metrics" => METRICS,
         "exemplars" | "cart_exemplars" => EXEMPLARS,
         "logs" | "cart_logs" => METRICS,
-        "carts" | "cart_events" | "abandonments" | "stages" => &[],
+        "carts" | "cart_events" | "abandonments" | "stages" | "operation_stats" => &[],
         _ => return None,
     })
 }

@@ -339,6 +339,25 @@ pub fn carts_schema() -> SchemaRef {
         .clone()
 }
 
+/// The replay's `operation_stats`: one row per operation of the observed spans.
+pub fn operation_stats_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let f = |name: &str| Field::new(name, DataType::Float64, false);
+            Arc::new(Schema::new(vec![
+                Field::new("operation_name", DataType::Utf8, false),
+                Field::new("spans", DataType::Int64, false),
+                f("total_ms"),
+                f("mean_ms"),
+                f("p50_ms"),
+                f("p95_ms"),
+                f("signal_ms"),
+            ]))
+        })
+        .clone()
+}
+
 /// One line per column, for `cartscope schema`.
 pub fn type_name(dt: &DataType) -> String {
     match dt {

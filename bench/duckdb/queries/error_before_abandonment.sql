@@ -1,6 +1,8 @@
 -- DuckDB port of queries/error_before_abandonment.sql (default parameters filled in), run after
--- replay.sql over the same dataset. Only the dialect differs: a struct literal for
--- named_struct, first for first_value.
+-- kept.sql over the same dataset. Only the dialect differs: a struct literal for
+-- named_struct, and DuckDB's own ordered pick, first(v ORDER BY k1 DESC NULLS FIRST, ...),
+-- for cartscope's last_by(v, k1, ...) (a key written `k IS NOT NULL, k` there is
+-- `k DESC NULLS LAST` here).
 -- name: error_before_abandonment
 -- description: Abandoned carts whose last operation failed: one row per cart with the failed
 --   operation, its status message and the exception its span recorded (exception.type and
