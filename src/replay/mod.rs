@@ -12,7 +12,8 @@
 //!
 //! Every table the replay makes (`cart_events`, `carts`, the derived rows, and
 //! `operation_stats`: each operation's span count, duration sum and percentiles, from the
-//! passes that select the `slower_than_p95` signal's percentile) is written to
+//! passes that select the `slower_than_p95` signal's percentile, written once the fold is
+//! done) is written to
 //! Parquet as the fold goes and read back through listing tables (`store`): beside an
 //! ingested dataset it is kept and reused by every later command with the same data, model,
 //! threshold and as-of time.
@@ -32,8 +33,9 @@
 //! sort's merge of many spill files reads a batch of each, outside the pool). Bounded by
 //! construction: the fold (one sorted batch and the cart running across its end, 16k
 //! folded carts before they are written) and the Parquet writers (a 64k-row group each).
-//! Not bounded: the percentile selection (per distinct operation name, a sparse histogram
-//! or at most 64k durations) and the set of carts whose abandonment the input recorded
+//! Not bounded: the percentile selection (per distinct operation name, one sparse
+//! histogram in the first pass, then per percentile asked, the model's, 0.5 and 0.95, a
+//! sparse histogram or at most 64k durations) and the set of carts whose abandonment the input recorded
 //! already (a string per such cart: none for most exports). Before the replay, raw exports
 //! given to --data are held in memory only while they would take at most half the limit;
 //! larger ones are read through a temporary dataset (`sql::session::Data::load`).
@@ -477,7 +479,7 @@ pub async fn percentiles_at(
 /// One operation's durations, as `durations_at` sums and selects them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationDurations {
-    /// Its rows (whatever their weights).
+    /// Its rows (those of a positive weight: the only ones selected from).
     pub spans: u64,
     /// The sum of its durations, unweighted: summed exactly in whole nanoseconds (each
     /// duration rounded to one), so that it does not depend on the order rows arrive in.
@@ -529,12 +531,12 @@ pub async fn durations_at(
     }
 }
 
-/// How many more bits of a duration's pattern a pass of `percentiles` fixes, `bits` fixed.
+/// How many more bits of a duration's pattern a pass of `durations_at` fixes, `bits` fixed.
 fn step(bits: u32) -> u32 {
     24.min(64 - bits)
 }
 
-/// The radix selection of `percentiles`, fed one pass of (operation, duration, weight) at a
+/// The radix selection of `durations_at`, fed one pass of (operation, duration, weight) at a
 /// time. Weights of 1 sum exactly (up to 2^53 rows), so unweighted it is the nearest rank.
 struct Percentiles {
     ps: Vec<f64>,
@@ -608,9 +610,10 @@ impl Percentiles {
         let k = Self::key(d);
         if self.first {
             o.spans += 1;
-            // Whole nanoseconds: an integer sum is exact whatever the order (a duration
-            // past i64's nanoseconds, 292 years, saturates rather than wraps).
-            o.total_ns = o.total_ns.saturating_add((d * 1e6).round() as i64 as i128);
+            // Whole nanoseconds: an integer sum is exact whatever the order. The cast clamps
+            // a duration to i64's nanoseconds (292 years); 2^64 of those cannot overflow
+            // an i128.
+            o.total_ns += i128::from((d * 1e6).round() as i64);
             let b = o.first.entry((k >> (64 - step(0))) as u32).or_default();
             b.0 += 1;
             b.1 += w;
@@ -742,7 +745,7 @@ pub const FOLD_EXPLAINED: &str = "\
 --             stage's threshold at the as-of time) | recovered (came back) | active
 --   suspected_cause (abandoned only) = slow_response (last op > causes.slow_ms) | error
 --   signals = slower_than_p95 (last op above its percentile: the nearest-rank causes.percentile
---             of its operation's durations above), error_before_idle (an error
+--             of its operation's durations above: operation_stats.signal_ms), error_before_idle (an error
 --             within causes.error_window of last_activity), retry (an operation twice in a trace)
 --   abandoned_at = last_activity + threshold";
 
@@ -1473,8 +1476,9 @@ async fn implausible_times(ctx: &SessionContext, b: &TimeBounds) -> Result<Optio
 }
 
 /// Runs the replay, or finds it kept beside the dataset, and registers `carts`,
-/// `cart_events`, `abandonments`, `cart_exemplars`, `cart_logs` and its derived rows (`derived_traces`,
-/// `derived_metrics`, seen through the `traces` and `metrics` views). Of a replay that is
+/// `cart_events`, `abandonments`, `cart_exemplars`, `cart_logs`, `operation_stats` and its
+/// derived rows (`derived_traces`, `derived_metrics`, seen through the `traces` and `metrics`
+/// views). Of a replay that is
 /// not kept, only what `ReplayOptions::reads` names: without the events, `cart_events`,
 /// `cart_exemplars` and `cart_logs` are not registered; without the derived rows, their
 /// tables are empty.
@@ -2755,7 +2759,7 @@ mod tests {
     /// Each operation's rows and the sum of its durations: counted in the first pass only
     /// (a selection takes two or three), and summed exactly, so that the same durations in
     /// another order give the same bits; negatives, zeros and a duration too long for
-    /// nanoseconds in an i64 (it saturates) included.
+    /// nanoseconds in an i64 (clamped) included.
     #[test]
     fn durations_count_every_row_once_and_sum_them_exactly() {
         // Durations as the loader makes them: whole nanoseconds over 1e6.
@@ -2800,7 +2804,7 @@ mod tests {
         }
         let (_, back) = run(&mut ns.iter().rev().map(|(o, n)| (*o, *n as f64 / 1e6)));
         assert_eq!(back, got, "the same durations in the reverse order");
-        // Past i64's nanoseconds: saturated, not wrapped into a negative sum.
+        // Past i64's nanoseconds: clamped, not wrapped into a negative sum.
         let (_, huge) = run(&mut [("x", 1e300), ("x", 1e300), ("x", -5.0)].into_iter());
         assert!(huge["x"].total_ms > 1e13, "{:?}", huge["x"]);
         assert_eq!(huge["x"].spans, 3);

@@ -959,9 +959,9 @@ async fn is_empty_table(ctx: &SessionContext, name: &str) -> Result<bool> {
 /// pushdown), before the other columns of a row are decoded: a question about a few spans
 /// (one operation's slow ones, an exemplar's span) then skips decoding the attribute maps of
 /// all the others. Measured at 1M generated carts (bench/RESULTS.md, 2026-12-06):
-/// reference_correlation 1.72x, exemplar_drilldown 1.08x, detect and report within the
-/// noise; a scan that keeps most spans pays for it (0.89x-0.94x on two such ad-hoc
-/// queries). The other tables are read whole or by few rows of few columns, and pushdown
+/// reference_correlation 1.53x-1.72x, exemplar_drilldown 1.08x-1.10x, detect and report
+/// within the noise; a scan that keeps most spans pays for it (0.89x-0.94x on two such
+/// ad-hoc queries). The other tables are read whole or by few rows of few columns, and pushdown
 /// on `cart_events` measured slower (0.93x-0.95x): off.
 fn listing_table(table: Table, parts: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {
     parquet_table_with(parts, table.schema(), None, matches!(table, Table::Traces))
